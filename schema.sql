@@ -1,0 +1,293 @@
+-- PhotoDB schema. Generated from migrations/ by `python scripts/render_schema.py`; do not edit.
+
+-- ==== 0001_initial ====
+-- PhotoDB initial schema: every table of the design, with keys, checks and indexes.
+-- ON DELETE policy: rows that only describe a photo (metadata, status, detections, analyses)
+-- go with the photo; links between identity rows (cluster -> person, detection -> cluster)
+-- are set to NULL so that deleting one side never silently deletes manual work on the other.
+
+CREATE EXTENSION IF NOT EXISTS vector;
+
+CREATE TABLE collection (
+    id          BIGSERIAL PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE CHECK (length(name) > 0),
+    root_path   TEXT,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+INSERT INTO collection (name) VALUES ('default');
+
+CREATE TABLE photo (
+    id                 BIGSERIAL PRIMARY KEY,
+    collection_id      BIGINT NOT NULL REFERENCES collection(id) ON DELETE CASCADE,
+    uuid               UUID NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+    filename           TEXT NOT NULL,           -- path relative to the collection root
+    file_size          BIGINT CHECK (file_size >= 0),
+    file_mtime         TIMESTAMPTZ,
+    content_hash       TEXT,
+    normalized_path    TEXT,                    -- relative to IMG_PATH
+    width              INTEGER CHECK (width > 0),
+    height             INTEGER CHECK (height > 0),
+    normalized_width   INTEGER CHECK (normalized_width > 0),
+    normalized_height  INTEGER CHECK (normalized_height > 0),
+    created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (collection_id, filename)
+);
+
+CREATE TABLE metadata (
+    photo_id            BIGINT PRIMARY KEY REFERENCES photo(id) ON DELETE CASCADE,
+    captured_at         TIMESTAMP,              -- wall-clock time as the camera recorded it
+    captured_at_offset  TEXT,                   -- '+02:00' when the file says which zone
+    captured_at_source  TEXT,                   -- 'exif:DateTimeOriginal', 'filename', ...
+    latitude            DOUBLE PRECISION CHECK (latitude BETWEEN -90 AND 90),
+    longitude           DOUBLE PRECISION CHECK (longitude BETWEEN -180 AND 180),
+    altitude            DOUBLE PRECISION,
+    camera_make         TEXT,
+    camera_model        TEXT,
+    lens_model          TEXT,
+    iso                 INTEGER,
+    aperture            DOUBLE PRECISION,
+    exposure_time       DOUBLE PRECISION,
+    focal_length        DOUBLE PRECISION,
+    orientation         SMALLINT,
+    notes               TEXT[] NOT NULL DEFAULT '{}',  -- values dropped as implausible, and why
+    extra               JSONB NOT NULL DEFAULT '{}',
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CHECK ((latitude IS NULL) = (longitude IS NULL))
+);
+CREATE INDEX idx_metadata_captured_at ON metadata(captured_at);
+CREATE INDEX idx_metadata_extra ON metadata USING GIN (extra);
+
+CREATE TABLE processing_status (
+    photo_id       BIGINT NOT NULL REFERENCES photo(id) ON DELETE CASCADE,
+    stage          TEXT NOT NULL CHECK (stage IN
+                   ('normalize', 'metadata', 'detection', 'scene_analysis', 'age_gender', 'clustering', 'enrich')),
+    status         TEXT NOT NULL DEFAULT 'pending'
+                   CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
+    processed_at   TIMESTAMPTZ,
+    error_message  TEXT,
+    claimed_by     TEXT,                        -- host:pid:start of the worker holding a 'processing' claim
+    claimed_at     TIMESTAMPTZ,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    updated_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (photo_id, stage),
+    CHECK ((status = 'processing') = (claimed_at IS NOT NULL))
+);
+CREATE INDEX idx_processing_status ON processing_status(status, stage);
+CREATE INDEX idx_processing_status_pending ON processing_status(photo_id, stage) WHERE status = 'pending';
+CREATE INDEX idx_processing_status_claims ON processing_status(claimed_by) WHERE status = 'processing';
+
+CREATE TABLE batch_job (
+    id                      BIGSERIAL PRIMARY KEY,
+    provider                TEXT NOT NULL DEFAULT 'anthropic' CHECK (provider IN ('anthropic', 'bedrock')),
+    provider_batch_id       TEXT UNIQUE,
+    status                  TEXT NOT NULL DEFAULT 'pending' CHECK (status IN
+                            ('pending', 'submitted', 'in_progress', 'completed', 'failed', 'cancelled', 'expired')),
+    submitted_at            TIMESTAMPTZ,
+    completed_at            TIMESTAMPTZ,
+    photo_count             INTEGER NOT NULL DEFAULT 0 CHECK (photo_count >= 0),
+    processed_count         INTEGER NOT NULL DEFAULT 0 CHECK (processed_count >= 0),
+    failed_count            INTEGER NOT NULL DEFAULT 0 CHECK (failed_count >= 0),
+    photo_ids               BIGINT[] NOT NULL DEFAULT '{}',
+    total_input_tokens      BIGINT NOT NULL DEFAULT 0,
+    total_output_tokens     BIGINT NOT NULL DEFAULT 0,
+    estimated_cost_cents    INTEGER,
+    actual_cost_cents       INTEGER,
+    model_name              TEXT,
+    batch_discount_applied  BOOLEAN NOT NULL DEFAULT true,
+    error_message           TEXT,
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_batch_job_status ON batch_job(status);
+
+CREATE TABLE llm_analysis (
+    id                      BIGSERIAL PRIMARY KEY,
+    photo_id                BIGINT NOT NULL REFERENCES photo(id) ON DELETE CASCADE,
+    model_name              TEXT NOT NULL,
+    model_version           TEXT,
+    processed_at            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    batch_id                BIGINT REFERENCES batch_job(id) ON DELETE SET NULL,
+    analysis                JSONB,
+    description             TEXT,
+    objects                 TEXT[],
+    people_count            INTEGER CHECK (people_count >= 0),
+    location_description    TEXT,
+    emotional_tone          TEXT,
+    confidence_score        DOUBLE PRECISION CHECK (confidence_score BETWEEN 0 AND 1),
+    processing_duration_ms  INTEGER,
+    input_tokens            INTEGER,
+    output_tokens           INTEGER,
+    cache_creation_tokens   INTEGER,
+    cache_read_tokens       INTEGER,
+    error_message           TEXT,
+    UNIQUE (photo_id, model_name)
+);
+CREATE INDEX idx_llm_analysis_batch ON llm_analysis(batch_id);
+
+CREATE TABLE person (
+    id                        BIGSERIAL PRIMARY KEY,
+    collection_id             BIGINT NOT NULL REFERENCES collection(id) ON DELETE CASCADE,
+    first_name                TEXT,
+    last_name                 TEXT,
+    auto_created              BOOLEAN NOT NULL DEFAULT false,
+    estimated_birth_year      INTEGER,
+    birth_year_stddev         DOUBLE PRECISION CHECK (birth_year_stddev >= 0),
+    gender                    CHAR(1) CHECK (gender IN ('M', 'F', 'U')),
+    gender_confidence         DOUBLE PRECISION CHECK (gender_confidence BETWEEN 0 AND 1),
+    age_gender_sample_count   INTEGER NOT NULL DEFAULT 0,
+    age_gender_updated_at     TIMESTAMPTZ,
+    created_at                TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at                TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_person_collection ON person(collection_id);
+
+CREATE TABLE hdbscan_run (
+    id                   BIGSERIAL PRIMARY KEY,
+    collection_id        BIGINT NOT NULL REFERENCES collection(id) ON DELETE CASCADE,
+    embedding_model      TEXT NOT NULL,
+    created_at           TIMESTAMPTZ NOT NULL DEFAULT now(),
+    embedding_count      INTEGER NOT NULL CHECK (embedding_count >= 0),
+    cluster_count        INTEGER NOT NULL CHECK (cluster_count >= 0),
+    noise_count          INTEGER NOT NULL CHECK (noise_count >= 0),
+    min_cluster_size     INTEGER NOT NULL CHECK (min_cluster_size >= 2),
+    min_samples          INTEGER NOT NULL CHECK (min_samples >= 1),
+    parameters           JSONB NOT NULL DEFAULT '{}',  -- everything else the run was made with
+    condensed_tree       JSONB,
+    label_to_cluster_id  JSONB,
+    clusterer_state      BYTEA,                        -- pickled clusterer, for approximate_predict
+    reducer_state        BYTEA,                        -- pickled dimension reducer fitted at bootstrap
+    is_active            BOOLEAN NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX idx_hdbscan_run_active ON hdbscan_run(collection_id, embedding_model) WHERE is_active;
+
+CREATE TABLE cluster (
+    id                          BIGSERIAL PRIMARY KEY,
+    collection_id               BIGINT NOT NULL REFERENCES collection(id) ON DELETE CASCADE,
+    embedding_model             TEXT NOT NULL,
+    face_count                  INTEGER NOT NULL DEFAULT 0 CHECK (face_count >= 0),
+    representative_detection_id BIGINT,
+    centroid                    VECTOR(512),
+    medoid_detection_id         BIGINT,
+    face_count_at_last_medoid   INTEGER NOT NULL DEFAULT 0,
+    person_id                   BIGINT REFERENCES person(id) ON DELETE SET NULL,
+    verified                    BOOLEAN NOT NULL DEFAULT false,
+    verified_at                 TIMESTAMPTZ,
+    verified_by                 TEXT,
+    hidden                      BOOLEAN NOT NULL DEFAULT false,
+    hdbscan_run_id              BIGINT REFERENCES hdbscan_run(id) ON DELETE SET NULL,
+    lambda_birth                DOUBLE PRECISION CHECK (lambda_birth >= 0),
+    persistence                 DOUBLE PRECISION,
+    created_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CHECK (NOT verified OR verified_at IS NOT NULL)
+);
+CREATE INDEX idx_cluster_centroid ON cluster USING hnsw (centroid vector_cosine_ops);
+CREATE INDEX idx_cluster_person ON cluster(person_id);
+CREATE INDEX idx_cluster_run ON cluster(hdbscan_run_id);
+
+CREATE TABLE person_detection (
+    id                 BIGSERIAL PRIMARY KEY,
+    photo_id           BIGINT NOT NULL REFERENCES photo(id) ON DELETE CASCADE,
+    face_bbox_x        DOUBLE PRECISION,
+    face_bbox_y        DOUBLE PRECISION,
+    face_bbox_width    DOUBLE PRECISION CHECK (face_bbox_width > 0),
+    face_bbox_height   DOUBLE PRECISION CHECK (face_bbox_height > 0),
+    face_confidence    DOUBLE PRECISION CHECK (face_confidence BETWEEN 0 AND 1),
+    face_landmarks     JSONB,                   -- five points, when the detector gives them
+    body_bbox_x        DOUBLE PRECISION,
+    body_bbox_y        DOUBLE PRECISION,
+    body_bbox_width    DOUBLE PRECISION CHECK (body_bbox_width > 0),
+    body_bbox_height   DOUBLE PRECISION CHECK (body_bbox_height > 0),
+    body_confidence    DOUBLE PRECISION CHECK (body_confidence BETWEEN 0 AND 1),
+    age_estimate       DOUBLE PRECISION CHECK (age_estimate >= 0),
+    gender             CHAR(1) CHECK (gender IN ('M', 'F', 'U')),
+    gender_confidence  DOUBLE PRECISION CHECK (gender_confidence BETWEEN 0 AND 1),
+    mivolo_output      JSONB,
+    person_id          BIGINT REFERENCES person(id) ON DELETE SET NULL,
+    cluster_status     TEXT CHECK (cluster_status IN ('auto', 'pending', 'manual', 'unassigned', 'constrained')),
+    cluster_id         BIGINT REFERENCES cluster(id) ON DELETE SET NULL,
+    cluster_confidence DOUBLE PRECISION CHECK (cluster_confidence BETWEEN 0 AND 1),
+    unassigned_since   TIMESTAMPTZ,
+    lambda_val         DOUBLE PRECISION,
+    outlier_score      DOUBLE PRECISION CHECK (outlier_score BETWEEN 0 AND 1),
+    detector_model     TEXT,
+    detector_version   TEXT,
+    created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CHECK (face_bbox_x IS NOT NULL OR body_bbox_x IS NOT NULL),
+    CHECK ((face_bbox_x IS NULL) = (face_bbox_width IS NULL)),
+    CHECK ((body_bbox_x IS NULL) = (body_bbox_width IS NULL))
+);
+CREATE INDEX idx_person_detection_cluster_id ON person_detection(cluster_id);
+CREATE INDEX idx_person_detection_cluster_status ON person_detection(cluster_status);
+CREATE INDEX idx_person_detection_photo_id ON person_detection(photo_id);
+CREATE INDEX idx_person_detection_gender ON person_detection(gender);
+CREATE INDEX idx_person_detection_age ON person_detection(age_estimate);
+CREATE INDEX idx_person_detection_person ON person_detection(person_id);
+
+ALTER TABLE cluster
+    ADD CONSTRAINT cluster_representative_fk FOREIGN KEY (representative_detection_id)
+        REFERENCES person_detection(id) ON DELETE SET NULL,
+    ADD CONSTRAINT cluster_medoid_fk FOREIGN KEY (medoid_detection_id)
+        REFERENCES person_detection(id) ON DELETE SET NULL;
+
+CREATE TABLE face_embedding (
+    person_detection_id  BIGINT PRIMARY KEY REFERENCES person_detection(id) ON DELETE CASCADE,
+    embedding_model      TEXT NOT NULL,         -- embeddings of different models are never compared
+    embedding_dim        INTEGER NOT NULL CHECK (embedding_dim BETWEEN 1 AND 512),
+    aligned              BOOLEAN NOT NULL DEFAULT false,  -- face was aligned to the 5-point template
+    embedding            VECTOR(512) NOT NULL,
+    created_at           TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_face_embedding ON face_embedding USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX idx_face_embedding_model ON face_embedding(embedding_model);
+
+CREATE TABLE face_match_candidate (
+    candidate_id  BIGSERIAL PRIMARY KEY,
+    detection_id  BIGINT NOT NULL REFERENCES person_detection(id) ON DELETE CASCADE,
+    cluster_id    BIGINT NOT NULL REFERENCES cluster(id) ON DELETE CASCADE,
+    similarity    DOUBLE PRECISION NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'accepted', 'rejected')),
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (detection_id, cluster_id)
+);
+CREATE INDEX idx_face_match_candidate_status ON face_match_candidate(status);
+
+CREATE TABLE must_link (
+    id              BIGSERIAL PRIMARY KEY,
+    detection_id_1  BIGINT NOT NULL REFERENCES person_detection(id) ON DELETE CASCADE,
+    detection_id_2  BIGINT NOT NULL REFERENCES person_detection(id) ON DELETE CASCADE,
+    created_by      TEXT,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CHECK (detection_id_1 < detection_id_2),
+    UNIQUE (detection_id_1, detection_id_2)
+);
+CREATE INDEX idx_must_link_2 ON must_link(detection_id_2);
+
+CREATE TABLE cannot_link (
+    id              BIGSERIAL PRIMARY KEY,
+    detection_id_1  BIGINT NOT NULL REFERENCES person_detection(id) ON DELETE CASCADE,
+    detection_id_2  BIGINT NOT NULL REFERENCES person_detection(id) ON DELETE CASCADE,
+    created_by      TEXT,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CHECK (detection_id_1 < detection_id_2),
+    UNIQUE (detection_id_1, detection_id_2)
+);
+CREATE INDEX idx_cannot_link_2 ON cannot_link(detection_id_2);
+
+CREATE TABLE cluster_cannot_link (
+    id            BIGSERIAL PRIMARY KEY,
+    cluster_id_1  BIGINT NOT NULL REFERENCES cluster(id) ON DELETE CASCADE,
+    cluster_id_2  BIGINT NOT NULL REFERENCES cluster(id) ON DELETE CASCADE,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CHECK (cluster_id_1 < cluster_id_2),
+    UNIQUE (cluster_id_1, cluster_id_2)
+);
+
+CREATE TABLE cluster_person_cannot_link (
+    id          BIGSERIAL PRIMARY KEY,
+    cluster_id  BIGINT NOT NULL REFERENCES cluster(id) ON DELETE CASCADE,
+    person_id   BIGINT NOT NULL REFERENCES person(id) ON DELETE CASCADE,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (cluster_id, person_id)
+);

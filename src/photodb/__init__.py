@@ -1,0 +1,3 @@
+"""PhotoDB: a personal photo indexing pipeline on PostgreSQL + pgvector."""
+
+__version__ = "0.1.0"

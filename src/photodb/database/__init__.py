@@ -1,0 +1,1 @@
+"""Connection management, migrations and every SQL statement PhotoDB runs."""

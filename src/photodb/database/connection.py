@@ -1,0 +1,116 @@
+"""Where the database is (DATABASE_URL or the embedded server), and the connection pool to it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from photodb.config import Settings
+from photodb.database.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from photodb.database.migrations import apply_migrations
+
+log = logging.getLogger(__name__)
+
+MAX_POOL_SIZE = 50
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached or prepared; the message is safe to show (no password)."""
+
+
+def pool_max_size(parallel: int) -> int:
+    """Worker connections: one per thread, at most 50 so that a shared server keeps room for others."""
+    return max(1, min(parallel, MAX_POOL_SIZE))
+
+
+def describe_url(url: str) -> str:
+    """A libpq URL with the password left out, for messages and logs."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable DATABASE_URL>"
+    host = params.get("host") or "localhost"
+    port = f":{params['port']}" if params.get("port") else ""
+    user = f"{params['user']}@" if params.get("user") else ""
+    return f"{user}{host}{port}/{params.get('dbname', '')}"
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    register_vector(conn)
+
+
+class Database:
+    """The one handle stages and CLIs use: a migrated database and a pool of connections to it."""
+
+    def __init__(self, settings: Settings, *, pool_size: int = 4, migrate: bool = True) -> None:
+        self.settings = settings
+        self._embedded: EmbeddedPostgres | None = None
+        if settings.database_url is not None:
+            self.url = settings.database_url.get_secret_value()
+        else:
+            self._embedded = EmbeddedPostgres(settings.photodb_home.expanduser())
+            try:
+                self.url = self._embedded.acquire()
+            except EmbeddedDatabaseError as error:
+                raise DatabaseUnavailable(str(error)) from error
+        try:
+            if migrate:
+                with self.connect() as conn:
+                    apply_migrations(conn)
+            self.pool = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=max(1, pool_size),
+                configure=_configure,
+                open=False,
+                name="photodb",
+                timeout=60,
+            )
+            self.pool.open(wait=True, timeout=30)
+        except BaseException:
+            self._release_embedded()
+            raise
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+        """A connection outside the pool, for long-lived control work (registration, progress)."""
+        try:
+            conn = psycopg.connect(self.url, autocommit=autocommit, connect_timeout=10)
+        except psycopg.OperationalError as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise DatabaseUnavailable(f"cannot connect to the database at {describe_url(self.url)}: {reason}") from error
+        try:
+            register_vector(conn)
+        except psycopg.ProgrammingError:
+            pass  # the extension is created by the first migration
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.close()
+        self._release_embedded()
+
+    def _release_embedded(self) -> None:
+        if self._embedded is not None:
+            self._embedded.release()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

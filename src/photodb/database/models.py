@@ -1,0 +1,60 @@
+"""Plain records read from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    root_path: Path | None
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    collection_id: int
+    uuid: UUID
+    filename: str
+    file_size: int | None
+    content_hash: str | None
+    normalized_path: str | None
+    width: int | None
+    height: int | None
+    normalized_width: int | None
+    normalized_height: int | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One (photo, stage) unit of work held by a worker."""
+
+    photo_id: int
+    stage: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    pending: int = 0
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.processing + self.completed + self.failed
+
+
+@dataclass(frozen=True)
+class StageError:
+    photo_id: int
+    filename: str
+    stage: str
+    message: str
+    at: datetime | None

@@ -1,0 +1,1 @@
+"""Pydantic schemas exchanged with outside services."""

@@ -1,0 +1,1 @@
+"""Orchestration of stages over photos."""

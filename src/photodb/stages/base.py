@@ -1,0 +1,62 @@
+"""The small interface every pipeline stage implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from photodb.config import Settings
+    from photodb.database.connection import Database
+    from photodb.database.models import Collection, Photo
+
+
+class StageFailure(Exception):
+    """A photo-specific problem: recorded as the photo's error for this stage, the run goes on."""
+
+
+class StageUnavailable(RuntimeError):
+    """The stage cannot run at all here (missing extra, model file): stops the run with this message."""
+
+
+@dataclass
+class StageContext:
+    """What a stage may use: settings, the database, the collection being processed."""
+
+    settings: Settings
+    db: Database
+    collection: Collection
+    parallel: int = 1
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def source_path(self, photo: Photo) -> Path:
+        assert self.collection.root_path is not None
+        return self.collection.root_path / photo.filename
+
+    def normalized_path(self, photo: Photo) -> Path:
+        if not photo.normalized_path:
+            raise StageFailure("photo has not been normalized yet")
+        return self.settings.images_dir / photo.normalized_path
+
+
+class BaseStage(ABC):
+    """A stage turns one photo into rows. It must be idempotent: rerunning replaces, never duplicates.
+
+    `process` is called from several worker threads at once; anything it shares must be thread-safe.
+    It raises StageFailure (or any exception) for a photo it cannot handle; the processor records
+    the message on that photo's processing_status row and moves on.
+    """
+
+    name: ClassVar[str]
+    depends_on: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, context: StageContext) -> None:
+        self.context = context
+
+    @abstractmethod
+    def process(self, photo: Photo) -> None: ...
+
+    def close(self) -> None:
+        """Release models, threads or files held by the stage."""

@@ -1,0 +1,1 @@
+"""Helpers shared by stages: image decoding, EXIF parsing, file discovery, model plumbing."""
