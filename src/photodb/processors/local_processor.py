@@ -313,7 +313,7 @@ class LocalProcessor:
             error = f"{type(unexpected).__name__}: {unexpected}"
         if error is not None:
             error = error.replace("\x00", "")[:MAX_ERROR_LENGTH] or "failed without a message"
-            log.warning("%s failed for photo %s: %s", claim.stage, claim.photo_id, error)
+            log.info("%s failed for photo %s: %s", claim.stage, claim.photo_id, error)
         if self.repo.finish(self.worker_id, claim, error):
             with self._lock:
                 self._done_by_me[(claim.stage, "failed" if error else "completed")] += 1

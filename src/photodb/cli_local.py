@@ -1,0 +1,186 @@
+"""process-local: index a folder of photos with the local stages."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from photodb.config import Settings
+from photodb.database.connection import Database, DatabaseUnavailable, pool_max_size
+from photodb.database.migrations import MigrationError
+from photodb.database.models import StageCounts
+from photodb.logging_setup import configure_logging
+from photodb.processors.local_processor import LocalProcessor, RunError, RunOptions, RunSummary, default_parallel
+from photodb.stages import PIPELINE_ORDER, implemented_stages, planned_stages
+
+EXIT_RUN_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} photos/s" if task.speed else "– photos/s", style="cyan")
+
+
+class RichProgress:
+    """One bar per stage: done/total for the whole scope (other workers' progress included)."""
+
+    def __init__(self, console: Console, stages: list[str]) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<15}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[failures]}", style="red"),
+            console=console,
+            transient=False,
+        )
+        self.tasks = {name: self.progress.add_task(name, total=None, failures="") for name in stages}
+
+    def update(self, counts: dict[str, StageCounts], registered: int, discovering: bool) -> None:
+        for name, task_id in self.tasks.items():
+            stage_counts = counts.get(name, StageCounts())
+            failures = f"{stage_counts.failed} failed" if stage_counts.failed else ""
+            self.progress.update(
+                task_id,
+                total=stage_counts.total or None,
+                completed=stage_counts.completed + stage_counts.failed,
+                failures=failures + (" (finding files…)" if discovering else ""),
+            )
+
+
+def _stage_help() -> str:
+    planned = ", ".join(planned_stages()) or "none"
+    return (
+        f"Run only this stage (repeatable). Implemented: {', '.join(implemented_stages())}. "
+        f"Not implemented yet: {planned}."
+    )
+
+
+def _validate_stages(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
+    if not value:
+        return implemented_stages()
+    missing = [name for name in value if name not in implemented_stages()]
+    if missing:
+        raise click.BadParameter(
+            f"stage {', '.join(missing)} is not implemented yet (implemented: {', '.join(implemented_stages())})"
+        )
+    return [name for name in PIPELINE_ORDER if name in value]
+
+
+def _summary_table(summary: RunSummary) -> Table:
+    title = "Dry run: what would happen" if summary.dry_run else f"process-local: {summary.root}"
+    table = Table(title=title, title_justify="left")
+    table.add_column("stage")
+    table.add_column("would run" if summary.dry_run else "completed", justify="right")
+    table.add_column("skipped", justify="right")
+    if not summary.dry_run:
+        table.add_column("failed", justify="right", style="red")
+        table.add_column("waiting on a failed step", justify="right")
+    for name, stage in summary.stages.items():
+        cells = [name, str(stage.completed), str(stage.skipped)]
+        if not summary.dry_run:
+            cells += [str(stage.failed), str(stage.blocked)]
+        table.add_row(*cells)
+    for name, reason in summary.unavailable.items():
+        table.add_row(name, "[yellow]not run[/]", reason, *([""] * (0 if summary.dry_run else 2)))
+    table.caption = (
+        f"{summary.discovered} photos found ({summary.new} new, {summary.changed} changed, "
+        f"{summary.unchanged} unchanged), {summary.ignored_files} other files ignored"
+        + (f", {summary.symlink_loops} symlink loops skipped" if summary.symlink_loops else "")
+        + f" in {summary.elapsed_seconds:.1f}s"
+    )
+    return table
+
+
+def _summary_json(summary: RunSummary) -> str:
+    data = asdict(summary)
+    data["errors"] = [
+        {**asdict(e), "at": e.at.isoformat() if e.at else None} for e in summary.errors
+    ]
+    return json.dumps(data, indent=2)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--parallel", "-p", type=click.IntRange(1, 1000), default=default_parallel, show_default="cores, max 8",
+              help="Worker threads. Several processes or hosts may also run on the same library at once.")
+@click.option("--stage", "stages", multiple=True, type=click.Choice(PIPELINE_ORDER), callback=_validate_stages,
+              help=_stage_help())
+@click.option("--force", is_flag=True, help="Redo the selected stages even for photos already processed.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be registered and processed; change nothing.")
+@click.option("--max-photos", type=click.IntRange(1), help="Stop discovering after this many photos.")
+@click.option("--collection", default="default", show_default=True,
+              help="Library to index into; each collection has its own root folder, photos and people.")
+@click.option("--retry-failed", is_flag=True, help="Try photos whose stage failed before once more.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (no progress bars).")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def main(
+    path: Path, parallel: int, stages: list[str], force: bool, dry_run: bool, max_photos: int | None,
+    collection: str, retry_failed: bool, as_json: bool, verbose: bool,
+) -> None:  # fmt: skip
+    """Index the photos under PATH: normalize, read metadata, detect people.
+
+    Runs without any set-up: when DATABASE_URL is not set, PhotoDB starts its own PostgreSQL under
+    PHOTODB_HOME and stops it when the last PhotoDB process exits. Rerunning is cheap: unchanged
+    files are skipped, changed files are redone. Photos that fail are recorded with the reason and
+    the run goes on; the exit status is 0 unless the run itself could not happen.
+    """
+    console = Console(stderr=True)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        console.print(f"[red]error:[/] invalid configuration: {error}")
+        sys.exit(EXIT_RUN_ERROR)
+    configure_logging(settings, console, verbose)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    options = RunOptions(
+        stages=stages, parallel=parallel, force=force, dry_run=dry_run, max_photos=max_photos,
+        retry_failed=retry_failed, collection=collection,
+    )  # fmt: skip
+    if not path.expanduser().is_dir():
+        console.print(f"[red]error:[/] folder not found: {path}")
+        sys.exit(EXIT_RUN_ERROR)
+    db: Database | None = None
+    try:
+        db = Database(settings, pool_size=pool_max_size(parallel))
+        show_progress = not as_json and not dry_run
+        progress = RichProgress(console, stages) if show_progress else None
+        processor = LocalProcessor(settings, db, options, progress)
+        if progress is not None:
+            with progress.progress:
+                summary = processor.run(path)
+        else:
+            summary = processor.run(path)
+    except (DatabaseUnavailable, MigrationError, RunError) as error:
+        console.print(f"[red]error:[/] {error}")
+        sys.exit(EXIT_RUN_ERROR)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] unfinished photos will be picked up by the next run")
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        if db is not None:
+            db.close()
+
+    if as_json:
+        click.echo(_summary_json(summary))
+        return
+    console.print(_summary_table(summary))
+    for error in summary.errors:
+        console.print(f"  [red]✗[/] {error.filename} [dim]({error.stage})[/]: {error.message}")

@@ -1,0 +1,142 @@
+"""Opening any photo format PhotoDB accepts and turning it into an upright 8-bit RGB image.
+
+Every failure becomes an ImageError whose message says what is wrong with the file, because
+that message is what the user reads in processing_status.error_message.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+_register_lock = threading.Lock()
+_registered = False
+
+
+class ImageError(Exception):
+    """The file cannot be used as a photo; the message names the reason."""
+
+
+def register_formats() -> None:
+    """HEIC/HEIF through pillow-heif (AVIF is native in Pillow); done once per process."""
+    global _registered
+    with _register_lock:
+        if not _registered:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _registered = True
+
+
+@dataclass
+class LoadedImage:
+    image: Image.Image  # upright, RGB
+    original_size: tuple[int, int]  # (width, height) after orientation, before any resize
+    format: str | None
+
+
+def describe_open_failure(path: Path, error: BaseException) -> str:
+    """Turn an exception from opening or decoding `path` into one specific sentence."""
+    if isinstance(error, FileNotFoundError):
+        if path.is_symlink():
+            return f"file not found: {path.name} is a symbolic link to {os.readlink(path)}, which does not exist"
+        return f"file not found: {path}"
+    if isinstance(error, PermissionError):
+        return f"permission denied reading {path.name}"
+    if isinstance(error, IsADirectoryError):
+        return f"{path.name} is a directory, not a photo"
+    if isinstance(error, UnidentifiedImageError):
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(16)
+        except OSError:
+            head = b""
+        return f"not a recognised image format (file starts with {head!r})"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"decompression bomb guard: {error}"
+    text = str(error) or type(error).__name__
+    if "truncated" in text or "broken data stream" in text or "premature end" in text.lower():
+        return f"image data is truncated or corrupt: {text}"
+    return f"cannot decode image: {type(error).__name__}: {text}"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: high bit depths scaled down, transparency flattened onto white, CMYK converted."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        if mode == "F":
+            top = max(float(values.max(initial=1.0)), 1e-9)
+        gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return image
+    return image.convert("RGB")
+
+
+def load_image(path: Path, max_pixels: int, scale: float = 1.0) -> LoadedImage:
+    """Decode the first frame of `path`, upright and in RGB, optionally scaled by `scale`.
+
+    The pixel count is checked against `max_pixels` from the header, before any decoding.
+    """
+    register_formats()
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise ImageError(describe_open_failure(path, error)) from error
+    if size == 0:
+        raise ImageError("file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                width, height = opened.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"decompression bomb guard: {width}x{height} = {width * height:,} pixels is over "
+                        f"the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)"
+                    )
+                image_format = opened.format
+                quarter_turn = opened.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+                opened.seek(0)
+                if scale < 1.0 and image_format == "JPEG":
+                    # Let libjpeg decode at reduced size: far faster than decoding full size and shrinking.
+                    opened.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+                upright = ImageOps.exif_transpose(opened)
+                upright.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombWarning as warning:
+        raise ImageError(f"decompression bomb guard: {warning}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as error:
+        raise ImageError(describe_open_failure(path, error)) from error
+    original = (height, width) if quarter_turn else (width, height)
+    rgb = _to_rgb(upright)
+    if scale < 1.0:
+        target = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
+        if rgb.size != target:
+            rgb = rgb.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return LoadedImage(rgb, original, image_format)
+
+
+def save_png(image: Image.Image, target: Path, compress_level: int) -> None:
+    """Write atomically: a crash never leaves a half-written PNG under the final name."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        image.save(temporary, format="PNG", compress_level=compress_level)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
