@@ -12,7 +12,15 @@ from types import FrameType
 import click
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -21,7 +29,13 @@ from photodb.database.connection import Database, DatabaseUnavailable, pool_max_
 from photodb.database.migrations import MigrationError
 from photodb.database.models import StageCounts
 from photodb.logging_setup import configure_logging
-from photodb.processors.local_processor import LocalProcessor, RunError, RunOptions, RunSummary, default_parallel
+from photodb.processors.local_processor import (
+    LocalProcessor,
+    RunError,
+    RunOptions,
+    RunSummary,
+    default_parallel,
+)
 from photodb.stages import PIPELINE_ORDER, implemented_stages, planned_stages
 
 EXIT_RUN_ERROR = 1
@@ -30,7 +44,7 @@ EXIT_INTERRUPTED = 130
 
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.1f} photos/s" if task.speed else "– photos/s", style="cyan")
+        return Text(f"{task.speed:.1f} photos/s" if task.speed else "- photos/s", style="cyan")
 
 
 class RichProgress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -87,11 +87,10 @@ class Database:
             conn = psycopg.connect(self.url, autocommit=autocommit, connect_timeout=10)
         except psycopg.OperationalError as error:
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise DatabaseUnavailable(f"cannot connect to the database at {describe_url(self.url)}: {reason}") from error
-        try:
+            where = describe_url(self.url)
+            raise DatabaseUnavailable(f"cannot connect to the database at {where}: {reason}") from error
+        with suppress(psycopg.ProgrammingError):  # the extension is created by the first migration
             register_vector(conn)
-        except psycopg.ProgrammingError:
-            pass  # the extension is created by the first migration
         return conn
 
     @contextmanager

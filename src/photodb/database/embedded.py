@@ -16,10 +16,9 @@ import logging
 import os
 import subprocess
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import warnings
 
 import fasteners
 import psutil
@@ -44,7 +43,7 @@ def _lease_name(pid: int) -> str:
 
 
 def _lease_is_live(name: str) -> bool:
-    pid_text, _, started = name.partition("-")
+    pid_text, _, _ = name.partition("-")
     try:
         return _lease_name(int(pid_text)) == name
     except (ValueError, psutil.Error):

@@ -87,6 +87,21 @@ class PhotoRepository:
         assert row is not None
         return Collection(row[0], row[1], Path(row[2]))
 
+    def reroot_collection(self, collection_id: int, new_root: Path, moved_under: str) -> Collection:
+        """Move a collection's root up to an ancestor folder; stored names gain the `moved_under` prefix."""
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute("SELECT 1 FROM collection WHERE id = %s FOR UPDATE", (collection_id,))
+            conn.execute(
+                "UPDATE photo SET filename = %s || '/' || filename, updated_at = now() WHERE collection_id = %s",
+                (moved_under, collection_id),
+            )
+            row = conn.execute(
+                "UPDATE collection SET root_path = %s WHERE id = %s RETURNING id, name, root_path",
+                (str(new_root), collection_id),
+            ).fetchone()
+        assert row is not None
+        return Collection(row[0], row[1], Path(row[2]))
+
     # -- registration ------------------------------------------------------------------------
 
     def known_files(self, collection_id: int, filenames: Sequence[str]) -> dict[str, FileFacts]:

@@ -131,6 +131,11 @@ class LocalProcessor:
         if collection.root_path is None:
             collection = self.repo.set_collection_root(collection.id, root)
         assert collection.root_path is not None
+        if collection.root_path != root and collection.root_path.is_relative_to(root):
+            moved_under = collection.root_path.relative_to(root).as_posix()
+            log.info("collection '%s' now starts at %s (was %s)", collection.name, root, collection.root_path)
+            collection = self.repo.reroot_collection(collection.id, root, moved_under)
+        assert collection.root_path is not None
         try:
             prefix = root.relative_to(collection.root_path).as_posix()
         except ValueError:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from photodb.utils.files import path_for_name
+
 if TYPE_CHECKING:
     from photodb.config import Settings
     from photodb.database.connection import Database
@@ -33,7 +35,7 @@ class StageContext:
 
     def source_path(self, photo: Photo) -> Path:
         assert self.collection.root_path is not None
-        return self.collection.root_path / photo.filename
+        return path_for_name(self.collection.root_path, photo.filename)
 
     def normalized_path(self, photo: Photo) -> Path:
         if not photo.normalized_path:
@@ -58,5 +60,5 @@ class BaseStage(ABC):
     @abstractmethod
     def process(self, photo: Photo) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most stages hold nothing
         """Release models, threads or files held by the stage."""

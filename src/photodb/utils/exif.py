@@ -157,7 +157,7 @@ def date_from_filename(name: str) -> datetime | None:
             parsed = datetime(*parts)
         except ValueError:
             continue
-        if _MIN_YEAR <= parsed.year and parsed <= datetime.now() + timedelta(days=366):
+        if parsed.year >= _MIN_YEAR and parsed <= datetime.now() + timedelta(days=366):
             return parsed
     return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,18 @@ def relative_name(path: Path, root: Path) -> str:
     """
     raw = os.fsencode(path.relative_to(root))
     return raw.decode("utf-8", errors="backslashreplace")
+
+
+_ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
+
+
+def path_for_name(root: Path, name: str) -> Path:
+    """Inverse of relative_name: the file on disk for a stored name."""
+    literal = root / name
+    if "\\x" not in name or literal.exists():
+        return literal
+    raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), name.encode("utf-8"))
+    return root / os.fsdecode(raw)
 
 
 def iter_images(root: Path, stats: DiscoveryStats | None = None, limit: int | None = None) -> Iterator[Path]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,8 @@ def register_formats() -> None:
             import pillow_heif
 
             pillow_heif.register_heif_opener()
+            # load_image enforces MAX_IMAGE_PIXELS (configurable) from the header itself.
+            Image.MAX_IMAGE_PIXELS = None
             _registered = True
 
 
@@ -98,27 +99,23 @@ def load_image(path: Path, max_pixels: int, scale: float = 1.0) -> LoadedImage:
     if size == 0:
         raise ImageError("file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                width, height = opened.size
-                if width * height > max_pixels:
-                    raise ImageError(
-                        f"decompression bomb guard: {width}x{height} = {width * height:,} pixels is over "
-                        f"the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)"
-                    )
-                image_format = opened.format
-                quarter_turn = opened.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-                opened.seek(0)
-                if scale < 1.0 and image_format == "JPEG":
-                    # Let libjpeg decode at reduced size: far faster than decoding full size and shrinking.
-                    opened.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-                upright = ImageOps.exif_transpose(opened)
-                upright.load()
+        with Image.open(path) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"decompression bomb guard: {width}x{height} = {width * height:,} pixels is over "
+                    f"the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)"
+                )
+            image_format = opened.format
+            quarter_turn = opened.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            opened.seek(0)
+            if scale < 1.0 and image_format == "JPEG":
+                # Let libjpeg decode at reduced size: far faster than decoding full size and shrinking.
+                opened.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+            upright = ImageOps.exif_transpose(opened)
+            upright.load()
     except ImageError:
         raise
-    except Image.DecompressionBombWarning as warning:
-        raise ImageError(f"decompression bomb guard: {warning}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as error:
         raise ImageError(describe_open_failure(path, error)) from error
     original = (height, width) if quarter_turn else (width, height)
