@@ -140,7 +140,7 @@ def test_embedded_server_is_shared_and_stopped_by_the_last_process_even_after_a_
     first = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--json"], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     second = process_local(str(tmp_path / "lib"), *STAGES, "--json", env=env)
-    first_out, first_err = first.communicate(timeout=240)
+    _, first_err = first.communicate(timeout=240)
     assert first.returncode == 0 and second.returncode == 0, (first_err, second.stderr)
     assert not server_is_running(pgdata), "the last process out stops the server despite the stale lease"
     assert list((tmp_path / "home" / "pg-leases").iterdir()) == []

@@ -157,8 +157,8 @@ def test_bad_input_is_recorded_per_photo_and_the_run_goes_on(settings, db, tmp_p
     assert all(status in ("completed", "failed") for status, _ in found.values())
     assert found[("truncated.jpg", "metadata")][0] == "completed"  # its header still has EXIF
     with db.connection() as conn:
-        make, notes, lat = conn.execute(
-            "SELECT camera_make, notes, latitude FROM metadata m JOIN photo p ON p.id = m.photo_id "
+        make, lat = conn.execute(
+            "SELECT camera_make, latitude FROM metadata m JOIN photo p ON p.id = m.photo_id "
             "WHERE p.filename IN ('garbage_exif.jpg', 'absurd_gps.jpg') ORDER BY p.filename DESC"
         ).fetchall()[0]
     assert make.startswith("Ca") and "\x00" not in make and lat is None
@@ -195,3 +195,24 @@ def test_public_samples_match_their_manifest(settings, db):
         else:
             assert latitude is None, name
     assert len(entries) == len(facts) == 17
+
+
+def test_expired_claim_of_another_host_is_taken_over(settings, db, tmp_path):
+    make_library(tmp_path / "lib", 2)
+    run(settings, db, tmp_path / "lib")
+    with db.connection() as conn:
+        conn.execute(
+            """UPDATE processing_status SET status = 'processing', claimed_by = 'elsewhere:1:1',
+                   claimed_at = now() - interval '2 hours' WHERE stage = 'normalize'"""
+        )
+        conn.execute(
+            """UPDATE processing_status SET status = 'processing', claimed_by = 'elsewhere:2:2',
+                   claimed_at = now() WHERE stage = 'metadata'"""
+        )
+    summary = LocalProcessor(
+        settings.model_copy(update={"processing_lease_seconds": 3600}), db, RunOptions(stages=["normalize"])
+    ).run(tmp_path / "lib")
+    assert summary.stages["normalize"].completed == 2
+    with db.connection() as conn:
+        live = conn.execute("SELECT count(*) FROM processing_status WHERE claimed_by = 'elsewhere:2:2'").fetchone()
+    assert live[0] == 2, "a claim within its lease on another host is left alone"

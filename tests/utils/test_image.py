@@ -92,7 +92,7 @@ def test_truncated_jpeg(tmp_path):
 def test_dangling_symlink_names_its_target(tmp_path):
     link = tmp_path / "gone.jpg"
     link.symlink_to(tmp_path / "nowhere.jpg")
-    with pytest.raises(ImageError, match="symbolic link to .*nowhere.jpg"):
+    with pytest.raises(ImageError, match=r"symbolic link to .*nowhere\.jpg"):
         load_image(link, LIMIT)
 
 
@@ -133,3 +133,32 @@ def test_save_png_is_atomic_and_leaves_no_temporary_files(tmp_path):
     save_png(gradient(16, 16), target, compress_level=1)
     assert Image.open(target).size == (16, 16)
     assert [p.name for p in target.parent.iterdir()] == ["x.png"]
+
+
+def test_heic_orientation_is_not_applied_twice(tmp_path):
+    """pillow-heif rotates while decoding; a second exif_transpose would turn the photo back."""
+    path = tmp_path / "portrait.heic"
+    from photodb.utils.image import register_formats
+
+    register_formats()
+    gradient(60, 40).save(path, exif=exif_bytes(orientation=6), quality=80)
+    loaded = load_image(path, LIMIT)
+    assert loaded.image.size == (40, 60) and loaded.original_size == (40, 60)
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("WEBP", "webp"), ("TIFF", "tif"), ("BMP", "bmp"), ("PNG", "png")])
+def test_common_formats_decode(tmp_path, fmt, suffix):
+    path = tmp_path / f"photo.{suffix}"
+    gradient(30, 20).save(path, format=fmt)
+    loaded = load_image(path, LIMIT)
+    assert loaded.image.size == (30, 20) and loaded.image.mode == "RGB" and loaded.format == fmt
+
+
+def test_mpo_uses_its_first_picture(tmp_path):
+    path = tmp_path / "stereo.mpo"
+    Image.new("RGB", (20, 20), (250, 0, 0)).save(
+        path, format="MPO", save_all=True, append_images=[Image.new("RGB", (20, 20), (0, 0, 250))]
+    )
+    loaded = load_image(path, LIMIT)
+    red, _, blue = loaded.image.getpixel((10, 10))
+    assert loaded.format == "MPO" and red > 200 and blue < 50

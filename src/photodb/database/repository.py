@@ -353,6 +353,18 @@ class PhotoRepository:
                 (list(stages), scope.collection_id, scope.like_pattern, scope.like_pattern),
             ).rowcount
 
+    def work_in_flight(self, scope: Scope, stages: Sequence[str]) -> bool:
+        """Whether any worker anywhere still holds a claim in scope (it may unlock dependent stages)."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """SELECT EXISTS (
+                       SELECT 1 FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
+                       WHERE ps.status = 'processing' AND ps.stage = ANY(%s) AND p.collection_id = %s
+                         AND (%s::text IS NULL OR p.filename LIKE %s))""",
+                (list(stages), scope.collection_id, scope.like_pattern, scope.like_pattern),
+            ).fetchone()
+        return bool(row and row[0])
+
     def stage_counts(self, scope: Scope, stages: Sequence[str]) -> dict[str, StageCounts]:
         with self.db.connection() as conn:
             rows = conn.execute(

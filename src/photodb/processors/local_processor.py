@@ -295,17 +295,15 @@ class LocalProcessor:
                         return
                     self._run_claim(stages[claim.stage], claim)
                 continue
-            if self._registration_done.is_set() and not self._work_in_flight(scope, names):
+            if self._registration_done.is_set() and not self.repo.work_in_flight(scope, names):
                 return
             now = time.monotonic()
             idle_since = idle_since or now
             if now - idle_since > self.settings.processing_lease_seconds / 4:
                 self._recover_claims()
                 idle_since = now
-            self._stop.wait(0.05)
-
-    def _work_in_flight(self, scope: Scope, names: list[str]) -> bool:
-        return any(c.processing for c in self.repo.stage_counts(scope, names).values())
+            # Back off while others hold the claims this worker waits on: 20 ms up to half a second.
+            self._stop.wait(min(0.5, 0.02 + (now - idle_since) / 10))
 
     def _run_claim(self, stage: BaseStage, claim: Claim) -> None:
         error: str | None = None
