@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from photodb.config import Settings
-from photodb.database.connection import Database, DatabaseUnavailable, pool_max_size
+from photodb.database.connection import Database, DatabaseUnavailable, run_pool_size
 from photodb.database.migrations import MigrationError
 from photodb.database.models import StageCounts
 from photodb.logging_setup import configure_logging
@@ -173,7 +173,7 @@ def main(
         sys.exit(EXIT_RUN_ERROR)
     db: Database | None = None
     try:
-        db = Database(settings, pool_size=pool_max_size(parallel))
+        db = Database(settings, pool_size=run_pool_size(parallel))
         show_progress = not as_json and not dry_run
         progress = RichProgress(console, stages) if show_progress else None
         processor = LocalProcessor(settings, db, options, progress)

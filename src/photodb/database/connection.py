@@ -18,6 +18,8 @@ from photodb.database.migrations import apply_migrations
 log = logging.getLogger(__name__)
 
 MAX_POOL_SIZE = 50
+#: Connections beyond the workers' own: the registration thread and the progress display.
+CONTROL_CONNECTIONS = 2
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -25,8 +27,13 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def pool_max_size(parallel: int) -> int:
-    """Worker connections: one per thread, at most 50 so that a shared server keeps room for others."""
+    """One connection per worker thread, at most 50 so that a shared server keeps room for other hosts."""
     return max(1, min(parallel, MAX_POOL_SIZE))
+
+
+def run_pool_size(parallel: int) -> int:
+    """The pool of a process-local run: the workers' connections plus the control threads' ones."""
+    return pool_max_size(parallel) + CONTROL_CONNECTIONS
 
 
 def describe_url(url: str) -> str:
