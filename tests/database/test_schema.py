@@ -109,3 +109,8 @@ def test_a_failing_migration_leaves_nothing_behind(database_url):
             apply_migrations(conn, broken)
         assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
         assert conn.execute("SELECT count(*) FROM schema_migrations WHERE version = 998").fetchone()[0] == 0
+
+
+def test_the_default_collection_is_created(db):
+    with db.connection() as conn:
+        assert conn.execute("SELECT name FROM collection").fetchall() == [("default",)]
