@@ -105,6 +105,20 @@ class Database:
         with self.pool.connection() as conn:
             yield conn
 
+    @contextmanager
+    def autocommit(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in autocommit mode: one round trip per statement, no BEGIN/COMMIT.
+
+        For single-statement work such as the queue's claim and finish; `conn.transaction()` still
+        groups statements where they must succeed or fail together.
+        """
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
+
     def close(self) -> None:
         pool = getattr(self, "pool", None)
         if pool is not None:

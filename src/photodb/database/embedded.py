@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 DATABASE_NAME = "photodb"
 
+#: Server settings PhotoDB needs beyond initdb's defaults: room for several processes of many
+#: workers each (--parallel up to 50 connections + 2 per process), written before every start.
+SERVER_SETTINGS = {"max_connections": "300"}
+_INCLUDE_LINE = "include_if_exists = 'photodb.conf'"
+
 
 class EmbeddedDatabaseError(RuntimeError):
     """The embedded PostgreSQL could not be started or reached."""
@@ -94,6 +99,7 @@ class EmbeddedPostgres:
                 server = PostgresServer(self.pgdata, cleanup_mode=None)
                 try:
                     server.ensure_pgdata_inited()
+                    self._write_server_settings()
                     server.ensure_postgres_running()
                 except (subprocess.SubprocessError, OSError, AssertionError) as error:
                     raise EmbeddedDatabaseError(
@@ -106,6 +112,18 @@ class EmbeddedPostgres:
             self._uri = server.get_uri(database=DATABASE_NAME)
             atexit.register(self.release)
             return self._uri
+
+    def _write_server_settings(self) -> None:
+        """Keep `photodb.conf` current and included; a running server picks it up at its next start."""
+        settings = "".join(f"{name} = {value}\n" for name, value in SERVER_SETTINGS.items())
+        own = self.pgdata / "photodb.conf"
+        if not own.exists() or own.read_text() != settings:
+            own.write_text(settings)
+            own.chmod(0o644)
+        main = self.pgdata / "postgresql.conf"
+        if _INCLUDE_LINE not in main.read_text():
+            with main.open("a") as handle:
+                handle.write(f"\n{_INCLUDE_LINE}\n")
 
     @staticmethod
     def _ensure_database(server: PostgresServer) -> None:

@@ -66,7 +66,7 @@ class PhotoRepository:
     # -- collections -------------------------------------------------------------------------
 
     def get_or_create_collection(self, name: str) -> Collection:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             row = conn.execute(
                 """INSERT INTO collection (name) VALUES (%s)
                    ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
@@ -78,7 +78,7 @@ class PhotoRepository:
 
     def set_collection_root(self, collection_id: int, root: Path) -> Collection:
         """Record the root the first time; later calls keep the first root."""
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             row = conn.execute(
                 """UPDATE collection SET root_path = COALESCE(root_path, %s) WHERE id = %s
                    RETURNING id, name, root_path""",
@@ -89,7 +89,7 @@ class PhotoRepository:
 
     def reroot_collection(self, collection_id: int, new_root: Path, moved_under: str) -> Collection:
         """Move a collection's root up to an ancestor folder; stored names gain the `moved_under` prefix."""
-        with self.db.connection() as conn, conn.transaction():
+        with self.db.autocommit() as conn, conn.transaction():
             conn.execute("SELECT 1 FROM collection WHERE id = %s FOR UPDATE", (collection_id,))
             conn.execute(
                 "UPDATE photo SET filename = %s || '/' || filename, updated_at = now() WHERE collection_id = %s",
@@ -105,7 +105,7 @@ class PhotoRepository:
     # -- registration ------------------------------------------------------------------------
 
     def known_files(self, collection_id: int, filenames: Sequence[str]) -> dict[str, FileFacts]:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             rows = conn.execute(
                 """SELECT filename, file_size, file_mtime, content_hash FROM photo
                    WHERE collection_id = %s AND filename = ANY(%s)""",
@@ -128,7 +128,7 @@ class PhotoRepository:
         facts are refreshed. `force_stages` are put back to pending for all `all_filenames`.
         Returns the photo ids of `all_filenames`.
         """
-        with self.db.connection() as conn, conn.transaction():
+        with self.db.autocommit() as conn, conn.transaction():
             if new_or_changed:
                 changed_ids = conn.execute(
                     """WITH incoming AS (
@@ -190,7 +190,7 @@ class PhotoRepository:
     # -- photos ------------------------------------------------------------------------------
 
     def get_photo(self, photo_id: int) -> Photo:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             cur = conn.cursor(row_factory=class_row(Photo))
             photo = cur.execute(
                 f"SELECT {_PHOTO_COLUMNS} FROM photo WHERE id = %s",  # noqa: S608 - constant column list
@@ -203,7 +203,7 @@ class PhotoRepository:
     def set_normalized(
         self, photo_id: int, normalized_path: str, size: tuple[int, int], normalized_size: tuple[int, int]
     ) -> None:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             conn.execute(
                 """UPDATE photo SET normalized_path = %s, width = %s, height = %s,
                        normalized_width = %s, normalized_height = %s, updated_at = now()
@@ -221,7 +221,7 @@ class PhotoRepository:
         row["notes"] = list(values.get("notes") or [])
         row["extra"] = Jsonb(values.get("extra") or {})
         assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             conn.execute(
                 f"""INSERT INTO metadata (photo_id, {", ".join(columns)})
                     VALUES (%(photo_id)s, {", ".join(f"%({c})s" for c in columns)})
@@ -230,7 +230,7 @@ class PhotoRepository:
             )
 
     def get_metadata(self, photo_id: int) -> dict[str, Any] | None:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             cur = conn.cursor(row_factory=dict_row)
             return cur.execute("SELECT * FROM metadata WHERE photo_id = %s", (photo_id,)).fetchone()
 
@@ -251,7 +251,7 @@ class PhotoRepository:
         """
         dep_stage = [s for s in stages for _ in dependencies.get(s, ())]
         dep_on = [d for s in stages for d in dependencies.get(s, ())]
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             rows = conn.execute(
                 """WITH candidate AS (
                        SELECT ps.photo_id, ps.stage
@@ -289,7 +289,7 @@ class PhotoRepository:
     def finish(self, worker: str, claim: Claim, error: str | None = None) -> bool:
         """Mark a claim completed (or failed with `error`). False when the claim was lost meanwhile."""
         status = "failed" if error is not None else "completed"
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             cur = conn.execute(
                 """UPDATE processing_status SET status = %s, error_message = %s, processed_at = now(),
                        claimed_by = NULL, claimed_at = NULL, updated_at = now()
@@ -303,7 +303,7 @@ class PhotoRepository:
         workers = list(workers)
         if not workers:
             return 0
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             return conn.execute(
                 """UPDATE processing_status SET status = 'pending', claimed_by = NULL, claimed_at = NULL,
                        updated_at = now()
@@ -315,7 +315,7 @@ class PhotoRepository:
         """Hand back claims this worker took but will not run (the run is stopping)."""
         if not claims:
             return 0
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             return conn.execute(
                 """UPDATE processing_status ps SET status = 'pending', claimed_by = NULL, claimed_at = NULL,
                        attempts = greatest(ps.attempts - 1, 0), updated_at = now()
@@ -326,7 +326,7 @@ class PhotoRepository:
             ).rowcount
 
     def release_expired_claims(self, lease_seconds: int) -> int:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             return conn.execute(
                 """UPDATE processing_status SET status = 'pending', claimed_by = NULL, claimed_at = NULL,
                        updated_at = now()
@@ -335,7 +335,7 @@ class PhotoRepository:
             ).rowcount
 
     def claim_holders(self, host_prefix: str) -> list[str]:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             rows = conn.execute(
                 """SELECT DISTINCT claimed_by FROM processing_status
                    WHERE status = 'processing' AND claimed_by LIKE %s""",
@@ -344,7 +344,7 @@ class PhotoRepository:
         return [r[0] for r in rows]
 
     def requeue_failed(self, scope: Scope, stages: Sequence[str]) -> int:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             return conn.execute(
                 """UPDATE processing_status ps SET status = 'pending', updated_at = now()
                    FROM photo p
@@ -355,7 +355,7 @@ class PhotoRepository:
 
     def work_in_flight(self, scope: Scope, stages: Sequence[str]) -> bool:
         """Whether any worker anywhere still holds a claim in scope (it may unlock dependent stages)."""
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             row = conn.execute(
                 """SELECT EXISTS (
                        SELECT 1 FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
@@ -366,7 +366,7 @@ class PhotoRepository:
         return bool(row and row[0])
 
     def stage_counts(self, scope: Scope, stages: Sequence[str]) -> dict[str, StageCounts]:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             rows = conn.execute(
                 """SELECT ps.stage, ps.status, count(*) FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
                    WHERE ps.stage = ANY(%s) AND p.collection_id = %s
@@ -380,7 +380,7 @@ class PhotoRepository:
         return {s: StageCounts(**raw[s]) for s in stages}
 
     def recent_errors(self, scope: Scope, stages: Sequence[str], limit: int = 5) -> list[StageError]:
-        with self.db.connection() as conn:
+        with self.db.autocommit() as conn:
             rows = conn.execute(
                 """SELECT p.id, p.filename, ps.stage, ps.error_message, ps.processed_at
                    FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
