@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     detection_min_confidence: float = Field(default=0.5, ge=0, le=1)
     detection_force_cpu: bool = False
     detection_prefer_coreml: bool = False
-    detection_min_face_size: int = Field(default=24, ge=0)
+    detection_min_face_size: int = Field(default=24, ge=0)  # smaller faces are stored but not embedded
+    detection_min_face_sharpness: float = Field(default=0.0, ge=0)  # Laplacian variance; 0 embeds blurry faces
+    detection_offline_face_min_confidence: float = Field(default=0.8, ge=0, le=1)  # YuNet scores run high
     yolo_batch_enabled: bool = True
 
     # Batch ML inference
@@ -60,6 +62,11 @@ class Settings(BaseSettings):
     hdbscan_min_cluster_size: int = Field(default=3, ge=2)
     hdbscan_min_samples: int = Field(default=2, ge=1)
     clustering_threshold: float = Field(default=0.45, gt=0)
+    hdbscan_cluster_selection_method: Literal["eom", "leaf"] = "eom"
+    clustering_reduce_dims: int = Field(default=64, ge=2, le=512)  # PCA before HDBSCAN
+    clustering_assign_on_detection: bool = True
+    clustering_ambiguity_margin: float = Field(default=0.03, ge=0)  # cosine; closer calls go to review
+    clustering_staleness_share: float = Field(default=0.2, gt=0)  # new-face share that asks for a rebuild
     person_association_threshold: float = Field(default=0.8, gt=0)
 
     # LLM

@@ -1,0 +1,64 @@
+"""Run HDBSCAN over all faces and persist the run (see photodb.clustering.bootstrap)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+
+from photodb.clustering.bootstrap import bootstrap
+from photodb.config import load_settings
+from photodb.database import clustering_repository as repo
+from photodb.database.connection import Database, DatabaseUnavailable
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="print what would change, write nothing")
+@click.option("--min-cluster-size", type=click.IntRange(min=2), default=None)
+@click.option("--min-samples", type=click.IntRange(min=1), default=None)
+@click.option("--collection", default=None, help="collection name (default: all)")
+@click.option("--json", "as_json", is_flag=True)
+def main(
+    dry_run: bool, min_cluster_size: int | None, min_samples: int | None, collection: str | None, as_json: bool
+) -> None:
+    console = Console(stderr=True)
+    try:
+        db = Database(load_settings(), pool_size=2)
+    except DatabaseUnavailable as error:
+        raise click.ClickException(str(error)) from error
+    with db:
+        collection_id = None
+        if collection is not None:
+            with db.connection() as conn:
+                collection_id = repo.collection_id_by_name(conn, collection)
+            if collection_id is None:
+                raise click.ClickException(f"no collection named {collection!r}")
+        with console.status("clustering") as status:
+            reports = bootstrap(
+                db,
+                collection_id=collection_id,
+                min_cluster_size=min_cluster_size,
+                min_samples=min_samples,
+                dry_run=dry_run,
+                progress=lambda message: status.update(message),
+            )
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+        return
+    for r in reports:
+        verb = "would make" if dry_run else "made"
+        click.echo(
+            f"collection {r.collection_id} / {r.embedding_model}: {r.faces} faces; {verb} {r.clusters} clusters "
+            f"({r.new_clusters} new, {r.reused_clusters} kept, {r.deleted_clusters} deleted), {r.noise} noise; "
+            f"{r.faces_moved} faces moved, {r.faces_newly_clustered} newly clustered, {r.faces_to_noise} to noise; "
+            f"{r.pinned_faces} pinned, {r.constrained_faces} moved by constraints; {r.seconds:.1f} s"
+        )
+        for conflict in r.conflicts:
+            click.echo(f"  note: {conflict}")
+    if not reports:
+        click.echo("no faces to cluster")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Bootstrap: HDBSCAN over every face of one collection and embedding model, persisted as a run.
+
+Manual work survives: faces marked 'manual' and every face of a verified or named cluster are
+pinned (they keep their cluster, which keeps its id, person and verification). A new HDBSCAN
+cluster whose faces mostly sat in an old cluster takes over that cluster's id (so ids, and the
+"faces moved" count, mean something across runs); clusters nothing maps to are deleted, except
+verified or named ones. Must-link and cannot-link constraints are applied after HDBSCAN.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from photodb.clustering import constraints
+from photodb.clustering.model import Fit, fit_clusters
+from photodb.config import Settings
+from photodb.database import clustering_repository as repo
+from photodb.database.connection import Database
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BootstrapReport:
+    """What a bootstrap did (or, with --dry-run, would do) for one embedding model."""
+
+    collection_id: int
+    embedding_model: str
+    faces: int
+    clusters: int = 0
+    noise: int = 0
+    new_clusters: int = 0
+    reused_clusters: int = 0
+    deleted_clusters: int = 0
+    faces_moved: int = 0
+    faces_newly_clustered: int = 0
+    faces_to_noise: int = 0
+    pinned_faces: int = 0
+    constrained_faces: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    run_id: int | None = None
+    dry_run: bool = False
+    seconds: float = 0.0
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Plan:
+    keys: list[constraints.Key]
+    statuses: list[str | None]
+    label_key: dict[int, constraints.Key]
+    key_labels: dict[constraints.Key, int]
+    constrained: set[int]
+
+
+def run_parameters(settings: Settings, min_cluster_size: int, min_samples: int) -> dict[str, Any]:
+    return {
+        "min_cluster_size": min_cluster_size,
+        "min_samples": min_samples,
+        "reduce_dims": settings.clustering_reduce_dims,
+        "cluster_selection_method": settings.hdbscan_cluster_selection_method,
+        "algorithm": "pca+exact-knn-mst",
+    }
+
+
+def _plan(
+    faces: repo.FaceSet,
+    fit: Fit,
+    clusters: dict[int, repo.ClusterInfo],
+    must: list[tuple[int, int]],
+    cannot: list[tuple[int, int]],
+    conflicts: list[str],
+) -> tuple[_Plan, np.ndarray]:
+    n = faces.ids.size
+    previous = faces.cluster_ids
+    keep = {cid for cid, c in clusters.items() if c.verified or c.person_id is not None}
+    pinned = np.array([faces.statuses[i] == "manual" or previous[i] in keep for i in range(n)], bool)
+    retained = keep | {cid for cid, c in clusters.items() if c.constrained}
+    retained |= {int(previous[i]) for i in range(n) if pinned[i]}
+
+    # Map each HDBSCAN label to an old cluster holding most of its faces (one-to-one unless retained).
+    label_key: dict[int, constraints.Key] = {}
+    claims: list[tuple[int, int, int]] = []
+    for label in range(fit.cluster_count):
+        members = previous[fit.labels == label]
+        counts = Counter(int(c) for c in members if c >= 0 and c in clusters)
+        label_key[label] = ("label", label)
+        if counts:
+            old, count = counts.most_common(1)[0]
+            if 2 * count > members.size:
+                claims.append((count, label, old))
+    taken: set[int] = set()
+    for _count, label, old in sorted(claims, reverse=True):
+        if old in retained or old not in taken:
+            label_key[label] = ("cluster", old)
+            taken.add(old)
+    keys: list[constraints.Key] = [
+        (("cluster", int(previous[i])) if previous[i] >= 0 else None)
+        if pinned[i]
+        else label_key.get(int(fit.labels[i]))
+        for i in range(n)
+    ]
+    index = {int(d): i for i, d in enumerate(faces.ids)}
+    must_i = [(index[a], index[b]) for a, b in must if a in index and b in index]
+    cannot_i = [(index[a], index[b]) for a, b in cannot if a in index and b in index]
+    units = constraints.must_link_units(n, must_i)
+    moved = constraints.apply_must_links(keys, pinned, units, conflicts)
+    moved |= constraints.apply_cannot_links(keys, pinned, units, faces.embeddings, cannot_i, conflicts)
+    statuses = [
+        faces.statuses[i] if pinned[i] else "unassigned" if keys[i] is None else "constrained" if i in moved else "auto"
+        for i in range(n)
+    ]
+    key_labels = {key: label for label, key in label_key.items() if key[0] == "label"}
+    for label, key in label_key.items():
+        key_labels.setdefault(key, label)
+    return _Plan(keys, statuses, label_key, key_labels, moved), pinned
+
+
+def _summaries(embeddings: np.ndarray, ids: np.ndarray, members: list[int]) -> tuple[np.ndarray, int]:
+    """L2-normalized centroid, and the member nearest to it (the medoid by cosine)."""
+    vectors = embeddings[members]
+    centroid = vectors.mean(axis=0)
+    centroid /= np.linalg.norm(centroid) or 1.0
+    return centroid.astype(np.float32), int(ids[members[int(np.argmax(vectors @ centroid))]])
+
+
+def bootstrap_model(
+    db: Database,
+    collection_id: int,
+    model: str,
+    *,
+    min_cluster_size: int | None = None,
+    min_samples: int | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> BootstrapReport:
+    """Cluster one collection's faces of one embedding model and (unless dry_run) persist the run."""
+    settings = db.settings
+    started = time.monotonic()
+    mcs = min_cluster_size or settings.hdbscan_min_cluster_size
+    ms = min_samples or settings.hdbscan_min_samples
+    say = progress or (lambda _message: None)
+    with db.connection() as conn:
+        say(f"{model}: loading faces")
+        faces = repo.load_faces(conn, collection_id, model)
+        clusters = repo.load_clusters(conn, collection_id, model)
+        must = repo.load_links(conn, "must_link", collection_id, model)
+        cannot = repo.load_links(conn, "cannot_link", collection_id, model)
+    parameters = run_parameters(settings, mcs, ms)
+    report = BootstrapReport(collection_id, model, int(faces.ids.size), dry_run=dry_run, parameters=parameters)
+    if faces.ids.size <= mcs:
+        report.conflicts.append(f"only {faces.ids.size} faces; at least {mcs + 1} are needed to cluster")
+        report.seconds = time.monotonic() - started
+        return report
+    say(f"{model}: reducing {faces.ids.size} faces to {settings.clustering_reduce_dims} dimensions and clustering")
+    fit = fit_clusters(
+        faces.embeddings,
+        min_cluster_size=mcs,
+        min_samples=ms,
+        dims=settings.clustering_reduce_dims,
+        selection_method=settings.hdbscan_cluster_selection_method,
+    )
+    say(f"{model}: applying constraints")
+    plan, pinned = _plan(faces, fit, clusters, must, cannot, report.conflicts)
+
+    groups: dict[constraints.Key, list[int]] = {}
+    for i, key in enumerate(plan.keys):
+        if key is not None:
+            groups.setdefault(key, []).append(i)
+    existing = {key: key[1] for key in groups if key[0] == "cluster"}
+    report.clusters = len(groups)
+    report.noise = sum(key is None for key in plan.keys)
+    report.reused_clusters = len(existing)
+    report.new_clusters = len(groups) - len(existing)
+    report.deleted_clusters = sum(
+        1 for cid, c in clusters.items() if ("cluster", cid) not in groups and not c.verified and c.person_id is None
+    )
+    report.pinned_faces = int(pinned.sum())
+    report.constrained_faces = len(plan.constrained)
+    for i, key in enumerate(plan.keys):
+        before = int(faces.cluster_ids[i])
+        after = existing.get(key) if key is not None else None
+        if before >= 0 and key is None:
+            report.faces_to_noise += 1
+        elif before < 0 and key is not None:
+            report.faces_newly_clustered += 1
+        elif before >= 0 and after != before:
+            report.faces_moved += 1
+    if dry_run:
+        report.seconds = time.monotonic() - started
+        return report
+
+    say(f"{model}: writing {len(groups)} clusters")
+    summaries: dict[constraints.Key, repo.NewCluster] = {}
+    for key, members in groups.items():
+        centroid, medoid = _summaries(faces.embeddings, faces.ids, members)
+        label = plan.key_labels.get(key)
+        summaries[key] = repo.NewCluster(
+            centroid,
+            len(members),
+            medoid,
+            fit.lambda_birth.get(label) if label is not None else None,
+            fit.persistence.get(label) if label is not None else None,
+        )
+    state = pickle.dumps(fit.clusterer, protocol=pickle.HIGHEST_PROTOCOL)
+    with db.connection() as conn, conn.transaction():
+        repo.lock_model(conn, collection_id, model, shared=False)
+        run_id = repo.insert_run(
+            conn,
+            collection_id=collection_id,
+            model=model,
+            embedding_count=int(faces.ids.size),
+            cluster_count=len(groups),
+            noise_count=report.noise,
+            min_cluster_size=mcs,
+            min_samples=ms,
+            parameters={**parameters, "max_detection_id": int(faces.ids.max())},
+            condensed_tree=fit.condensed_tree_json(),
+            clusterer_state=state,
+            reducer_state=fit.reducer.to_bytes(),
+        )
+        live = repo.load_clusters(conn, collection_id, model)  # a cluster may be gone since loading
+        reused = {existing[k]: summaries[k] for k in existing if existing[k] in live}
+        fresh = [k for k in groups if k not in existing or existing[k] not in live]
+        ids = dict(
+            zip(
+                fresh,
+                repo.insert_clusters(conn, collection_id, model, run_id, [summaries[k] for k in fresh]),
+                strict=True,
+            )
+        )
+        ids.update({k: existing[k] for k in existing if existing[k] in live})
+        repo.update_clusters(conn, run_id, reused)
+        rows = []
+        for i, key in enumerate(plan.keys):
+            cluster_id = ids[key] if key is not None else None
+            confidence = float(np.clip(fit.probabilities[i], 0, 1)) if plan.statuses[i] == "auto" else None
+            lam = float(fit.lambda_vals[i]) if np.isfinite(fit.lambda_vals[i]) else None
+            outlier = float(np.clip(fit.outlier_scores[i], 0, 1)) if np.isfinite(fit.outlier_scores[i]) else None
+            rows.append((int(faces.ids[i]), cluster_id, plan.statuses[i], confidence, lam, outlier, key is None))
+        repo.write_assignments(conn, rows)
+        repo.refresh_face_counts(conn, list(ids.values()))
+        report.deleted_clusters = repo.delete_empty_clusters(conn, collection_id, model)
+        label_map: dict[str, int] = {}
+        for label in range(fit.cluster_count):
+            landed = Counter(ids[plan.keys[i]] for i in np.nonzero(fit.labels == label)[0] if plan.keys[i] is not None)
+            if landed:
+                label_map[str(label)] = landed.most_common(1)[0][0]
+        repo.activate_run(conn, run_id, label_map)
+    report.run_id = run_id
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def bootstrap(
+    db: Database,
+    *,
+    collection_id: int | None = None,
+    embedding_model: str | None = None,
+    min_cluster_size: int | None = None,
+    min_samples: int | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> list[BootstrapReport]:
+    """Bootstrap every (collection, embedding model) pair asked for, one model at a time."""
+    with db.connection() as conn:
+        collections = [collection_id] if collection_id is not None else repo.collection_ids(conn)
+        work = [
+            (c, m)
+            for c in collections
+            for m in repo.embedding_models(conn, c)
+            if embedding_model is None or m == embedding_model
+        ]
+    return [
+        bootstrap_model(
+            db, c, m, min_cluster_size=min_cluster_size, min_samples=min_samples, dry_run=dry_run, progress=progress
+        )
+        for c, m in work
+    ]

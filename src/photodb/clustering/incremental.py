@@ -1,0 +1,198 @@
+"""Incremental assignment of new faces to the active run's clusters, in two tiers.
+
+Tier 1 places the face in the stored condensed tree (`approximate_predict` on the unpickled
+clusterer, after the run's PCA). When that says noise, tier 2 looks up the nearest centroids
+through pgvector's HNSW index and accepts a cluster whose epsilon ball holds the face:
+epsilon = 1 / lambda_birth is a Euclidean distance between unit vectors, i.e. a cosine distance
+of epsilon^2 / 2; clusters without a lambda use CLUSTERING_THRESHOLD as cosine distance. A face
+inside two balls by nearly the same margin goes to review as face_match_candidate rows.
+
+Each face is one short transaction: shared advisory lock on its (collection, model), then the
+detection row, then the cluster row FOR UPDATE, so concurrent workers never lose an update.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from photodb.clustering.model import Predictor, Reducer
+from photodb.database import clustering_repository as repo
+from photodb.database.connection import Database
+
+NEIGHBOURS = 5
+
+
+@dataclass(frozen=True)
+class RunModel:
+    run_id: int
+    predictor: Predictor
+    label_to_cluster: dict[int, int]
+
+
+@dataclass
+class AssignmentReport:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    cluster_of: dict[int, int | None] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes), "faces": len(self.cluster_of)} | {
+            "assigned": sum(v is not None for v in self.cluster_of.values())
+        }
+
+
+_models: dict[int, RunModel] = {}
+_models_lock = threading.Lock()
+
+
+def load_run_model(db: Database, run_id: int) -> RunModel | None:
+    """The run's clusterer and PCA, unpickled once per process (runs never change once written)."""
+    with _models_lock:
+        if run_id in _models:
+            return _models[run_id]
+        with db.connection() as conn:
+            state = repo.run_state(conn, run_id)
+        if state is None:
+            return None
+        clusterer_state, reducer_state, label_map = state
+        model = RunModel(
+            run_id,
+            Predictor(pickle.loads(clusterer_state), Reducer.from_bytes(reducer_state)),
+            {int(k): int(v) for k, v in label_map.items()},
+        )
+        _models.clear()  # one collection's active run at a time is the common case
+        _models[run_id] = model
+        return model
+
+
+def cosine_epsilon(lambda_birth: float | None, threshold: float) -> float:
+    if lambda_birth is None or lambda_birth <= 0:
+        return threshold
+    return (1.0 / lambda_birth) ** 2 / 2.0
+
+
+def updated_centroid(centroid: np.ndarray | None, count: int, embedding: np.ndarray) -> np.ndarray:
+    """new = (old * n + x) / (n + 1), re-normalized to unit length."""
+    x = np.asarray(embedding, dtype=np.float64)
+    mixed = x if centroid is None or count <= 0 else (np.asarray(centroid, np.float64) * count + x) / (count + 1)
+    return (mixed / (np.linalg.norm(mixed) or 1.0)).astype(np.float32)
+
+
+def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = False) -> AssignmentReport:
+    """Assign faces that have no cluster yet; the detection stage calls this for each new face.
+
+    Without `force` it does nothing when CLUSTERING_ASSIGN_ON_DETECTION is off. Faces of a
+    collection and model with no active run are left alone (the next bootstrap takes them).
+    """
+    report = AssignmentReport()
+    if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
+        return report
+    with db.connection() as conn:
+        faces = repo.face_models(conn, detection_ids)
+        runs = {key: repo.active_run(conn, *key) for key in {(c, m) for c, m, _ in faces.values()}}
+    tier1: dict[int, tuple[int, float]] = {}
+    for key, run in runs.items():
+        model = load_run_model(db, run.id) if run else None
+        if model is None:
+            continue
+        ids = [d for d, (c, m, _) in faces.items() if (c, m) == key]
+        labels, strengths = model.predictor.predict(np.vstack([faces[d][2] for d in ids]))
+        for d, label, strength in zip(ids, labels, strengths, strict=True):
+            if label >= 0 and int(label) in model.label_to_cluster:
+                tier1[d] = (model.label_to_cluster[int(label)], float(strength))
+    for detection_id in detection_ids:
+        info = faces.get(detection_id)
+        if info is None or runs.get((info[0], info[1])) is None:
+            report.outcomes["skipped"] += 1
+            continue
+        outcome, cluster_id = _assign_one(db, detection_id, info[0], info[1], tier1.get(detection_id))
+        report.outcomes[outcome] += 1
+        report.cluster_of[detection_id] = cluster_id
+    return report
+
+
+def _assign_one(
+    db: Database, detection_id: int, collection_id: int, model: str, tier1: tuple[int, float] | None
+) -> tuple[str, int | None]:
+    settings = db.settings
+    with db.connection() as conn, conn.transaction():
+        repo.lock_model(conn, collection_id, model, shared=True)  # before any row lock: no deadlock
+        face = repo.lock_face(conn, detection_id)
+        if face is None or face.cluster_id is not None or face.status in ("manual", "pending"):
+            return "already", face.cluster_id if face else None
+        blocked = repo.cannot_link_clusters(conn, detection_id)
+        choices: list[tuple[str, int, float | None]] = []
+        if tier1 is not None and tier1[0] not in blocked:
+            choices.append(("tier1", tier1[0], tier1[1]))
+        if not choices:  # tier 2 only when tier 1 found nothing: spares the HNSW query
+            neighbours = repo.nearest_clusters(
+                conn, face.collection_id, face.embedding_model, face.embedding, NEIGHBOURS
+            )
+            within = [
+                n
+                for n in neighbours
+                if n.cluster_id not in blocked
+                and n.distance < cosine_epsilon(n.lambda_birth, settings.clustering_threshold)
+            ]
+            margin = settings.clustering_ambiguity_margin
+            if len(within) > 1 and within[1].distance - within[0].distance < margin:
+                repo.mark_pending(conn, detection_id, [(n.cluster_id, 1.0 - n.distance) for n in within])
+                return "pending", None
+            for n in within:
+                epsilon = cosine_epsilon(n.lambda_birth, settings.clustering_threshold)
+                choices.append(("tier2", n.cluster_id, max(0.0, 1.0 - n.distance / epsilon)))
+        for tier, cluster_id, confidence in choices:
+            locked = repo.lock_cluster(conn, cluster_id)
+            if locked is None:
+                continue  # deleted since the lookup
+            count, centroid = locked
+            repo.add_face_to_cluster(
+                conn, detection_id, cluster_id, updated_centroid(centroid, count, face.embedding), confidence
+            )
+            return tier, cluster_id
+        repo.mark_unassigned(conn, detection_id)
+        return "unassigned", None
+
+
+def assign_unclustered(db: Database, collection_id: int | None = None) -> AssignmentReport:
+    """Assign every face that has an embedding but no cluster (maintenance / after a bootstrap)."""
+    with db.connection() as conn:
+        ids = repo.unclustered_detection_ids(conn, collection_id)
+    return assign_new_faces(db, ids, force=True)
+
+
+def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
+    """A manual move: the face leaves its cluster (deleted if that empties it) and is pinned."""
+    with db.connection() as conn:
+        info = repo.face_models(conn, [detection_id]).get(detection_id)
+    if info is None:
+        raise LookupError(f"detection {detection_id} has no face embedding")
+    with db.connection() as conn, conn.transaction():
+        repo.lock_model(conn, info[0], info[1], shared=True)
+        face = repo.lock_face(conn, detection_id)
+        assert face is not None
+        if face.cluster_id is not None and face.cluster_id != cluster_id:
+            locked = repo.lock_cluster(conn, face.cluster_id)
+            if locked is not None:
+                count, centroid = locked
+                remaining = None
+                if centroid is not None and count > 1:
+                    mixed = np.asarray(centroid, np.float64) * count - np.asarray(face.embedding, np.float64)
+                    remaining = (mixed / (np.linalg.norm(mixed) or 1.0)).astype(np.float32)
+                repo.remove_face_from_cluster(conn, face.cluster_id, remaining)
+        if cluster_id is not None and cluster_id != face.cluster_id:
+            locked = repo.lock_cluster(conn, cluster_id)
+            if locked is None:
+                raise LookupError(f"cluster {cluster_id} does not exist")
+            count, centroid = locked
+            repo.add_face_to_cluster(
+                conn, detection_id, cluster_id, updated_centroid(centroid, count, face.embedding), None
+            )
+        repo.set_detection_cluster(conn, detection_id, cluster_id, "manual")
+        if face.cluster_id is not None and face.cluster_id != cluster_id:
+            repo.delete_cluster_if_empty(conn, face.cluster_id)
