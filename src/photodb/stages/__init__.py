@@ -13,6 +13,7 @@ PIPELINE_ORDER: tuple[str, ...] = ("normalize", "metadata", "detection", "scene_
 IMPLEMENTED_STAGES: dict[str, str] = {
     "normalize": "photodb.stages.normalize:NormalizeStage",
     "metadata": "photodb.stages.metadata:MetadataStage",
+    "detection": "photodb.stages.detection:DetectionStage",
 }
 
 

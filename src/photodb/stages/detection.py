@@ -1,0 +1,177 @@
+"""Stage 3: find faces and bodies, pair them, embed the faces, store it all for the photo.
+
+Boxes are stored in pixels of the normalized PNG. The model set (yolo or offline) is chosen once
+per run (see photodb.utils.person_detector); both its models load in the constructor, so a missing
+or corrupt model file stops the run with one message instead of failing every photo.
+
+With `--parallel > 1` and BATCH_COORDINATOR_ENABLED, worker threads hand their images to a
+`yolo` BatchCoordinator (YOLO_BATCH_ENABLED; not for CoreML) and their aligned face chips to an
+`embedding` one, so models see batches instead of single images. That is for CUDA/MPS: on a CPU
+batching gains nothing (see bench/detection.py) and is off unless BATCH_COORDINATOR_ON_CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from photodb.stages.base import BaseStage, StageContext, StageFailure, StageUnavailable
+
+if TYPE_CHECKING:
+    from photodb.database.detection_repository import NewDetection
+    from photodb.database.models import Photo
+    from photodb.utils.batch_coordinator import BatchCoordinator
+    from photodb.utils.person_detector import Box, Detections
+
+log = logging.getLogger(__name__)
+
+
+class DetectionStage(BaseStage):
+    name = "detection"
+    depends_on = ("normalize",)
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        from photodb.utils.person_detector import ML_EXTRA_HINT, missing_ml_modules
+
+        missing = missing_ml_modules()
+        if missing:
+            raise StageUnavailable(f"detection needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
+        from photodb.database.detection_repository import DetectionRepository
+        from photodb.utils.embedding_extractor import create_embedder
+        from photodb.utils.person_detector import ModelUnavailable, create_detector, resolve_backend
+
+        settings = context.settings
+        self.backend = resolve_backend(settings)
+        if self.backend == "yolo":
+            absent = [str(p) for p in (settings.detection_model_path, settings.arcface_model_path) if not p.is_file()]
+            if absent:
+                raise StageUnavailable(
+                    f"DETECTION_BACKEND=yolo but model not found: {', '.join(absent)}: run "
+                    "scripts/download_models.sh or set DETECTION_MODEL_PATH / ARCFACE_MODEL_PATH"
+                )
+        self.detector = create_detector(settings, self.backend)
+        self.embedder = create_embedder(settings, self.backend)
+        try:
+            self.embedder.load()
+            self.detector.load()  # last: CoreML must load after every other model (design, macOS)
+        except ModelUnavailable as error:
+            raise StageUnavailable(str(error)) from error
+        log.info(
+            "detection backend %s (DETECTION_BACKEND=%s): detector %s %s, embeddings %s",
+            self.backend,
+            settings.detection_backend,
+            self.detector.model_name,
+            self.detector.version,
+            self.embedder.model_name,
+        )
+        self.repository = DetectionRepository(context.db)
+        self.yolo_coordinator: BatchCoordinator | None = None
+        self.embedding_coordinator: BatchCoordinator | None = None
+        if context.parallel > 1 and settings.batch_coordinator_enabled:
+            if self.detector.device != "cpu" or settings.batch_coordinator_on_cpu:
+                self._start_coordinators()
+            else:
+                # Measured (bench/detection.py): on a CPU a batch of n images costs n single calls
+                # or a little more, and batching takes away the workers' overlap of model and I/O.
+                log.info("batch coordinators off on CPU (set BATCH_COORDINATOR_ON_CPU=true to force)")
+
+    def _start_coordinators(self) -> None:
+        from photodb.utils.batch_coordinator import BatchCoordinator
+
+        settings = self.context.settings
+        # On a CPU a batch costs what its images cost one by one, so waiting to fill one only adds
+        # latency: there the coordinators take whatever is queued (batches still form while the
+        # model is busy). Accelerators gain from full batches and wait up to the configured time.
+        accelerated = self.detector.device != "cpu"
+        common: dict[str, Any] = {
+            "max_batch_size": settings.batch_coordinator_max_size,
+            "max_wait_ms": settings.batch_coordinator_max_wait_ms if accelerated else 0,
+            "max_clients": self.context.parallel,
+        }
+        if settings.yolo_batch_enabled and self.detector.supports_batching:
+            self.yolo_coordinator = BatchCoordinator(self.detector.detect_batch, mode="scalar", name="yolo", **common)
+        elif settings.yolo_batch_enabled:
+            log.info("no YOLO batch coordinator: the CoreML model takes one image per call")
+        self.embedding_coordinator = BatchCoordinator(self._embed_rows, mode="list", name="face_embedding", **common)
+
+    def _embed_rows(self, chips: list[np.ndarray]) -> list[np.ndarray]:
+        return list(self.embedder.embed_batch(chips))
+
+    # -- per photo -----------------------------------------------------------------------------
+
+    def process(self, photo: Photo) -> None:
+        import cv2
+
+        path = self.context.normalized_path(photo)
+        if not path.is_file():
+            raise StageFailure(f"normalized image missing: {path} (rerun the normalize stage)")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise StageFailure(f"cannot decode normalized image {path}")
+        height, width = image.shape[:2]
+
+        if self.yolo_coordinator is not None:
+            found: Detections = self.detector.complete(image, self.yolo_coordinator.run(image))
+        else:
+            found = self.detector.detect(image)
+        found = found.filtered(self.context.settings.detection_min_confidence, width, height)
+        rows = self._rows(image, found)
+        outcome = self.repository.replace_detections(photo.id, rows, self.detector.model_name, self.detector.version)
+        log.debug("photo %s: %s", photo.id, outcome)
+
+    def _rows(self, image: np.ndarray, found: Detections) -> list[NewDetection]:
+        from photodb.database.detection_repository import NewDetection
+        from photodb.utils.embedding_extractor import pad_embedding, sharpness
+        from photodb.utils.person_detector import match_faces_to_bodies
+
+        settings = self.context.settings
+        pairs = match_faces_to_bodies(found.faces, found.bodies)
+        chips: list[np.ndarray] = []
+        chip_of: dict[int, tuple[int, bool]] = {}  # face index -> (chip index, aligned)
+        for i, face in enumerate(found.faces):
+            if min(face.width, face.height) < settings.detection_min_face_size:
+                continue  # kept as a detection; too small to embed reliably
+            prepared = self.embedder.prepare(image, face)
+            if (
+                settings.detection_min_face_sharpness
+                and sharpness(prepared.chip) < settings.detection_min_face_sharpness
+            ):
+                continue
+            chip_of[i] = (len(chips), prepared.aligned)
+            chips.append(prepared.chip)
+        vectors = self._embed(chips)
+
+        rows = []
+        for face_index, body_index in pairs:
+            face: Box | None = found.faces[face_index] if face_index is not None else None
+            body = found.bodies[body_index] if body_index is not None else None
+            if face_index is not None and face_index in chip_of:
+                chip_index, aligned = chip_of[face_index]
+                rows.append(
+                    NewDetection(
+                        face,
+                        body,
+                        embedding=pad_embedding(vectors[chip_index]),
+                        embedding_model=self.embedder.model_name,
+                        embedding_dim=self.embedder.dim,
+                        aligned=aligned,
+                    )
+                )
+            else:
+                rows.append(NewDetection(face, body))
+        return rows
+
+    def _embed(self, chips: list[np.ndarray]) -> list[np.ndarray]:
+        if not chips:
+            return []
+        if self.embedding_coordinator is not None:
+            return list(self.embedding_coordinator.run(chips))
+        return list(self.embedder.embed_batch(chips))
+
+    def close(self) -> None:
+        for coordinator in (self.yolo_coordinator, self.embedding_coordinator):
+            if coordinator is not None:
+                coordinator.shutdown()

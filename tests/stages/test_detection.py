@@ -1,0 +1,302 @@
+"""The detection stage end to end on a real database: offline models on real photos, the yolo
+path on random-weight models made at test time, reruns, and bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detection_models import make_arcface_onnx, make_random_yolo
+from photodb.config import Settings
+from photodb.database.connection import Database
+from photodb.database.detection_repository import DetectionRepository
+from photodb.database.models import Photo
+from photodb.database.repository import PhotoRepository
+from photodb.stages import stage_class
+from photodb.stages.base import StageContext, StageFailure, StageUnavailable
+from photodb.stages.detection import DetectionStage
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "public"
+MANIFEST = {f["path"]: f for f in json.loads((SAMPLES / "manifest.json").read_text())["files"]}
+FACE_PHOTOS = [p for p, f in MANIFEST.items() if f.get("faces")]
+
+
+def add_normalized_photo(db: Database, settings: Settings, source: Path) -> Photo:
+    """A photo row whose normalized PNG exists, as the normalize stage would leave it."""
+    from PIL import Image, ImageOps
+
+    photo_uuid = uuid.uuid4()
+    settings.images_dir.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        normalized = ImageOps.exif_transpose(image).convert("RGB")
+    normalized.save(settings.images_dir / f"{photo_uuid}.png", compress_level=1)
+    with db.connection() as conn:
+        row = conn.execute(
+            """INSERT INTO photo (collection_id, uuid, filename, normalized_path, normalized_width, normalized_height)
+               VALUES ((SELECT id FROM collection WHERE name = 'default'), %s, %s, %s, %s, %s) RETURNING id""",
+            (photo_uuid, f"{photo_uuid}-{source.name}", f"{photo_uuid}.png", *normalized.size),
+        ).fetchone()
+    assert row is not None
+    return PhotoRepository(db).get_photo(row[0])
+
+
+def make_stage(db: Database, settings: Settings, parallel: int = 1) -> DetectionStage:
+    collection = PhotoRepository(db).get_or_create_collection("default")
+    return DetectionStage(StageContext(settings, db, collection, parallel=parallel))
+
+
+@pytest.fixture
+def offline_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"detection_backend": "offline", "detection_force_cpu": True})
+
+
+@pytest.fixture
+def offline_stage(db: Database, offline_settings: Settings) -> Iterator[DetectionStage]:
+    stage = make_stage(db, offline_settings)
+    yield stage
+    stage.close()
+
+
+def embeddings(db: Database, photo_id: int) -> list[dict]:
+    return [r for r in DetectionRepository(db).detections_for_photo(photo_id) if r["embedding"] is not None]
+
+
+def test_detection_is_registered_after_normalize():
+    assert stage_class("detection") is DetectionStage
+    assert DetectionStage.depends_on == ("normalize",)
+
+
+def test_offline_set_finds_the_expected_faces_in_the_sample_photos(db, offline_settings, offline_stage):
+    assert offline_stage.backend == "offline"
+    for relative in FACE_PHOTOS:
+        photo = add_normalized_photo(db, offline_settings, SAMPLES / relative)
+        offline_stage.process(photo)
+        rows = DetectionRepository(db).detections_for_photo(photo.id)
+        faces = [r for r in rows if r["face_bbox_x"] is not None]
+        low, high = MANIFEST[relative]["faces"]["count_range"]
+        assert low <= len(faces) <= high, relative
+        for row in faces:
+            assert row["detector_model"] == "yunet+yolo11n-pose" and row["detector_version"].startswith("yuface-")
+            assert row["face_bbox_x"] >= 0 and row["face_bbox_x"] + row["face_bbox_width"] <= photo.normalized_width
+            assert len(row["face_landmarks"]) == 5
+            assert row["embedding_model"] == "dlib:resnet_v1" and row["embedding_dim"] == 128 and row["aligned"]
+            vector = np.asarray(row["embedding"].to_numpy())
+            assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5) and not vector[128:].any()
+
+
+def test_same_person_is_nearer_than_different_people_in_the_database(db, offline_settings, offline_stage):
+    ids = {}
+    for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
+        photo = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "face_recognition" / name)
+        offline_stage.process(photo)
+        (row,) = embeddings(db, photo.id)
+        ids[name] = row["id"]
+    for name in ("grace_hopper.jpg",):
+        photo = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "matplotlib" / name)
+        offline_stage.process(photo)
+    photo = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "pillow" / "hopper.jpg")
+    offline_stage.process(photo)
+    (hopper,) = embeddings(db, photo.id)
+    with db.connection() as conn:
+        nearest = conn.execute(
+            """SELECT o.person_detection_id FROM face_embedding q JOIN face_embedding o
+                   ON o.embedding_model = q.embedding_model AND o.person_detection_id <> q.person_detection_id
+               WHERE q.person_detection_id = %s ORDER BY q.embedding <=> o.embedding LIMIT 1""",
+            (ids["obama.jpg"],),
+        ).fetchone()
+        assert nearest == (ids["obama2.jpg"],)
+        distances = dict(
+            conn.execute(
+                """SELECT o.person_detection_id, q.embedding <=> o.embedding FROM face_embedding q, face_embedding o
+                   WHERE q.person_detection_id = %s AND o.person_detection_id <> q.person_detection_id""",
+                (hopper["id"],),
+            ).fetchall()
+        )
+    assert min(distances, key=distances.get) not in ids.values()  # grace_hopper.jpg, the same person
+
+
+def test_group_photo_pairs_each_face_with_its_body(db, offline_settings, offline_stage):
+    photo = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "vladmandic_face_api" / "sample1.jpg")
+    offline_stage.process(photo)
+    rows = DetectionRepository(db).detections_for_photo(photo.id)
+    both = [r for r in rows if r["face_bbox_x"] is not None and r["body_bbox_x"] is not None]
+    assert len(both) == 3
+    for row in both:  # the face lies inside its body box
+        assert row["body_bbox_x"] <= row["face_bbox_x"] <= row["body_bbox_x"] + row["body_bbox_width"]
+
+
+def test_rerun_replaces_detections_and_keeps_cluster_bookkeeping_consistent(db, offline_settings, offline_stage):
+    group = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "vladmandic_face_api" / "sample1.jpg")
+    other = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "face_recognition" / "obama.jpg")
+    offline_stage.process(group)
+    offline_stage.process(other)
+    first = embeddings(db, group.id)
+    (obama,) = embeddings(db, other.id)
+    assert len(first) == 3
+    auto, manual, linked = (r["id"] for r in first)
+    with db.connection() as conn:
+        shared, alone, verified = (
+            conn.execute(
+                """INSERT INTO cluster (collection_id, embedding_model, face_count, verified, verified_at)
+                   VALUES (1, 'dlib:resnet_v1', %s, %s, CASE WHEN %s THEN now() END) RETURNING id""",
+                (count, flag, flag),
+            ).fetchone()[0]
+            for count, flag in ((2, False), (1, False), (1, True))
+        )
+        conn.execute(
+            "UPDATE person_detection SET cluster_id = %s, cluster_status = 'auto' WHERE id IN (%s, %s)",
+            (shared, auto, obama["id"]),
+        )
+        conn.execute("UPDATE cluster SET representative_detection_id = %s WHERE id = %s", (auto, shared))
+        conn.execute(
+            "UPDATE person_detection SET cluster_id = %s, cluster_status = 'manual' WHERE id = %s", (verified, manual)
+        )
+        conn.execute(
+            "UPDATE person_detection SET cluster_id = %s, cluster_status = 'auto' WHERE id = %s", (alone, linked)
+        )
+        conn.execute(
+            "INSERT INTO must_link (detection_id_1, detection_id_2) VALUES (%s, %s)",
+            tuple(sorted((linked, obama["id"]))),
+        )
+
+    offline_stage.process(group)  # what --force does
+
+    rows = DetectionRepository(db).detections_for_photo(group.id)
+    assert len([r for r in rows if r["face_bbox_x"] is not None]) == 3  # kept rows were not duplicated
+    ids = {r["id"] for r in rows}
+    assert manual in ids and linked in ids and auto not in ids
+    with db.connection() as conn:
+        clusters = dict(conn.execute("SELECT id, face_count FROM cluster").fetchall())
+        assert clusters == {shared: 1, alone: 1, verified: 1}
+        representative = conn.execute(
+            "SELECT representative_detection_id, centroid FROM cluster WHERE id = %s", (shared,)
+        ).fetchone()
+        assert representative[0] is None
+        assert np.allclose(representative[1].to_numpy(), obama["embedding"].to_numpy(), atol=1e-5)
+        orphans = conn.execute(
+            """SELECT count(*) FROM face_embedding fe
+               LEFT JOIN person_detection d ON d.id = fe.person_detection_id WHERE d.id IS NULL"""
+        ).fetchone()
+        assert orphans == (0,)
+        assert conn.execute("SELECT count(*) FROM must_link").fetchone() == (1,)
+
+    # The second rerun frees the obama cluster's partner; removing the last member deletes it.
+    with db.connection() as conn:
+        conn.execute("UPDATE person_detection SET cluster_id = NULL WHERE id = %s", (obama["id"],))
+    new_auto = next(r["id"] for r in rows if r["id"] not in (manual, linked) and r["face_bbox_x"] is not None)
+    with db.connection() as conn:
+        conn.execute("UPDATE person_detection SET cluster_id = %s WHERE id = %s", (shared, new_auto))
+        conn.execute("UPDATE cluster SET face_count = 1 WHERE id = %s", (shared,))
+    offline_stage.process(group)
+    with db.connection() as conn:
+        assert conn.execute("SELECT id FROM cluster WHERE id = %s", (shared,)).fetchone() is None
+
+
+def test_faces_below_the_minimum_size_are_stored_but_not_embedded(db, offline_settings):
+    settings = offline_settings.model_copy(update={"detection_min_face_size": 10_000})
+    stage = make_stage(db, settings)
+    photo = add_normalized_photo(db, settings, SAMPLES / "faces" / "face_recognition" / "obama.jpg")
+    stage.process(photo)
+    rows = DetectionRepository(db).detections_for_photo(photo.id)
+    assert len([r for r in rows if r["face_bbox_x"] is not None]) == 1
+    assert embeddings(db, photo.id) == []
+
+
+def test_missing_normalized_file_fails_only_that_photo(db, offline_settings, offline_stage):
+    photo = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "pillow" / "hopper.jpg")
+    (offline_settings.images_dir / photo.normalized_path).unlink()
+    with pytest.raises(StageFailure, match=r"normalized image missing: .*rerun the normalize stage"):
+        offline_stage.process(photo)
+    corrupt = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "pillow" / "hopper.jpg")
+    (offline_settings.images_dir / corrupt.normalized_path).write_bytes(b"not a png")
+    with pytest.raises(StageFailure, match="cannot decode"):
+        offline_stage.process(corrupt)
+    with db.connection() as conn:
+        conn.execute("UPDATE photo SET normalized_path = NULL WHERE id = %s", (photo.id,))
+    with pytest.raises(StageFailure, match="not been normalized"):
+        offline_stage.process(PhotoRepository(db).get_photo(photo.id))
+
+
+@pytest.fixture
+def yolo_settings(settings: Settings, tmp_path: Path) -> Settings:
+    models = tmp_path / "models"
+    models.mkdir()
+    return settings.model_copy(
+        update={
+            "detection_model_path": make_random_yolo(models / "yolov8x_person_face.pt"),
+            "arcface_model_path": make_arcface_onnx(models / "w600k_r50.onnx"),
+            "detection_force_cpu": True,
+        }
+    )
+
+
+def test_yolo_set_runs_load_predict_parse_match_store(db, yolo_settings):
+    stage = make_stage(db, yolo_settings)  # DETECTION_BACKEND=auto finds both files
+    assert stage.backend == "yolo"
+    photo = add_normalized_photo(db, yolo_settings, SAMPLES / "faces" / "face_recognition" / "obama.jpg")
+    stage.process(photo)
+    rows = DetectionRepository(db).detections_for_photo(photo.id)
+    kinds = {(r["face_bbox_x"] is not None, r["body_bbox_x"] is not None) for r in rows}
+    assert (True, True) in kinds and (False, True) in kinds
+    for row in rows:
+        assert row["detector_model"] == "yolov8x_person_face.pt"
+        assert row["detector_version"] == stage.detector.version
+        for prefix in ("face", "body"):
+            if row[f"{prefix}_bbox_x"] is not None:
+                assert row[f"{prefix}_bbox_x"] + row[f"{prefix}_bbox_width"] <= photo.normalized_width + 1e-6
+                assert row[f"{prefix}_confidence"] >= 0.5
+    embedded = embeddings(db, photo.id)
+    assert embedded and all(r["embedding_model"] == "arcface:w600k_r50" and r["embedding_dim"] == 512 for r in embedded)
+    assert any(r["aligned"] for r in embedded)  # boxes around the real face got YuNet landmarks
+    count = len(rows)
+    stage.process(photo)
+    assert len(DetectionRepository(db).detections_for_photo(photo.id)) == count
+    stage.close()
+
+
+def test_on_cpu_parallel_workers_run_unbatched_unless_told(db, yolo_settings):
+    stage = make_stage(db, yolo_settings, parallel=4)
+    assert stage.yolo_coordinator is None and stage.embedding_coordinator is None
+    stage.close()
+
+
+def test_yolo_backend_with_parallel_workers_uses_batch_coordinators(db, yolo_settings):
+    stage = make_stage(db, yolo_settings.model_copy(update={"batch_coordinator_on_cpu": True}), parallel=4)
+    try:
+        assert stage.yolo_coordinator is not None and stage.embedding_coordinator is not None
+        photos = [
+            add_normalized_photo(db, yolo_settings, SAMPLES / "faces" / "pillow" / "hopper.jpg") for _ in range(4)
+        ]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(stage.process, photos))
+        counts = {len(DetectionRepository(db).detections_for_photo(p.id)) for p in photos}
+        assert len(counts) == 1 and counts.pop() > 0  # same image, same result, whatever the batch
+        assert stage.yolo_coordinator.items_run == 4
+    finally:
+        stage.close()
+
+
+def test_yolo_backend_with_a_missing_model_stops_the_run_with_one_message(db, settings, tmp_path):
+    forced = settings.model_copy(
+        update={"detection_backend": "yolo", "detection_model_path": tmp_path / "models" / "yolov8x_person_face.pt"}
+    )
+    with pytest.raises(StageUnavailable) as info:
+        make_stage(db, forced)
+    assert str(tmp_path / "models" / "yolov8x_person_face.pt") in str(info.value)
+    assert "scripts/download_models.sh" in str(info.value)
+
+
+def test_corrupt_model_file_stops_the_run(db, yolo_settings):
+    yolo_settings.detection_model_path.write_bytes(b"\x80\x02corrupt")
+    with pytest.raises(StageUnavailable, match="cannot load YOLO person_face model"):
+        make_stage(db, yolo_settings)
+    yolo_settings.arcface_model_path.write_bytes(b"garbage")
+    with pytest.raises(StageUnavailable, match="cannot load ArcFace model"):
+        make_stage(db, yolo_settings)

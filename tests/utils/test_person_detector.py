@@ -1,0 +1,153 @@
+"""Face-body matching on hand-made layouts, backend choice, and the real model loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+
+from detection_models import make_random_yolo
+from photodb.config import Settings
+from photodb.utils.person_detector import (
+    Box,
+    Detections,
+    ModelUnavailable,
+    OfflineDetector,
+    YoloPersonFaceDetector,
+    match_faces_to_bodies,
+    missing_ml_modules,
+    resolve_backend,
+)
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "public"
+
+
+def box(x: float, y: float, w: float, h: float, conf: float = 0.9) -> Box:
+    return Box(x, y, w, h, conf)
+
+
+def as_set(pairs: list[tuple[int | None, int | None]]) -> set[tuple[int | None, int | None]]:
+    assert len(pairs) == len(set(pairs))
+    return set(pairs)
+
+
+def test_each_face_goes_to_the_body_whose_upper_part_holds_it():
+    bodies = [box(0, 0, 100, 300), box(200, 0, 100, 300)]
+    faces = [box(230, 10, 40, 40), box(30, 10, 40, 40)]
+    assert as_set(match_faces_to_bodies(faces, bodies)) == {(0, 1), (1, 0)}
+
+
+def test_overlapping_people_each_keep_their_own_face():
+    # Body 0 (front, large) also covers the face of the person standing behind it (body 1).
+    bodies = [box(0, 50, 300, 400), box(180, 0, 120, 300)]
+    faces = [box(100, 60, 60, 60), box(215, 10, 50, 50)]
+    assert as_set(match_faces_to_bodies(faces, bodies)) == {(0, 0), (1, 1)}
+
+
+def test_a_face_outside_every_body_is_face_only_and_the_body_is_body_only():
+    bodies = [box(0, 0, 100, 300)]
+    faces = [box(400, 400, 50, 50)]
+    assert as_set(match_faces_to_bodies(faces, bodies)) == {(0, None), (None, 0)}
+
+
+def test_two_faces_in_one_body_give_it_to_one_face_only():
+    bodies = [box(0, 0, 200, 400)]
+    # Face 1 sits in the upper part and near the centre line; face 0 is low (a face on a T-shirt).
+    faces = [box(20, 250, 40, 40), box(80, 20, 40, 40)]
+    assert as_set(match_faces_to_bodies(faces, bodies)) == {(1, 0), (0, None)}
+
+
+def test_a_face_barely_touching_a_body_does_not_belong_to_it():
+    bodies = [box(0, 0, 100, 300)]
+    faces = [box(80, 10, 60, 60)]  # a third of it inside
+    assert as_set(match_faces_to_bodies(faces, bodies)) == {(0, None), (None, 0)}
+
+
+def test_no_faces_or_no_bodies():
+    assert match_faces_to_bodies([], []) == []
+    assert match_faces_to_bodies([box(0, 0, 1, 1)], []) == [(0, None)]
+    assert match_faces_to_bodies([], [box(0, 0, 1, 1)]) == [(None, 0)]
+
+
+def test_filtering_drops_low_confidence_and_clips_to_the_image():
+    found = Detections(
+        [box(-10, -10, 50, 50, 0.9), box(0, 0, 5, 5, 0.4)], [box(90, 90, 50, 50, 0.7), box(200, 0, 9, 9)]
+    )
+    kept = found.filtered(0.5, 100, 100)
+    assert kept.faces == [box(0, 0, 40, 40, 0.9)]
+    assert kept.bodies == [box(90, 90, 10, 10, 0.7)]
+
+
+def test_the_ml_extra_is_installed_here():
+    assert missing_ml_modules() == []
+
+
+def test_auto_backend_uses_yolo_only_when_its_files_exist(tmp_path: Path):
+    yolo, arcface = tmp_path / "yolo.pt", tmp_path / "w600k_r50.onnx"
+    settings = Settings(_env_file=None, detection_model_path=yolo, arcface_model_path=arcface)  # type: ignore[call-arg]
+    assert resolve_backend(settings) == "offline"
+    yolo.write_bytes(b"x")
+    assert resolve_backend(settings) == "offline"
+    arcface.write_bytes(b"x")
+    assert resolve_backend(settings) == "yolo"
+    forced = settings.model_copy(update={"detection_backend": "offline"})
+    assert resolve_backend(forced) == "offline"
+
+
+def test_missing_yolo_model_names_the_path_and_the_script(tmp_path: Path):
+    detector = YoloPersonFaceDetector(tmp_path / "nope.pt", min_confidence=0.5)
+    with pytest.raises(ModelUnavailable) as info:
+        detector.load()
+    message = str(info.value)
+    assert str(tmp_path / "nope.pt") in message and "scripts/download_models.sh" in message
+
+
+def test_corrupt_yolo_model_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "yolov8x_person_face.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelUnavailable, match="cannot load YOLO person_face model"):
+        YoloPersonFaceDetector(path, min_confidence=0.5).load()
+
+
+def test_a_yolo_model_without_face_and_person_classes_is_refused(tmp_path: Path):
+    path = make_random_yolo(tmp_path / "coco.pt", names=("car", "dog"))
+    with pytest.raises(ModelUnavailable, match="'face' and 'person' classes"):
+        YoloPersonFaceDetector(path, min_confidence=0.5).load()
+
+
+def test_random_yolo_loads_predicts_and_parses_boxes_of_both_classes(tmp_path: Path):
+    path = make_random_yolo(tmp_path / "person_face.pt")
+    detector = YoloPersonFaceDetector(path, min_confidence=0.5, force_cpu=True)
+    image = cv2.imread(str(SAMPLES / "faces" / "pillow" / "hopper.jpg"))
+    first, second = detector.detect_batch([image, image])
+    assert detector.version.startswith("sha256:") and detector.device == "cpu"
+    assert first.faces and first.bodies
+    assert first == second  # batched images are parsed independently and identically
+    for b in first.faces + first.bodies:
+        assert 0.5 <= b.confidence <= 1 and b.width > 0 and b.height > 0 and b.landmarks is None
+
+
+def test_offline_detector_finds_the_faces_and_people_of_a_group_photo():
+    detector = OfflineDetector(min_confidence=0.5, face_min_confidence=0.8, force_cpu=True)
+    image = cv2.imread(str(SAMPLES / "faces" / "vladmandic_face_api" / "sample1.jpg"))
+    found = detector.detect(image)
+    assert len(found.faces) == 3
+    assert len(found.bodies) == 3
+    assert all(face.landmarks is not None and len(face.landmarks) == 5 for face in found.faces)
+    pairs = match_faces_to_bodies(found.faces, found.bodies)
+    assert sum(1 for f, b in pairs if f is not None and b is not None) == 3
+
+
+def test_importing_ultralytics_does_not_change_how_bad_files_fail(tmp_path):
+    """ultralytics patches PIL.Image.open to pip-install pi-heif on unidentified files."""
+    from photodb.utils.image import ImageError, load_image
+    from photodb.utils.person_detector import quiet_ultralytics
+
+    quiet_ultralytics()
+    import ultralytics  # noqa: F401 - the import applies the patch
+
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("only words in here")
+    with pytest.raises(ImageError, match="not a recognised image format"):
+        load_image(fake, 179_000_000)
