@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     batch_coordinator_enabled: bool = True
     batch_coordinator_max_size: int = Field(default=32, ge=1)
     batch_coordinator_max_wait_ms: int = Field(default=50, ge=0)
+    batch_coordinator_on_cpu: bool = False  # CPU batches cost what their images cost one by one
 
     # Age/gender stage
     mivolo_model_path: Path = Path("models/mivolo_d1.pth.tar")
