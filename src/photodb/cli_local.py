@@ -8,10 +8,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -95,7 +97,7 @@ def _validate_stages(ctx: click.Context, param: click.Parameter, value: tuple[st
 
 
 def _summary_table(summary: RunSummary) -> Table:
-    title = "Dry run: what would happen" if summary.dry_run else f"process-local: {summary.root}"
+    title = "Dry run: what would happen" if summary.dry_run else f"process-local: {escape(summary.root)}"
     table = Table(title=title, title_justify="left")
     table.add_column("stage")
     table.add_column("would run" if summary.dry_run else "completed", justify="right")
@@ -109,7 +111,7 @@ def _summary_table(summary: RunSummary) -> Table:
             cells += [str(stage.failed), str(stage.blocked)]
         table.add_row(*cells)
     for name, reason in summary.unavailable.items():
-        table.add_row(name, "[yellow]not run[/]", reason, *([""] * (0 if summary.dry_run else 2)))
+        table.add_row(name, "[yellow]not run[/]", escape(reason), *([""] * (0 if summary.dry_run else 2)))
     table.caption = (
         f"{summary.discovered} photos found ({summary.new} new, {summary.changed} changed, "
         f"{summary.unchanged} unchanged), {summary.ignored_files} other files ignored"
@@ -125,6 +127,12 @@ def _summary_json(summary: RunSummary) -> str:
         {**asdict(e), "at": e.at.isoformat() if e.at else None} for e in summary.errors
     ]
     return json.dumps(data, indent=2)
+
+
+def _fail(console: Console, message: str) -> NoReturn:
+    """One unwrapped line on stderr (messages hold paths and brackets, never markup), exit 1."""
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    sys.exit(EXIT_RUN_ERROR)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -160,8 +168,7 @@ def main(
     try:
         settings = Settings()
     except ValidationError as error:
-        console.print(f"[red]error:[/] invalid configuration: {error}")
-        sys.exit(EXIT_RUN_ERROR)
+        _fail(console, f"invalid configuration: {error}")
     configure_logging(settings, console, verbose)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     options = RunOptions(
@@ -169,8 +176,7 @@ def main(
         retry_failed=retry_failed, collection=collection,
     )  # fmt: skip
     if not path.expanduser().is_dir():
-        console.print(f"[red]error:[/] folder not found: {path}")
-        sys.exit(EXIT_RUN_ERROR)
+        _fail(console, f"folder not found: {path}")
     db: Database | None = None
     try:
         db = Database(settings, pool_size=run_pool_size(parallel))
@@ -183,8 +189,7 @@ def main(
         else:
             summary = processor.run(path)
     except (DatabaseUnavailable, MigrationError, RunError) as error:
-        console.print(f"[red]error:[/] {error}")
-        sys.exit(EXIT_RUN_ERROR)
+        _fail(console, str(error))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] unfinished photos will be picked up by the next run")
         sys.exit(EXIT_INTERRUPTED)
@@ -197,4 +202,6 @@ def main(
         return
     console.print(_summary_table(summary))
     for error in summary.errors:
-        console.print(f"  [red]✗[/] {error.filename} [dim]({error.stage})[/]: {error.message}")
+        console.print(
+            f"  [red]✗[/] {escape(error.filename)} [dim]({error.stage})[/]: {escape(error.message)}", soft_wrap=True
+        )
