@@ -104,7 +104,7 @@ def _summary_table(summary: RunSummary) -> Table:
     table.add_column("skipped", justify="right")
     if not summary.dry_run:
         table.add_column("failed", justify="right", style="red")
-        table.add_column("waiting on a failed step", justify="right")
+        table.add_column("waiting on an earlier stage", justify="right")
     for name, stage in summary.stages.items():
         cells = [name, str(stage.completed), str(stage.skipped)]
         if not summary.dry_run:
