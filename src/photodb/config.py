@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     hdbscan_min_samples: int = Field(default=2, ge=1)
     clustering_threshold: float = Field(default=0.45, gt=0)
     hdbscan_cluster_selection_method: Literal["eom", "leaf"] = "eom"
-    clustering_reduce_dims: int = Field(default=64, ge=2, le=512)  # PCA before HDBSCAN
+    clustering_reduce_dims: int = Field(default=96, ge=2, le=512)  # PCA before HDBSCAN
     clustering_assign_on_detection: bool = True
     clustering_ambiguity_margin: float = Field(default=0.03, ge=0)  # cosine; closer calls go to review
     clustering_staleness_share: float = Field(default=0.2, gt=0)  # new-face share that asks for a rebuild

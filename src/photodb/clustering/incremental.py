@@ -7,8 +7,10 @@ epsilon = 1 / lambda_birth is a Euclidean distance between unit vectors, i.e. a 
 of epsilon^2 / 2; clusters without a lambda use CLUSTERING_THRESHOLD as cosine distance. A face
 inside two balls by nearly the same margin goes to review as face_match_candidate rows.
 
-Each face is one short transaction: shared advisory lock on its (collection, model), then the
-detection row, then the cluster row FOR UPDATE, so concurrent workers never lose an update.
+Each face is one short transaction and one network round trip (pipelined): the shared advisory
+lock on its (collection, model), then one statement that locks the detection row, then the cluster
+row FOR UPDATE, checks cannot-links, folds the face into the centroid and records the outcome, so
+concurrent workers never lose an update (clustering_repository.assign_face).
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psycopg
 
 from photodb.clustering.model import Predictor, Reducer
 from photodb.database import clustering_repository as repo
 from photodb.database.connection import Database
 
 NEIGHBOURS = 5
+#: HNSW candidate list for the centroid lookup: exact enough for 5 neighbours among thousands.
+EF_SEARCH = 40
+#: Attempts per face when a concurrent change makes its statement fail.
+RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -88,75 +95,73 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
 
     Without `force` it does nothing when CLUSTERING_ASSIGN_ON_DETECTION is off. Faces of a
     collection and model with no active run are left alone (the next bootstrap takes them).
+    One pooled connection serves the whole batch: one query reads every face with its active
+    run, tier 1 runs in memory for all of them, then each face is one pipelined transaction
+    (one round trip; a second only when tier 1's cluster turned out forbidden or gone).
     """
     report = AssignmentReport()
     if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
         return report
-    with db.connection() as conn:
-        faces = repo.face_models(conn, detection_ids)
-        runs = {key: repo.active_run(conn, *key) for key in {(c, m) for c, m, _ in faces.values()}}
-    tier1: dict[int, tuple[int, float]] = {}
-    for key, run in runs.items():
-        model = load_run_model(db, run.id) if run else None
-        if model is None:
-            continue
-        ids = [d for d, (c, m, _) in faces.items() if (c, m) == key]
-        labels, strengths = model.predictor.predict(np.vstack([faces[d][2] for d in ids]))
-        for d, label, strength in zip(ids, labels, strengths, strict=True):
-            if label >= 0 and int(label) in model.label_to_cluster:
-                tier1[d] = (model.label_to_cluster[int(label)], float(strength))
-    for detection_id in detection_ids:
-        info = faces.get(detection_id)
-        if info is None or runs.get((info[0], info[1])) is None:
-            report.outcomes["skipped"] += 1
-            continue
-        outcome, cluster_id = _assign_one(db, detection_id, info[0], info[1], tier1.get(detection_id))
-        report.outcomes[outcome] += 1
-        report.cluster_of[detection_id] = cluster_id
+    with db.autocommit() as conn:
+        faces = repo.faces_to_assign(conn, detection_ids)
+        tier1: dict[int, tuple[int, float]] = {}
+        for run_id in {f.run_id for f in faces.values() if f.run_id is not None}:
+            model = load_run_model(db, run_id)
+            if model is None:
+                continue
+            ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f)]
+            if not ids:
+                continue
+            labels, strengths = model.predictor.predict(np.vstack([faces[d].embedding for d in ids]))
+            for d, label, strength in zip(ids, labels, strengths, strict=True):
+                if label >= 0 and int(label) in model.label_to_cluster:
+                    tier1[d] = (model.label_to_cluster[int(label)], float(strength))
+        for detection_id in detection_ids:
+            face = faces.get(detection_id)
+            if face is None or face.run_id is None:
+                report.outcomes["skipped"] += 1
+                continue
+            if not _waiting(face):
+                outcome, cluster_id = "already", face.cluster_id
+            else:
+                outcome, cluster_id = _assign_one(db, conn, face, tier1.get(detection_id))
+            report.outcomes[outcome] += 1
+            report.cluster_of[detection_id] = cluster_id
     return report
 
 
-def _assign_one(
-    db: Database, detection_id: int, collection_id: int, model: str, tier1: tuple[int, float] | None
-) -> tuple[str, int | None]:
+def _waiting(face: repo.NewFace) -> bool:
+    return face.cluster_id is None and face.status not in ("manual", "pending")
+
+
+def _assign_one(db: Database, conn: Any, face: repo.NewFace, tier1: tuple[int, float] | None) -> tuple[str, int | None]:
     settings = db.settings
-    with db.connection() as conn, conn.transaction():
-        repo.lock_model(conn, collection_id, model, shared=True)  # before any row lock: no deadlock
-        face = repo.lock_face(conn, detection_id)
-        if face is None or face.cluster_id is not None or face.status in ("manual", "pending"):
-            return "already", face.cluster_id if face else None
-        blocked = repo.cannot_link_clusters(conn, detection_id)
-        choices: list[tuple[str, int, float | None]] = []
-        if tier1 is not None and tier1[0] not in blocked:
-            choices.append(("tier1", tier1[0], tier1[1]))
-        if not choices:  # tier 2 only when tier 1 found nothing: spares the HNSW query
-            neighbours = repo.nearest_clusters(
-                conn, face.collection_id, face.embedding_model, face.embedding, NEIGHBOURS
-            )
-            within = [
-                n
-                for n in neighbours
-                if n.cluster_id not in blocked
-                and n.distance < cosine_epsilon(n.lambda_birth, settings.clustering_threshold)
-            ]
-            margin = settings.clustering_ambiguity_margin
-            if len(within) > 1 and within[1].distance - within[0].distance < margin:
-                repo.mark_pending(conn, detection_id, [(n.cluster_id, 1.0 - n.distance) for n in within])
-                return "pending", None
-            for n in within:
-                epsilon = cosine_epsilon(n.lambda_birth, settings.clustering_threshold)
-                choices.append(("tier2", n.cluster_id, max(0.0, 1.0 - n.distance / epsilon)))
-        for tier, cluster_id, confidence in choices:
-            locked = repo.lock_cluster(conn, cluster_id)
-            if locked is None:
-                continue  # deleted since the lookup
-            count, centroid = locked
-            repo.add_face_to_cluster(
-                conn, detection_id, cluster_id, updated_centroid(centroid, count, face.embedding), confidence
-            )
-            return tier, cluster_id
-        repo.mark_unassigned(conn, detection_id)
-        return "unassigned", None
+    options = {
+        "threshold": settings.clustering_threshold,
+        "margin": settings.clustering_ambiguity_margin,
+        "neighbours": NEIGHBOURS,
+        "ef_search": EF_SEARCH,
+    }
+    for attempt in range(RETRIES):
+        try:
+            if tier1 is not None:
+                done = repo.assign_face(conn, face, cluster_id=tier1[0], confidence=tier1[1], final=False, **options)
+                if not done.found:
+                    return "already", None
+                if done.status is not None:
+                    return "tier1", done.cluster_id
+            done = repo.assign_face(conn, face, cluster_id=None, confidence=None, **options)
+        except (psycopg.errors.ForeignKeyViolation, psycopg.errors.DeadlockDetected):
+            # a candidate cluster deleted by a concurrent manual move: look again
+            if attempt == RETRIES - 1:
+                raise
+            continue
+        if not done.found:
+            return "already", None
+        if done.status == "auto":
+            return "tier2", done.cluster_id
+        return str(done.status), None
+    raise AssertionError("unreachable")
 
 
 def assign_unclustered(db: Database, collection_id: int | None = None) -> AssignmentReport:

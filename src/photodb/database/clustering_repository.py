@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import psycopg.sql
 from psycopg.types.json import Jsonb
 
 FACES_SQL = """
@@ -118,19 +119,38 @@ def collection_ids(conn: psycopg.Connection) -> list[int]:
 
 
 def load_faces(conn: psycopg.Connection, collection_id: int, model: str) -> FaceSet:
-    ids: list[int] = []
-    vectors: list[np.ndarray] = []
-    clusters: list[int] = []
+    """Stream the faces (binary COPY) into one preallocated array: no per-row vector objects and
+    no whole result held in memory, which at 100k faces would double the bootstrap's peak RSS."""
+    row = conn.execute(
+        """SELECT count(*), max(fe.embedding_dim) FROM face_embedding fe
+           JOIN person_detection pd ON pd.id = fe.person_detection_id
+           JOIN photo p ON p.id = pd.photo_id
+           WHERE p.collection_id = %s AND fe.embedding_model = %s""",
+        (collection_id, model),
+    ).fetchone()
+    assert row is not None
+    size, dim = int(row[0]), int(row[1] or 512)
+    ids = np.empty(size, np.int64)
+    clusters = np.full(size, -1, np.int64)
+    embeddings = np.zeros((size, dim), np.float32)
     statuses: list[str | None] = []
-    with conn.cursor(binary=True) as cur:
-        cur.execute(FACES_SQL, (collection_id, model))
-        for det_id, embedding, cluster_id, status in cur:
-            ids.append(det_id)
-            vectors.append(_array(embedding))
-            clusters.append(-1 if cluster_id is None else cluster_id)
+    count = 0
+    query = psycopg.sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(
+        psycopg.sql.SQL(FACES_SQL.replace("%s", "{}")).format(collection_id, model)
+    )
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        copy.set_types(["int8", "vector", "int8", "text"])
+        for det_id, embedding, cluster_id, status in copy.rows():
+            if count == size:  # faces added since the count: grow
+                ids, clusters = np.resize(ids, 2 * size + 1), np.resize(clusters, 2 * size + 1)
+                embeddings = np.resize(embeddings, (2 * size + 1, dim))
+                size = 2 * size + 1
+            ids[count] = det_id
+            embeddings[count] = _array(embedding)
+            clusters[count] = -1 if cluster_id is None else cluster_id
             statuses.append(status)
-    embeddings = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 512), np.float32)
-    return FaceSet(np.asarray(ids, np.int64), embeddings, np.asarray(clusters, np.int64), statuses)
+            count += 1
+    return FaceSet(ids[:count], embeddings[:count], clusters[:count], statuses)
 
 
 def load_clusters(conn: psycopg.Connection, collection_id: int, model: str) -> dict[int, ClusterInfo]:
@@ -214,61 +234,80 @@ def activate_run(conn: psycopg.Connection, run_id: int, label_to_cluster_id: dic
     )
 
 
+_CLUSTER_COPY_TYPES = ["int8", "int8", "text", "int4", "vector", "int8", "int8", "int4", "int8", "float8", "float8"]
+
+
 def insert_clusters(
     conn: psycopg.Connection, collection_id: int, model: str, run_id: int, clusters: Sequence[NewCluster]
 ) -> list[int]:
-    ids = []
-    with conn.cursor() as cur:
-        for c in clusters:
-            cur.execute(
-                """INSERT INTO cluster (collection_id, embedding_model, face_count, centroid,
-                       medoid_detection_id, representative_detection_id, face_count_at_last_medoid,
-                       hdbscan_run_id, lambda_birth, persistence)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+    """Insert new clusters by one binary COPY, their ids drawn from the sequence beforehand."""
+    if not clusters:
+        return []
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('cluster', 'id')) FROM generate_series(1, %s)", (len(clusters),)
+        ).fetchall()
+    ]
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            """COPY cluster (id, collection_id, embedding_model, face_count, centroid, medoid_detection_id,
+               representative_detection_id, face_count_at_last_medoid, hdbscan_run_id, lambda_birth,
+               persistence) FROM STDIN WITH (FORMAT BINARY)"""
+        ) as copy,
+    ):
+        copy.set_types(_CLUSTER_COPY_TYPES)
+        for cid, c in zip(ids, clusters, strict=True):
+            copy.write_row(
                 (
+                    cid,
                     collection_id,
                     model,
                     c.face_count,
-                    c.centroid,
+                    np.asarray(c.centroid, np.float32),
                     c.medoid_detection_id,
                     c.medoid_detection_id,
                     c.face_count,
                     run_id,
                     c.lambda_birth,
                     c.persistence,
-                ),
+                )
             )
-            row = cur.fetchone()
-            assert row is not None
-            ids.append(row[0])
     return ids
 
 
 def update_clusters(conn: psycopg.Connection, run_id: int, clusters: dict[int, NewCluster]) -> None:
-    """Rewrite reused clusters; a cluster left without a new lambda keeps the one it had."""
-    with conn.cursor() as cur:
-        cur.executemany(
-            """UPDATE cluster SET face_count = %s, centroid = %s, medoid_detection_id = %s,
-                   representative_detection_id = coalesce(representative_detection_id, %s),
-                   face_count_at_last_medoid = %s, hdbscan_run_id = %s,
-                   lambda_birth = coalesce(%s, lambda_birth), persistence = coalesce(%s, persistence),
-                   updated_at = now()
-               WHERE id = %s""",
-            [
+    """Rewrite reused clusters (COPY into a temporary table, then one UPDATE); a cluster left
+    without a new lambda keeps the one it had."""
+    if not clusters:
+        return
+    conn.execute(
+        """CREATE TEMP TABLE cluster_rewrite (id BIGINT PRIMARY KEY, face_count INTEGER, centroid vector,
+               medoid BIGINT, lambda_birth DOUBLE PRECISION, persistence DOUBLE PRECISION) ON COMMIT DROP"""
+    )
+    with conn.cursor() as cur, cur.copy("COPY cluster_rewrite FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["int8", "int4", "vector", "int8", "float8", "float8"])
+        for cid, c in clusters.items():
+            copy.write_row(
                 (
+                    cid,
                     c.face_count,
-                    c.centroid,
+                    np.asarray(c.centroid, np.float32),
                     c.medoid_detection_id,
-                    c.medoid_detection_id,
-                    c.face_count,
-                    run_id,
                     c.lambda_birth,
                     c.persistence,
-                    cid,
                 )
-                for cid, c in clusters.items()
-            ],
-        )
+            )
+    conn.execute(
+        """UPDATE cluster c SET face_count = r.face_count, centroid = r.centroid, medoid_detection_id = r.medoid,
+               representative_detection_id = coalesce(c.representative_detection_id, r.medoid),
+               face_count_at_last_medoid = r.face_count, hdbscan_run_id = %s,
+               lambda_birth = coalesce(r.lambda_birth, c.lambda_birth),
+               persistence = coalesce(r.persistence, c.persistence), updated_at = now()
+           FROM cluster_rewrite r WHERE c.id = r.id""",
+        (run_id,),
+    )
 
 
 def write_assignments(conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -347,6 +386,207 @@ def run_state(conn: psycopg.Connection, run_id: int) -> tuple[bytes, bytes, dict
 
 
 # -- incremental assignment --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face read (without locks) for incremental assignment, with its model's active run."""
+
+    id: int
+    collection_id: int
+    embedding_model: str
+    embedding: np.ndarray
+    cluster_id: int | None
+    status: str | None
+    run_id: int | None
+
+
+def faces_to_assign(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, NewFace]:
+    """Every face asked for, with its embedding and active run, in one query (no locks)."""
+    with conn.cursor(binary=True) as cur:
+        cur.execute(
+            """SELECT pd.id, p.collection_id, fe.embedding_model, fe.embedding, pd.cluster_id,
+                      pd.cluster_status, r.id
+               FROM person_detection pd
+               JOIN face_embedding fe ON fe.person_detection_id = pd.id
+               JOIN photo p ON p.id = pd.photo_id
+               LEFT JOIN hdbscan_run r ON r.is_active AND r.collection_id = p.collection_id
+                                      AND r.embedding_model = fe.embedding_model
+               WHERE pd.id = ANY(%s)""",
+            (list(detection_ids),),
+        )
+        return {r[0]: NewFace(r[0], r[1], r[2], _array(r[3]).astype(np.float32), r[4], r[5], r[6]) for r in cur}
+
+
+#: The face, locked; skipped (no row) once it has a cluster or a manual or pending decision.
+_ASSIGN_FACE = """
+    face AS MATERIALIZED (
+        SELECT pd.id, fe.embedding FROM person_detection pd
+        JOIN face_embedding fe ON fe.person_detection_id = pd.id
+        WHERE pd.id = %(det)s AND pd.cluster_id IS NULL
+          AND (pd.cluster_status IS NULL OR pd.cluster_status NOT IN ('manual', 'pending'))
+        FOR UPDATE OF pd
+    ),
+    blocked AS MATERIALIZED (
+        SELECT d.cluster_id FROM cannot_link l
+        JOIN person_detection d
+          ON d.id = CASE WHEN l.detection_id_1 = %(det)s THEN l.detection_id_2 ELSE l.detection_id_1 END
+        WHERE (l.detection_id_1 = %(det)s OR l.detection_id_2 = %(det)s) AND d.cluster_id IS NOT NULL
+    ),"""
+
+#: Tier 1: the cluster the condensed tree chose, unless a cannot-link forbids it.
+_TIER1_CHOICE = """
+    ambiguous AS (SELECT false AS yes),
+    choice AS (
+        SELECT %(cluster)s::bigint AS cluster_id, %(confidence)s::float8 AS confidence, 1 AS rank
+        WHERE %(cluster)s::bigint NOT IN (SELECT cluster_id FROM blocked)
+    ),"""
+
+#: Tier 2: the nearest centroids (HNSW, filtered by collection and model); a face inside two
+#: epsilon balls by nearly the same margin is ambiguous and goes to review.
+_TIER2_CHOICE = """
+    near AS MATERIALIZED (
+        SELECT c.id, c.centroid <=> %(embedding)b AS distance,
+               CASE WHEN c.lambda_birth > 0 THEN power(1.0 / c.lambda_birth, 2) / 2
+                    ELSE %(threshold)s::float8 END AS epsilon
+        FROM cluster c
+        WHERE c.collection_id = %(collection)s AND c.embedding_model = %(model)s AND NOT c.hidden
+        ORDER BY c.centroid <=> %(embedding)b LIMIT %(neighbours)s
+    ),
+    within AS MATERIALIZED (
+        SELECT id, distance, epsilon, row_number() OVER (ORDER BY distance, id) AS rank FROM near
+        WHERE distance < epsilon AND id NOT IN (SELECT cluster_id FROM blocked)
+    ),
+    ambiguous AS MATERIALIZED (
+        SELECT EXISTS (SELECT 1 FROM within a JOIN within b ON a.rank = 1 AND b.rank = 2
+                       WHERE b.distance - a.distance < %(margin)s) AS yes
+    ),
+    choice AS (
+        SELECT w.id AS cluster_id, greatest(0.0, 1.0 - w.distance / w.epsilon) AS confidence, w.rank
+        FROM within w, ambiguous a WHERE NOT a.yes
+    ),
+    candidates AS (
+        INSERT INTO face_match_candidate (detection_id, cluster_id, similarity)
+        SELECT f.id, w.id, 1.0 - w.distance FROM face f, within w, ambiguous a WHERE a.yes
+        ON CONFLICT (detection_id, cluster_id) DO UPDATE SET similarity = EXCLUDED.similarity
+        RETURNING cluster_id
+    ),"""
+
+#: Lock the best surviving choice (a cluster deleted meanwhile is skipped), fold the face into its
+#: centroid, new = normalize(old * n + x), and record the outcome on the detection.
+_ASSIGN_WRITE = """
+    target AS MATERIALIZED (
+        SELECT c.id, ch.confidence FROM choice ch JOIN cluster c ON c.id = ch.cluster_id
+        WHERE EXISTS (SELECT 1 FROM face)
+        ORDER BY ch.rank LIMIT 1
+        FOR UPDATE OF c
+    ),
+    joined AS (
+        UPDATE cluster c SET face_count = c.face_count + 1, updated_at = now(),
+            centroid = CASE WHEN c.centroid IS NULL OR c.face_count <= 0 THEN l2_normalize(f.embedding)
+                            ELSE l2_normalize(c.centroid * array_fill(c.face_count::real,
+                                                ARRAY[vector_dims(c.centroid)])::vector + f.embedding) END
+        FROM target t, face f WHERE c.id = t.id
+        RETURNING c.id, t.confidence
+    ),
+    outcome AS (
+        SELECT f.id, j.id AS cluster_id, j.confidence,
+               CASE WHEN j.id IS NOT NULL THEN 'auto' WHEN a.yes THEN 'pending' ELSE 'unassigned' END AS status
+        FROM face f CROSS JOIN ambiguous a LEFT JOIN joined j ON true
+    ),
+    detection AS (
+        UPDATE person_detection d SET cluster_id = o.cluster_id, cluster_status = o.status,
+            cluster_confidence = CASE WHEN o.cluster_id IS NOT NULL THEN o.confidence
+                                      ELSE d.cluster_confidence END,
+            unassigned_since = CASE WHEN o.status = 'unassigned' THEN coalesce(d.unassigned_since, now()) END
+        FROM outcome o WHERE d.id = o.id AND (o.status <> 'unassigned' OR %(final)s)
+        RETURNING o.status, o.cluster_id
+    )
+    SELECT EXISTS (SELECT 1 FROM face), (SELECT status FROM detection), (SELECT cluster_id FROM detection)
+"""
+
+ASSIGN_TIER1_SQL = "WITH" + _ASSIGN_FACE + _TIER1_CHOICE + _ASSIGN_WRITE
+ASSIGN_TIER2_SQL = "WITH" + _ASSIGN_FACE + _TIER2_CHOICE + _ASSIGN_WRITE
+
+
+@dataclass(frozen=True)
+class Assignment:
+    found: bool  # the face was still waiting for a cluster when locked
+    status: str | None  # 'auto', 'pending', 'unassigned', or None when nothing was written
+    cluster_id: int | None
+
+
+def assign_face(
+    conn: psycopg.Connection,
+    face: NewFace,
+    *,
+    cluster_id: int | None,
+    confidence: float | None,
+    threshold: float,
+    margin: float,
+    neighbours: int,
+    ef_search: int,
+    final: bool = True,
+) -> Assignment:
+    """Assign one face in one short transaction and one network round trip.
+
+    With `cluster_id` (tier 1) the face joins that cluster unless a cannot-link forbids it or the
+    cluster is gone, in which case nothing is written (found and status None: try tier 2).
+    Without it (tier 2) the nearest centroids decide, and with `final` a face no ball holds is
+    marked unassigned. The shared advisory lock is taken first, in its own statement, so that the
+    assignment's snapshot follows any bootstrap it waited for; then one statement locks the
+    detection row, then the cluster row (always in that order), and writes everything.
+    `conn` must be in autocommit mode; BEGIN, lock, settings, statement and COMMIT are pipelined.
+    """
+    params: dict[str, Any] = {"det": face.id, "final": final}
+    if cluster_id is not None:
+        sql = ASSIGN_TIER1_SQL
+        params |= {"cluster": cluster_id, "confidence": confidence}
+    else:
+        sql = ASSIGN_TIER2_SQL
+        params |= {
+            "embedding": face.embedding,
+            "collection": face.collection_id,
+            "model": face.embedding_model,
+            "threshold": threshold,
+            "margin": margin,
+            "neighbours": neighbours,
+        }
+    with conn.pipeline(), conn.transaction():
+        lock_model(conn, face.collection_id, face.embedding_model, shared=True)
+        # An assignment is derived data that assign_unclustered redoes: a crash may lose the last
+        # few milliseconds of them (never consistency), so the commit does not wait for the WAL flush.
+        conn.execute("SET LOCAL synchronous_commit = off")
+        if cluster_id is None:
+            nearest_settings(conn, ef_search)
+        cur = conn.execute(sql, params)
+    row = cur.fetchone()
+    assert row is not None
+    return Assignment(bool(row[0]), row[1], row[2])
+
+
+def nearest_settings(conn: psycopg.Connection, ef_search: int) -> None:
+    """Transaction-local settings of tier 2's centroid lookup."""
+    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
+    # exact distance order even when other collections' or models' centroids are skipped
+    conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+    # The planner prices a scan of a few thousand centroids below the HNSW index, but each centroid
+    # is a TOASTed 2 KiB vector: the index is the faster path (the benchmark shows the plan).
+    conn.execute("SET LOCAL enable_seqscan = off")
+
+
+def explain_nearest(
+    conn: psycopg.Connection, collection_id: int, model: str, embedding: np.ndarray, ef_search: int = 40
+) -> str:
+    """The plan of tier 2's centroid lookup (the benchmark checks that it uses the HNSW index)."""
+    nearest_settings(conn, ef_search)
+    rows = conn.execute(
+        """EXPLAIN SELECT c.id FROM cluster c
+           WHERE c.collection_id = %(collection)s AND c.embedding_model = %(model)s AND NOT c.hidden
+           ORDER BY c.centroid <=> %(embedding)b LIMIT 5""",
+        {"collection": collection_id, "model": model, "embedding": embedding},
+    ).fetchall()
+    return "\n".join(r[0] for r in rows)
 
 
 def lock_face(conn: psycopg.Connection, detection_id: int) -> FaceRow | None:
@@ -544,10 +784,13 @@ def insert_faces(
             (photo_ids,),
         ).fetchall()
     ]
-    with conn.cursor() as cur, cur.copy(
-        "COPY face_embedding (person_detection_id, embedding_model, embedding_dim, embedding)"
-        " FROM STDIN WITH (FORMAT BINARY)"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY face_embedding (person_detection_id, embedding_model, embedding_dim, embedding)"
+            " FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy,
+    ):
         copy.set_types(["int8", "text", "int4", "vector"])
         for det_id, vector in zip(detection_ids, embeddings, strict=True):
             copy.write_row((det_id, model, vector.shape[0], np.asarray(vector, np.float32)))
