@@ -13,15 +13,23 @@ from photodb.database import clustering_repository as repo
 from photodb.database.connection import Database, DatabaseUnavailable
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dry-run", is_flag=True, help="print what would change, write nothing")
-@click.option("--min-cluster-size", type=click.IntRange(min=2), default=None)
-@click.option("--min-samples", type=click.IntRange(min=1), default=None)
+@click.option("--min-cluster-size", type=click.IntRange(min=2), default=None,
+              help="fewest faces that form an identity (default HDBSCAN_MIN_CLUSTER_SIZE, 3)")
+@click.option("--min-samples", type=click.IntRange(min=1), default=None,
+              help="HDBSCAN core-point neighbours (default HDBSCAN_MIN_SAMPLES, 2)")
 @click.option("--collection", default=None, help="collection name (default: all)")
 @click.option("--json", "as_json", is_flag=True)
 def main(
     dry_run: bool, min_cluster_size: int | None, min_samples: int | None, collection: str | None, as_json: bool
 ) -> None:
+    """Group all face embeddings into identities with HDBSCAN, one embedding model at a time.
+
+    Run after importing a batch of photos. Manual work (manual assignments, verified or named
+    clusters, must-link/cannot-link) is kept and re-applied; new faces added later are assigned
+    incrementally against the run this stores.
+    """
     console = Console(stderr=True)
     try:
         db = Database(load_settings(), pool_size=2)
