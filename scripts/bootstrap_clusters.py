@@ -7,10 +7,8 @@ import json
 import click
 from rich.console import Console
 
+from photodb.cli_support import open_for_collection
 from photodb.clustering.bootstrap import bootstrap
-from photodb.config import load_settings
-from photodb.database import clustering_repository as repo
-from photodb.database.connection import Database, DatabaseUnavailable
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,26 +29,15 @@ def main(
     incrementally against the run this stores.
     """
     console = Console(stderr=True)
-    try:
-        db = Database(load_settings(), pool_size=2)
-    except DatabaseUnavailable as error:
-        raise click.ClickException(str(error)) from error
-    with db:
-        collection_id = None
-        if collection is not None:
-            with db.connection() as conn:
-                collection_id = repo.collection_id_by_name(conn, collection)
-            if collection_id is None:
-                raise click.ClickException(f"no collection named {collection!r}")
-        with console.status("clustering") as status:
-            reports = bootstrap(
-                db,
-                collection_id=collection_id,
-                min_cluster_size=min_cluster_size,
-                min_samples=min_samples,
-                dry_run=dry_run,
-                progress=lambda message: status.update(message),
-            )
+    with open_for_collection(collection) as (db, collection_id), console.status("clustering") as status:
+        reports = bootstrap(
+            db,
+            collection_id=collection_id,
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            dry_run=dry_run,
+            progress=lambda message: status.update(message),
+        )
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
         return

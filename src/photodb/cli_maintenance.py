@@ -9,10 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from photodb.cli_support import open_for_collection
 from photodb.clustering.staleness import check_staleness
-from photodb.config import load_settings
-from photodb.database import clustering_repository as repo
-from photodb.database.connection import Database, DatabaseUnavailable
 
 
 @click.group()
@@ -25,17 +23,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def check_staleness_command(collection: str | None, as_json: bool) -> None:
     """Report new faces since the active run, parameter drift and model changes; exit 1 if stale."""
-    try:
-        db = Database(load_settings(), pool_size=2)
-    except DatabaseUnavailable as error:
-        raise click.ClickException(str(error)) from error
-    with db:
-        collection_id = None
-        if collection is not None:
-            with db.connection() as conn:
-                collection_id = repo.collection_id_by_name(conn, collection)
-            if collection_id is None:
-                raise click.ClickException(f"no collection named {collection!r}")
+    with open_for_collection(collection) as (db, collection_id):
         reports = check_staleness(db, collection_id)
     stale = any(r.rebootstrap for r in reports)
     if as_json:
