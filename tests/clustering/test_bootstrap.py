@@ -66,6 +66,8 @@ def test_models_are_clustered_separately(db, faces):
     padded[:, :128] = faces.embeddings[300:600, :128]
     padded /= np.linalg.norm(padded, axis=1, keepdims=True)
     insert(db, padded, "dlib")
+    with db.connection() as conn:  # as the detection stage stores them: 128 real dimensions, zero-padded
+        conn.execute("UPDATE face_embedding SET embedding_dim = 128 WHERE embedding_model = 'dlib'")
     reports = bootstrap(db)
     assert sorted(r.embedding_model for r in reports) == ["arcface", "dlib"]
     with db.connection() as conn:

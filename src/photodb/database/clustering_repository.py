@@ -118,18 +118,23 @@ def collection_ids(conn: psycopg.Connection) -> list[int]:
     return [row[0] for row in conn.execute("SELECT id FROM collection ORDER BY id").fetchall()]
 
 
+STORED_DIM = 512
+
+
 def load_faces(conn: psycopg.Connection, collection_id: int, model: str) -> FaceSet:
     """Stream the faces (binary COPY) into one preallocated array: no per-row vector objects and
     no whole result held in memory, which at 100k faces would double the bootstrap's peak RSS."""
     row = conn.execute(
-        """SELECT count(*), max(fe.embedding_dim) FROM face_embedding fe
+        """SELECT count(*) FROM face_embedding fe
            JOIN person_detection pd ON pd.id = fe.person_detection_id
            JOIN photo p ON p.id = pd.photo_id
            WHERE p.collection_id = %s AND fe.embedding_model = %s""",
         (collection_id, model),
     ).fetchone()
     assert row is not None
-    size, dim = int(row[0]), int(row[1] or 512)
+    # Vectors are read at their stored width (models with fewer dimensions are zero-padded to it),
+    # the same width incremental assignment reads, so the run's PCA applies to both.
+    size, dim = int(row[0]), STORED_DIM
     ids = np.empty(size, np.int64)
     clusters = np.full(size, -1, np.int64)
     embeddings = np.zeros((size, dim), np.float32)
