@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from photodb.database.embedded import server_is_running
+from tests.cli import PROCESS_LOCAL, cli_env, process_local
 from tests.imaging import make_library
-
-PROCESS_LOCAL = str(Path(sys.executable).parent / "process-local")
-
-
-def cli_env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
-    env.update(PHOTODB_HOME=str(tmp_path / "home"), IMG_PATH=str(tmp_path / "images"), LOG_LEVEL="WARNING")
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    return env
-
-
-def process_local(*args: str, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PROCESS_LOCAL, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
 
 LOCAL_STAGES = ["normalize", "metadata"]
 STAGES = ("--stage", "normalize", "--stage", "metadata")

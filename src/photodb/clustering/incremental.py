@@ -18,6 +18,7 @@ from __future__ import annotations
 import pickle
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,11 +165,28 @@ def _assign_one(db: Database, conn: Any, face: repo.NewFace, tier1: tuple[int, f
     raise AssertionError("unreachable")
 
 
-def assign_unclustered(db: Database, collection_id: int | None = None) -> AssignmentReport:
-    """Assign every face that has an embedding but no cluster (maintenance / after a bootstrap)."""
+def assign_unclustered(
+    db: Database,
+    collection_id: int | None = None,
+    *,
+    chunk: int = 500,
+    progress: Callable[[int, int], None] | None = None,
+) -> AssignmentReport:
+    """Assign every face that has an embedding but no cluster (after an import with assignment off).
+
+    Works in chunks so that a large backlog shows progress and each chunk's faces are read at once;
+    `progress(done, total)` is called after each chunk.
+    """
     with db.connection() as conn:
         ids = repo.unclustered_detection_ids(conn, collection_id)
-    return assign_new_faces(db, ids, force=True)
+    report = AssignmentReport()
+    for start in range(0, len(ids), chunk):
+        part = assign_new_faces(db, ids[start : start + chunk], force=True)
+        report.outcomes.update(part.outcomes)
+        report.cluster_of.update(part.cluster_of)
+        if progress is not None:
+            progress(min(start + chunk, len(ids)), len(ids))
+    return report
 
 
 def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:

@@ -724,13 +724,18 @@ def mark_pending(conn: psycopg.Connection, detection_id: int, candidates: Sequen
 
 
 def unclustered_detection_ids(conn: psycopg.Connection, collection_id: int | None = None) -> list[int]:
-    """Faces with an embedding, no cluster, and no pending review or manual decision."""
+    """Faces with an embedding that no run or assignment has looked at yet (or whose cluster is gone).
+
+    Faces in the unassigned pool are left out: a bootstrap called them noise (or an assignment
+    found no cluster) with everything known then; a re-bootstrap, not a looser second look by
+    centroid distance, is what revisits them.
+    """
     rows = conn.execute(
         """SELECT pd.id FROM person_detection pd
            JOIN face_embedding fe ON fe.person_detection_id = pd.id
            JOIN photo p ON p.id = pd.photo_id
            WHERE pd.cluster_id IS NULL
-             AND (pd.cluster_status IS NULL OR pd.cluster_status IN ('unassigned', 'auto'))
+             AND (pd.cluster_status IS NULL OR pd.cluster_status = 'auto')
              AND (%s::bigint IS NULL OR p.collection_id = %s)
            ORDER BY pd.id""",
         (collection_id, collection_id),

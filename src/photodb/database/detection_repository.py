@@ -58,6 +58,7 @@ class ReplaceOutcome:
     skipped_duplicates: int
     clusters_updated: int
     clusters_deleted: int
+    embedded_ids: tuple[int, ...] = ()  # new detections with a face embedding, for incremental clustering
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class DetectionRepository:
                 ).rowcount
 
             inserted = skipped = 0
+            embedded: list[int] = []
             for detection in detections:
                 if kept and _duplicates(detection, kept):
                     skipped += 1
@@ -180,6 +182,7 @@ class DetectionRepository:
                             np.asarray(detection.embedding, dtype=np.float32),
                         ),
                     )
+                    embedded.append(row[0])
                 inserted += 1
         return ReplaceOutcome(
             inserted=inserted,
@@ -188,6 +191,7 @@ class DetectionRepository:
             skipped_duplicates=skipped,
             clusters_updated=clusters_updated,
             clusters_deleted=clusters_deleted,
+            embedded_ids=tuple(embedded),
         )
 
     def detections_for_photo(self, photo_id: int) -> list[dict[str, Any]]:

@@ -121,6 +121,30 @@ class DetectionStage(BaseStage):
         rows = self._rows(image, found)
         outcome = self.repository.replace_detections(photo.id, rows, self.detector.model_name, self.detector.version)
         log.debug("photo %s: %s", photo.id, outcome)
+        if outcome.embedded_ids and self.context.settings.clustering_assign_on_detection:
+            self._assign_to_clusters(photo, list(outcome.embedded_ids))
+
+    def _assign_to_clusters(self, photo: Photo, detection_ids: list[int]) -> None:
+        """New faces join the active clustering run's identities (a no-op before the first bootstrap).
+
+        The detections are already stored: a failed assignment leaves the faces unclustered for
+        `bootstrap_clusters.py --assign-new` instead of failing the photo's detection.
+        """
+        import psycopg
+
+        from photodb.clustering.incremental import assign_new_faces
+
+        try:
+            report = assign_new_faces(self.context.db, detection_ids)
+        except psycopg.Error as error:
+            log.warning(
+                "photo %s: faces stored but not assigned to clusters (%s); run scripts/bootstrap_clusters.py "
+                "--assign-new later",
+                photo.id,
+                str(error).splitlines()[0],
+            )
+            return
+        log.debug("photo %s: cluster assignment %s", photo.id, dict(report.outcomes))
 
     def _rows(self, image: np.ndarray, found: Detections) -> list[NewDetection]:
         from photodb.database.detection_repository import NewDetection
