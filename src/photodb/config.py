@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     # Clustering
     hdbscan_min_cluster_size: int = Field(default=3, ge=2)
     hdbscan_min_samples: int = Field(default=2, ge=1)
-    clustering_threshold: float = Field(default=0.45, gt=0)
+    clustering_threshold: float = Field(default=0.45, gt=0)  # cosine distance, ArcFace embeddings
+    # dlib's 128-d embeddings sit closer together: different people from about 0.11 (sample faces)
+    clustering_threshold_dlib: float = Field(default=0.1, gt=0)
     hdbscan_cluster_selection_method: Literal["eom", "leaf"] = "eom"
     clustering_reduce_dims: int = Field(default=96, ge=2, le=512)  # PCA before HDBSCAN
     clustering_assign_on_detection: bool = True
@@ -97,6 +99,10 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    def clustering_threshold_for(self, embedding_model: str) -> float:
+        """Tier 2's largest cosine distance to a centroid, for embeddings of this model."""
+        return self.clustering_threshold_dlib if embedding_model.startswith("dlib") else self.clustering_threshold
 
     @cached_property
     def images_dir(self) -> Path:

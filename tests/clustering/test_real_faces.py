@@ -102,3 +102,18 @@ def test_sample_faces_cluster_by_person_and_new_photos_join_their_person(tmp_pat
         ).fetchall()
     assert all(stored == members for _, stored, members in counts)
     assert {c: n for c, n, _ in counts}[obama] == 3 and {c: n for c, n, _ in counts}[hopper] == 3
+
+    # --force redoes detection photo by photo: each face leaves its cluster and is assigned again
+    rerun = process_local(str(library), "--stage", "detection", "--force", "--json", env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    found = faces_by_file(database_url)
+    for name in ("obama.jpg", "obama2.jpg", "obama_mirrored.jpg"):
+        assert found[name] == [(obama, "auto")]
+    for name in ("hopper.jpg", "grace_hopper.jpg", "hopper_mirrored.jpg"):
+        assert found[name] == [(hopper, "auto")]
+    assert {only_cluster(found, "biden.jpg")} & {obama, hopper} == set()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(
+            """SELECT count(*) FROM cluster c
+               WHERE face_count <> (SELECT count(*) FROM person_detection d WHERE d.cluster_id = c.id)"""
+        ).fetchone() == (0,)

@@ -185,16 +185,24 @@ def test_rerun_replaces_detections_and_keeps_cluster_bookkeeping_consistent(db, 
         assert orphans == (0,)
         assert conn.execute("SELECT count(*) FROM must_link").fetchone() == (1,)
 
-    # The second rerun frees the obama cluster's partner; removing the last member deletes it.
+    # The second rerun frees the obama cluster's partner; removing the last member deletes it,
+    # unless the cluster is named: a person keeps their (now empty) cluster.
     with db.connection() as conn:
         conn.execute("UPDATE person_detection SET cluster_id = NULL WHERE id = %s", (obama["id"],))
     new_auto = next(r["id"] for r in rows if r["id"] not in (manual, linked) and r["face_bbox_x"] is not None)
     with db.connection() as conn:
         conn.execute("UPDATE person_detection SET cluster_id = %s WHERE id = %s", (shared, new_auto))
         conn.execute("UPDATE cluster SET face_count = 1 WHERE id = %s", (shared,))
+        person = conn.execute("INSERT INTO person (collection_id) VALUES (1) RETURNING id").fetchone()
+        conn.execute("UPDATE cluster SET person_id = %s WHERE id = %s", (person[0], alone))
+        conn.execute("DELETE FROM must_link")  # 'linked' is no longer curated: the rerun replaces it
     offline_stage.process(group)
     with db.connection() as conn:
         assert conn.execute("SELECT id FROM cluster WHERE id = %s", (shared,)).fetchone() is None
+        assert conn.execute("SELECT face_count, person_id FROM cluster WHERE id = %s", (alone,)).fetchone() == (
+            0,
+            person[0],
+        )
 
 
 def test_faces_below_the_minimum_size_are_stored_but_not_embedded(db, offline_settings):

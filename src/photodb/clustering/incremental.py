@@ -4,8 +4,11 @@ Tier 1 places the face in the stored condensed tree (`approximate_predict` on th
 clusterer, after the run's PCA). When that says noise, tier 2 looks up the nearest centroids
 through pgvector's HNSW index and accepts a cluster whose epsilon ball holds the face:
 epsilon = 1 / lambda_birth is a Euclidean distance between unit vectors, i.e. a cosine distance
-of epsilon^2 / 2; clusters without a lambda use CLUSTERING_THRESHOLD as cosine distance. A face
-inside two balls by nearly the same margin goes to review as face_match_candidate rows.
+of epsilon^2 / 2, capped by the model's threshold (CLUSTERING_THRESHOLD for ArcFace,
+CLUSTERING_THRESHOLD_DLIB for dlib), which also serves clusters without a lambda. The cap matters
+in small libraries: there a cluster is born at the distance of the nearest other person, so its
+uncapped ball reaches exactly to them. A face inside two balls by nearly the same margin goes to
+review as face_match_candidate rows.
 
 Each face is one short transaction and one network round trip (pipelined): the shared advisory
 lock on its (collection, model), then one statement that locks the detection row, then the cluster
@@ -78,12 +81,6 @@ def load_run_model(db: Database, run_id: int) -> RunModel | None:
         return model
 
 
-def cosine_epsilon(lambda_birth: float | None, threshold: float) -> float:
-    if lambda_birth is None or lambda_birth <= 0:
-        return threshold
-    return (1.0 / lambda_birth) ** 2 / 2.0
-
-
 def updated_centroid(centroid: np.ndarray | None, count: int, embedding: np.ndarray) -> np.ndarray:
     """new = (old * n + x) / (n + 1), re-normalized to unit length."""
     x = np.asarray(embedding, dtype=np.float64)
@@ -138,7 +135,7 @@ def _waiting(face: repo.NewFace) -> bool:
 def _assign_one(db: Database, conn: Any, face: repo.NewFace, tier1: tuple[int, float] | None) -> tuple[str, int | None]:
     settings = db.settings
     options = {
-        "threshold": settings.clustering_threshold,
+        "threshold": settings.clustering_threshold_for(face.embedding_model),
         "margin": settings.clustering_ambiguity_margin,
         "neighbours": NEIGHBOURS,
         "ef_search": EF_SEARCH,

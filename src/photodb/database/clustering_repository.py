@@ -448,12 +448,14 @@ _TIER1_CHOICE = """
     ),"""
 
 #: Tier 2: the nearest centroids (HNSW, filtered by collection and model); a face inside two
-#: epsilon balls by nearly the same margin is ambiguous and goes to review.
+#: epsilon balls by nearly the same margin is ambiguous and goes to review. epsilon is the
+#: cluster's 1/lambda_birth, never more than the model's threshold (which also serves clusters
+#: without a lambda): LEAST ignores the NULL of a missing lambda.
 _TIER2_CHOICE = """
     near AS MATERIALIZED (
         SELECT c.id, c.centroid <=> %(embedding)b AS distance,
-               CASE WHEN c.lambda_birth > 0 THEN power(1.0 / c.lambda_birth, 2) / 2
-                    ELSE %(threshold)s::float8 END AS epsilon
+               least(CASE WHEN c.lambda_birth > 0 THEN power(1.0 / c.lambda_birth, 2) / 2 END,
+                     %(threshold)s::float8) AS epsilon
         FROM cluster c
         WHERE c.collection_id = %(collection)s AND c.embedding_model = %(model)s AND NOT c.hidden
         ORDER BY c.centroid <=> %(embedding)b LIMIT %(neighbours)s

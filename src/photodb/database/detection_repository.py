@@ -7,7 +7,8 @@ detections in one transaction, so readers see either the old set or the new one.
   (ON DELETE CASCADE), and cluster representative/medoid links are cleared (SET NULL).
 - Clusters that lose members get `face_count` recounted from their remaining members and their
   centroid recomputed as the normalised mean of the remaining embeddings; clusters left empty
-  are deleted unless a person verified them. Clusters are locked in id order first, so
+  are deleted unless they are verified or linked to a person (the rerun's faces can then
+  rejoin them; a named identity is never dropped). Clusters are locked in id order first, so
   concurrent reruns and clustering runs cannot deadlock on them.
 - Curated detections are kept untouched, with their id, cluster, person and embedding: those
   with `cluster_status = 'manual'` and those named in a must_link or cannot_link constraint.
@@ -137,7 +138,7 @@ class DetectionRepository:
                     (touched_clusters,),
                 ).rowcount
                 clusters_deleted = conn.execute(
-                    "DELETE FROM cluster WHERE id = ANY(%s) AND face_count = 0 AND NOT verified",
+                    "DELETE FROM cluster WHERE id = ANY(%s) AND face_count = 0 AND NOT verified AND person_id IS NULL",
                     (touched_clusters,),
                 ).rowcount
 
