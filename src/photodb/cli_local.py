@@ -180,6 +180,9 @@ def main(
     db: Database | None = None
     try:
         db = Database(settings, pool_size=run_pool_size(parallel))
+        shortage = db.connection_shortage(run_pool_size(parallel))
+        if shortage is not None:
+            console.print(f"[yellow]warning:[/] {escape(shortage)}", soft_wrap=True)
         show_progress = not as_json and not dry_run
         progress = RichProgress(console, stages) if show_progress else None
         processor = LocalProcessor(settings, db, options, progress)

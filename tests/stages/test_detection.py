@@ -20,8 +20,8 @@ from photodb.database.repository import PhotoRepository
 from photodb.stages import stage_class
 from photodb.stages.base import StageContext, StageFailure, StageUnavailable
 from photodb.stages.detection import DetectionStage
+from tests.conftest import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "public"
 MANIFEST = {f["path"]: f for f in json.loads((SAMPLES / "manifest.json").read_text())["files"]}
 FACE_PHOTOS = [p for p, f in MANIFEST.items() if f.get("faces")]
 

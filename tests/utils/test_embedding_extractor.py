@@ -20,8 +20,7 @@ from photodb.utils.embedding_extractor import (
     similarity_transform,
 )
 from photodb.utils.person_detector import Box, ModelUnavailable, yunet_faces
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "public"
+from tests.conftest import SAMPLES
 
 
 def face_photo(name: str) -> np.ndarray:

@@ -19,8 +19,7 @@ from photodb.utils.person_detector import (
     missing_ml_modules,
     resolve_backend,
 )
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "public"
+from tests.conftest import SAMPLES
 
 
 def box(x: float, y: float, w: float, h: float, conf: float = 0.9) -> Box:

@@ -119,6 +119,29 @@ class Database:
             finally:
                 conn.autocommit = False
 
+    def connection_shortage(self, needed: int) -> str | None:
+        """Why `needed` more connections may not fit on the server now, or None when they do.
+
+        Several processes (or hosts) on one server each open up to their pool size; past the
+        server's max_connections a worker waits for a pooled connection and its photo fails.
+        """
+        with self.connection() as conn:
+            row = conn.execute(
+                """SELECT current_setting('max_connections')::int,
+                          current_setting('superuser_reserved_connections')::int
+                            + coalesce(current_setting('reserved_connections', true)::int, 0),
+                          (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"""
+            ).fetchone()
+        assert row is not None
+        limit, reserved, in_use = row
+        free = limit - reserved - in_use + 1  # this pool's own connection counts in `needed`
+        if needed <= free:
+            return None
+        return (
+            f"this run may open {needed} database connections but the server has {max(free, 0)} free "
+            f"(max_connections {limit}, {in_use} in use): lower --parallel or raise max_connections"
+        )
+
     def close(self) -> None:
         pool = getattr(self, "pool", None)
         if pool is not None:
