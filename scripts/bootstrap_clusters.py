@@ -20,10 +20,18 @@ from photodb.clustering.incremental import assign_unclustered
     is_flag=True,
     help="do not re-cluster: assign faces without a cluster to the active run's clusters (incremental)",
 )
-@click.option("--min-cluster-size", type=click.IntRange(min=2), default=None,
-              help="fewest faces that form an identity (default HDBSCAN_MIN_CLUSTER_SIZE, 3)")
-@click.option("--min-samples", type=click.IntRange(min=1), default=None,
-              help="HDBSCAN core-point neighbours (default HDBSCAN_MIN_SAMPLES, 2)")
+@click.option(
+    "--min-cluster-size",
+    type=click.IntRange(min=2),
+    default=None,
+    help="fewest faces that form an identity (default HDBSCAN_MIN_CLUSTER_SIZE, 3)",
+)
+@click.option(
+    "--min-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="HDBSCAN core-point neighbours (default HDBSCAN_MIN_SAMPLES, 2)",
+)
 @click.option("--collection", default=None, help="collection name (default: all)")
 @click.option("--json", "as_json", is_flag=True)
 def main(

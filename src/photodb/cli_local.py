@@ -123,9 +123,7 @@ def _summary_table(summary: RunSummary) -> Table:
 
 def _summary_json(summary: RunSummary) -> str:
     data = asdict(summary)
-    data["errors"] = [
-        {**asdict(e), "at": e.at.isoformat() if e.at else None} for e in summary.errors
-    ]
+    data["errors"] = [{**asdict(e), "at": e.at.isoformat() if e.at else None} for e in summary.errors]
     return json.dumps(data, indent=2)
 
 
@@ -141,15 +139,26 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--parallel", "-p", type=click.IntRange(1, 1000), default=default_parallel, show_default="cores, max 8",
-              help="Worker threads. Several processes or hosts may also run on the same library at once.")
-@click.option("--stage", "stages", multiple=True, type=click.Choice(PIPELINE_ORDER), callback=_validate_stages,
-              help=_stage_help())
+@click.option(
+    "--parallel",
+    "-p",
+    type=click.IntRange(1, 1000),
+    default=default_parallel,
+    show_default="cores, max 8",
+    help="Worker threads. Several processes or hosts may also run on the same library at once.",
+)
+@click.option(
+    "--stage", "stages", multiple=True, type=click.Choice(PIPELINE_ORDER), callback=_validate_stages, help=_stage_help()
+)
 @click.option("--force", is_flag=True, help="Redo the selected stages even for photos already processed.")
 @click.option("--dry-run", is_flag=True, help="Only report what would be registered and processed; change nothing.")
 @click.option("--max-photos", type=click.IntRange(1), help="Stop discovering after this many photos.")
-@click.option("--collection", default="default", show_default=True,
-              help="Library to index into; each collection has its own root folder, photos and people.")
+@click.option(
+    "--collection",
+    default="default",
+    show_default=True,
+    help="Library to index into; each collection has its own root folder, photos and people.",
+)
 @click.option("--retry-failed", is_flag=True, help="Try photos whose stage failed before once more.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (no progress bars).")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")

@@ -89,12 +89,20 @@ def test_nul_and_invalid_utf8_strings_are_sanitised(tmp_path):
 
 
 def test_camera_fields_and_every_tag_in_extra(tmp_path):
-    extra = {piexif.ExifIFD.FNumber: (28, 10), piexif.ExifIFD.ISOSpeedRatings: 400,
-             piexif.ExifIFD.FocalLength: (50, 1), piexif.ExifIFD.LensModel: b"EF50mm f/1.8"}
+    extra = {
+        piexif.ExifIFD.FNumber: (28, 10),
+        piexif.ExifIFD.ISOSpeedRatings: 400,
+        piexif.ExifIFD.FocalLength: (50, 1),
+        piexif.ExifIFD.LensModel: b"EF50mm f/1.8",
+    }
     path = write_jpeg(tmp_path / "a.jpg", exif=exif_bytes(make="Canon", model="EOS", exif_extra=extra))
     values = extract_metadata(path).values
-    assert (values["aperture"], values["iso"], values["focal_length"], values["lens_model"]) == (2.8, 400, 50.0,
-                                                                                               "EF50mm f/1.8")
+    assert (values["aperture"], values["iso"], values["focal_length"], values["lens_model"]) == (
+        2.8,
+        400,
+        50.0,
+        "EF50mm f/1.8",
+    )
     assert extract_metadata(path).extra["Exif"]["LensModel"] == "EF50mm f/1.8"
 
 

@@ -103,8 +103,7 @@ class EmbeddedPostgres:
                     server.ensure_postgres_running()
                 except (subprocess.SubprocessError, OSError, AssertionError) as error:
                     raise EmbeddedDatabaseError(
-                        f"could not start the embedded PostgreSQL in {self.pgdata}: {error}; "
-                        f"see {self.pgdata / 'log'}"
+                        f"could not start the embedded PostgreSQL in {self.pgdata}: {error}; see {self.pgdata / 'log'}"
                     ) from error
                 (self.leases_dir / _lease_name(os.getpid())).touch()
                 self._server = server

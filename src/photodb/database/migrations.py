@@ -83,9 +83,7 @@ def apply_migrations(conn: psycopg.Connection, migrations: list[Migration] | Non
             try:
                 conn.execute(migration.sql.encode())
             except psycopg.Error as error:
-                raise MigrationError(
-                    f"migration {migration.version:04d}_{migration.name} failed: {error}"
-                ) from error
+                raise MigrationError(f"migration {migration.version:04d}_{migration.name} failed: {error}") from error
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, migration.checksum),

@@ -337,8 +337,10 @@ class LocalProcessor:
         counts = self.repo.stage_counts(scope, self.options.stages)
         for name, stage_summary in summary.stages.items():
             existing = counts[name]
-            would_redo = existing.total if self.options.force else existing.pending + (
-                existing.failed if self.options.retry_failed else 0
+            would_redo = (
+                existing.total
+                if self.options.force
+                else existing.pending + (existing.failed if self.options.retry_failed else 0)
             )
             stage_summary.completed = summary.new + summary.changed + would_redo
             stage_summary.skipped = max(0, existing.completed - (existing.total if self.options.force else 0))
@@ -351,4 +353,3 @@ class LocalProcessor:
 
 def default_parallel() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
-

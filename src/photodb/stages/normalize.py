@@ -19,9 +19,7 @@ class NormalizeStage(BaseStage):
     def process(self, photo: Photo) -> None:
         settings = self.context.settings
         try:
-            loaded = load_image(
-                self.context.source_path(photo), settings.max_image_pixels, settings.resize_scale
-            )
+            loaded = load_image(self.context.source_path(photo), settings.max_image_pixels, settings.resize_scale)
         except ImageError as error:
             raise StageFailure(str(error)) from error
         file_name = f"{photo.uuid}.png"

@@ -136,4 +136,3 @@ def save_png(image: Image.Image, target: Path, compress_level: int) -> None:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-
