@@ -95,6 +95,8 @@ def test_sample_faces_cluster_by_person_and_new_photos_join_their_person(tmp_pat
     found = faces_by_file(database_url)
     assert found["hopper_mirrored.jpg"] == [(hopper, "auto")]
     assert found["biden.jpg"] == [(None, "unassigned")]  # the run's noise verdict stands
+    again = bootstrap_clusters("--assign-new", env=env)
+    assert again.returncode == 0 and again.stdout.strip() == "no faces waiting for a cluster"
     with psycopg.connect(database_url) as conn:
         counts = conn.execute(
             """SELECT c.id, c.face_count, count(d.id) FROM cluster c
