@@ -394,15 +394,9 @@ def run_state(conn: psycopg.Connection, run_id: int) -> tuple[bytes, bytes, dict
 
 
 @dataclass(frozen=True)
-class NewFace:
+class NewFace(FaceRow):
     """A face read (without locks) for incremental assignment, with its model's active run."""
 
-    id: int
-    collection_id: int
-    embedding_model: str
-    embedding: np.ndarray
-    cluster_id: int | None
-    status: str | None
     run_id: int | None
 
 

@@ -17,15 +17,14 @@ cosine distances between vectors of the same model unchanged.
 
 from __future__ import annotations
 
-import threading
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photodb.utils.person_detector import Backend, Box, ModelUnavailable, yunet_faces
+from photodb.utils.person_detector import Backend, Box, LazyModel, ModelUnavailable, yunet_faces
 
 if TYPE_CHECKING:
     from photodb.config import Settings
@@ -160,24 +159,11 @@ class PreparedFace:
     aligned: bool
 
 
-class FaceEmbedder(ABC):
+class FaceEmbedder(LazyModel):
     """Turns face boxes of a BGR image into L2-normalised embedding vectors."""
 
     model_name: str
     dim: int
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loaded = False
-
-    def load(self) -> None:
-        with self._lock:
-            if not self._loaded:
-                self._load()
-                self._loaded = True
-
-    @abstractmethod
-    def _load(self) -> None: ...
 
     @abstractmethod
     def prepare(self, image: np.ndarray, face: Box) -> PreparedFace: ...

@@ -72,6 +72,24 @@ class ModelUnavailable(RuntimeError):
     """A model file is missing, corrupt or of the wrong kind; the message says what to do."""
 
 
+class LazyModel(ABC):
+    """A model family loaded once, on first use or by an explicit `load()`, safely across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    def load(self) -> None:
+        """Load the models now (idempotent); raises ModelUnavailable with a usable message."""
+        with self._lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+
 def missing_ml_modules() -> list[str]:
     """Distributions of the `ml` extra that are not installed."""
     return [dist for module, dist in ML_MODULES.items() if importlib.util.find_spec(module) is None]
@@ -195,7 +213,7 @@ def _dist_version(name: str) -> str:
         return "unknown"
 
 
-class PersonDetector(ABC):
+class PersonDetector(LazyModel):
     """Finds faces and bodies in BGR uint8 images (the layout OpenCV reads)."""
 
     #: Stored as person_detection.detector_model / detector_version.
@@ -205,20 +223,6 @@ class PersonDetector(ABC):
     supports_batching: bool = True
     #: Where the models run once loaded: "cpu", "cuda:0", "mps" or "coreml".
     device: str = "cpu"
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loaded = False
-
-    def load(self) -> None:
-        """Load the models now (idempotent); raises ModelUnavailable with a usable message."""
-        with self._lock:
-            if not self._loaded:
-                self._load()
-                self._loaded = True
-
-    @abstractmethod
-    def _load(self) -> None: ...
 
     @abstractmethod
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]: ...
