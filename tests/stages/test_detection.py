@@ -308,3 +308,27 @@ def test_corrupt_model_file_stops_the_run(db, yolo_settings):
     yolo_settings.arcface_model_path.write_bytes(b"garbage")
     with pytest.raises(StageUnavailable, match="cannot load ArcFace model"):
         make_stage(db, yolo_settings)
+
+
+def test_a_failed_cluster_assignment_keeps_the_faces_for_later(db, offline_settings, offline_stage, caplog):
+    from photodb.clustering.bootstrap import bootstrap
+    from photodb.clustering.incremental import assign_unclustered
+
+    for relative in FACE_PHOTOS:
+        offline_stage.process(add_normalized_photo(db, offline_settings, SAMPLES / relative))
+    bootstrap(db, min_cluster_size=2, min_samples=1)
+    with db.connection() as conn:
+        conn.execute(
+            """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'assignment refused by test'; END $$"""
+        )
+        conn.execute("CREATE TRIGGER refuse BEFORE UPDATE ON person_detection FOR EACH ROW EXECUTE FUNCTION refuse()")
+    photo = add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "face_recognition" / "obama2.jpg")
+    offline_stage.process(photo)  # the stage completes: the detections are stored
+    assert "faces stored but not assigned to clusters (assignment refused by test)" in caplog.text
+    (face,) = embeddings(db, photo.id)
+    assert face["cluster_id"] is None
+    with db.connection() as conn:
+        conn.execute("DROP TRIGGER refuse ON person_detection")
+    report = assign_unclustered(db)
+    assert report.cluster_of[face["id"]] is not None and report.outcomes["tier1"] == 1
