@@ -6,12 +6,19 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 
 import numpy as np
+import psycopg
+from psycopg.conninfo import make_conninfo
+from pydantic import SecretStr
 
 from conftest import clusters_of, insert
 from photodb.clustering.bootstrap import bootstrap
-from photodb.clustering.incremental import assign_new_faces
+from photodb.clustering.incremental import assign_new_faces, load_run_model
+from photodb.clustering.synthetic import make_faces
+from photodb.database.connection import Database
+from tests.conftest import TEMPLATE_DB
 
 WORKER = textwrap.dedent(
     """
@@ -124,3 +131,25 @@ def test_epsilon_ball_and_review_candidates(db, faces):
     if between @ close_to_a > 0.55:  # inside both balls by the same margin
         assert status == "pending" and candidates == 2
     assert len(ids) == 600
+
+
+def test_runs_of_two_databases_are_never_confused(db, settings, admin_url, faces):
+    insert(db, faces.embeddings[:400])
+    (first,) = bootstrap(db)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    other = Database(settings.model_copy(update={"database_url": SecretStr(make_conninfo(admin_url, dbname=name))}))
+    try:
+        insert(other, make_faces(200, 10, seed=5).embeddings)
+        (second,) = bootstrap(other)
+        assert first.run_id == second.run_id  # ids restart in every database
+        mine, theirs = load_run_model(db, first.run_id), load_run_model(other, second.run_id)
+        with other.connection() as conn:
+            stored = conn.execute("SELECT label_to_cluster_id FROM hdbscan_run WHERE is_active").fetchone()[0]
+        assert theirs is not None and mine is not None
+        assert theirs.label_to_cluster == {int(k): v for k, v in stored.items()} != mine.label_to_cluster
+    finally:
+        other.close()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

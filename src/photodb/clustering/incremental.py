@@ -57,15 +57,17 @@ class AssignmentReport:
         }
 
 
-_models: dict[int, RunModel] = {}
+#: Unpickled runs, by (database URL, run id): run ids are only unique within one database.
+_models: dict[tuple[str, int], RunModel] = {}
 _models_lock = threading.Lock()
 
 
 def load_run_model(db: Database, run_id: int) -> RunModel | None:
     """The run's clusterer and PCA, unpickled once per process (runs never change once written)."""
+    key = (db.url, run_id)
     with _models_lock:
-        if run_id in _models:
-            return _models[run_id]
+        if key in _models:
+            return _models[key]
         with db.connection() as conn:
             state = repo.run_state(conn, run_id)
         if state is None:
@@ -77,7 +79,7 @@ def load_run_model(db: Database, run_id: int) -> RunModel | None:
             {int(k): int(v) for k, v in label_map.items()},
         )
         _models.clear()  # one collection's active run at a time is the common case
-        _models[run_id] = model
+        _models[key] = model
         return model
 
 
