@@ -121,11 +121,14 @@ class DetectionStage(BaseStage):
         rows = self._rows(image, found)
         outcome = self.repository.replace_detections(photo.id, rows, self.detector.model_name, self.detector.version)
         log.debug("photo %s: %s", photo.id, outcome)
-        if outcome.embedded_ids and self.context.settings.clustering_assign_on_detection:
+        if outcome.embedded_ids:
             self._assign_to_clusters(photo, list(outcome.embedded_ids))
 
     def _assign_to_clusters(self, photo: Photo, detection_ids: list[int]) -> None:
-        """New faces join the active clustering run's identities (a no-op before the first bootstrap).
+        """New faces join the active clustering run's identities.
+
+        A no-op before the first bootstrap or with CLUSTERING_ASSIGN_ON_DETECTION off (checked by
+        assign_new_faces, the one place that reads it).
 
         The detections are already stored: a failed assignment leaves the faces unclustered for
         `bootstrap_clusters.py --assign-new` instead of failing the photo's detection.
