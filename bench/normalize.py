@@ -151,10 +151,12 @@ def run_baseline(photos: list[Path], out: Path, threads: int, compress_level: in
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda job: pillow_one(*job, compress_level), jobs))
     seconds = time.monotonic() - started
-    size = sum(t.stat().st_size for _, t in jobs) / len(jobs) / 2**20
+    size = sum(t.stat().st_size for _, t in jobs)
+    ratio = size / sum(source.stat().st_size for source, _ in jobs)
     return Result(
         f"pillow loop, {threads} thread{'s' if threads > 1 else ''}, png level {compress_level}",
-        len(jobs), seconds, _cpu_seconds() - cpu, peak_rss_mib(), f"{size:.1f} MiB/png",
+        len(jobs), seconds, _cpu_seconds() - cpu, peak_rss_mib(),
+        f"{size / len(jobs) / 2**20:.1f} MiB/png, full size; png/original bytes {ratio:.2f}x",
     )  # fmt: skip
 
 
@@ -184,7 +186,12 @@ def run_processor(folder: Path, count: int, database_url: str, work: Path, paral
     done = {name: s.completed for name, s in summary.stages.items()}
     if any(v != count for v in done.values()) or summary.errors:
         raise SystemExit(f"processor did not complete every photo: {done} {summary.errors}")
-    return Result(f"LocalProcessor --parallel {parallel}", count, seconds, cpu, peak_rss_mib(), "")
+    originals = sum(p.stat().st_size for p in sorted(folder.glob("*.jpg"))[:count])
+    normalized = sum(p.stat().st_size for p in (work / "images").rglob("*.png"))
+    with Image.open(next((work / "images").rglob("*.png"))) as sample:
+        shape = f"{sample.width}x{sample.height}"
+    note = f"normalized/original bytes {normalized / originals:.2f}x, {shape}"
+    return Result(f"LocalProcessor --parallel {parallel}", count, seconds, cpu, peak_rss_mib(), note)
 
 
 def child_main(spec: dict[str, object]) -> None:

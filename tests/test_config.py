@@ -33,3 +33,12 @@ def test_secrets_never_show_in_repr(monkeypatch):
 @pytest.mark.parametrize(("parallel", "size"), [(1, 1), (8, 8), (50, 50), (500, 50)])
 def test_pool_is_one_connection_per_worker_up_to_fifty(parallel, size):
     assert pool_max_size(parallel) == size
+
+
+def test_normalize_max_side_defaults_to_2048_and_zero_keeps_full_size(monkeypatch):
+    assert Settings(_env_file=None).normalize_max_side == 2048
+    monkeypatch.setenv("NORMALIZE_MAX_SIDE", "0")
+    assert Settings(_env_file=None).normalize_max_side == 0
+    monkeypatch.setenv("NORMALIZE_MAX_SIDE", "-1")
+    with pytest.raises(ValidationError, match="normalize_max_side"):
+        Settings(_env_file=None)

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
 
     # Processing
     resize_scale: float = Field(default=1.0, gt=0, le=1.0)
+    normalize_max_side: int = Field(default=2048, ge=0)  # long side of the normalized PNG; 0 keeps full size
     max_image_pixels: int = 179_000_000
     png_compress_level: int = Field(default=1, ge=0, le=9)
     processing_lease_seconds: int = Field(default=900, gt=0)

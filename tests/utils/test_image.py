@@ -162,3 +162,62 @@ def test_mpo_uses_its_first_picture(tmp_path):
     loaded = load_image(path, LIMIT)
     red, _, blue = loaded.image.getpixel((10, 10))
     assert loaded.format == "MPO" and red > 200 and blue < 50
+
+
+def test_long_side_is_capped_and_the_scale_is_reported(tmp_path):
+    path = write_jpeg(tmp_path / "big.jpg", size=(400, 300))
+    loaded = load_image(path, LIMIT, max_side=100)
+    assert loaded.image.size == (100, 75) and loaded.original_size == (400, 300)
+    assert loaded.scale == 0.25
+
+
+def test_photos_within_the_cap_are_untouched(tmp_path):
+    path = write_jpeg(tmp_path / "small.jpg", size=(300, 200))
+    loaded = load_image(path, LIMIT, max_side=300)
+    assert loaded.image.size == (300, 200) and loaded.scale == 1.0
+    assert np.array_equal(np.asarray(loaded.image), np.asarray(Image.open(path).convert("RGB")))
+
+
+@pytest.mark.parametrize(
+    ("scale", "max_side", "size"),
+    [(0.5, 100, (100, 75)), (0.5, 1000, (200, 150)), (0.5, 0, (200, 150)), (1.0, 0, (400, 300))],
+)
+def test_the_cap_applies_on_top_of_resize_scale(tmp_path, scale, max_side, size):
+    path = write_jpeg(tmp_path / "big.jpg", size=(400, 300))
+    loaded = load_image(path, LIMIT, scale=scale, max_side=max_side)
+    assert loaded.image.size == size and loaded.scale == size[0] / 400
+
+
+def test_jpeg_is_drafted_in_stored_pixels_before_rotation(tmp_path, monkeypatch):
+    """draft() runs on the stored (sideways) frame: the request must not be the upright size."""
+    from PIL.JpegImagePlugin import JpegImageFile
+
+    requests: list[tuple[int, int]] = []
+    real_draft = JpegImageFile.draft
+
+    def recording_draft(self, mode, size):
+        requests.append(size)
+        return real_draft(self, mode, size)
+
+    monkeypatch.setattr(JpegImageFile, "draft", recording_draft)
+    path = write_jpeg(tmp_path / "sideways.jpg", size=(800, 400), exif=exif_bytes(orientation=6))
+    loaded = load_image(path, LIMIT, max_side=100)
+    assert requests == [(100, 50)]
+    assert loaded.image.size == (50, 100) and loaded.original_size == (400, 800) and loaded.scale == 0.125
+
+
+def test_drafted_and_capped_image_matches_a_full_decode_resized(tmp_path):
+    """DCT-domain downscaling followed by Lanczos stays within a few levels of the careful path."""
+    path = write_jpeg(tmp_path / "big.jpg", size=(1600, 1200), seed=3)
+    loaded = load_image(path, LIMIT, max_side=300)
+    reference = Image.open(path).convert("RGB").resize((300, 225), Image.Resampling.LANCZOS)
+    difference = np.abs(np.asarray(loaded.image, np.int16) - np.asarray(reference, np.int16))
+    assert loaded.image.size == (300, 225)
+    assert difference.mean() < 2.0 and np.percentile(difference, 99) < 12
+
+
+def test_decompression_bomb_guard_holds_with_a_cap(tmp_path):
+    path = tmp_path / "bomb.jpg"
+    Image.new("L", (15_000, 12_000)).save(path, quality=10)
+    with pytest.raises(ImageError, match="decompression bomb guard: 15000x12000"):
+        load_image(path, LIMIT, max_side=2048)

@@ -28,6 +28,7 @@ class Photo:
     height: int | None
     normalized_width: int | None
     normalized_height: int | None
+    normalized_scale: float | None = None  # normalized pixels per original pixel
 
 
 @dataclass(frozen=True)

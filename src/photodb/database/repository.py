@@ -22,7 +22,7 @@ from photodb.database.models import Claim, Collection, Photo, StageCounts, Stage
 
 _PHOTO_COLUMNS = (
     "id, collection_id, uuid, filename, file_size, content_hash, normalized_path, "
-    "width, height, normalized_width, normalized_height"
+    "width, height, normalized_width, normalized_height, normalized_scale"
 )
 
 
@@ -201,14 +201,19 @@ class PhotoRepository:
         return photo
 
     def set_normalized(
-        self, photo_id: int, normalized_path: str, size: tuple[int, int], normalized_size: tuple[int, int]
+        self,
+        photo_id: int,
+        normalized_path: str,
+        size: tuple[int, int],
+        normalized_size: tuple[int, int],
+        scale: float,
     ) -> None:
         with self.db.autocommit() as conn:
             conn.execute(
                 """UPDATE photo SET normalized_path = %s, width = %s, height = %s,
-                       normalized_width = %s, normalized_height = %s, updated_at = now()
+                       normalized_width = %s, normalized_height = %s, normalized_scale = %s, updated_at = now()
                    WHERE id = %s""",
-                (normalized_path, *size, *normalized_size, photo_id),
+                (normalized_path, *size, *normalized_size, scale, photo_id),
             )
 
     def upsert_metadata(self, photo_id: int, values: dict[str, Any]) -> None:

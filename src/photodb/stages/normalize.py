@@ -19,9 +19,14 @@ class NormalizeStage(BaseStage):
     def process(self, photo: Photo) -> None:
         settings = self.context.settings
         try:
-            loaded = load_image(self.context.source_path(photo), settings.max_image_pixels, settings.resize_scale)
+            loaded = load_image(
+                self.context.source_path(photo),
+                settings.max_image_pixels,
+                settings.resize_scale,
+                settings.normalize_max_side,
+            )
         except ImageError as error:
             raise StageFailure(str(error)) from error
         file_name = f"{photo.uuid}.png"
         save_png(loaded.image, settings.images_dir / file_name, settings.png_compress_level)
-        self.repo.set_normalized(photo.id, file_name, loaded.original_size, loaded.image.size)
+        self.repo.set_normalized(photo.id, file_name, loaded.original_size, loaded.image.size, loaded.scale)

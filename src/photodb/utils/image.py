@@ -40,6 +40,22 @@ class LoadedImage:
     image: Image.Image  # upright, RGB
     original_size: tuple[int, int]  # (width, height) after orientation, before any resize
     format: str | None
+    scale: float = 1.0  # normalized pixels per original pixel: divide a normalized box by it
+
+
+def resize_factor(size: tuple[int, int], scale: float, max_side: int) -> float:
+    """RESIZE_SCALE, lowered so that the long side of `size` ends at most `max_side` (0: no cap); never > 1."""
+    factor = min(scale, 1.0)
+    if max_side > 0:
+        factor = min(factor, max_side / max(size))
+    return factor
+
+
+def target_size(size: tuple[int, int], factor: float) -> tuple[int, int]:
+    if factor >= 1.0:
+        return size
+    width, height = size
+    return max(1, round(width * factor)), max(1, round(height * factor))
 
 
 def describe_open_failure(path: Path, error: BaseException) -> str:
@@ -86,8 +102,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: Path, max_pixels: int, scale: float = 1.0) -> LoadedImage:
-    """Decode the first frame of `path`, upright and in RGB, optionally scaled by `scale`.
+def load_image(path: Path, max_pixels: int, scale: float = 1.0, max_side: int = 0) -> LoadedImage:
+    """Decode the first frame of `path`, upright and in RGB, scaled by `scale` and capped at `max_side`.
 
     The pixel count is checked against `max_pixels` from the header, before any decoding.
     """
@@ -109,9 +125,12 @@ def load_image(path: Path, max_pixels: int, scale: float = 1.0) -> LoadedImage:
             image_format = opened.format
             quarter_turn = opened.getexif().get(0x0112, 1) in (5, 6, 7, 8)
             opened.seek(0)
-            if scale < 1.0 and image_format == "JPEG":
-                # Let libjpeg decode at reduced size: far faster than decoding full size and shrinking.
-                opened.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+            factor = resize_factor((width, height), scale, max_side)
+            stored_target = target_size((width, height), factor)
+            if stored_target != (width, height) and image_format == "JPEG":
+                # libjpeg decodes at 1/2, 1/4 or 1/8 size far faster than full size; draft picks the
+                # smallest of those still at least the target, in stored (not yet rotated) pixels.
+                opened.draft("RGB", stored_target)
             upright = ImageOps.exif_transpose(opened)
             upright.load()
     except ImageError:
@@ -120,11 +139,10 @@ def load_image(path: Path, max_pixels: int, scale: float = 1.0) -> LoadedImage:
         raise ImageError(describe_open_failure(path, error)) from error
     original = (height, width) if quarter_turn else (width, height)
     rgb = _to_rgb(upright)
-    if scale < 1.0:
-        target = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
-        if rgb.size != target:
-            rgb = rgb.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return LoadedImage(rgb, original, image_format)
+    target = target_size(original, factor)
+    if rgb.size != target:
+        rgb = rgb.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return LoadedImage(rgb, original, image_format, factor)
 
 
 def save_png(image: Image.Image, target: Path, compress_level: int) -> None:
