@@ -9,6 +9,8 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 PROCESS_LOCAL = str(BIN / "process-local")
+MAINTENANCE = str(BIN / "photodb-maintenance")
+ENRICH = str(BIN / "enrich-photos")
 BOOTSTRAP_CLUSTERS = str(Path(__file__).resolve().parents[1] / "scripts" / "bootstrap_clusters.py")
 
 
@@ -29,3 +31,10 @@ def bootstrap_clusters(*args: str, env: dict[str, str], timeout: int = 300) -> s
     return subprocess.run(
         [sys.executable, BOOTSTRAP_CLUSTERS, *args], env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_command(
+    argv: list[str], *, env: dict[str, str], cwd: Path | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """Any command line, in `cwd` (where its `.env` is read from)."""
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)

@@ -11,7 +11,6 @@ from types import FrameType
 from typing import NoReturn
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -26,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from photodb.config import Settings
+from photodb.cli_support import settings_or_exit
 from photodb.database.connection import Database, DatabaseUnavailable, run_pool_size
 from photodb.database.migrations import MigrationError
 from photodb.database.models import StageCounts
@@ -174,18 +173,17 @@ def main(
     the run goes on; the exit status is 0 unless the run itself could not happen.
     """
     console = Console(stderr=True)
-    try:
-        settings = Settings()
-    except ValidationError as error:
-        _fail(console, f"invalid configuration: {error}")
+    settings = settings_or_exit()
     configure_logging(settings, console, verbose)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     options = RunOptions(
         stages=stages, parallel=parallel, force=force, dry_run=dry_run, max_photos=max_photos,
         retry_failed=retry_failed, collection=collection,
     )  # fmt: skip
-    if not path.expanduser().is_dir():
+    if not path.expanduser().exists():
         _fail(console, f"folder not found: {path}")
+    if not path.expanduser().is_dir():
+        _fail(console, f"not a folder: {path}")
     db: Database | None = None
     try:
         db = Database(settings, pool_size=run_pool_size(parallel))

@@ -1,22 +1,38 @@
-"""What the cluster CLIs share: open the database and resolve an optional --collection name."""
+"""What the CLIs share: settings or one clear line, the database, an optional --collection name."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
+from rich.console import Console
+from rich.markup import escape
 
-from photodb.config import load_settings
+from photodb.config import Settings, load_settings
+from photodb.config_errors import EXIT_CONFIG, ConfigurationError
 from photodb.database import clustering_repository as repo
 from photodb.database.connection import Database, DatabaseUnavailable
+
+
+def settings_or_exit() -> Settings:
+    """The settings; an invalid one ends the command: one line per problem on stderr, exit 2."""
+    try:
+        return load_settings()
+    except ConfigurationError as error:
+        console = Console(stderr=True)
+        for line in str(error).splitlines():
+            console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True, highlight=False)
+        sys.exit(EXIT_CONFIG)
 
 
 @contextmanager
 def open_for_collection(collection: str | None) -> Iterator[tuple[Database, int | None]]:
     """The database and the id of `collection` (None: all); failures become one-line CLI errors."""
+    settings = settings_or_exit()
     try:
-        db = Database(load_settings(), pool_size=2)
+        db = Database(settings, pool_size=2)
     except DatabaseUnavailable as error:
         raise click.ClickException(str(error)) from error
     with db:

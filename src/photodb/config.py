@@ -7,8 +7,14 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from photodb.config_errors import check_env_file, describe_validation_error
+
+ENV_FILE = ".env"
 
 
 def default_home() -> Path:
@@ -16,7 +22,9 @@ def default_home() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
 
     # Database: unset means "start the embedded PostgreSQL under PHOTODB_HOME".
     database_url: SecretStr | None = None
@@ -99,6 +107,20 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _libpq_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refuse what libpq cannot parse now, rather than as a traceback at the first connection."""
+        if value is None:
+            return None
+        try:
+            params = conninfo_to_dict(value.get_secret_value())
+        except psycopg.ProgrammingError:
+            raise ValueError("not a PostgreSQL connection URL") from None
+        if not all(port.isdigit() for port in str(params.get("port") or "5432").split(",")):
+            raise ValueError("port is not a number")
+        return value
+
     def clustering_threshold_for(self, embedding_model: str) -> float:
         """Tier 2's largest cosine distance to a centroid, for embeddings of this model."""
         return self.clustering_threshold_dlib if embedding_model.startswith("dlib") else self.clustering_threshold
@@ -114,4 +136,11 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """The settings, or a ConfigurationError whose message is one line per invalid variable or `.env` line."""
+    env_file = overrides.get("_env_file", ENV_FILE)
+    env_path = Path(str(env_file)).absolute() if env_file is not None else None
+    check_env_file(env_path)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise describe_validation_error(error, Settings, env_path) from None
