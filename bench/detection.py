@@ -37,7 +37,7 @@ from photodb.stages.base import StageContext  # noqa: E402
 from photodb.stages.detection import DetectionStage  # noqa: E402
 from photodb.utils.person_detector import select_device  # noqa: E402
 
-SAMPLES = ROOT.parent / "shared" / "samples" / "public" / "faces"
+SAMPLES = ROOT / "examples" / "photos" / "faces"
 
 
 def peak_rss_mib() -> float:

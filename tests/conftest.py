@@ -22,8 +22,6 @@ from photodb.database.embedded import EmbeddedPostgres
 from photodb.database.migrations import apply_migrations
 
 TEMPLATE_DB = "photodb_template"
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples" / "public"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "photos"
 
 # Tests never read the developer's own .env or environment.
 for _name in list(os.environ):

@@ -6,9 +6,9 @@ import pickle
 
 import numpy as np
 
-from conftest import clusters_of, insert
 from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.synthetic import pairwise_f1
+from tests.clustering.conftest import clusters_of, insert
 
 
 def test_bootstrap_finds_identities_and_persists_the_run(db, faces):

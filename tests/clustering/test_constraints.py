@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import clusters_of, insert
 from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.incremental import move_face
+from tests.clustering.conftest import clusters_of, insert
 
 
 def test_must_and_cannot_links_are_applied(db, faces):

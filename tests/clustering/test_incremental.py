@@ -13,11 +13,11 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
-from conftest import clusters_of, insert
 from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.incremental import assign_new_faces, load_run_model
 from photodb.clustering.synthetic import make_faces
 from photodb.database.connection import Database
+from tests.clustering.conftest import clusters_of, insert
 from tests.conftest import TEMPLATE_DB
 
 WORKER = textwrap.dedent(

@@ -1,4 +1,4 @@
-"""Real faces from ../shared/samples through the whole path, each step its own process as a user runs it:
+"""Real faces from examples/photos through the whole path, each step its own process as a user runs it:
 process-local finds and embeds them (offline models), bootstrap_clusters.py groups them, then new
 photos of the same people are assigned incrementally, by the detection stage as it finds them or
 by `bootstrap_clusters.py --assign-new` afterwards."""
@@ -13,7 +13,7 @@ import psycopg
 from PIL import Image, ImageOps
 
 from tests.cli import bootstrap_clusters, cli_env, process_local
-from tests.conftest import SAMPLES
+from tests.samples import SAMPLES
 
 PEOPLE = {
     "obama.jpg": "faces/face_recognition/obama.jpg",

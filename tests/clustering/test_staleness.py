@@ -7,10 +7,10 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from conftest import insert
 from photodb.cli_maintenance import main
 from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.staleness import check_staleness
+from tests.clustering.conftest import insert
 
 
 def test_staleness_report(db, settings, faces, monkeypatch):

@@ -1,4 +1,3 @@
-import json
 import os
 from pathlib import Path
 
@@ -6,8 +5,8 @@ import pytest
 from PIL import Image
 
 from photodb.processors.local_processor import LocalProcessor, RunError, RunOptions
-from tests.conftest import SAMPLES
 from tests.imaging import exif_bytes, gps_block, make_library, write_jpeg
+from tests.samples import SAMPLES, manifest
 
 LOCAL = ["normalize", "metadata"]
 
@@ -165,9 +164,7 @@ def test_bad_input_is_recorded_per_photo_and_the_run_goes_on(settings, db, tmp_p
 
 
 def test_public_samples_match_their_manifest(settings, db):
-    if not SAMPLES.exists():
-        pytest.skip(f"shared samples not present at {SAMPLES}")
-    entries = json.loads((SAMPLES / "manifest.json").read_text())["files"]
+    entries = list(manifest().values())
     run(settings, db, SAMPLES, parallel=2)
     found = statuses(db)
     with db.connection() as conn:

@@ -3,7 +3,6 @@ path on random-weight models made at test time, reruns, and bad input."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detection_models import make_arcface_onnx, make_random_yolo
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.database.detection_repository import DetectionRepository
@@ -20,9 +18,10 @@ from photodb.database.repository import PhotoRepository
 from photodb.stages import stage_class
 from photodb.stages.base import StageContext, StageFailure, StageUnavailable
 from photodb.stages.detection import DetectionStage
-from tests.conftest import SAMPLES
+from tests.detection_models import make_arcface_onnx, make_random_yolo
+from tests.samples import SAMPLES, manifest
 
-MANIFEST = {f["path"]: f for f in json.loads((SAMPLES / "manifest.json").read_text())["files"]}
+MANIFEST = manifest()
 FACE_PHOTOS = [p for p, f in MANIFEST.items() if f.get("faces")]
 
 

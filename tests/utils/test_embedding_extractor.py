@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from detection_models import make_arcface_onnx
 from photodb.utils.embedding_extractor import (
     ARCFACE_TEMPLATE,
     ArcFaceEmbedder,
@@ -20,7 +19,8 @@ from photodb.utils.embedding_extractor import (
     similarity_transform,
 )
 from photodb.utils.person_detector import Box, ModelUnavailable, yunet_faces
-from tests.conftest import SAMPLES
+from tests.detection_models import make_arcface_onnx
+from tests.samples import SAMPLES
 
 
 def face_photo(name: str) -> np.ndarray:

@@ -7,7 +7,6 @@ from pathlib import Path
 import cv2
 import pytest
 
-from detection_models import make_random_yolo
 from photodb.config import Settings
 from photodb.utils.person_detector import (
     Box,
@@ -19,7 +18,8 @@ from photodb.utils.person_detector import (
     missing_ml_modules,
     resolve_backend,
 )
-from tests.conftest import SAMPLES
+from tests.detection_models import make_random_yolo
+from tests.samples import SAMPLES
 
 
 def box(x: float, y: float, w: float, h: float, conf: float = 0.9) -> Box:
