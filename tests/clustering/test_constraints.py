@@ -11,7 +11,6 @@ def test_must_and_cannot_links_are_applied(db, faces):
     ids = insert(db, faces.embeddings)
     bootstrap(db)
     got = clusters_of(db, ids)
-    same = [i for i in ids if got[i] is not None and got[i] == got[ids[0]]] if got[ids[0]] else []
     other = next(i for i in ids if got[i] is not None and got[i] != got[ids[0]])
     first = next(i for i in ids if got[i] is not None)
     together = [i for i in ids if got[i] == got[first]]
@@ -29,7 +28,9 @@ def test_must_and_cannot_links_are_applied(db, faces):
     assert got[first] == got[other]
     assert got[together[1]] != got[together[2]] and got[together[1]] and got[together[2]]
     assert report.constrained_faces >= 1
-    assert same is not None
+    # the constraints split one identity, they do not scatter it: most of first's faces stay with it
+    kept = [i for i in together if i not in (together[1], together[2])]
+    assert sum(got[i] == got[first] for i in kept) > len(kept) / 2, [got[i] for i in kept]
 
 
 def test_manual_work_and_named_clusters_survive_a_rebootstrap(db, faces):

@@ -128,8 +128,9 @@ def test_epsilon_ball_and_review_candidates(db, faces):
         candidates = conn.execute(
             "SELECT count(*) FROM face_match_candidate WHERE detection_id = %s AND status = 'pending'", (new[0],)
         ).fetchone()[0]
-    if between @ close_to_a > 0.55:  # inside both balls by the same margin
-        assert status == "pending" and candidates == 2
+    # the midpoint of two identities lies inside both balls (cosine distance < 0.45) by the same margin
+    assert between @ close_to_a / np.linalg.norm(close_to_a) > 0.55
+    assert status == "pending" and candidates == 2
     assert len(ids) == 600
 
 
