@@ -19,6 +19,28 @@ def run_threads(coordinator: BatchCoordinator, items: list, threads: int) -> lis
 
 
 def test_scalar_mode_batches_requests_and_returns_each_callers_result():
+    """A first request holds the model while 40 more queue: they then go in full batches of 8."""
+    sizes: list[int] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def square(batch: list[int]) -> list[int]:
+        sizes.append(len(batch))
+        holding.set()
+        release.wait(10)
+        return [x * x for x in batch]
+
+    with BatchCoordinator(square, mode="scalar", max_batch_size=8, max_wait_ms=20) as coordinator:
+        plug = coordinator.submit(-1)
+        assert holding.wait(10)
+        futures = [coordinator.submit(x) for x in range(40)]
+        release.set()
+        results = [future.result(10) for future in futures]
+    assert plug.result(0) == 1 and results == [x * x for x in range(40)]
+    assert sizes == [1, 8, 8, 8, 8, 8]
+    assert coordinator.batches_run == 6
+
+
+def test_threads_that_submit_at_once_share_batches():
     sizes: list[int] = []
 
     def square(batch: list[int]) -> list[int]:
@@ -29,8 +51,7 @@ def test_scalar_mode_batches_requests_and_returns_each_callers_result():
     with BatchCoordinator(square, mode="scalar", max_batch_size=8, max_wait_ms=20) as coordinator:
         results = run_threads(coordinator, list(range(40)), threads=8)
     assert results == [x * x for x in range(40)]
-    assert sum(sizes) == 40
-    assert max(sizes) > 1 and max(sizes) <= 8
+    assert sum(sizes) == 40 and all(1 <= size <= 8 for size in sizes)
     assert coordinator.batches_run == len(sizes) < 40
 
 
@@ -45,6 +66,7 @@ def test_list_mode_concatenates_and_cuts_back_by_length():
     with BatchCoordinator(label, mode="list", max_batch_size=32, max_wait_ms=30) as coordinator:
         results = run_threads(coordinator, requests, threads=4)
     assert results == [[s.upper() for s in r] for r in requests]
+    assert sum(seen) == 30 and len(seen) < len(requests)
 
 
 @pytest.mark.parametrize("make", [torch.ones, np.ones], ids=["torch", "numpy"])
@@ -108,17 +130,18 @@ def test_shutdown_runs_queued_requests_then_refuses_new_ones():
 
 
 def test_a_dying_coordinator_thread_fails_waiting_callers_instead_of_deadlocking():
-    started = threading.Event()
+    started, queued_behind = threading.Event(), threading.Event()
 
     def fatal(batch: list[int]) -> list[int]:
         started.set()
-        time.sleep(0.05)  # let more requests queue behind this batch
+        queued_behind.wait(5)
         raise SystemExit("the model crashed the interpreter thread")
 
     coordinator = BatchCoordinator(fatal, mode="scalar", max_batch_size=1, max_wait_ms=0)
     first = coordinator.submit(1)
-    started.wait(5)
+    assert started.wait(5)
     queued = [coordinator.submit(x) for x in (2, 3)]
+    queued_behind.set()
     for future in [first, *queued]:
         with pytest.raises(CoordinatorClosed, match="died"):
             future.result(5)
@@ -139,10 +162,16 @@ def test_a_dead_worker_thread_does_not_block_the_others():
 
 
 def test_full_house_of_clients_dispatches_without_waiting_out_max_wait():
-    with BatchCoordinator(lambda b: b, mode="scalar", max_wait_ms=2000, max_clients=4) as coordinator:
-        started = time.monotonic()
+    """With a minute of max_wait, only dispatching at max_clients answers within run()'s 10 s timeout."""
+    sizes: list[int] = []
+
+    def echo(batch: list[int]) -> list[int]:
+        sizes.append(len(batch))
+        return batch
+
+    with BatchCoordinator(echo, mode="scalar", max_wait_ms=60_000, max_clients=4) as coordinator:
         assert run_threads(coordinator, [1, 2, 3, 4], threads=4) == [1, 2, 3, 4]
-        assert time.monotonic() - started < 1.5
+    assert sizes == [4]
 
 
 def test_cancelled_requests_are_skipped():
