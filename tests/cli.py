@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
 
 BIN = Path(sys.executable).parent
 PROCESS_LOCAL = str(BIN / "process-local")
@@ -38,3 +43,38 @@ def run_command(
 ) -> subprocess.CompletedProcess[str]:
     """Any command line, in `cwd` (where its `.env` is read from)."""
     return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def completion_events(database_url: str) -> Iterator[Callable[[int], int]]:
+    """Yield wait(n): block until n more (photo, stage) pairs complete, woken by the database itself.
+
+    A trigger in this test's database sends one NOTIFY per completed pair (the payload is unique, so
+    pairs finished in one transaction are not folded into one notification); wait(n) returns how
+    many arrived, fewer only when 120 s pass without them.
+    """
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            """CREATE FUNCTION test_notify_completed() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN PERFORM pg_notify('stage_completed', NEW.photo_id || ':' || NEW.stage); RETURN NULL; END $$"""
+        )
+        conn.execute(
+            """CREATE TRIGGER test_notify_completed AFTER INSERT OR UPDATE ON processing_status
+               FOR EACH ROW WHEN (NEW.status = 'completed') EXECUTE FUNCTION test_notify_completed()"""
+        )
+        conn.execute("LISTEN stage_completed")
+
+        def wait(count: int, timeout: float = 120) -> int:
+            return sum(1 for _ in conn.notifies(timeout=timeout, stop_after=count))
+
+        yield wait
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30) -> bool:
+    """Poll a condition another process brings about (a file, a server) that sends no event."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import psycopg
 import pytest
 
 from photodb.database.embedded import server_is_running
-from tests.cli import PROCESS_LOCAL, cli_env, process_local
+from tests.cli import PROCESS_LOCAL, cli_env, completion_events, process_local, wait_for
 from tests.imaging import make_library
 
 LOCAL_STAGES = ["normalize", "metadata"]
 STAGES = ("--stage", "normalize", "--stage", "metadata")
-SQL_COMPLETED = "SELECT count(*) FROM processing_status WHERE status = 'completed'"
 
 
 def test_json_summary_and_database_url_mode_never_starts_a_server(tmp_path, database_url):
@@ -73,17 +71,13 @@ def test_two_processes_at_once_process_every_pair_exactly_once(tmp_path, databas
 def test_sigkill_mid_run_then_rerun_completes_every_photo(tmp_path, database_url):
     make_library(tmp_path / "lib", 60, size=(900, 700))
     env = cli_env(tmp_path, database_url)
-    victim = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 120
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            done = conn.execute(SQL_COMPLETED).fetchone()[0]
-            if done >= 10:
-                break
-            time.sleep(0.05)
+    with completion_events(database_url) as wait_for_completed:
+        victim = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "2"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        assert wait_for_completed(10) == 10
         victim.send_signal(signal.SIGKILL)
         victim.wait()
+    with psycopg.connect(database_url, autocommit=True) as conn:
         left = conn.execute(
             "SELECT count(*) FROM processing_status WHERE status <> 'completed' AND stage = ANY(%s)", (LOCAL_STAGES,)
         ).fetchone()[0]
@@ -101,32 +95,28 @@ def test_sigkill_mid_run_then_rerun_completes_every_photo(tmp_path, database_url
 def test_sigterm_stops_cleanly_and_hands_back_claims(tmp_path, database_url):
     make_library(tmp_path / "lib", 40, size=(900, 700))
     env = cli_env(tmp_path, database_url)
-    run = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "2"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for _ in range(2000):
-            if conn.execute(SQL_COMPLETED).fetchone()[0] > 4:
-                break
-            time.sleep(0.02)
+    with completion_events(database_url) as wait_for_completed:
+        run = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "2"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert wait_for_completed(5) == 5
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
+    with psycopg.connect(database_url, autocommit=True) as conn:
         processing = conn.execute("SELECT count(*) FROM processing_status WHERE status = 'processing'").fetchone()[0]
     assert run.returncode == 130 and "interrupted" in stderr
     assert processing == 0
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_embedded_server_is_shared_and_stopped_by_the_last_process_even_after_a_kill(tmp_path):
     make_library(tmp_path / "lib", 30, size=(900, 700))
     env = cli_env(tmp_path, None)
     pgdata = tmp_path / "home" / "pgdata"
     killed = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "1"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    for _ in range(600):
-        if server_is_running(pgdata) and any((tmp_path / "home" / "pg-leases").glob("*")):
-            break
-        time.sleep(0.05)
-    time.sleep(1.0)
+    # killed mid-run: its lease is held and it has written a normalized photo
+    assert wait_for(lambda: any((tmp_path / "images").glob("*.png")), timeout=240)
+    assert server_is_running(pgdata) and any((tmp_path / "home" / "pg-leases").glob("*"))
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert server_is_running(pgdata), "a killed client leaves the server up for the others"
