@@ -154,10 +154,11 @@ def check_env_file(env_file: Path | None) -> None:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigurationError(f"cannot read {env_file}: {error}") from None
     for binding in parse_stream(io.StringIO(text)):
-        if binding.error:
-            words = binding.original.string.split(maxsplit=1)
-            name = words[0] if words and _NAME.fullmatch(words[0]) else None  # anything else may be a secret
+        is_setting = binding.key is not None and _NAME.fullmatch(binding.key) and binding.value is not None
+        if binding.error or (binding.key is not None and not is_setting):
+            raw = binding.original.string
+            line = binding.original.line + len(raw) - len(raw.lstrip("\n"))  # the statement, not blank lines before it
+            head = raw.split(maxsplit=1)[0].split("=", 1)[0] if raw.strip() else ""
+            name = head if _NAME.fullmatch(head) else None  # anything else may be a secret: not shown
             starts = f" (it starts with {name})" if name else ""
-            raise ConfigurationError(
-                f"{env_file} line {binding.original.line} is not NAME=value{starts}: fix or remove it"
-            )
+            raise ConfigurationError(f"{env_file} line {line} is not NAME=value{starts}: fix or remove it")
