@@ -14,6 +14,7 @@ from photodb.config import Settings, load_settings
 from photodb.config_errors import EXIT_CONFIG, ConfigurationError
 from photodb.database import clustering_repository as repo
 from photodb.database.connection import Database, DatabaseUnavailable
+from photodb.database.migrations import MigrationError
 
 
 def settings_or_exit() -> Settings:
@@ -33,7 +34,7 @@ def open_for_collection(collection: str | None) -> Iterator[tuple[Database, int 
     settings = settings_or_exit()
     try:
         db = Database(settings, pool_size=2)
-    except DatabaseUnavailable as error:
+    except (DatabaseUnavailable, MigrationError) as error:
         raise click.ClickException(str(error)) from error
     with db:
         collection_id = None
