@@ -52,6 +52,7 @@ def resize_factor(size: tuple[int, int], scale: float, max_side: int) -> float:
 
 
 def target_size(size: tuple[int, int], factor: float) -> tuple[int, int]:
+    """`size` times `factor`, at least one pixel a side."""
     if factor >= 1.0:
         return size
     width, height = size
@@ -140,7 +141,7 @@ def load_image(path: Path, max_pixels: int, scale: float = 1.0, max_side: int = 
     original = (height, width) if quarter_turn else (width, height)
     rgb = _to_rgb(upright)
     target = target_size(original, factor)
-    if rgb.size != target:
+    if factor < 1.0 and rgb.size != target:
         rgb = rgb.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return LoadedImage(rgb, original, image_format, factor)
 
