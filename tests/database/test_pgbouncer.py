@@ -71,18 +71,25 @@ def stage_rows(database_url: str) -> list[tuple[str, int, int]]:
 
 
 def test_the_pool_detects_pgbouncer_and_prepares_nothing_on_the_server(tmp_path, pooled_url, database_url):
-    pooled = Settings(_env_file=None, database_url=pooled_url, photodb_home=tmp_path)  # type: ignore[call-arg]
-    direct = Settings(_env_file=None, database_url=database_url, photodb_home=tmp_path)  # type: ignore[call-arg]
-    with Database(pooled) as db:
-        assert db.pooler
+    def settings(url: str, pooler: str = "auto") -> Settings:
+        return Settings(_env_file=None, database_url=url, photodb_home=tmp_path, database_pooler=pooler)  # type: ignore[call-arg]
+
+    with Database(settings(pooled_url)) as db:
+        assert db.pooled
         with db.connection() as conn:
             assert conn.prepare_threshold is None
         with db.connect() as conn:
             assert conn.prepare_threshold is None
-    with Database(direct) as db:
-        assert not db.pooler
+        # PgBouncer's clients are not server connections: no warning about the server's slots
+        assert db.connection_shortage(100_000) is None
+    with Database(settings(database_url)) as db:
+        assert not db.pooled
         with db.connection() as conn:
             assert conn.prepare_threshold is not None
+    with Database(settings(database_url, "transaction")) as db:
+        assert db.pooled
+    with Database(settings(pooled_url, "none")) as db:
+        assert not db.pooled
 
 
 def test_parallel_run_through_pgbouncer_completes_every_photo(tmp_path, pooled_url, database_url):
