@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
+from PIL import Image, ImageOps
 from psycopg.conninfo import make_conninfo
 
 from photodb.clustering.synthetic import make_faces
@@ -24,7 +26,7 @@ from photodb.database import clustering_repository as repo
 from photodb.database.connection import Database
 from photodb.database.embedded import EmbeddedPostgres
 from tests.cli import PROCESS_LOCAL, bootstrap_clusters, cli_env, process_local
-from tests.conftest import TEMPLATE_DB
+from tests.conftest import EXAMPLES, TEMPLATE_DB
 from tests.imaging import make_library
 from tests.pgbouncer import MISSING, PgBouncer, pgbouncer_binary, start_pgbouncer
 
@@ -153,3 +155,36 @@ def test_bootstrap_and_assign_new_through_pgbouncer_match_a_direct_run(tmp_path,
     assert len(direct_boot) > 10 and direct_final != direct_boot
     assert pooled_boot == direct_boot
     assert pooled_final == direct_final
+
+
+def test_detection_with_cluster_assignment_through_pgbouncer(tmp_path, pooled_url, database_url):
+    """Detection stores faces and assigns them to a stored run as it goes; --force redoes it."""
+    library = tmp_path / "lib"
+    shutil.copytree(EXAMPLES / "faces", library)
+    env = cli_env(tmp_path, pooled_url, DETECTION_BACKEND="offline", DETECTION_FORCE_CPU="true")
+    first = process_local(str(library), "--parallel", "2", "--json", env=env, timeout=600)
+    assert first.returncode == 0, first.stderr
+    boot = bootstrap_clusters("--min-cluster-size", "2", "--min-samples", "1", env=env)
+    assert boot.returncode == 0, boot.stderr
+    obama = library / "face_recognition" / "obama2.jpg"
+    with Image.open(obama) as image:  # another photo of him: the detection stage assigns it
+        ImageOps.mirror(image.convert("RGB")).save(library / "obama_mirrored.jpg", quality=92)
+    second = process_local(str(library), "--json", env=env, timeout=600)
+    assert second.returncode == 0, second.stderr
+    rerun = process_local(str(library), "--stage", "detection", "--force", "--parallel", "2", env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    with psycopg.connect(database_url) as conn:
+        statuses = conn.execute("SELECT DISTINCT status FROM processing_status").fetchall()
+        clusters = dict(
+            conn.execute(
+                """SELECT p.filename, d.cluster_id FROM person_detection d JOIN photo p ON p.id = d.photo_id
+                   WHERE p.filename LIKE '%obama%'"""
+            ).fetchall()
+        )
+        miscounted = conn.execute(
+            """SELECT count(*) FROM cluster c
+               WHERE face_count <> (SELECT count(*) FROM person_detection d WHERE d.cluster_id = c.id)"""
+        ).fetchone()
+    assert statuses == [("completed",)]
+    assert len(clusters) == 3 and None not in clusters.values() and len(set(clusters.values())) == 1
+    assert miscounted == (0,)
