@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Database: unset means "start the embedded PostgreSQL under PHOTODB_HOME".
     database_url: SecretStr | None = None
     photodb_home: Path = Field(default_factory=default_home)
+    # PgBouncer (transaction mode) or another pooler in front of DATABASE_URL: "auto" detects it,
+    # "transaction" assumes one, "none" assumes a direct connection (prepared statements allowed).
+    database_pooler: Literal["auto", "none", "transaction"] = "auto"
 
     # Paths
     ingest_path: Path | None = None

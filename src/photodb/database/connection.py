@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -52,12 +53,33 @@ def _configure(conn: psycopg.Connection) -> None:
     register_vector(conn)
 
 
+def behind_pooler(conn: psycopg.Connection) -> bool:
+    """True when a pooler (PgBouncer, pgcat, a cloud proxy) sits between this client and the server.
+
+    A pooler answers the connection start itself and hands out its own backend key, so the pid
+    the client was told is not the pid of the server process that runs its statements.
+    """
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    return bool(row[0] != conn.info.backend_pid)
+
+
+def connect_kwargs(pooled: bool) -> dict[str, Any]:
+    """psycopg connection options for every connection PhotoDB makes.
+
+    Behind a transaction pooler each transaction may run on another server connection, where a
+    statement prepared on the first one does not exist: prepare nothing on the server then.
+    """
+    return {"prepare_threshold": None} if pooled else {}
+
+
 class Database:
     """The one handle stages and CLIs use: a migrated database and a pool of connections to it."""
 
     def __init__(self, settings: Settings, *, pool_size: int = 4, migrate: bool = True) -> None:
         self.settings = settings
         self._embedded: EmbeddedPostgres | None = None
+        self.pooled = False
         if settings.database_url is not None:
             self.url = settings.database_url.get_secret_value()
         else:
@@ -67,11 +89,13 @@ class Database:
             except EmbeddedDatabaseError as error:
                 raise DatabaseUnavailable(str(error)) from error
         try:
+            self._detect_pooler()
             if migrate:
                 with self.connect() as conn:
                     apply_migrations(conn)
             self.pool = ConnectionPool(
                 self.url,
+                kwargs=connect_kwargs(self.pooled),
                 min_size=1,
                 max_size=max(1, pool_size),
                 configure=_configure,
@@ -88,10 +112,18 @@ class Database:
     def embedded(self) -> bool:
         return self._embedded is not None
 
+    def _detect_pooler(self) -> None:
+        """Set `pooled` from DATABASE_POOLER; `auto` asks the server (the embedded one has no pooler)."""
+        mode = self.settings.database_pooler
+        self.pooled = not self.embedded and mode != "none"  # until known, the probe prepares nothing
+        if self.pooled and mode == "auto":
+            with self.connect(autocommit=True) as conn:
+                self.pooled = behind_pooler(conn)
+
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
         """A connection outside the pool, for long-lived control work (registration, progress)."""
         try:
-            conn = psycopg.connect(self.url, autocommit=autocommit, connect_timeout=10)
+            conn = psycopg.connect(self.url, autocommit=autocommit, connect_timeout=10, **connect_kwargs(self.pooled))
         except psycopg.OperationalError as error:
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             where = describe_url(self.url)
@@ -124,7 +156,10 @@ class Database:
 
         Several processes (or hosts) on one server each open up to their pool size; past the
         server's max_connections a worker waits for a pooled connection and its photo fails.
+        Behind a pooler the run's connections are the pooler's clients, not server connections.
         """
+        if self.pooled:
+            return None
         with self.connection() as conn:
             row = conn.execute(
                 """SELECT current_setting('max_connections')::int,
