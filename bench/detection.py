@@ -35,7 +35,7 @@ from photodb.database.models import Photo  # noqa: E402
 from photodb.database.repository import PhotoRepository  # noqa: E402
 from photodb.stages.base import StageContext  # noqa: E402
 from photodb.stages.detection import DetectionStage  # noqa: E402
-from photodb.utils.person_detector import select_device  # noqa: E402
+from photodb.ml.base import select_device  # noqa: E402
 
 SAMPLES = ROOT.parent / "shared" / "samples" / "public" / "faces"
 

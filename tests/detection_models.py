@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photodb.utils.person_detector import quiet_ultralytics
+from photodb.ml.person_detection import quiet_ultralytics
 
 
 def make_random_yolo(path: Path, names: tuple[str, ...] = ("face", "person"), seed: int = 0) -> Path:
