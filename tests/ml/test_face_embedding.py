@@ -1,4 +1,5 @@
-"""Alignment maths, the ArcFace ONNX path (real pre-processing on a stand-in graph) and dlib."""
+"""Alignment maths, the ArcFace ONNX path (real pre-processing on a stand-in graph), and the real
+packaged embedders (w600k_mbf, SFace, dlib) on the sample faces."""
 
 from __future__ import annotations
 
@@ -9,22 +10,31 @@ import numpy as np
 import pytest
 
 from detection_models import make_arcface_onnx
-from photodb.utils.embedding_extractor import (
+from photodb.config import Settings
+from photodb.ml.alignment import (
     ARCFACE_TEMPLATE,
-    ArcFaceEmbedder,
-    DlibEmbedder,
     align_arcface,
-    find_landmarks,
     order_landmarks,
     pad_embedding,
     similarity_transform,
 )
-from photodb.utils.person_detector import Box, ModelUnavailable, yunet_faces
-from tests.conftest import SAMPLES
+from photodb.ml.base import ModelUnavailable
+from photodb.ml.boxes import Box
+from photodb.ml.face_detection import find_landmarks, yunet_faces
+from photodb.ml.face_embedding import (
+    ArcFaceEmbedder,
+    DlibEmbedder,
+    FaceEmbedder,
+    MobileFaceNetEmbedder,
+    SFaceEmbedder,
+    create_embedder,
+)
+
+FACES = Path(__file__).resolve().parents[2] / "examples" / "photos" / "faces"
 
 
 def face_photo(name: str) -> np.ndarray:
-    image = cv2.imread(str(SAMPLES / "faces" / name))
+    image = cv2.imread(str(FACES / name))
     assert image is not None
     return image
 
@@ -59,9 +69,9 @@ def test_a_real_face_aligned_to_the_template_has_its_eyes_where_arcface_expects_
 
 @pytest.mark.parametrize("fixed_batch", [True, False], ids=["batch1", "dynamic"])
 def test_arcface_onnx_embeds_aligned_faces_into_unit_vectors(tmp_path: Path, fixed_batch: bool):
-    embedder = ArcFaceEmbedder(make_arcface_onnx(tmp_path / "w600k_r50.onnx", fixed_batch=fixed_batch))
+    embedder = ArcFaceEmbedder(make_arcface_onnx(tmp_path / "w600k_test.onnx", fixed_batch=fixed_batch))
     embedder.load()
-    assert embedder.model_name == "arcface:w600k_r50" and embedder.dim == 512
+    assert embedder.model_name == "arcface:w600k_test" and embedder.dim == 512
     faces = []
     for name in ("face_recognition/obama.jpg", "face_recognition/biden.jpg"):
         image = face_photo(name)
@@ -77,19 +87,24 @@ def test_arcface_onnx_embeds_aligned_faces_into_unit_vectors(tmp_path: Path, fix
 
 
 def test_arcface_falls_back_to_an_unaligned_crop_when_no_landmarks_are_found(tmp_path: Path):
-    embedder = ArcFaceEmbedder(make_arcface_onnx(tmp_path / "w600k_r50.onnx"))
+    embedder = ArcFaceEmbedder(make_arcface_onnx(tmp_path / "w600k_test.onnx"))
     flat = np.full((200, 200, 3), 128, dtype=np.uint8)
     prepared = embedder.prepare(flat, Box(50, 50, 80, 80, 0.9))
     assert not prepared.aligned and prepared.chip.shape == (112, 112, 3)
 
 
 def test_arcface_model_errors_name_the_file(tmp_path: Path):
-    with pytest.raises(ModelUnavailable, match=r"ArcFace model not found: .*download_models\.sh"):
+    with pytest.raises(ModelUnavailable, match=r"model not found: .*missing\.onnx: run scripts/download_models\.sh or set ARCFACE_MODEL_PATH"):
         ArcFaceEmbedder(tmp_path / "missing.onnx").load()
-    corrupt = tmp_path / "w600k_r50.onnx"
+    corrupt = tmp_path / "my_arcface.onnx"
     corrupt.write_bytes(b"\x00garbage")
     with pytest.raises(ModelUnavailable, match="cannot load ArcFace model"):
         ArcFaceEmbedder(corrupt).load()
+    # Under buffalo_l's own name the published pin applies: a different file is refused unopened.
+    impostor = tmp_path / "w600k_r50.onnx"
+    impostor.write_bytes(b"\x00garbage")
+    with pytest.raises(ModelUnavailable, match="not 4c06341c"):
+        ArcFaceEmbedder(impostor).load()
 
 
 def test_a_model_with_the_wrong_input_shape_is_refused(tmp_path: Path):
@@ -133,3 +148,84 @@ def test_padding_keeps_cosine_distances():
     assert pa @ pb / np.linalg.norm(pa) / np.linalg.norm(pb) == pytest.approx(cos, abs=1e-6)
     with pytest.raises(ValueError):
         pad_embedding(np.ones(513))
+
+
+SINGLE_FACES = {
+    "obama": "face_recognition/obama.jpg",
+    "obama2": "face_recognition/obama2.jpg",
+    "biden": "face_recognition/biden.jpg",
+    "hopper": "pillow/hopper.jpg",
+    "grace_hopper": "matplotlib/grace_hopper.jpg",
+}
+SAME_PERSON = {("obama", "obama2"), ("hopper", "grace_hopper")}
+GROUP_PHOTO = "vladmandic_face_api/sample1.jpg"
+
+
+def sample_embeddings(embedder: FaceEmbedder) -> dict[str, np.ndarray]:
+    """Embeddings of the five single-face photos and of the three faces of the group photo (g0-g2)."""
+    boxes: dict[str, tuple[np.ndarray, Box]] = {}
+    for name, relative in SINGLE_FACES.items():
+        image = face_photo(relative)
+        boxes[name] = (image, max(yunet_faces(image, 0.8), key=lambda b: b.area))
+    group = face_photo(GROUP_PHOTO)
+    group_faces = yunet_faces(group, 0.8)
+    assert len(group_faces) == 3
+    boxes.update({f"g{i}": (group, face) for i, face in enumerate(group_faces)})
+    prepared = {name: embedder.prepare(image, face) for name, (image, face) in boxes.items()}
+    assert all(p.aligned for p in prepared.values())
+    vectors = embedder.embed_batch([p.chip for p in prepared.values()])
+    assert vectors.shape == (len(boxes), embedder.dim)
+    return dict(zip(prepared, vectors, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("embedder", "dim"),
+    [(MobileFaceNetEmbedder(force_cpu=True), 512), (SFaceEmbedder(), 128)],
+    ids=["mbf", "sface"],
+)
+def test_packaged_embedders_keep_people_apart_by_their_measured_threshold(embedder: FaceEmbedder, dim: int):
+    """Real packaged weights, real alignment and preprocessing: same person within the model's
+    clustering threshold, every different pair (the group photo's three faces included) far outside it."""
+    vectors = sample_embeddings(embedder)
+    assert embedder.dim == dim
+    threshold = Settings(_env_file=None).clustering_threshold_for(embedder.model_name)  # type: ignore[call-arg]
+    names = list(vectors)
+    same = [1 - vectors[a] @ vectors[b] for a, b in SAME_PERSON]
+    different = [
+        1 - vectors[a] @ vectors[b]
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if (a, b) not in SAME_PERSON and (b, a) not in SAME_PERSON
+    ]
+    assert max(same) < threshold - 0.1
+    assert min(different) > threshold + 0.1
+    group = [1 - vectors[a] @ vectors[b] for a, b in (("g0", "g1"), ("g0", "g2"), ("g1", "g2"))]
+    assert min(group) > threshold + 0.1
+
+
+def test_mbf_separates_the_sample_faces_more_widely_than_dlib():
+    """Why the default changed: dlib's gap between same and different people is a sliver."""
+
+    def gap(embedder: FaceEmbedder) -> float:
+        vectors = sample_embeddings(embedder)
+        same = min(vectors[a] @ vectors[b] for a, b in SAME_PERSON)
+        names = list(vectors)
+        different = max(
+            vectors[a] @ vectors[b]
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+            if (a, b) not in SAME_PERSON and (b, a) not in SAME_PERSON
+        )
+        return same - different
+
+    assert gap(MobileFaceNetEmbedder(force_cpu=True)) > 0.4
+    assert gap(DlibEmbedder()) < 0.1
+
+
+def test_face_embedder_setting_picks_the_model(tmp_path: Path):
+    settings = Settings(_env_file=None, photodb_home=tmp_path)  # type: ignore[call-arg]
+    assert isinstance(create_embedder(settings, "offline"), MobileFaceNetEmbedder)
+    auto_yolo = create_embedder(settings, "yolo")
+    assert type(auto_yolo) is ArcFaceEmbedder and auto_yolo.model_name == "arcface:w600k_r50"
+    chosen = {name: create_embedder(settings.model_copy(update={"face_embedder": name}), "yolo") for name in ("mbf", "sface", "dlib")}
+    assert [e.model_name for e in chosen.values()] == ["arcface:w600k_mbf", "sface:2021dec", "dlib:resnet_v1"]

@@ -9,17 +9,12 @@ import pytest
 
 from detection_models import make_random_yolo
 from photodb.config import Settings
-from photodb.utils.person_detector import (
-    Box,
-    Detections,
-    ModelUnavailable,
-    OfflineDetector,
-    YoloPersonFaceDetector,
-    match_faces_to_bodies,
-    missing_ml_modules,
-    resolve_backend,
-)
-from tests.conftest import SAMPLES
+from photodb.ml.base import ModelUnavailable, missing_ml_modules
+from photodb.ml.boxes import Box, Detections, match_faces_to_bodies
+from photodb.ml.files import file_sha256
+from photodb.ml.person_detection import OfflineDetector, YoloPersonFaceDetector, resolve_backend
+
+FACES = Path(__file__).resolve().parents[2] / "examples" / "photos" / "faces"
 
 
 def box(x: float, y: float, w: float, h: float, conf: float = 0.9) -> Box:
@@ -88,10 +83,30 @@ def test_auto_backend_uses_yolo_only_when_its_files_exist(tmp_path: Path):
     assert resolve_backend(settings) == "offline"
     yolo.write_bytes(b"x")
     assert resolve_backend(settings) == "offline"
+    # A packaged embedder chosen explicitly does not need the ArcFace file.
+    assert resolve_backend(settings.model_copy(update={"face_embedder": "sface"})) == "yolo"
     arcface.write_bytes(b"x")
     assert resolve_backend(settings) == "yolo"
     forced = settings.model_copy(update={"detection_backend": "offline"})
     assert resolve_backend(forced) == "offline"
+
+
+def test_auto_backend_finds_the_models_under_models_dir_from_any_directory(tmp_path: Path, monkeypatch):
+    """Default paths hang off MODELS_DIR (default PHOTODB_HOME/models), never off the current directory."""
+    home = tmp_path / "home"
+    (home / "models" / "buffalo_l").mkdir(parents=True)
+    (home / "models" / "yolov8x_person_face.pt").write_bytes(b"x")
+    (home / "models" / "buffalo_l" / "w600k_r50.onnx").write_bytes(b"x")
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("PHOTODB_HOME", str(home))
+    monkeypatch.delenv("MODELS_DIR", raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.detection_model_file == home / "models" / "yolov8x_person_face.pt"
+    assert resolve_backend(settings) == "yolo"
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "empty"))
+    assert resolve_backend(Settings(_env_file=None)) == "offline"  # type: ignore[call-arg]
 
 
 def test_missing_yolo_model_names_the_path_and_the_script(tmp_path: Path):
@@ -103,22 +118,41 @@ def test_missing_yolo_model_names_the_path_and_the_script(tmp_path: Path):
 
 
 def test_corrupt_yolo_model_is_a_clear_error(tmp_path: Path):
-    path = tmp_path / "yolov8x_person_face.pt"
+    path = tmp_path / "my_person_face.pt"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelUnavailable, match="cannot load YOLO person_face model"):
-        YoloPersonFaceDetector(path, min_confidence=0.5).load()
+        YoloPersonFaceDetector(path, min_confidence=0.5, pin=file_sha256(path)).load()
 
 
 def test_a_yolo_model_without_face_and_person_classes_is_refused(tmp_path: Path):
     path = make_random_yolo(tmp_path / "coco.pt", names=("car", "dog"))
     with pytest.raises(ModelUnavailable, match="'face' and 'person' classes"):
+        YoloPersonFaceDetector(path, min_confidence=0.5, pin=file_sha256(path)).load()
+
+
+def test_an_unpinned_or_mismatched_yolo_checkpoint_is_never_unpickled(tmp_path: Path, monkeypatch):
+    """A .pt is a pickle: without a matching pin, ultralytics/torch must not even open it."""
+    import torch
+
+    opened: list[object] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: opened.append(a) or real_load(*a, **k))
+    path = make_random_yolo(tmp_path / "person_face.pt")
+    with pytest.raises(ModelUnavailable, match=r"no pinned checksum: if you trust it, set DETECTION_MODEL_SHA256="):
         YoloPersonFaceDetector(path, min_confidence=0.5).load()
+    with pytest.raises(ModelUnavailable, match="not 0{64} \\(DETECTION_MODEL_SHA256\\)"):
+        YoloPersonFaceDetector(path, min_confidence=0.5, pin="0" * 64).load()
+    # The spec's file name carries the published pin: a different file under that name is refused.
+    spec_named = make_random_yolo(tmp_path / "yolov8x_person_face.pt")
+    with pytest.raises(ModelUnavailable, match="photodb/ml/model_files.json"):
+        YoloPersonFaceDetector(spec_named, min_confidence=0.5).load()
+    assert opened == []
 
 
 def test_random_yolo_loads_predicts_and_parses_boxes_of_both_classes(tmp_path: Path):
     path = make_random_yolo(tmp_path / "person_face.pt")
-    detector = YoloPersonFaceDetector(path, min_confidence=0.5, force_cpu=True)
-    image = cv2.imread(str(SAMPLES / "faces" / "pillow" / "hopper.jpg"))
+    detector = YoloPersonFaceDetector(path, min_confidence=0.5, force_cpu=True, pin=file_sha256(path))
+    image = cv2.imread(str(FACES / "pillow" / "hopper.jpg"))
     first, second = detector.detect_batch([image, image])
     assert detector.version.startswith("sha256:") and detector.device == "cpu"
     assert first.faces and first.bodies
@@ -129,7 +163,7 @@ def test_random_yolo_loads_predicts_and_parses_boxes_of_both_classes(tmp_path: P
 
 def test_offline_detector_finds_the_faces_and_people_of_a_group_photo():
     detector = OfflineDetector(min_confidence=0.5, face_min_confidence=0.8, force_cpu=True)
-    image = cv2.imread(str(SAMPLES / "faces" / "vladmandic_face_api" / "sample1.jpg"))
+    image = cv2.imread(str(FACES / "vladmandic_face_api" / "sample1.jpg"))
     found = detector.detect(image)
     assert len(found.faces) == 3
     assert len(found.bodies) == 3
@@ -141,7 +175,7 @@ def test_offline_detector_finds_the_faces_and_people_of_a_group_photo():
 def test_importing_ultralytics_does_not_change_how_bad_files_fail(tmp_path):
     """ultralytics patches PIL.Image.open to pip-install pi-heif on unidentified files."""
     from photodb.utils.image import ImageError, load_image
-    from photodb.utils.person_detector import quiet_ultralytics
+    from photodb.ml.person_detection import quiet_ultralytics
 
     quiet_ultralytics()
     import ultralytics  # noqa: F401 - the import applies the patch

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from detection_models import make_arcface_onnx, make_random_yolo
+from photodb.ml.files import file_sha256
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.database.detection_repository import DetectionRepository
@@ -232,12 +233,16 @@ def test_missing_normalized_file_fails_only_that_photo(db, offline_settings, off
 
 @pytest.fixture
 def yolo_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """Stand-ins under the spec's names in MODELS_DIR, pinned by the user (their pins win over the published ones)."""
     models = tmp_path / "models"
     models.mkdir()
+    detection = make_random_yolo(models / "yolov8x_person_face.pt")
+    arcface = make_arcface_onnx(models / "buffalo_l" / "w600k_r50.onnx")
     return settings.model_copy(
         update={
-            "detection_model_path": make_random_yolo(models / "yolov8x_person_face.pt"),
-            "arcface_model_path": make_arcface_onnx(models / "w600k_r50.onnx"),
+            "models_dir": models,
+            "detection_model_sha256": file_sha256(detection),
+            "arcface_model_sha256": file_sha256(arcface),
             "detection_force_cpu": True,
         }
     )
@@ -292,22 +297,27 @@ def test_yolo_backend_with_parallel_workers_uses_batch_coordinators(db, yolo_set
 
 
 def test_yolo_backend_with_a_missing_model_stops_the_run_with_one_message(db, settings, tmp_path):
-    forced = settings.model_copy(
-        update={"detection_backend": "yolo", "detection_model_path": tmp_path / "models" / "yolov8x_person_face.pt"}
-    )
+    forced = settings.model_copy(update={"detection_backend": "yolo", "models_dir": tmp_path / "models"})
     with pytest.raises(StageUnavailable) as info:
         make_stage(db, forced)
-    assert str(tmp_path / "models" / "yolov8x_person_face.pt") in str(info.value)
-    assert "scripts/download_models.sh" in str(info.value)
+    assert str(info.value) == (
+        f"model not found: {tmp_path / 'models' / 'yolov8x_person_face.pt'}, "
+        f"{tmp_path / 'models' / 'buffalo_l' / 'w600k_r50.onnx'}: run scripts/download_models.sh or set "
+        "DETECTION_MODEL_PATH / ARCFACE_MODEL_PATH"
+    )
 
 
-def test_corrupt_model_file_stops_the_run(db, yolo_settings):
-    yolo_settings.detection_model_path.write_bytes(b"\x80\x02corrupt")
+def test_corrupt_or_replaced_model_files_stop_the_run(db, yolo_settings):
+    detection = yolo_settings.detection_model_file
+    detection.write_bytes(b"\x80\x02corrupt")
+    with pytest.raises(StageUnavailable, match="yolov8x_person_face.pt has sha256 .* not .*DETECTION_MODEL_SHA256"):
+        make_stage(db, yolo_settings)
+    pinned = yolo_settings.model_copy(update={"detection_model_sha256": file_sha256(detection)})
     with pytest.raises(StageUnavailable, match="cannot load YOLO person_face model"):
-        make_stage(db, yolo_settings)
-    yolo_settings.arcface_model_path.write_bytes(b"garbage")
+        make_stage(db, pinned)
+    yolo_settings.arcface_model_file.write_bytes(b"garbage")
     with pytest.raises(StageUnavailable, match="cannot load ArcFace model"):
-        make_stage(db, yolo_settings)
+        make_stage(db, pinned.model_copy(update={"arcface_model_sha256": file_sha256(yolo_settings.arcface_model_file)}))
 
 
 def test_a_failed_cluster_assignment_keeps_the_faces_for_later(db, offline_settings, offline_stage, caplog):
