@@ -85,9 +85,25 @@ def test_offline_set_finds_the_expected_faces_in_the_sample_photos(db, offline_s
             assert row["detector_model"] == "yunet+yolo11n-pose" and row["detector_version"].startswith("yuface-")
             assert row["face_bbox_x"] >= 0 and row["face_bbox_x"] + row["face_bbox_width"] <= photo.normalized_width
             assert len(row["face_landmarks"]) == 5
-            assert row["embedding_model"] == "dlib:resnet_v1" and row["embedding_dim"] == 128 and row["aligned"]
+            # FACE_EMBEDDER=auto: the packaged InsightFace MobileFaceNet for the offline set.
+            assert row["embedding_model"] == "arcface:w600k_mbf" and row["embedding_dim"] == 512 and row["aligned"]
             vector = np.asarray(row["embedding"].to_numpy())
-            assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5) and not vector[128:].any()
+            assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5)
+
+
+@pytest.mark.parametrize(("embedder", "model", "dim"), [("sface", "sface:2021dec", 128), ("dlib", "dlib:resnet_v1", 128)])
+def test_face_embedder_setting_stores_that_models_vectors(db, offline_settings, embedder, model, dim):
+    settings = offline_settings.model_copy(update={"face_embedder": embedder})
+    stage = make_stage(db, settings)
+    try:
+        photo = add_normalized_photo(db, settings, SAMPLES / "faces" / "face_recognition" / "obama.jpg")
+        stage.process(photo)
+    finally:
+        stage.close()
+    (row,) = embeddings(db, photo.id)
+    assert row["embedding_model"] == model and row["embedding_dim"] == dim and row["aligned"]
+    vector = np.asarray(row["embedding"].to_numpy())
+    assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5) and not vector[dim:].any()  # zero-padded to 512
 
 
 def test_same_person_is_nearer_than_different_people_in_the_database(db, offline_settings, offline_stage):
@@ -144,7 +160,7 @@ def test_rerun_replaces_detections_and_keeps_cluster_bookkeeping_consistent(db, 
         shared, alone, verified = (
             conn.execute(
                 """INSERT INTO cluster (collection_id, embedding_model, face_count, verified, verified_at)
-                   VALUES (1, 'dlib:resnet_v1', %s, %s, CASE WHEN %s THEN now() END) RETURNING id""",
+                   VALUES (1, 'arcface:w600k_mbf', %s, %s, CASE WHEN %s THEN now() END) RETURNING id""",
                 (count, flag, flag),
             ).fetchone()[0]
             for count, flag in ((2, False), (1, False), (1, True))
