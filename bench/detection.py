@@ -33,10 +33,10 @@ from photodb.config import Settings  # noqa: E402
 from photodb.database.connection import Database  # noqa: E402
 from photodb.database.models import Photo  # noqa: E402
 from photodb.database.repository import PhotoRepository  # noqa: E402
-from photodb.stages.base import StageContext  # noqa: E402
-from photodb.stages.detection import DetectionStage  # noqa: E402
 from photodb.ml.base import select_device  # noqa: E402
 from photodb.ml.files import file_sha256  # noqa: E402
+from photodb.stages.base import StageContext  # noqa: E402
+from photodb.stages.detection import DetectionStage  # noqa: E402
 
 SAMPLES = ROOT.parent / "shared" / "samples" / "public" / "faces"
 

@@ -10,7 +10,6 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 #: Tier 2 thresholds (cosine distance to a centroid) per embedding model, set midway between the
 #: same-person 5th percentile and the different-people maximum of cosine similarity measured on 152
 #: labelled faces (w600k_mbf 0.475 / 0.292, SFace 0.534 / 0.400) and checked on the sample faces

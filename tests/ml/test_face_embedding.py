@@ -94,7 +94,10 @@ def test_arcface_falls_back_to_an_unaligned_crop_when_no_landmarks_are_found(tmp
 
 
 def test_arcface_model_errors_name_the_file(tmp_path: Path):
-    with pytest.raises(ModelUnavailable, match=r"model not found: .*missing\.onnx: run scripts/download_models\.sh or set ARCFACE_MODEL_PATH"):
+    with pytest.raises(
+        ModelUnavailable,
+        match=r"model not found: .*missing\.onnx: run scripts/download_models\.sh or set ARCFACE_MODEL_PATH",
+    ):
         ArcFaceEmbedder(tmp_path / "missing.onnx").load()
     corrupt = tmp_path / "my_arcface.onnx"
     corrupt.write_bytes(b"\x00garbage")
@@ -227,5 +230,8 @@ def test_face_embedder_setting_picks_the_model(tmp_path: Path):
     assert isinstance(create_embedder(settings, "offline"), MobileFaceNetEmbedder)
     auto_yolo = create_embedder(settings, "yolo")
     assert type(auto_yolo) is ArcFaceEmbedder and auto_yolo.model_name == "arcface:w600k_r50"
-    chosen = {name: create_embedder(settings.model_copy(update={"face_embedder": name}), "yolo") for name in ("mbf", "sface", "dlib")}
+    chosen = {
+        name: create_embedder(settings.model_copy(update={"face_embedder": name}), "yolo")
+        for name in ("mbf", "sface", "dlib")
+    }
     assert [e.model_name for e in chosen.values()] == ["arcface:w600k_mbf", "sface:2021dec", "dlib:resnet_v1"]

@@ -140,11 +140,11 @@ def test_an_unpinned_or_mismatched_yolo_checkpoint_is_never_unpickled(tmp_path: 
     path = make_random_yolo(tmp_path / "person_face.pt")
     with pytest.raises(ModelUnavailable, match=r"no pinned checksum: if you trust it, set DETECTION_MODEL_SHA256="):
         YoloPersonFaceDetector(path, min_confidence=0.5).load()
-    with pytest.raises(ModelUnavailable, match="not 0{64} \\(DETECTION_MODEL_SHA256\\)"):
+    with pytest.raises(ModelUnavailable, match=r"not 0{64} \(DETECTION_MODEL_SHA256\)"):
         YoloPersonFaceDetector(path, min_confidence=0.5, pin="0" * 64).load()
     # The spec's file name carries the published pin: a different file under that name is refused.
     spec_named = make_random_yolo(tmp_path / "yolov8x_person_face.pt")
-    with pytest.raises(ModelUnavailable, match="photodb/ml/model_files.json"):
+    with pytest.raises(ModelUnavailable, match=r"photodb/ml/model_files\.json"):
         YoloPersonFaceDetector(spec_named, min_confidence=0.5).load()
     assert opened == []
 
@@ -174,8 +174,8 @@ def test_offline_detector_finds_the_faces_and_people_of_a_group_photo():
 
 def test_importing_ultralytics_does_not_change_how_bad_files_fail(tmp_path):
     """ultralytics patches PIL.Image.open to pip-install pi-heif on unidentified files."""
-    from photodb.utils.image import ImageError, load_image
     from photodb.ml.person_detection import quiet_ultralytics
+    from photodb.utils.image import ImageError, load_image
 
     quiet_ultralytics()
     import ultralytics  # noqa: F401 - the import applies the patch

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from detection_models import make_arcface_onnx, make_random_yolo
-from photodb.ml.files import file_sha256
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.database.detection_repository import DetectionRepository
 from photodb.database.models import Photo
 from photodb.database.repository import PhotoRepository
+from photodb.ml.files import file_sha256
 from photodb.stages import stage_class
 from photodb.stages.base import StageContext, StageFailure, StageUnavailable
 from photodb.stages.detection import DetectionStage
@@ -91,7 +91,9 @@ def test_offline_set_finds_the_expected_faces_in_the_sample_photos(db, offline_s
             assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5)
 
 
-@pytest.mark.parametrize(("embedder", "model", "dim"), [("sface", "sface:2021dec", 128), ("dlib", "dlib:resnet_v1", 128)])
+@pytest.mark.parametrize(
+    ("embedder", "model", "dim"), [("sface", "sface:2021dec", 128), ("dlib", "dlib:resnet_v1", 128)]
+)
 def test_face_embedder_setting_stores_that_models_vectors(db, offline_settings, embedder, model, dim):
     settings = offline_settings.model_copy(update={"face_embedder": embedder})
     stage = make_stage(db, settings)
@@ -326,14 +328,16 @@ def test_yolo_backend_with_a_missing_model_stops_the_run_with_one_message(db, se
 def test_corrupt_or_replaced_model_files_stop_the_run(db, yolo_settings):
     detection = yolo_settings.detection_model_file
     detection.write_bytes(b"\x80\x02corrupt")
-    with pytest.raises(StageUnavailable, match="yolov8x_person_face.pt has sha256 .* not .*DETECTION_MODEL_SHA256"):
+    with pytest.raises(StageUnavailable, match=r"yolov8x_person_face\.pt has sha256 .* not .*DETECTION_MODEL_SHA256"):
         make_stage(db, yolo_settings)
     pinned = yolo_settings.model_copy(update={"detection_model_sha256": file_sha256(detection)})
     with pytest.raises(StageUnavailable, match="cannot load YOLO person_face model"):
         make_stage(db, pinned)
     yolo_settings.arcface_model_file.write_bytes(b"garbage")
     with pytest.raises(StageUnavailable, match="cannot load ArcFace model"):
-        make_stage(db, pinned.model_copy(update={"arcface_model_sha256": file_sha256(yolo_settings.arcface_model_file)}))
+        make_stage(
+            db, pinned.model_copy(update={"arcface_model_sha256": file_sha256(yolo_settings.arcface_model_file)})
+        )
 
 
 def test_a_failed_cluster_assignment_keeps_the_faces_for_later(db, offline_settings, offline_stage, caplog):
@@ -358,3 +362,33 @@ def test_a_failed_cluster_assignment_keeps_the_faces_for_later(db, offline_setti
         conn.execute("DROP TRIGGER refuse ON person_detection")
     report = assign_unclustered(db)
     assert report.cluster_of[face["id"]] is not None and report.outcomes["tier1"] == 1
+
+
+def test_changing_the_face_embedder_is_reported_by_check_staleness(db, offline_settings):
+    """A library embedded with dlib (the old offline default), re-embedded with the new default."""
+    from photodb.clustering.bootstrap import bootstrap
+    from photodb.clustering.staleness import check_staleness
+
+    names = ("obama.jpg", "obama2.jpg", "biden.jpg")
+    old = make_stage(db, offline_settings.model_copy(update={"face_embedder": "dlib"}))
+    try:
+        photos = [add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "face_recognition" / n) for n in names]
+        for photo in photos:
+            old.process(photo)
+    finally:
+        old.close()
+    bootstrap(db, min_cluster_size=2, min_samples=1)
+    assert not any(r.rebootstrap for r in check_staleness(db))
+
+    new = make_stage(db, offline_settings)  # FACE_EMBEDDER=auto
+    try:
+        for photo in photos:
+            new.process(photo)  # what `process-local --stage detection --force` does
+    finally:
+        new.close()
+    reports = {r.embedding_model: r for r in check_staleness(db)}
+    assert reports["arcface:w600k_mbf"].faces == 3
+    assert reports["arcface:w600k_mbf"].reasons == [
+        "no active run for embedding model 'arcface:w600k_mbf' (embedding model changed since the last bootstrap)"
+    ]
+    assert "which no face uses any more" in reports["dlib:resnet_v1"].reasons[0]
