@@ -21,6 +21,8 @@ import numpy as np
 from photodb.stages.base import BaseStage, StageContext, StageFailure, StageUnavailable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from photodb.database.detection_repository import NewDetection
     from photodb.database.models import Photo
     from photodb.ml.batch_coordinator import BatchCoordinator
@@ -47,7 +49,7 @@ class DetectionStage(BaseStage):
 
         settings = context.settings
         self.backend = resolve_backend(settings)
-        wanted = {}
+        wanted: dict[str, Path] = {}
         if self.backend == "yolo":
             wanted["DETECTION_MODEL_PATH"] = settings.detection_model_file
         if resolve_face_embedder(settings, self.backend) == "arcface":
