@@ -33,9 +33,10 @@ from photodb.config import Settings  # noqa: E402
 from photodb.database.connection import Database  # noqa: E402
 from photodb.database.models import Photo  # noqa: E402
 from photodb.database.repository import PhotoRepository  # noqa: E402
+from photodb.ml.base import select_device  # noqa: E402
+from photodb.ml.files import file_sha256  # noqa: E402
 from photodb.stages.base import StageContext  # noqa: E402
 from photodb.stages.detection import DetectionStage  # noqa: E402
-from photodb.utils.person_detector import select_device  # noqa: E402
 
 SAMPLES = ROOT / "examples" / "photos" / "faces"
 
@@ -104,13 +105,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         models = home / "models"
-        models.mkdir()
+        detection = make_random_yolo(models / "yolov8x_person_face.pt")
+        arcface = make_arcface_onnx(models / "buffalo_l" / "w600k_r50.onnx", fixed_batch=False)
         base = Settings(
             _env_file=None,  # type: ignore[call-arg]
             photodb_home=home / "home",
             img_path=home / "images",
-            detection_model_path=make_random_yolo(models / "yolov8x_person_face.pt"),
-            arcface_model_path=make_arcface_onnx(models / "w600k_r50.onnx", fixed_batch=False),
+            models_dir=models,
+            detection_model_sha256=file_sha256(detection),  # stand-ins: pinned like a user's own files
+            arcface_model_sha256=file_sha256(arcface),
         )
         with Database(base, pool_size=max(levels) + 2) as db:
             photos = add_photos(db, base, args.photos)

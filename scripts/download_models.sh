@@ -1,21 +1,50 @@
 #!/usr/bin/env bash
-# Download the design's model files (the `yolo` detection set and MiVOLO) into models/.
+# Download the design's model files (the `yolo` detection set and MiVOLO) into MODELS_DIR.
 #
-#   scripts/download_models.sh [MODELS_DIR]        (default: ./models)
+#   scripts/download_models.sh [MODELS_DIR]
 #
-# Files: yolov8x_person_face.pt (YOLO face+body), buffalo_l/w600k_r50.onnx (ArcFace), and
-# mivolo_d1.pth.tar (age/gender). Each URL can be overridden (YOLO_PERSON_FACE_URL, BUFFALO_L_URL,
-# MIVOLO_D1_URL), e.g. to use a mirror. A file is checked against its SHA-256 when one is pinned
-# here or given in <NAME>_SHA256; otherwise its hash is printed so that you can pin it.
+# MODELS_DIR defaults to what PhotoDB itself uses, so that DETECTION_BACKEND=auto finds the files
+# wherever you run a command later: the MODELS_DIR setting (environment or .env), else
+# $PHOTODB_HOME/models, else the platform's data folder (~/.local/share/photodb/models on Linux).
+#
+# Files, URLs and SHA-256 pins come from src/photodb/ml/model_files.json, the one place PhotoDB
+# keeps them (Python checks the same pins before loading a file). A URL can be overridden with
+# <NAME>_URL (YOLO_PERSON_FACE_URL, BUFFALO_L_URL, MIVOLO_D1_URL), e.g. for a mirror; a pin with the
+# setting PhotoDB reads (DETECTION_MODEL_SHA256, BUFFALO_L_SHA256, ARCFACE_MODEL_SHA256,
+# MIVOLO_MODEL_SHA256). A file whose hash does not match is removed. A file with no pin (none is
+# published for mivolo_d1.pth.tar) is kept and its hash printed: PhotoDB loads such a torch
+# checkpoint only once you pin it.
 # Without these files, detection still works with DETECTION_BACKEND=auto/offline (packaged models).
 set -uo pipefail
 
-MODELS_DIR="${1:-models}"
-mkdir -p "$MODELS_DIR"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+MANIFEST="$SCRIPT_DIR/../src/photodb/ml/model_files.json"
+PYTHON="${PYTHON:-python3}"
 
-YOLO_PERSON_FACE_URL="${YOLO_PERSON_FACE_URL:-https://huggingface.co/iitolstykh/YOLO-Face-Person-Detector/resolve/main/yolov8x_person_face.pt}"
-BUFFALO_L_URL="${BUFFALO_L_URL:-https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip}"
-MIVOLO_D1_URL="${MIVOLO_D1_URL:-https://huggingface.co/iitolstykh/mivolo_d1/resolve/main/mivolo_d1.pth.tar}"
+default_models_dir() {
+    # Ask PhotoDB when it is importable (it reads .env too), else follow the same rules here.
+    local resolved
+    if resolved="$("$PYTHON" -c 'from photodb.config import load_settings; print(load_settings().models_root)' 2>/dev/null)" && [ -n "$resolved" ]; then
+        echo "$resolved"
+    elif [ -n "${MODELS_DIR:-}" ]; then
+        echo "$MODELS_DIR"
+    elif [ -n "${PHOTODB_HOME:-}" ]; then
+        echo "$PHOTODB_HOME/models"
+    elif [ "$(uname -s)" = "Darwin" ]; then
+        echo "$HOME/Library/Application Support/photodb/models"
+    else
+        echo "${XDG_DATA_HOME:-$HOME/.local/share}/photodb/models"
+    fi
+}
+
+manifest() {  # manifest FILE FIELD -> the field's value, empty for null
+    "$PYTHON" -c 'import json, sys
+value = json.load(open(sys.argv[1]))["files"][sys.argv[2]][sys.argv[3]]
+print("" if value is None else value)' "$MANIFEST" "$1" "$2"
+}
+
+MODELS_DIR="${1:-$(default_models_dir)}"
+mkdir -p "$MODELS_DIR" || { echo "cannot create $MODELS_DIR" >&2; exit 1; }
 
 failures=0
 
@@ -34,11 +63,11 @@ sha256_of() {
     if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1; else shasum -a 256 "$1" | cut -d' ' -f1; fi
 }
 
-verify() {  # verify FILE EXPECTED_SHA256_OR_EMPTY
+verify() {  # verify FILE EXPECTED_SHA256_OR_EMPTY PIN_SETTING
     local actual
     actual="$(sha256_of "$1")"
     if [ -z "$2" ]; then
-        echo "  ok: $1 (no checksum pinned; sha256 $actual)"
+        echo "  ok: $1 (no published checksum; sha256 $actual). Check it, then set $3=$actual"
     elif [ "$actual" = "$2" ]; then
         echo "  ok: $1 (sha256 verified)"
     else
@@ -48,58 +77,58 @@ verify() {  # verify FILE EXPECTED_SHA256_OR_EMPTY
     fi
 }
 
-download() {  # download NAME URL DEST SHA256
-    local name="$1" url="$2" dest="$3" sum="$4"
+download() {  # download MANIFEST_NAME URL_OVERRIDE_VARIABLE
+    local name="$1" url_var="$2" url sum pin_setting dest
+    url="${!url_var:-$(manifest "$name" url)}"
+    pin_setting="$(manifest "$name" pin_setting)"
+    sum="${!pin_setting:-$(manifest "$name" sha256)}"
+    dest="$MODELS_DIR/$(manifest "$name" path)"
     echo "$name -> $dest"
     if [ -f "$dest" ]; then
-        verify "$dest" "$sum" || { failures=$((failures + 1)); return; }
+        verify "$dest" "$sum" "$pin_setting" || { failures=$((failures + 1)); return 1; }
         echo "  already present, skipped"
-        return
+        return 0
     fi
     if ! fetch "$url" "$dest"; then
         rm -f "$dest.part"
-        echo "  FAILED: could not download $url (set ${name}_URL to a mirror, or place the file at $dest)" >&2
+        echo "  FAILED: could not download $url (set $url_var to a mirror, or place the file at $dest)" >&2
         failures=$((failures + 1))
-        return
+        return 1
     fi
-    verify "$dest" "$sum" || failures=$((failures + 1))
+    verify "$dest" "$sum" "$pin_setting" || { failures=$((failures + 1)); return 1; }
 }
 
-download YOLO_PERSON_FACE "$YOLO_PERSON_FACE_URL" "$MODELS_DIR/yolov8x_person_face.pt" "${YOLO_PERSON_FACE_SHA256:-}"
+download yolov8x_person_face.pt YOLO_PERSON_FACE_URL
 
-echo "BUFFALO_L -> $MODELS_DIR/buffalo_l/w600k_r50.onnx"
-if [ -f "$MODELS_DIR/buffalo_l/w600k_r50.onnx" ]; then
-    echo "  already present, skipped"
-else
-    zip="$MODELS_DIR/buffalo_l.zip"
-    if fetch "$BUFFALO_L_URL" "$zip" && verify "$zip" "${BUFFALO_L_SHA256:-}"; then
-        mkdir -p "$MODELS_DIR/buffalo_l"
-        # Flatten: some archives nest the files in a buffalo_l/ folder.
-        python3 - "$zip" "$MODELS_DIR/buffalo_l" <<'PY'
+ARCFACE="$MODELS_DIR/$(manifest w600k_r50.onnx path)"
+ARCFACE_SUM="${ARCFACE_MODEL_SHA256:-$(manifest w600k_r50.onnx sha256)}"
+if [ -f "$ARCFACE" ]; then
+    echo "w600k_r50.onnx -> $ARCFACE"
+    if verify "$ARCFACE" "$ARCFACE_SUM" ARCFACE_MODEL_SHA256; then echo "  already present, skipped"; else failures=$((failures + 1)); fi
+elif download buffalo_l.zip BUFFALO_L_URL; then
+    zip="$MODELS_DIR/$(manifest buffalo_l.zip path)"
+    mkdir -p "$(dirname "$ARCFACE")"
+    # Flatten: some archives nest the files in a buffalo_l/ folder.
+    "$PYTHON" - "$zip" "$(dirname "$ARCFACE")" <<'PY'
 import pathlib, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as archive:
     for member in archive.namelist():
         if member.endswith(".onnx"):
             (pathlib.Path(sys.argv[2]) / pathlib.Path(member).name).write_bytes(archive.read(member))
 PY
-        if [ -f "$MODELS_DIR/buffalo_l/w600k_r50.onnx" ]; then
-            rm -f "$zip"
-            echo "  ok: unpacked $MODELS_DIR/buffalo_l/ (ArcFace w600k_r50.onnx)"
-        else
-            echo "  FAILED: $zip did not contain w600k_r50.onnx" >&2
-            failures=$((failures + 1))
-        fi
+    if [ -f "$ARCFACE" ] && verify "$ARCFACE" "$ARCFACE_SUM" ARCFACE_MODEL_SHA256; then
+        rm -f "$zip"
+        echo "  ok: unpacked $(dirname "$ARCFACE")/ (ArcFace w600k_r50.onnx)"
     else
-        rm -f "$zip.part"
-        echo "  FAILED: could not download $BUFFALO_L_URL (set BUFFALO_L_URL, or place the file yourself)" >&2
+        echo "  FAILED: $zip did not contain the expected w600k_r50.onnx" >&2
         failures=$((failures + 1))
     fi
 fi
 
-download MIVOLO_D1 "$MIVOLO_D1_URL" "$MODELS_DIR/mivolo_d1.pth.tar" "${MIVOLO_D1_SHA256:-}"
+download mivolo_d1.pth.tar MIVOLO_D1_URL
 
 if [ "$failures" -gt 0 ]; then
     echo "$failures model file(s) missing; DETECTION_BACKEND=auto falls back to the packaged offline models." >&2
     exit 1
 fi
-echo "All model files are in $MODELS_DIR. Set DETECTION_MODEL_PATH / ARCFACE_MODEL_PATH / MIVOLO_MODEL_PATH if elsewhere."
+echo "All model files are in $MODELS_DIR (PhotoDB looks there by default; MODELS_DIR changes it)."

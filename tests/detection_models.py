@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photodb.utils.person_detector import quiet_ultralytics
+from photodb.ml.person_detection import quiet_ultralytics
 
 
 def make_random_yolo(path: Path, names: tuple[str, ...] = ("face", "person"), seed: int = 0) -> Path:
@@ -36,6 +36,7 @@ def make_random_yolo(path: Path, names: tuple[str, ...] = ("face", "person"), se
         heads[2].bias[0] = 2.0
         heads[1].bias[min(1, len(names) - 1)] = 2.0
     model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model, "train_args": {"task": "detect"}, "version": "test"}, path)
     return path
 
@@ -66,5 +67,6 @@ def make_arcface_onnx(path: Path, dim: int = 512, fixed_batch: bool = True, seed
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path

@@ -15,6 +15,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from photodb.config_errors import check_env_file, describe_validation_error
 
 ENV_FILE = ".env"
+#: Tier 2 thresholds (cosine distance to a centroid) per embedding model, set midway between the
+#: same-person 5th percentile and the different-people maximum of cosine similarity measured on 152
+#: labelled faces (w600k_mbf 0.475 / 0.292, SFace 0.534 / 0.400) and checked on the sample faces
+#: (README). ArcFace w600k_r50 uses CLUSTERING_THRESHOLD, dlib CLUSTERING_THRESHOLD_DLIB.
+MEASURED_THRESHOLDS: dict[str, float] = {
+    "arcface:w600k_mbf": 0.62,
+    "sface": 0.53,
+}
 
 
 def default_home() -> Path:
@@ -47,10 +55,20 @@ class Settings(BaseSettings):
     processing_lease_seconds: int = Field(default=900, gt=0)
     claim_batch_size: int = Field(default=4, ge=1, le=1000)
 
+    # Model files: MODELS_DIR (default PHOTODB_HOME/models) holds what scripts/download_models.sh
+    # fetches; a *_MODEL_PATH left unset means that file under MODELS_DIR, wherever the command runs.
+    # *_SHA256 pins a file of your own (see photodb/ml/files.py for the checksum rules).
+    models_dir: Path | None = None
+    detection_model_path: Path | None = None
+    detection_model_sha256: str | None = None
+    arcface_model_path: Path | None = None
+    arcface_model_sha256: str | None = None
+    mivolo_model_path: Path | None = None
+    mivolo_model_sha256: str | None = None
+
     # Detection stage
     detection_backend: Literal["auto", "yolo", "offline"] = "auto"
-    detection_model_path: Path = Path("models/yolov8x_person_face.pt")
-    arcface_model_path: Path = Path("models/buffalo_l/w600k_r50.onnx")
+    face_embedder: Literal["auto", "arcface", "mbf", "sface", "dlib"] = "auto"
     detection_min_confidence: float = Field(default=0.5, ge=0, le=1)
     detection_force_cpu: bool = False
     detection_prefer_coreml: bool = False
@@ -66,15 +84,18 @@ class Settings(BaseSettings):
     batch_coordinator_on_cpu: bool = False  # CPU batches cost what their images cost one by one
 
     # Age/gender stage
-    mivolo_model_path: Path = Path("models/mivolo_d1.pth.tar")
     mivolo_force_cpu: bool = False
 
     # Clustering
     hdbscan_min_cluster_size: int = Field(default=3, ge=2)
     hdbscan_min_samples: int = Field(default=2, ge=1)
-    clustering_threshold: float = Field(default=0.45, gt=0)  # cosine distance, ArcFace embeddings
-    # dlib's 128-d embeddings sit closer together: different people from about 0.11 (sample faces)
+    # Tier 2's largest cosine distance to a centroid depends on the embedding model: see
+    # clustering_threshold_for. CLUSTERING_THRESHOLD is for ArcFace w600k_r50 and any model without
+    # an entry; CLUSTERING_THRESHOLD_DLIB is the "dlib" entry; CLUSTERING_THRESHOLDS (JSON, e.g.
+    # '{"sface": 0.5}') overrides any entry by model name or family.
+    clustering_threshold: float = Field(default=0.45, gt=0)
     clustering_threshold_dlib: float = Field(default=0.1, gt=0)
+    clustering_thresholds: dict[str, float] = Field(default_factory=dict)
     hdbscan_cluster_selection_method: Literal["eom", "leaf"] = "eom"
     clustering_reduce_dims: int = Field(default=96, ge=2, le=512)  # PCA before HDBSCAN
     clustering_assign_on_detection: bool = True
@@ -105,7 +126,19 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("aws_profile", "bedrock_batch_s3_bucket", "database_url", mode="before")
+    @field_validator(
+        "aws_profile",
+        "bedrock_batch_s3_bucket",
+        "database_url",
+        "models_dir",
+        "detection_model_path",
+        "detection_model_sha256",
+        "arcface_model_path",
+        "arcface_model_sha256",
+        "mivolo_model_path",
+        "mivolo_model_sha256",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -124,9 +157,44 @@ class Settings(BaseSettings):
             raise ValueError("port is not a number")
         return value
 
+    @field_validator("clustering_thresholds")
+    @classmethod
+    def _positive_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, threshold in value.items() if not threshold > 0]
+        if bad:
+            raise ValueError(f"thresholds must be > 0 (cosine distances): {', '.join(bad)}")
+        return value
+
     def clustering_threshold_for(self, embedding_model: str) -> float:
-        """Tier 2's largest cosine distance to a centroid, for embeddings of this model."""
-        return self.clustering_threshold_dlib if embedding_model.startswith("dlib") else self.clustering_threshold
+        """Tier 2's largest cosine distance to a centroid, for embeddings of this model.
+
+        Looked up by the full model name ("arcface:w600k_mbf"), then its family ("sface").
+        """
+        table = {**MEASURED_THRESHOLDS, "dlib": self.clustering_threshold_dlib, **self.clustering_thresholds}
+        for key in (embedding_model, embedding_model.split(":", 1)[0]):
+            if key in table:
+                return table[key]
+        return self.clustering_threshold
+
+    @property
+    def models_root(self) -> Path:
+        """MODELS_DIR, or PHOTODB_HOME/models: never relative to the current directory."""
+        return (self.models_dir or self.photodb_home / "models").expanduser().absolute()
+
+    @property
+    def detection_model_file(self) -> Path:
+        return self._model_file(self.detection_model_path, "yolov8x_person_face.pt")
+
+    @property
+    def arcface_model_file(self) -> Path:
+        return self._model_file(self.arcface_model_path, "buffalo_l/w600k_r50.onnx")
+
+    @property
+    def mivolo_model_file(self) -> Path:
+        return self._model_file(self.mivolo_model_path, "mivolo_d1.pth.tar")
+
+    def _model_file(self, explicit: Path | None, default: str) -> Path:
+        return explicit.expanduser() if explicit is not None else self.models_root / default
 
     @cached_property
     def images_dir(self) -> Path:

@@ -26,7 +26,8 @@ from photodb.database import clustering_repository as repo
 from photodb.database.connection import Database
 from photodb.database.embedded import EmbeddedPostgres
 from tests.cli import PROCESS_LOCAL, bootstrap_clusters, cli_env, process_local
-from tests.conftest import EXAMPLES, TEMPLATE_DB
+from tests.conftest import TEMPLATE_DB
+from tests.samples import SAMPLES
 from tests.imaging import make_library
 from tests.pgbouncer import MISSING, PgBouncer, pgbouncer_binary, start_pgbouncer
 
@@ -160,7 +161,7 @@ def test_bootstrap_and_assign_new_through_pgbouncer_match_a_direct_run(tmp_path,
 def test_detection_with_cluster_assignment_through_pgbouncer(tmp_path, pooled_url, database_url):
     """Detection stores faces and assigns them to a stored run as it goes; --force redoes it."""
     library = tmp_path / "lib"
-    shutil.copytree(EXAMPLES / "faces", library)
+    shutil.copytree(SAMPLES / "faces", library)
     env = cli_env(tmp_path, pooled_url, DETECTION_BACKEND="offline", DETECTION_FORCE_CPU="true")
     first = process_local(str(library), "--parallel", "2", "--json", env=env, timeout=600)
     assert first.returncode == 0, first.stderr

@@ -15,6 +15,7 @@ from photodb.database.connection import Database
 from photodb.database.detection_repository import DetectionRepository
 from photodb.database.models import Photo
 from photodb.database.repository import PhotoRepository
+from photodb.ml.files import file_sha256
 from photodb.stages import stage_class
 from photodb.stages.base import StageContext, StageFailure, StageUnavailable
 from photodb.stages.detection import DetectionStage
@@ -83,9 +84,27 @@ def test_offline_set_finds_the_expected_faces_in_the_sample_photos(db, offline_s
             assert row["detector_model"] == "yunet+yolo11n-pose" and row["detector_version"].startswith("yuface-")
             assert row["face_bbox_x"] >= 0 and row["face_bbox_x"] + row["face_bbox_width"] <= photo.normalized_width
             assert len(row["face_landmarks"]) == 5
-            assert row["embedding_model"] == "dlib:resnet_v1" and row["embedding_dim"] == 128 and row["aligned"]
+            # FACE_EMBEDDER=auto: the packaged InsightFace MobileFaceNet for the offline set.
+            assert row["embedding_model"] == "arcface:w600k_mbf" and row["embedding_dim"] == 512 and row["aligned"]
             vector = np.asarray(row["embedding"].to_numpy())
-            assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5) and not vector[128:].any()
+            assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("embedder", "model", "dim"), [("sface", "sface:2021dec", 128), ("dlib", "dlib:resnet_v1", 128)]
+)
+def test_face_embedder_setting_stores_that_models_vectors(db, offline_settings, embedder, model, dim):
+    settings = offline_settings.model_copy(update={"face_embedder": embedder})
+    stage = make_stage(db, settings)
+    try:
+        photo = add_normalized_photo(db, settings, SAMPLES / "faces" / "face_recognition" / "obama.jpg")
+        stage.process(photo)
+    finally:
+        stage.close()
+    (row,) = embeddings(db, photo.id)
+    assert row["embedding_model"] == model and row["embedding_dim"] == dim and row["aligned"]
+    vector = np.asarray(row["embedding"].to_numpy())
+    assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5) and not vector[dim:].any()  # zero-padded to 512
 
 
 def test_same_person_is_nearer_than_different_people_in_the_database(db, offline_settings, offline_stage):
@@ -142,7 +161,7 @@ def test_rerun_replaces_detections_and_keeps_cluster_bookkeeping_consistent(db, 
         shared, alone, verified = (
             conn.execute(
                 """INSERT INTO cluster (collection_id, embedding_model, face_count, verified, verified_at)
-                   VALUES (1, 'dlib:resnet_v1', %s, %s, CASE WHEN %s THEN now() END) RETURNING id""",
+                   VALUES (1, 'arcface:w600k_mbf', %s, %s, CASE WHEN %s THEN now() END) RETURNING id""",
                 (count, flag, flag),
             ).fetchone()[0]
             for count, flag in ((2, False), (1, False), (1, True))
@@ -231,12 +250,16 @@ def test_missing_normalized_file_fails_only_that_photo(db, offline_settings, off
 
 @pytest.fixture
 def yolo_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """Stand-ins under the spec's names in MODELS_DIR, pinned by the user (their pins win over the published ones)."""
     models = tmp_path / "models"
     models.mkdir()
+    detection = make_random_yolo(models / "yolov8x_person_face.pt")
+    arcface = make_arcface_onnx(models / "buffalo_l" / "w600k_r50.onnx")
     return settings.model_copy(
         update={
-            "detection_model_path": make_random_yolo(models / "yolov8x_person_face.pt"),
-            "arcface_model_path": make_arcface_onnx(models / "w600k_r50.onnx"),
+            "models_dir": models,
+            "detection_model_sha256": file_sha256(detection),
+            "arcface_model_sha256": file_sha256(arcface),
             "detection_force_cpu": True,
         }
     )
@@ -291,22 +314,29 @@ def test_yolo_backend_with_parallel_workers_uses_batch_coordinators(db, yolo_set
 
 
 def test_yolo_backend_with_a_missing_model_stops_the_run_with_one_message(db, settings, tmp_path):
-    forced = settings.model_copy(
-        update={"detection_backend": "yolo", "detection_model_path": tmp_path / "models" / "yolov8x_person_face.pt"}
-    )
+    forced = settings.model_copy(update={"detection_backend": "yolo", "models_dir": tmp_path / "models"})
     with pytest.raises(StageUnavailable) as info:
         make_stage(db, forced)
-    assert str(tmp_path / "models" / "yolov8x_person_face.pt") in str(info.value)
-    assert "scripts/download_models.sh" in str(info.value)
+    assert str(info.value) == (
+        f"model not found: {tmp_path / 'models' / 'yolov8x_person_face.pt'}, "
+        f"{tmp_path / 'models' / 'buffalo_l' / 'w600k_r50.onnx'}: run scripts/download_models.sh or set "
+        "DETECTION_MODEL_PATH / ARCFACE_MODEL_PATH"
+    )
 
 
-def test_corrupt_model_file_stops_the_run(db, yolo_settings):
-    yolo_settings.detection_model_path.write_bytes(b"\x80\x02corrupt")
+def test_corrupt_or_replaced_model_files_stop_the_run(db, yolo_settings):
+    detection = yolo_settings.detection_model_file
+    detection.write_bytes(b"\x80\x02corrupt")
+    with pytest.raises(StageUnavailable, match=r"yolov8x_person_face\.pt has sha256 .* not .*DETECTION_MODEL_SHA256"):
+        make_stage(db, yolo_settings)
+    pinned = yolo_settings.model_copy(update={"detection_model_sha256": file_sha256(detection)})
     with pytest.raises(StageUnavailable, match="cannot load YOLO person_face model"):
-        make_stage(db, yolo_settings)
-    yolo_settings.arcface_model_path.write_bytes(b"garbage")
+        make_stage(db, pinned)
+    yolo_settings.arcface_model_file.write_bytes(b"garbage")
     with pytest.raises(StageUnavailable, match="cannot load ArcFace model"):
-        make_stage(db, yolo_settings)
+        make_stage(
+            db, pinned.model_copy(update={"arcface_model_sha256": file_sha256(yolo_settings.arcface_model_file)})
+        )
 
 
 def test_a_failed_cluster_assignment_keeps_the_faces_for_later(db, offline_settings, offline_stage, caplog):
@@ -331,3 +361,34 @@ def test_a_failed_cluster_assignment_keeps_the_faces_for_later(db, offline_setti
         conn.execute("DROP TRIGGER refuse ON person_detection")
     report = assign_unclustered(db)
     assert report.cluster_of[face["id"]] is not None and report.outcomes["tier1"] == 1
+
+
+def test_changing_the_face_embedder_is_reported_by_check_staleness(db, offline_settings):
+    """A library embedded with dlib (the old offline default), re-embedded with the new default."""
+    from photodb.clustering.bootstrap import bootstrap
+    from photodb.clustering.staleness import check_staleness
+
+    names = ("obama.jpg", "obama2.jpg", "biden.jpg")
+    old = make_stage(db, offline_settings.model_copy(update={"face_embedder": "dlib"}))
+    try:
+        photos = [add_normalized_photo(db, offline_settings, SAMPLES / "faces" / "face_recognition" / n) for n in names]
+        for photo in photos:
+            old.process(photo)
+    finally:
+        old.close()
+    bootstrap(db, min_cluster_size=2, min_samples=1)
+    (before,) = check_staleness(db)
+    assert before.embedding_model == "dlib:resnet_v1" and before.run_id is not None
+
+    new = make_stage(db, offline_settings)  # FACE_EMBEDDER=auto
+    try:
+        for photo in photos:
+            new.process(photo)  # what `process-local --stage detection --force` does
+    finally:
+        new.close()
+    reports = {r.embedding_model: r for r in check_staleness(db)}
+    assert reports["arcface:w600k_mbf"].faces == 3
+    assert reports["arcface:w600k_mbf"].reasons == [
+        "no active run for embedding model 'arcface:w600k_mbf' (embedding model changed since the last bootstrap)"
+    ]
+    assert "which no face uses any more" in reports["dlib:resnet_v1"].reasons[0]

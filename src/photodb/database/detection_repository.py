@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from photodb.database.connection import Database
-from photodb.utils.person_detector import Box
+from photodb.ml.boxes import Box
 
 #: A new detection this similar to a kept (curated) one is the same person in the same photo.
 DUPLICATE_IOU = 0.5

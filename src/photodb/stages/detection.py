@@ -1,8 +1,9 @@
 """Stage 3: find faces and bodies, pair them, embed the faces, store it all for the photo.
 
-Boxes are stored in pixels of the normalized PNG. The model set (yolo or offline) is chosen once
-per run (see photodb.utils.person_detector); both its models load in the constructor, so a missing
-or corrupt model file stops the run with one message instead of failing every photo.
+Boxes are stored in pixels of the normalized PNG. The model set (yolo or offline) and the face
+embedder are chosen once per run (see photodb.ml.person_detection and photodb.ml.face_embedding);
+the models load in the constructor, so a missing, corrupt or unverified model file stops the run
+with one message instead of failing every photo.
 
 With `--parallel > 1` and BATCH_COORDINATOR_ENABLED, worker threads hand their images to a
 `yolo` BatchCoordinator (YOLO_BATCH_ENABLED; not for CoreML) and their aligned face chips to an
@@ -20,10 +21,12 @@ import numpy as np
 from photodb.stages.base import BaseStage, StageContext, StageFailure, StageUnavailable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from photodb.database.detection_repository import NewDetection
     from photodb.database.models import Photo
-    from photodb.utils.batch_coordinator import BatchCoordinator
-    from photodb.utils.person_detector import Box, Detections
+    from photodb.ml.batch_coordinator import BatchCoordinator
+    from photodb.ml.boxes import Box, Detections
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +37,27 @@ class DetectionStage(BaseStage):
 
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
-        from photodb.utils.person_detector import ML_EXTRA_HINT, missing_ml_modules
+        from photodb.ml.base import ML_EXTRA_HINT, missing_ml_modules
 
         missing = missing_ml_modules()
         if missing:
             raise StageUnavailable(f"detection needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
         from photodb.database.detection_repository import DetectionRepository
-        from photodb.utils.embedding_extractor import create_embedder
-        from photodb.utils.person_detector import ModelUnavailable, create_detector, resolve_backend
+        from photodb.ml.base import ModelUnavailable, model_not_found
+        from photodb.ml.face_embedding import create_embedder, resolve_face_embedder
+        from photodb.ml.person_detection import create_detector, resolve_backend
 
         settings = context.settings
         self.backend = resolve_backend(settings)
+        wanted: dict[str, Path] = {}
         if self.backend == "yolo":
-            absent = [str(p) for p in (settings.detection_model_path, settings.arcface_model_path) if not p.is_file()]
-            if absent:
-                raise StageUnavailable(
-                    f"DETECTION_BACKEND=yolo but model not found: {', '.join(absent)}: run "
-                    "scripts/download_models.sh or set DETECTION_MODEL_PATH / ARCFACE_MODEL_PATH"
-                )
+            wanted["DETECTION_MODEL_PATH"] = settings.detection_model_file
+        if resolve_face_embedder(settings, self.backend) == "arcface":
+            wanted["ARCFACE_MODEL_PATH"] = settings.arcface_model_file
+        absent = {setting: path for setting, path in wanted.items() if not path.is_file()}
+        if absent:
+            paths = ", ".join(str(p) for p in absent.values())
+            raise StageUnavailable(str(model_not_found(paths, " / ".join(absent))))
         self.detector = create_detector(settings, self.backend)
         self.embedder = create_embedder(settings, self.backend)
         try:
@@ -79,7 +85,7 @@ class DetectionStage(BaseStage):
                 log.info("batch coordinators off on CPU (set BATCH_COORDINATOR_ON_CPU=true to force)")
 
     def _start_coordinators(self) -> None:
-        from photodb.utils.batch_coordinator import BatchCoordinator
+        from photodb.ml.batch_coordinator import BatchCoordinator
 
         settings = self.context.settings
         # On a CPU a batch costs what its images cost one by one, so waiting to fill one only adds
@@ -151,8 +157,8 @@ class DetectionStage(BaseStage):
 
     def _rows(self, image: np.ndarray, found: Detections) -> list[NewDetection]:
         from photodb.database.detection_repository import NewDetection
-        from photodb.utils.embedding_extractor import pad_embedding, sharpness
-        from photodb.utils.person_detector import match_faces_to_bodies
+        from photodb.ml.alignment import pad_embedding, sharpness
+        from photodb.ml.boxes import match_faces_to_bodies
 
         settings = self.context.settings
         pairs = match_faces_to_bodies(found.faces, found.bodies)

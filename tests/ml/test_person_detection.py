@@ -1,4 +1,4 @@
-"""Face-body matching on hand-made layouts, backend choice, and the real model loaders."""
+"""Backend choice, the YOLO and offline detectors on real files, and their loading errors."""
 
 from __future__ import annotations
 
@@ -8,74 +8,13 @@ import cv2
 import pytest
 
 from photodb.config import Settings
-from photodb.utils.person_detector import (
-    Box,
-    Detections,
-    ModelUnavailable,
-    OfflineDetector,
-    YoloPersonFaceDetector,
-    match_faces_to_bodies,
-    missing_ml_modules,
-    resolve_backend,
-)
+from photodb.ml.base import ModelUnavailable, missing_ml_modules
+from photodb.ml.boxes import match_faces_to_bodies
+from photodb.ml.files import file_sha256
+from photodb.ml.person_detection import OfflineDetector, YoloPersonFaceDetector, resolve_backend
 from tests.detection_models import make_random_yolo
-from tests.samples import SAMPLES
 
-
-def box(x: float, y: float, w: float, h: float, conf: float = 0.9) -> Box:
-    return Box(x, y, w, h, conf)
-
-
-def as_set(pairs: list[tuple[int | None, int | None]]) -> set[tuple[int | None, int | None]]:
-    assert len(pairs) == len(set(pairs))
-    return set(pairs)
-
-
-def test_each_face_goes_to_the_body_whose_upper_part_holds_it():
-    bodies = [box(0, 0, 100, 300), box(200, 0, 100, 300)]
-    faces = [box(230, 10, 40, 40), box(30, 10, 40, 40)]
-    assert as_set(match_faces_to_bodies(faces, bodies)) == {(0, 1), (1, 0)}
-
-
-def test_overlapping_people_each_keep_their_own_face():
-    # Body 0 (front, large) also covers the face of the person standing behind it (body 1).
-    bodies = [box(0, 50, 300, 400), box(180, 0, 120, 300)]
-    faces = [box(100, 60, 60, 60), box(215, 10, 50, 50)]
-    assert as_set(match_faces_to_bodies(faces, bodies)) == {(0, 0), (1, 1)}
-
-
-def test_a_face_outside_every_body_is_face_only_and_the_body_is_body_only():
-    bodies = [box(0, 0, 100, 300)]
-    faces = [box(400, 400, 50, 50)]
-    assert as_set(match_faces_to_bodies(faces, bodies)) == {(0, None), (None, 0)}
-
-
-def test_two_faces_in_one_body_give_it_to_one_face_only():
-    bodies = [box(0, 0, 200, 400)]
-    # Face 1 sits in the upper part and near the centre line; face 0 is low (a face on a T-shirt).
-    faces = [box(20, 250, 40, 40), box(80, 20, 40, 40)]
-    assert as_set(match_faces_to_bodies(faces, bodies)) == {(1, 0), (0, None)}
-
-
-def test_a_face_barely_touching_a_body_does_not_belong_to_it():
-    bodies = [box(0, 0, 100, 300)]
-    faces = [box(80, 10, 60, 60)]  # a third of it inside
-    assert as_set(match_faces_to_bodies(faces, bodies)) == {(0, None), (None, 0)}
-
-
-def test_no_faces_or_no_bodies():
-    assert match_faces_to_bodies([], []) == []
-    assert match_faces_to_bodies([box(0, 0, 1, 1)], []) == [(0, None)]
-    assert match_faces_to_bodies([], [box(0, 0, 1, 1)]) == [(None, 0)]
-
-
-def test_filtering_drops_low_confidence_and_clips_to_the_image():
-    found = Detections(
-        [box(-10, -10, 50, 50, 0.9), box(0, 0, 5, 5, 0.4)], [box(90, 90, 50, 50, 0.7), box(200, 0, 9, 9)]
-    )
-    kept = found.filtered(0.5, 100, 100)
-    assert kept.faces == [box(0, 0, 40, 40, 0.9)]
-    assert kept.bodies == [box(90, 90, 10, 10, 0.7)]
+FACES = Path(__file__).resolve().parents[2] / "examples" / "photos" / "faces"
 
 
 def test_the_ml_extra_is_installed_here():
@@ -88,10 +27,30 @@ def test_auto_backend_uses_yolo_only_when_its_files_exist(tmp_path: Path):
     assert resolve_backend(settings) == "offline"
     yolo.write_bytes(b"x")
     assert resolve_backend(settings) == "offline"
+    # A packaged embedder chosen explicitly does not need the ArcFace file.
+    assert resolve_backend(settings.model_copy(update={"face_embedder": "sface"})) == "yolo"
     arcface.write_bytes(b"x")
     assert resolve_backend(settings) == "yolo"
     forced = settings.model_copy(update={"detection_backend": "offline"})
     assert resolve_backend(forced) == "offline"
+
+
+def test_auto_backend_finds_the_models_under_models_dir_from_any_directory(tmp_path: Path, monkeypatch):
+    """Default paths hang off MODELS_DIR (default PHOTODB_HOME/models), never off the current directory."""
+    home = tmp_path / "home"
+    (home / "models" / "buffalo_l").mkdir(parents=True)
+    (home / "models" / "yolov8x_person_face.pt").write_bytes(b"x")
+    (home / "models" / "buffalo_l" / "w600k_r50.onnx").write_bytes(b"x")
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("PHOTODB_HOME", str(home))
+    monkeypatch.delenv("MODELS_DIR", raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.detection_model_file == home / "models" / "yolov8x_person_face.pt"
+    assert resolve_backend(settings) == "yolo"
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "empty"))
+    assert resolve_backend(Settings(_env_file=None)) == "offline"  # type: ignore[call-arg]
 
 
 def test_missing_yolo_model_names_the_path_and_the_script(tmp_path: Path):
@@ -103,22 +62,41 @@ def test_missing_yolo_model_names_the_path_and_the_script(tmp_path: Path):
 
 
 def test_corrupt_yolo_model_is_a_clear_error(tmp_path: Path):
-    path = tmp_path / "yolov8x_person_face.pt"
+    path = tmp_path / "my_person_face.pt"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelUnavailable, match="cannot load YOLO person_face model"):
-        YoloPersonFaceDetector(path, min_confidence=0.5).load()
+        YoloPersonFaceDetector(path, min_confidence=0.5, pin=file_sha256(path)).load()
 
 
 def test_a_yolo_model_without_face_and_person_classes_is_refused(tmp_path: Path):
     path = make_random_yolo(tmp_path / "coco.pt", names=("car", "dog"))
     with pytest.raises(ModelUnavailable, match="'face' and 'person' classes"):
+        YoloPersonFaceDetector(path, min_confidence=0.5, pin=file_sha256(path)).load()
+
+
+def test_an_unpinned_or_mismatched_yolo_checkpoint_is_never_unpickled(tmp_path: Path, monkeypatch):
+    """A .pt is a pickle: without a matching pin, ultralytics/torch must not even open it."""
+    import torch
+
+    opened: list[object] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: opened.append(a) or real_load(*a, **k))
+    path = make_random_yolo(tmp_path / "person_face.pt")
+    with pytest.raises(ModelUnavailable, match=r"no pinned checksum: if you trust it, set DETECTION_MODEL_SHA256="):
         YoloPersonFaceDetector(path, min_confidence=0.5).load()
+    with pytest.raises(ModelUnavailable, match=r"not 0{64} \(DETECTION_MODEL_SHA256\)"):
+        YoloPersonFaceDetector(path, min_confidence=0.5, pin="0" * 64).load()
+    # The spec's file name carries the published pin: a different file under that name is refused.
+    spec_named = make_random_yolo(tmp_path / "yolov8x_person_face.pt")
+    with pytest.raises(ModelUnavailable, match=r"photodb/ml/model_files\.json"):
+        YoloPersonFaceDetector(spec_named, min_confidence=0.5).load()
+    assert opened == []
 
 
 def test_random_yolo_loads_predicts_and_parses_boxes_of_both_classes(tmp_path: Path):
     path = make_random_yolo(tmp_path / "person_face.pt")
-    detector = YoloPersonFaceDetector(path, min_confidence=0.5, force_cpu=True)
-    image = cv2.imread(str(SAMPLES / "faces" / "pillow" / "hopper.jpg"))
+    detector = YoloPersonFaceDetector(path, min_confidence=0.5, force_cpu=True, pin=file_sha256(path))
+    image = cv2.imread(str(FACES / "pillow" / "hopper.jpg"))
     first, second = detector.detect_batch([image, image])
     assert detector.version.startswith("sha256:") and detector.device == "cpu"
     assert first.faces and first.bodies
@@ -129,7 +107,7 @@ def test_random_yolo_loads_predicts_and_parses_boxes_of_both_classes(tmp_path: P
 
 def test_offline_detector_finds_the_faces_and_people_of_a_group_photo():
     detector = OfflineDetector(min_confidence=0.5, face_min_confidence=0.8, force_cpu=True)
-    image = cv2.imread(str(SAMPLES / "faces" / "vladmandic_face_api" / "sample1.jpg"))
+    image = cv2.imread(str(FACES / "vladmandic_face_api" / "sample1.jpg"))
     found = detector.detect(image)
     assert len(found.faces) == 3
     assert len(found.bodies) == 3
@@ -140,8 +118,8 @@ def test_offline_detector_finds_the_faces_and_people_of_a_group_photo():
 
 def test_importing_ultralytics_does_not_change_how_bad_files_fail(tmp_path):
     """ultralytics patches PIL.Image.open to pip-install pi-heif on unidentified files."""
+    from photodb.ml.person_detection import quiet_ultralytics
     from photodb.utils.image import ImageError, load_image
-    from photodb.utils.person_detector import quiet_ultralytics
 
     quiet_ultralytics()
     import ultralytics  # noqa: F401 - the import applies the patch

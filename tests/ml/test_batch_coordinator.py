@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from photodb.utils.batch_coordinator import BatchCoordinator, CoordinatorClosed
+from photodb.ml.batch_coordinator import BatchCoordinator, CoordinatorClosed
 
 
 def run_threads(coordinator: BatchCoordinator, items: list, threads: int) -> list:

@@ -1,0 +1,1 @@
+"""Model code: one module per model family and task, on a small lazy-loading base (see base.py)."""
