@@ -27,9 +27,9 @@ from photodb.database.connection import Database
 from photodb.database.embedded import EmbeddedPostgres
 from tests.cli import PROCESS_LOCAL, bootstrap_clusters, cli_env, process_local
 from tests.conftest import TEMPLATE_DB
-from tests.samples import SAMPLES
 from tests.imaging import make_library
 from tests.pgbouncer import MISSING, PgBouncer, pgbouncer_binary, start_pgbouncer
+from tests.samples import SAMPLES
 
 STAGES = ("--stage", "normalize", "--stage", "metadata")
 STAGE_NAMES = ["normalize", "metadata"]

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.detection_models import make_arcface_onnx
 from photodb.config import Settings
 from photodb.ml.base import ModelUnavailable
 from photodb.ml.boxes import Box
@@ -22,6 +21,7 @@ from photodb.ml.face_embedding import (
     SFaceEmbedder,
     create_embedder,
 )
+from tests.detection_models import make_arcface_onnx
 
 FACES = Path(__file__).resolve().parents[2] / "examples" / "photos" / "faces"
 
