@@ -12,9 +12,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -23,16 +23,16 @@ from photodb.database.connection import Database
 from photodb.database.faults import DatabaseUnreachable, describe_error, is_transient
 from photodb.database.models import Collection, StageCounts, StageError
 from photodb.database.queue_repository import QueuePlan, QueueRepository
-from photodb.database.repository import FileFacts, PhotoRepository, RootMoved, Scope
+from photodb.database.repository import PhotoRepository, Scope
 from photodb.processors.identity import ProcessIdentity
 from photodb.processors.queue_worker import QueueWorker, RunControl, WorkerContext
+from photodb.processors.registration import REGISTRATION_CHUNK, Registrar, chunked
 from photodb.stages import implemented_stages, stage_class
 from photodb.stages.base import BaseStage, StageContext, StageUnavailable
-from photodb.utils.files import DiscoveryStats, content_hash, file_stat, iter_images, relative_name
+from photodb.utils.files import DiscoveryStats, iter_images
 
 log = logging.getLogger(__name__)
 
-REGISTRATION_CHUNK = 256
 #: The progress display re-reads the counts at most this often, and less often when the count
 #: query is slow (it may take at most a tenth of one connection's time); in between it adds
 #: what this process finished itself.
@@ -87,12 +87,6 @@ class RunSummary:
     stopped_by: str | None = None  # the error that ended the run early, and in which thread
 
 
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def queue_plan(stages: Iterable[str]) -> QueuePlan:
     """Run order, in-run dependencies, and every (transitive) dependency of each implemented stage."""
     names = list(stages)
@@ -143,14 +137,14 @@ class LocalProcessor:
         self.control = RunControl()
         self._registered = 0
         self._registration_error: BaseException | None = None
-        self._root: Path | None = None  # the collection's current root
         self._scope: Scope | None = None
         self._poller = ProgressPoller()
         self._last_counts: dict[str, StageCounts] | None = None
         self._finished_at_poll: dict[tuple[str, str], int] = {}
 
-    def _retry(self, operation: Callable[[], T], what: str) -> T:
-        return self.db.retrying(operation, what)
+    def _retry(self, what: str, operation: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Call `operation(*args, **kwargs)`, retrying database blips up to the deadline."""
+        return self.db.retrying(partial(operation, *args, **kwargs), what)
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -161,18 +155,17 @@ class LocalProcessor:
         if not root.is_dir():
             raise RunError(f"not a folder: {root}")
         root = root.resolve()
-        collection = self._retry(lambda: self.repo.get_or_create_collection(self.options.collection), "reading")
+        collection = self._retry("reading", self.repo.get_or_create_collection, self.options.collection)
         if collection.root_path is None:
-            collection = self._retry(lambda: self.repo.set_collection_root(collection.id, root), "setting the root")
+            collection = self._retry("setting the root", self.repo.set_collection_root, collection.id, root)
         assert collection.root_path is not None
         while collection.root_path != root and collection.root_path.is_relative_to(root):
             old = collection.root_path
             moved_under = old.relative_to(root).as_posix()
-            if self._retry(lambda: self.repo.reroot_collection(collection.id, old, root, moved_under), "re-rooting"):
+            if self._retry("re-rooting", self.repo.reroot_collection, collection.id, old, root, moved_under):
                 log.info("collection '%s' now starts at %s (was %s)", collection.name, root, old)
-            collection = self._retry(lambda: self.repo.get_collection(collection.id), "reading the collection")
+            collection = self._retry("reading the collection", self.repo.get_collection, collection.id)
             assert collection.root_path is not None
-        self._root = collection.root_path
         return collection, self._scope_for(root, collection)
 
     @staticmethod
@@ -248,8 +241,8 @@ class LocalProcessor:
     def _prepare_queue(self, scope: Scope, plan: QueuePlan) -> None:
         self._recover_claims()
         if self.options.retry_failed:
-            self._retry(lambda: self.queue.requeue_failed(scope, plan.stages), "re-queueing failures")
-        self._retry(lambda: self.queue.refresh_blocked(plan, scope=scope), "finding blocked photos")
+            self._retry("re-queueing failures", self.queue.requeue_failed, scope, plan.stages)
+        self._retry("finding blocked photos", self.queue.refresh_blocked, plan, scope=scope)
 
     def _run_threads(
         self, folder: Path, collection: Collection, stages: dict[str, BaseStage], plan: QueuePlan, summary: RunSummary
@@ -267,8 +260,9 @@ class LocalProcessor:
         workers = [
             threading.Thread(
                 target=QueueWorker(context, self.control, self.identity.holder(i)).run,
-                name=f"photodb-worker-{i}", daemon=True,
-            )  # fmt: skip
+                name=f"photodb-worker-{i}",
+                daemon=True,
+            )
             for i in range(max(1, self.options.parallel))
         ]
         registrar.start()
@@ -289,10 +283,34 @@ class LocalProcessor:
         summary.ignored_files = stats.ignored_files
         summary.symlink_loops = stats.symlink_loops
 
+    def _register_all(
+        self, folder: Path, collection: Collection, plan: QueuePlan, stats: DiscoveryStats, summary: RunSummary
+    ) -> None:
+        def moved(to: Collection) -> None:
+            self._scope = self._scope_for(folder, to)
+
+        registrar = Registrar(self.db, collection, moved)
+        try:
+            force = list(summary.stages) if self.options.force else []
+            for chunk in chunked(iter_images(folder, stats, self.options.max_photos), REGISTRATION_CHUNK):
+                if self.control.stop.is_set():
+                    return
+                done = registrar.register(chunk, implemented_stages(), force, plan)
+                summary.new += done.new
+                summary.changed += done.changed
+                summary.unchanged += done.unchanged
+                with self.control.lock:
+                    self._registered += len(done.names)
+        except BaseException as error:  # surfaced by run(); workers must not wait forever
+            self._registration_error = error
+            self.control.stop.set()
+        finally:
+            self.control.registration_done.set()
+
     def _hand_back(self) -> None:
         """Give back whatever this process still holds (tried once when the database is gone)."""
         try:
-            released = self._retry(lambda: self.queue.hand_back(str(self.identity)), "handing back claims")
+            released = self._retry("handing back claims", self.queue.hand_back, str(self.identity))
         except Exception as error:
             log.warning("could not hand back this run's claims: %s", describe_error(error))
             return
@@ -301,7 +319,7 @@ class LocalProcessor:
 
     def _summarise(self, summary: RunSummary, plan: QueuePlan) -> None:
         scope = self._current_scope()
-        final = self._retry(lambda: self.queue.stage_counts(scope, plan.stages), "counting results")
+        final = self._retry("counting results", self.queue.stage_counts, scope, plan.stages)
         if self.progress is not None:
             self.progress.update(final, self._registered, False)
         for name, counts in final.items():
@@ -311,7 +329,7 @@ class LocalProcessor:
             mine.skipped = max(0, counts.completed - mine.completed)
             mine.waiting = counts.pending
             mine.blocked = counts.blocked
-        summary.errors = self._retry(lambda: self.queue.recent_errors(scope, plan.stages), "reading errors")
+        summary.errors = self._retry("reading errors", self.queue.recent_errors, scope, plan.stages)
 
     def _current_scope(self) -> Scope:
         assert self._scope is not None
@@ -357,84 +375,17 @@ class LocalProcessor:
 
     def _recover_claims(self) -> None:
         """Give back claims of crashed processes of this machine now, and any claim older than the lease."""
-        holders = self._retry(lambda: self.queue.claim_holders(self.identity.machine_prefix), "finding claims")
+        holders = self._retry("finding claims", self.queue.claim_holders, self.identity.machine_prefix)
         dead = []
         for holder in holders:
             process = ProcessIdentity.parse(holder)
             if process is not None and process.machine == self.identity.machine and not process.is_alive_here():
                 dead.append(holder)
-        released = self._retry(lambda: self.queue.release_claims(dead), "releasing claims")
+        released = self._retry("releasing claims", self.queue.release_claims, dead)
         lease = self.settings.processing_lease_seconds
-        released += self._retry(lambda: self.queue.release_expired_claims(lease), "releasing expired claims")
+        released += self._retry("releasing expired claims", self.queue.release_expired_claims, lease)
         if released:
             log.info("re-queued %d unfinished (photo, stage) claims of stopped workers", released)
-
-    def _register_all(
-        self, folder: Path, collection: Collection, plan: QueuePlan, stats: DiscoveryStats, summary: RunSummary
-    ) -> None:
-        try:
-            files = iter_images(folder, stats, self.options.max_photos)
-            stage_names = implemented_stages()
-            force = list(summary.stages) if self.options.force else []
-            for chunk in chunked(files, REGISTRATION_CHUNK):
-                if self.control.stop.is_set():
-                    return
-                self._register_chunk(chunk, folder, collection, plan, stage_names, force, summary)
-        except BaseException as error:  # surfaced by run(); workers must not wait forever
-            self._registration_error = error
-            self.control.stop.set()
-        finally:
-            self.control.registration_done.set()
-
-    def _register_chunk(
-        self, chunk: list[Path], folder: Path, collection: Collection, plan: QueuePlan,
-        stage_names: list[str], force: list[str], summary: RunSummary,
-    ) -> None:  # fmt: skip
-        """Register one chunk under the collection's current root (another process may move it up)."""
-        while True:
-            root = self._root
-            assert root is not None
-            new_or_changed, touched, names, known = self._classify(chunk, root, collection.id)
-            try:
-                ids = self._retry(
-                    lambda: self.repo.register(
-                        collection.id, new_or_changed, touched, names, stage_names, force, root=root
-                    ),
-                    "registering files",
-                )
-            except RootMoved as moved:
-                log.info("collection '%s' moved to %s by another process", collection.name, moved.root)
-                collection = Collection(collection.id, collection.name, moved.root)
-                self._root = moved.root
-                self._scope = self._scope_for(folder, collection)
-                continue
-            break
-        self._retry(lambda: self.queue.refresh_blocked(plan, photo_ids=ids), "finding blocked photos")
-        summary.new += len([f for f in new_or_changed if f.filename not in known])
-        summary.changed += len([f for f in new_or_changed if f.filename in known])
-        summary.unchanged += len(names) - len(new_or_changed)
-        with self.control.lock:
-            self._registered += len(names)
-
-    def _classify(
-        self, chunk: list[Path], root: Path, collection_id: int
-    ) -> tuple[list[FileFacts], list[FileFacts], list[str], set[str]]:
-        names = [relative_name(path, root) for path in chunk]
-        known = self._retry(lambda: self.repo.known_files(collection_id, names), "reading known files")
-        new_or_changed: list[FileFacts] = []
-        touched: list[FileFacts] = []
-        for path, name in zip(chunk, names, strict=True):
-            stat = file_stat(path)
-            size, mtime = stat if stat else (None, None)
-            previous = known.get(name)
-            if previous and stat and previous.size == size and previous.mtime == mtime:
-                continue
-            facts = FileFacts(name, size, mtime, content_hash(path) if stat else None)
-            if previous and facts.content_hash is not None and previous.content_hash == facts.content_hash:
-                touched.append(facts)
-            elif not previous or previous.content_hash != facts.content_hash or previous.size != size:
-                new_or_changed.append(facts)
-        return new_or_changed, touched, names, set(known)
 
     # -- dry run -------------------------------------------------------------------------------
 
@@ -444,13 +395,13 @@ class LocalProcessor:
             root=str(root), collection=collection.name,
             stages={name: StageSummary() for name in self.options.stages}, dry_run=True,
         )  # fmt: skip
-        assert collection.root_path is not None
+        registrar = Registrar(self.db, collection, lambda _: None)
         for chunk in chunked(iter_images(root, stats, self.options.max_photos), REGISTRATION_CHUNK):
-            new_or_changed, _, names, known = self._classify(chunk, collection.root_path, collection.id)
-            summary.new += len([f for f in new_or_changed if f.filename not in known])
-            summary.changed += len([f for f in new_or_changed if f.filename in known])
-            summary.unchanged += len(names) - len(new_or_changed)
-        counts = self._retry(lambda: self.queue.stage_counts(scope, self.options.stages), "counting")
+            found = registrar.classify(chunk)
+            summary.new += found.new
+            summary.changed += found.changed
+            summary.unchanged += found.unchanged
+        counts = self._retry("counting", self.queue.stage_counts, scope, self.options.stages)
         for name, stage_summary in summary.stages.items():
             existing = counts[name]
             would_redo = (
