@@ -5,8 +5,8 @@ Rules (docs/DESIGN.md repeats them):
   `FOR UPDATE SKIP LOCKED`, so threads, processes and hosts never run the same pair at once.
   `claimed_by` names the thread (`host@machine:pid:start/thread`), `claimed_at` starts the lease.
 - One statement settles the thread's previous batch (completed / failed / handed back) and claims
-  the next one; settling is idempotent, and rows the thread holds but does not know about (the
-  answer to a claim lost with its connection) are adopted instead of claiming more.
+  the next one; settling is idempotent, and after a lost answer the rows the thread holds but
+  does not know about (a claim that committed) are taken up instead of claiming more.
 - A failed pair moves every pending pair of the same photo that depends on it, directly or not,
   to 'blocked', so claims never scan them again; re-queueing the failure puts them back.
 - Claims of dead processes on this machine, and claims older than the lease anywhere, go back to
@@ -90,10 +90,6 @@ blocked AS (
     WHERE s.status = 'failed' AND a.ancestor = s.stage
       AND ps.photo_id = s.photo_id AND ps.stage = a.stage AND ps.status = 'pending'
     RETURNING ps.photo_id, ps.stage),
-adopted AS (
-    SELECT ps.photo_id, ps.stage, ps.attempts FROM processing_status ps
-    WHERE ps.status = 'processing' AND ps.claimed_by = %(holder)s
-      AND NOT EXISTS (SELECT 1 FROM outcome o WHERE o.photo_id = ps.photo_id AND o.stage = ps.stage)),
 candidate AS (
     SELECT ps.photo_id, ps.stage
     FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
@@ -105,7 +101,7 @@ candidate AS (
               WHERE x.photo_id = ps.photo_id AND x.stage = d.dep AND x.status = 'completed'))
       AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.photo_id = ps.photo_id AND b.stage = ps.stage)
     ORDER BY ps.photo_id, array_position(%(stages)s::text[], ps.stage)
-    LIMIT greatest(%(limit)s - (SELECT count(*) FROM adopted), 0)
+    LIMIT %(limit)s
     FOR UPDATE OF ps SKIP LOCKED),
 claimed AS (
     UPDATE processing_status ps
@@ -115,9 +111,14 @@ claimed AS (
     WHERE ps.photo_id = c.photo_id AND ps.stage = c.stage
     RETURNING ps.photo_id, ps.stage, ps.attempts)
 SELECT 'claimed', photo_id, stage, attempts FROM claimed
-UNION ALL SELECT 'claimed', photo_id, stage, attempts FROM adopted
 UNION ALL SELECT status, photo_id, stage, 0 FROM settled
 """  # noqa: S608 - constant fragments only
+
+#: After a lost answer: the rows this thread holds but does not know about (the claim did commit).
+_HELD = """
+SELECT photo_id, stage, attempts FROM processing_status
+WHERE status = 'processing' AND claimed_by = %(holder)s
+  AND (photo_id, stage) NOT IN (SELECT * FROM unnest(%(o_photo)s::bigint[], %(o_stage)s::text[]))"""
 
 _NO_FAILED_ANCESTOR = """NOT EXISTS (
     SELECT 1 FROM unnest(%(anc_stage)s::text[], %(anc_of)s::text[]) AS a(stage, ancestor)
@@ -132,12 +133,20 @@ class QueueRepository:
         self.db = db
 
     def settle_and_claim(
-        self, holder: str, outcomes: Sequence[Outcome], scope: Scope, plan: QueuePlan, limit: int
+        self,
+        holder: str,
+        outcomes: Sequence[Outcome],
+        scope: Scope,
+        plan: QueuePlan,
+        limit: int,
+        *,
+        retry: bool = False,
     ) -> Cycle:
         """Record `outcomes`, then take up to `limit` claimable rows, in one statement.
 
         Rows come in photo order, earlier stages first, so each photo moves through the pipeline
-        while its files are still warm in the page cache.
+        while its files are still warm in the page cache. With `retry` (the previous call's answer
+        was lost) rows the holder already has are returned first, instead of claiming more.
         """
         params = {
             **plan.params(),
@@ -151,7 +160,16 @@ class QueueRepository:
             "limit": limit,
         }
         with self.db.autocommit() as conn:
-            rows = conn.execute(_SETTLE_AND_CLAIM, params).fetchall()
+            if retry:
+                held = conn.execute(_HELD, params).fetchall()
+                if held:
+                    params.update(limit=0)
+                    rows = conn.execute(_SETTLE_AND_CLAIM, params).fetchall()
+                    rows += [("claimed", *r) for r in held]
+                else:
+                    rows = conn.execute(_SETTLE_AND_CLAIM, params).fetchall()
+            else:
+                rows = conn.execute(_SETTLE_AND_CLAIM, params).fetchall()
         order = {stage: index for index, stage in enumerate(plan.stages)}
         claims = sorted(
             (Claim(photo_id=r[1], stage=r[2], attempts=r[3]) for r in rows if r[0] == "claimed"),

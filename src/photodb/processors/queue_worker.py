@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from photodb.database.connection import Database
 from photodb.database.faults import DatabaseUnreachable, describe_error, is_transient
 from photodb.database.models import Claim
-from photodb.database.queue_repository import Outcome, QueuePlan, QueueRepository
+from photodb.database.queue_repository import Cycle, Outcome, QueuePlan, QueueRepository
 from photodb.database.repository import PhotoRepository, Scope
 from photodb.stages.base import BaseStage, StageFailure
 
@@ -109,9 +109,14 @@ class QueueWorker:
     def _settle_and_claim(self, limit: int) -> list[Claim]:
         ctx = self.context
         outcomes = self.outcomes
-        cycle = ctx.db.retrying(
-            lambda: ctx.queue.settle_and_claim(self.holder, outcomes, ctx.scope(), ctx.plan, limit), "claiming work"
-        )
+        tries = 0
+
+        def attempt() -> Cycle:
+            nonlocal tries
+            tries += 1
+            return ctx.queue.settle_and_claim(self.holder, outcomes, ctx.scope(), ctx.plan, limit, retry=tries > 1)
+
+        cycle = ctx.db.retrying(attempt, "claiming work")
         self.outcomes = []
         self.control.add(cycle.settled)
         return cycle.claims
