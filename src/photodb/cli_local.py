@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 from dataclasses import asdict
@@ -182,6 +183,8 @@ def main(
     except ValidationError as error:
         _fail(console, f"invalid configuration: {error}")
     configure_logging(settings, console, verbose)
+    if not verbose:  # the pool's reconnect attempts during a blip; the run reports what matters
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     options = RunOptions(
         stages=stages, parallel=parallel, force=force, dry_run=dry_run, max_photos=max_photos,

@@ -105,7 +105,7 @@ class OutageClock:
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
-            log.warning("database blip during %s (%s); retrying", what, describe_error(error) if error else "?")
+            log.info("database blip during %s (%s); retrying", what, describe_error(error) if error else "?")
 
         retrying = Retrying(
             retry=retry_if_exception(is_transient),

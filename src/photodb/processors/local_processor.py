@@ -312,7 +312,7 @@ class LocalProcessor:
         try:
             released = self._retry("handing back claims", self.queue.hand_back, str(self.identity))
         except Exception as error:
-            log.warning("could not hand back this run's claims: %s", describe_error(error))
+            log.info("could not hand back this run's claims: %s", describe_error(error))
             return
         if released:
             log.info("handed back %d unfinished (photo, stage) claims", released)

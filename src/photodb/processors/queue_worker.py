@@ -129,7 +129,7 @@ class QueueWorker:
         try:
             cycle = ctx.queue.settle_and_claim(self.holder, self.outcomes, ctx.scope(), ctx.plan, 0)
         except Exception as error:  # the run already stops with the first error
-            log.warning("could not record %d finished photos: %s", len(self.outcomes), describe_error(error))
+            log.info("could not record %d finished photos: %s", len(self.outcomes), describe_error(error))
             return
         self.outcomes = []
         self.control.add(cycle.settled)
