@@ -58,9 +58,10 @@ def is_transient(error: BaseException) -> bool:
 
 
 def describe_error(error: BaseException) -> str:
-    """The last non-empty line of an error, passwords masked: what a user needs to see."""
+    """The server's message, else the first line of the error, passwords masked: what a user needs to see."""
+    primary = error.diag.message_primary if isinstance(error, psycopg.Error) else None
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[-1] if lines else type(error).__name__
+    text = primary or (lines[0] if lines else type(error).__name__)
     return _PASSWORD.sub(lambda m: f"{m.group(1)}***" if m.group(1) else f"{m.group(2)}***{m.group(3)}", text)
 
 

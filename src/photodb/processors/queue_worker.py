@@ -87,10 +87,13 @@ class QueueWorker:
         ctx, control = self.context, self.control
         idle_since: float | None = None
         while not control.stop.is_set():
+            settling = bool(self.outcomes)
             claims = self._settle_and_claim(ctx.batch_size)
             if claims:
                 idle_since = None
                 self._run_batch(claims)
+                continue
+            if settling:  # the claim could not see what it settled: dependents may be free now
                 continue
             if control.registration_done.is_set() and not ctx.db.retrying(
                 lambda: ctx.queue.work_in_flight(ctx.scope(), ctx.plan.stages), "checking for work in flight"
