@@ -235,10 +235,12 @@ class QueueRepository:
         Runs once when a run starts (over its scope) and after each registered chunk (over its
         photos): the only moments a row can come to sit behind a failure without a failing settle.
         """
-        params = {**plan.params(), "ids": list(photo_ids), "by_ids": scope is None}
-        params.update(collection=scope.collection_id if scope else 0, pattern=scope.like_pattern if scope else None)
-        where = f"""(%(by_ids)s AND ps.photo_id = ANY(%(ids)s)
-                     OR NOT %(by_ids)s AND EXISTS (SELECT 1 FROM photo p WHERE p.id = ps.photo_id AND {_SCOPE}))"""  # noqa: S608
+        params = {**plan.params(), "ids": list(photo_ids)}
+        if scope is None:
+            where = "ps.photo_id = ANY(%(ids)s)"
+        else:
+            params.update(collection=scope.collection_id, pattern=scope.like_pattern)
+            where = f"EXISTS (SELECT 1 FROM photo p WHERE p.id = ps.photo_id AND {_SCOPE})"  # noqa: S608
         with self.db.autocommit() as conn, conn.transaction():
             conn.execute(
                 f"""UPDATE processing_status ps SET status = 'pending', updated_at = now()
