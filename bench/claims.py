@@ -322,6 +322,9 @@ def main() -> None:
     parser.add_argument("--batch", default="1,8", help="comma-separated claim batch sizes (default 1,8)")
     parser.add_argument("--synchronous-commit", choices=["on", "off"], default="on",
                         help="ALTER DATABASE ... SET synchronous_commit (off shows the WAL flush share)")  # fmt: skip
+    parser.add_argument("--cases", default="plain,pending,blocked",
+                        help="plain; pending = 30%% rows behind failures left pending (as before); blocked = moved "
+                             "to 'blocked' (as now)")  # fmt: skip
     parser.add_argument("--explain", action="store_true", help="also print EXPLAIN ANALYZE of the claim")
     args = parser.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
@@ -357,7 +360,8 @@ def main() -> None:
               f"pool_size={args.threads} per process\n")  # fmt: skip
 
         table = []
-        for blocked in (None, "pending", "blocked"):
+        cases = {"plain": None, "pending": "pending", "blocked": "blocked"}
+        for blocked in [cases[name] for name in args.cases.split(",")]:
             for batch in batches:
                 rates = {}
                 for mode in ("photodb", "bare"):

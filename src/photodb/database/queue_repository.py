@@ -91,14 +91,17 @@ blocked AS (
       AND ps.photo_id = s.photo_id AND ps.stage = a.stage AND ps.status = 'pending'
     RETURNING ps.photo_id, ps.stage),
 candidate AS (
+    -- Per-row probes (scalar subqueries), never a join or hash over photo or the completed rows:
+    -- the scan stops after `limit` claimable rows however long the table is.
     SELECT ps.photo_id, ps.stage
-    FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
-    WHERE ps.status = 'pending' AND ps.stage = ANY(%(stages)s) AND {_SCOPE}
+    FROM processing_status ps
+    WHERE ps.status = 'pending' AND ps.stage = ANY(%(stages)s)
+      AND (SELECT {_SCOPE} FROM photo p WHERE p.id = ps.photo_id)
       AND NOT EXISTS (
           SELECT 1 FROM unnest(%(req_stage)s::text[], %(req_on)s::text[]) AS d(stage, dep)
-          WHERE d.stage = ps.stage AND NOT EXISTS (
-              SELECT 1 FROM processing_status x
-              WHERE x.photo_id = ps.photo_id AND x.stage = d.dep AND x.status = 'completed'))
+          WHERE d.stage = ps.stage
+            AND (SELECT x.status FROM processing_status x WHERE x.photo_id = ps.photo_id AND x.stage = d.dep)
+                IS DISTINCT FROM 'completed')
       AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.photo_id = ps.photo_id AND b.stage = ps.stage)
     ORDER BY ps.photo_id, array_position(%(stages)s::text[], ps.stage)
     LIMIT %(limit)s
