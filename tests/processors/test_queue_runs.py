@@ -10,14 +10,11 @@ import time
 import psycopg
 import pytest
 
+from photodb.database.models import StageCounts
 from photodb.database.repository import PhotoRepository
 from photodb.processors.identity import ProcessIdentity, machine_id
-from photodb.processors.local_processor import (
-    PROGRESS_MIN_INTERVAL,
-    LocalProcessor,
-    ProgressPoller,
-    RunOptions,
-)
+from photodb.processors.local_processor import LocalProcessor, RunOptions
+from photodb.processors.progress import PROGRESS_MIN_INTERVAL, ProgressPoller, with_own_progress
 from photodb.stages.base import StageContext
 from tests.cli import PROCESS_LOCAL, cli_env
 from tests.imaging import make_library, write_jpeg
@@ -190,3 +187,10 @@ def test_retry_failed_reruns_failed_pairs_and_a_failed_normalize_blocks_detectio
     retried = LocalProcessor(offline, db, RunOptions(stages=stages, retry_failed=True)).run(tmp_path / "lib")
     assert retried.stages["normalize"].completed == 1 and retried.stages["detection"].completed == 1
     assert status_counts(db) == {"completed": 4, "pending": 2}  # metadata rows, not part of these runs
+
+
+def test_between_polls_the_display_moves_on_by_this_processs_own_finishes():
+    last = {"normalize": StageCounts(pending=5, processing=2, completed=3)}
+    at_poll = {("normalize", "completed"): 1}
+    now = with_own_progress(last, {("normalize", "completed"): 4, ("normalize", "failed"): 1}, at_poll)
+    assert now["normalize"] == StageCounts(pending=3, processing=0, completed=6, failed=1)

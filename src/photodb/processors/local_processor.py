@@ -25,6 +25,7 @@ from photodb.database.models import Collection, StageCounts, StageError
 from photodb.database.queue_repository import QueuePlan, QueueRepository
 from photodb.database.repository import PhotoRepository, Scope
 from photodb.processors.identity import ProcessIdentity
+from photodb.processors.progress import ProgressPoller, with_own_progress
 from photodb.processors.queue_worker import QueueWorker, RunControl, WorkerContext
 from photodb.processors.registration import REGISTRATION_CHUNK, Registrar, chunked
 from photodb.stages import implemented_stages, stage_class
@@ -33,11 +34,6 @@ from photodb.utils.files import DiscoveryStats, iter_images
 
 log = logging.getLogger(__name__)
 
-#: The progress display re-reads the counts at most this often, and less often when the count
-#: query is slow (it may take at most a tenth of one connection's time); in between it adds
-#: what this process finished itself.
-PROGRESS_MIN_INTERVAL = 1.0
-PROGRESS_QUERY_SHARE = 0.1
 T = TypeVar("T")
 
 
@@ -105,22 +101,6 @@ def queue_plan(stages: Iterable[str]) -> QueuePlan:
         requires={name: tuple(d for d in direct.get(name, ()) if d in names) for name in names},
         ancestors={name: ancestors(name) for name in direct if ancestors(name)},
     )
-
-
-class ProgressPoller:
-    """Decides when the progress display may query the database again."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.next_at = 0.0
-
-    def due(self) -> bool:
-        return self.clock() >= self.next_at
-
-    def polled(self, started: float) -> None:
-        """Called after a count query that began at `started`."""
-        now = self.clock()
-        self.next_at = now + max(PROGRESS_MIN_INTERVAL, (now - started) / PROGRESS_QUERY_SHARE)
 
 
 class LocalProcessor:
@@ -354,24 +334,8 @@ class LocalProcessor:
             self._poller.polled(began)
         if self._last_counts is None:
             return
-        self.progress.update(self._with_own_progress(finished), self._registered, discovering)
-
-    def _with_own_progress(self, finished: dict[tuple[str, str], int]) -> dict[str, StageCounts]:
-        assert self._last_counts is not None
-        counts = {}
-        for stage, last in self._last_counts.items():
-            done = finished.get((stage, "completed"), 0) - self._finished_at_poll.get((stage, "completed"), 0)
-            failed = finished.get((stage, "failed"), 0) - self._finished_at_poll.get((stage, "failed"), 0)
-            moved = done + failed
-            from_processing = min(moved, last.processing)
-            counts[stage] = StageCounts(
-                pending=max(0, last.pending - (moved - from_processing)),
-                processing=last.processing - from_processing,
-                completed=last.completed + done,
-                failed=last.failed + failed,
-                blocked=last.blocked,
-            )
-        return counts
+        counts = with_own_progress(self._last_counts, finished, self._finished_at_poll)
+        self.progress.update(counts, self._registered, discovering)
 
     def _recover_claims(self) -> None:
         """Give back claims of crashed processes of this machine now, and any claim older than the lease."""
