@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 from dataclasses import asdict
@@ -27,6 +28,7 @@ from rich.text import Text
 
 from photodb.cli_support import settings_or_exit
 from photodb.database.connection import Database, DatabaseUnavailable, run_pool_size
+from photodb.database.faults import DatabaseUnreachable
 from photodb.database.migrations import MigrationError
 from photodb.database.models import StageCounts
 from photodb.logging_setup import configure_logging
@@ -71,7 +73,7 @@ class RichProgress:
             self.progress.update(
                 task_id,
                 total=stage_counts.total or None,
-                completed=stage_counts.completed + stage_counts.failed,
+                completed=stage_counts.settled,
                 failures=failures + (" (finding files…)" if discovering else ""),
             )
 
@@ -103,14 +105,15 @@ def _summary_table(summary: RunSummary) -> Table:
     table.add_column("skipped", justify="right")
     if not summary.dry_run:
         table.add_column("failed", justify="right", style="red")
+        table.add_column("blocked by a failed earlier stage", justify="right")
         table.add_column("waiting on an earlier stage", justify="right")
     for name, stage in summary.stages.items():
         cells = [name, str(stage.completed), str(stage.skipped)]
         if not summary.dry_run:
-            cells += [str(stage.failed), str(stage.blocked)]
+            cells += [str(stage.failed), str(stage.blocked), str(stage.waiting)]
         table.add_row(*cells)
     for name, reason in summary.unavailable.items():
-        table.add_row(name, "[yellow]not run[/]", escape(reason), *([""] * (0 if summary.dry_run else 2)))
+        table.add_row(name, "[yellow]not run[/]", escape(reason), *([""] * (0 if summary.dry_run else 3)))
     table.caption = (
         f"{summary.discovered} photos found ({summary.new} new, {summary.changed} changed, "
         f"{summary.unchanged} unchanged), {summary.ignored_files} other files ignored"
@@ -170,11 +173,14 @@ def main(
     Runs without any set-up: when DATABASE_URL is not set, PhotoDB starts its own PostgreSQL under
     PHOTODB_HOME and stops it when the last PhotoDB process exits. Rerunning is cheap: unchanged
     files are skipped, changed files are redone. Photos that fail are recorded with the reason and
-    the run goes on; the exit status is 0 unless the run itself could not happen.
+    the run goes on; the exit status is 0 unless the run itself could not happen or had to stop
+    (database unreachable for DATABASE_RETRY_DEADLINE_SECONDS, an internal error: one line says which).
     """
     console = Console(stderr=True)
     settings = settings_or_exit()
     configure_logging(settings, console, verbose)
+    if not verbose:  # the pool's reconnect attempts during a blip; the run reports what matters
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     options = RunOptions(
         stages=stages, parallel=parallel, force=force, dry_run=dry_run, max_photos=max_photos,
@@ -198,7 +204,7 @@ def main(
                 summary = processor.run(path)
         else:
             summary = processor.run(path)
-    except (DatabaseUnavailable, MigrationError, RunError) as error:
+    except (DatabaseUnavailable, DatabaseUnreachable, MigrationError, RunError) as error:
         _fail(console, str(error))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] unfinished photos will be picked up by the next run")
@@ -209,9 +215,12 @@ def main(
 
     if as_json:
         click.echo(_summary_json(summary))
-        return
-    console.print(_summary_table(summary))
-    for error in summary.errors:
-        console.print(
-            f"  [red]✗[/] {escape(error.filename)} [dim]({error.stage})[/]: {escape(error.message)}", soft_wrap=True
-        )
+    else:
+        console.print(_summary_table(summary))
+        for error in summary.errors:
+            console.print(
+                f"  [red]✗[/] {escape(error.filename)} [dim]({error.stage})[/]: {escape(error.message)}",
+                soft_wrap=True,
+            )
+    if summary.stopped_by is not None:
+        _fail(console, summary.stopped_by)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     png_compress_level: int = Field(default=1, ge=0, le=9)
     processing_lease_seconds: int = Field(default=900, gt=0)
     claim_batch_size: int = Field(default=4, ge=1, le=1000)
+    # How long transient database errors (restart, failover, dropped connections) are retried
+    # before a run stops with "database unreachable".
+    database_retry_deadline_seconds: float = Field(default=60.0, gt=0)
 
     # Model files: MODELS_DIR (default PHOTODB_HOME/models) holds what scripts/download_models.sh
     # fetches; a *_MODEL_PATH left unset means that file under MODELS_DIR, wherever the command runs.

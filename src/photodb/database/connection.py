@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -14,9 +14,11 @@ from psycopg_pool import ConnectionPool
 
 from photodb.config import Settings
 from photodb.database.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from photodb.database.faults import OutageClock
 from photodb.database.migrations import apply_migrations
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_POOL_SIZE = 50
 #: Connections beyond the workers' own: the registration thread and the progress display.
@@ -78,6 +80,7 @@ class Database:
 
     def __init__(self, settings: Settings, *, pool_size: int = 4, migrate: bool = True) -> None:
         self.settings = settings
+        self.outage = OutageClock(settings.database_retry_deadline_seconds)
         self._embedded: EmbeddedPostgres | None = None
         self.pooled = False
         if settings.database_url is not None:
@@ -93,15 +96,18 @@ class Database:
             if migrate:
                 with self.connect() as conn:
                     apply_migrations(conn)
+            deadline = settings.database_retry_deadline_seconds
             self.pool = ConnectionPool(
                 self.url,
                 kwargs=connect_kwargs(self.pooled),
                 min_size=1,
                 max_size=max(1, pool_size),
                 configure=_configure,
+                check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
                 open=False,
                 name="photodb",
-                timeout=60,
+                timeout=min(30.0, max(1.0, deadline / 4)),  # a waiting caller retries within the deadline
+                reconnect_timeout=max(60.0, deadline),
             )
             self.pool.open(wait=True, timeout=30)
         except BaseException:
@@ -131,6 +137,10 @@ class Database:
         with suppress(psycopg.ProgrammingError):  # the extension is created by the first migration
             register_vector(conn)
         return conn
+
+    def retrying(self, operation: Callable[[], T], what: str) -> T:
+        """Run `operation` (which must be safe to repeat), retrying transient errors up to the deadline."""
+        return self.outage.retrying(operation, what)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

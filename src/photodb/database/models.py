@@ -29,6 +29,7 @@ class Photo:
     normalized_width: int | None
     normalized_height: int | None
     normalized_scale: float | None = None  # normalized pixels per original pixel
+    collection_root: str | None = None  # the collection's root when the photo was read
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,16 @@ class StageCounts:
     processing: int = 0
     completed: int = 0
     failed: int = 0
+    blocked: int = 0  # pending behind a failed earlier stage
 
     @property
     def total(self) -> int:
-        return self.pending + self.processing + self.completed + self.failed
+        return self.pending + self.processing + self.completed + self.failed + self.blocked
+
+    @property
+    def settled(self) -> int:
+        """Rows this run will not touch again: done, failed, or behind a failure."""
+        return self.completed + self.failed + self.blocked
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,13 @@
-"""Every SQL statement for collections, photos, metadata and the processing queue.
+"""Every SQL statement for collections, photos and metadata (the queue is in queue_repository).
 
-Work is claimed as (photo, stage) rows of processing_status with `FOR UPDATE SKIP LOCKED`, so any
-number of threads, processes and hosts can share one queue and never run the same pair twice.
-A claim remembers who holds it; claims of dead local processes and claims older than the lease
-are put back to 'pending' so that a crashed run is finished by the next one.
+A collection's root may move up to a parent folder while other processes run on it: moving it is
+conditional on the root it replaces, registration checks the root its names are relative to,
+and photos are read together with the collection's current root.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,12 +17,21 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from photodb.database.connection import Database
-from photodb.database.models import Claim, Collection, Photo, StageCounts, StageError
+from photodb.database.models import Collection, Photo
 
 _PHOTO_COLUMNS = (
-    "id, collection_id, uuid, filename, file_size, content_hash, normalized_path, "
-    "width, height, normalized_width, normalized_height, normalized_scale"
+    "p.id, p.collection_id, p.uuid, p.filename, p.file_size, p.content_hash, p.normalized_path, "
+    "p.width, p.height, p.normalized_width, p.normalized_height, p.normalized_scale, "
+    "c.root_path AS collection_root"
 )
+
+
+class RootMoved(RuntimeError):
+    """The collection's root changed since names were computed; compute them again against it."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(f"the collection root moved to {root}")
+        self.root = root
 
 
 @dataclass(frozen=True)
@@ -87,20 +95,30 @@ class PhotoRepository:
         assert row is not None
         return Collection(row[0], row[1], Path(row[2]))
 
-    def reroot_collection(self, collection_id: int, new_root: Path, moved_under: str) -> Collection:
-        """Move a collection's root up to an ancestor folder; stored names gain the `moved_under` prefix."""
+    def get_collection(self, collection_id: int) -> Collection:
+        with self.db.autocommit() as conn:
+            row = conn.execute("SELECT id, name, root_path FROM collection WHERE id = %s", (collection_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"collection {collection_id} does not exist")
+        return Collection(row[0], row[1], Path(row[2]) if row[2] else None)
+
+    def reroot_collection(self, collection_id: int, old_root: Path, new_root: Path, moved_under: str) -> bool:
+        """Move a collection's root from `old_root` up to an ancestor; names gain the `moved_under` prefix.
+
+        False when the root is no longer `old_root` (another process moved it first): the caller
+        reads the collection again. The row lock taken by the conditional UPDATE orders movers.
+        """
         with self.db.autocommit() as conn, conn.transaction():
-            conn.execute("SELECT 1 FROM collection WHERE id = %s FOR UPDATE", (collection_id,))
-            conn.execute(
-                "UPDATE photo SET filename = %s || '/' || filename, updated_at = now() WHERE collection_id = %s",
-                (moved_under, collection_id),
-            )
-            row = conn.execute(
-                "UPDATE collection SET root_path = %s WHERE id = %s RETURNING id, name, root_path",
-                (str(new_root), collection_id),
-            ).fetchone()
-        assert row is not None
-        return Collection(row[0], row[1], Path(row[2]))
+            moved = conn.execute(
+                "UPDATE collection SET root_path = %s WHERE id = %s AND root_path = %s",
+                (str(new_root), collection_id, str(old_root)),
+            ).rowcount
+            if moved:
+                conn.execute(
+                    "UPDATE photo SET filename = %s || '/' || filename, updated_at = now() WHERE collection_id = %s",
+                    (moved_under, collection_id),
+                )
+        return moved == 1
 
     # -- registration ------------------------------------------------------------------------
 
@@ -121,14 +139,23 @@ class PhotoRepository:
         all_filenames: Sequence[str],
         stages: Sequence[str],
         force_stages: Sequence[str] = (),
+        *,
+        root: Path,
     ) -> list[int]:
         """Upsert files, reset every stage of a file whose content changed, ensure status rows exist.
 
+        Names are relative to `root`; RootMoved when the collection's root is no longer that
+        (checked under a share lock, so a re-rooting waits for this chunk or this chunk for it).
         `touched` are files whose size/mtime moved but whose content hash did not: only their
         facts are refreshed. `force_stages` are put back to pending for all `all_filenames`.
         Returns the photo ids of `all_filenames`.
         """
         with self.db.autocommit() as conn, conn.transaction():
+            current = conn.execute(
+                "SELECT root_path FROM collection WHERE id = %s FOR SHARE", (collection_id,)
+            ).fetchone()
+            if current is None or current[0] != str(root):
+                raise RootMoved(Path(current[0]) if current and current[0] else root)
             if new_or_changed:
                 changed_ids = conn.execute(
                     """WITH incoming AS (
@@ -193,7 +220,8 @@ class PhotoRepository:
         with self.db.autocommit() as conn:
             cur = conn.cursor(row_factory=class_row(Photo))
             photo = cur.execute(
-                f"SELECT {_PHOTO_COLUMNS} FROM photo WHERE id = %s",  # noqa: S608 - constant column list
+                f"""SELECT {_PHOTO_COLUMNS} FROM photo p JOIN collection c ON c.id = p.collection_id
+                    WHERE p.id = %s""",  # noqa: S608 - constant column list
                 (photo_id,),
             ).fetchone()
         if photo is None:
@@ -238,160 +266,3 @@ class PhotoRepository:
         with self.db.autocommit() as conn:
             cur = conn.cursor(row_factory=dict_row)
             return cur.execute("SELECT * FROM metadata WHERE photo_id = %s", (photo_id,)).fetchone()
-
-    # -- the queue ---------------------------------------------------------------------------
-
-    def claim(
-        self,
-        worker: str,
-        scope: Scope,
-        stages: Sequence[str],
-        dependencies: dict[str, Sequence[str]],
-        limit: int,
-    ) -> list[Claim]:
-        """Atomically take up to `limit` pending (photo, stage) rows whose dependencies are complete.
-
-        Rows come in photo order, earlier stages first, so each photo moves through the pipeline
-        while its files are still warm in the page cache.
-        """
-        dep_stage = [s for s in stages for _ in dependencies.get(s, ())]
-        dep_on = [d for s in stages for d in dependencies.get(s, ())]
-        with self.db.autocommit() as conn:
-            rows = conn.execute(
-                """WITH candidate AS (
-                       SELECT ps.photo_id, ps.stage
-                       FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
-                       WHERE ps.status = 'pending' AND ps.stage = ANY(%(stages)s)
-                         AND p.collection_id = %(collection)s
-                         AND (%(pattern)s::text IS NULL OR p.filename LIKE %(pattern)s)
-                         AND NOT EXISTS (
-                             SELECT 1 FROM unnest(%(dep_stage)s::text[], %(dep_on)s::text[]) AS d(stage, dep)
-                             WHERE d.stage = ps.stage AND NOT EXISTS (
-                                 SELECT 1 FROM processing_status x
-                                 WHERE x.photo_id = ps.photo_id AND x.stage = d.dep AND x.status = 'completed'))
-                       ORDER BY ps.photo_id, array_position(%(stages)s::text[], ps.stage)
-                       LIMIT %(limit)s
-                       FOR UPDATE OF ps SKIP LOCKED)
-                   UPDATE processing_status ps
-                   SET status = 'processing', claimed_by = %(worker)s, claimed_at = now(),
-                       attempts = ps.attempts + 1, updated_at = now()
-                   FROM candidate
-                   WHERE ps.photo_id = candidate.photo_id AND ps.stage = candidate.stage
-                   RETURNING ps.photo_id, ps.stage, ps.attempts""",
-                {
-                    "stages": list(stages),
-                    "collection": scope.collection_id,
-                    "pattern": scope.like_pattern,
-                    "dep_stage": dep_stage,
-                    "dep_on": dep_on,
-                    "limit": limit,
-                    "worker": worker,
-                },
-            ).fetchall()
-        rows.sort(key=lambda r: (r[0], list(stages).index(r[1])))
-        return [Claim(photo_id=r[0], stage=r[1], attempts=r[2]) for r in rows]
-
-    def finish(self, worker: str, claim: Claim, error: str | None = None) -> bool:
-        """Mark a claim completed (or failed with `error`). False when the claim was lost meanwhile."""
-        status = "failed" if error is not None else "completed"
-        with self.db.autocommit() as conn:
-            cur = conn.execute(
-                """UPDATE processing_status SET status = %s, error_message = %s, processed_at = now(),
-                       claimed_by = NULL, claimed_at = NULL, updated_at = now()
-                   WHERE photo_id = %s AND stage = %s AND status = 'processing' AND claimed_by = %s""",
-                (status, error, claim.photo_id, claim.stage, worker),
-            )
-            return cur.rowcount == 1
-
-    def release_claims(self, workers: Iterable[str]) -> int:
-        """Put the 'processing' rows of the given (dead) workers back to pending."""
-        workers = list(workers)
-        if not workers:
-            return 0
-        with self.db.autocommit() as conn:
-            return conn.execute(
-                """UPDATE processing_status SET status = 'pending', claimed_by = NULL, claimed_at = NULL,
-                       updated_at = now()
-                   WHERE status = 'processing' AND claimed_by = ANY(%s)""",
-                (workers,),
-            ).rowcount
-
-    def release_claims_of(self, worker: str, claims: Sequence[Claim]) -> int:
-        """Hand back claims this worker took but will not run (the run is stopping)."""
-        if not claims:
-            return 0
-        with self.db.autocommit() as conn:
-            return conn.execute(
-                """UPDATE processing_status ps SET status = 'pending', claimed_by = NULL, claimed_at = NULL,
-                       attempts = greatest(ps.attempts - 1, 0), updated_at = now()
-                   FROM unnest(%s::bigint[], %s::text[]) AS c(photo_id, stage)
-                   WHERE ps.photo_id = c.photo_id AND ps.stage = c.stage
-                     AND ps.status = 'processing' AND ps.claimed_by = %s""",
-                ([c.photo_id for c in claims], [c.stage for c in claims], worker),
-            ).rowcount
-
-    def release_expired_claims(self, lease_seconds: int) -> int:
-        with self.db.autocommit() as conn:
-            return conn.execute(
-                """UPDATE processing_status SET status = 'pending', claimed_by = NULL, claimed_at = NULL,
-                       updated_at = now()
-                   WHERE status = 'processing' AND claimed_at < now() - make_interval(secs => %s)""",
-                (lease_seconds,),
-            ).rowcount
-
-    def claim_holders(self, host_prefix: str) -> list[str]:
-        with self.db.autocommit() as conn:
-            rows = conn.execute(
-                """SELECT DISTINCT claimed_by FROM processing_status
-                   WHERE status = 'processing' AND claimed_by LIKE %s""",
-                (host_prefix.replace("%", "\\%").replace("_", "\\_") + "%",),
-            ).fetchall()
-        return [r[0] for r in rows]
-
-    def requeue_failed(self, scope: Scope, stages: Sequence[str]) -> int:
-        with self.db.autocommit() as conn:
-            return conn.execute(
-                """UPDATE processing_status ps SET status = 'pending', updated_at = now()
-                   FROM photo p
-                   WHERE p.id = ps.photo_id AND ps.status = 'failed' AND ps.stage = ANY(%s)
-                     AND p.collection_id = %s AND (%s::text IS NULL OR p.filename LIKE %s)""",
-                (list(stages), scope.collection_id, scope.like_pattern, scope.like_pattern),
-            ).rowcount
-
-    def work_in_flight(self, scope: Scope, stages: Sequence[str]) -> bool:
-        """Whether any worker anywhere still holds a claim in scope (it may unlock dependent stages)."""
-        with self.db.autocommit() as conn:
-            row = conn.execute(
-                """SELECT EXISTS (
-                       SELECT 1 FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
-                       WHERE ps.status = 'processing' AND ps.stage = ANY(%s) AND p.collection_id = %s
-                         AND (%s::text IS NULL OR p.filename LIKE %s))""",
-                (list(stages), scope.collection_id, scope.like_pattern, scope.like_pattern),
-            ).fetchone()
-        return bool(row and row[0])
-
-    def stage_counts(self, scope: Scope, stages: Sequence[str]) -> dict[str, StageCounts]:
-        with self.db.autocommit() as conn:
-            rows = conn.execute(
-                """SELECT ps.stage, ps.status, count(*) FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
-                   WHERE ps.stage = ANY(%s) AND p.collection_id = %s
-                     AND (%s::text IS NULL OR p.filename LIKE %s)
-                   GROUP BY ps.stage, ps.status""",
-                (list(stages), scope.collection_id, scope.like_pattern, scope.like_pattern),
-            ).fetchall()
-        raw: dict[str, dict[str, int]] = {s: {} for s in stages}
-        for stage, status, count in rows:
-            raw[stage][status] = count
-        return {s: StageCounts(**raw[s]) for s in stages}
-
-    def recent_errors(self, scope: Scope, stages: Sequence[str], limit: int = 5) -> list[StageError]:
-        with self.db.autocommit() as conn:
-            rows = conn.execute(
-                """SELECT p.id, p.filename, ps.stage, ps.error_message, ps.processed_at
-                   FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
-                   WHERE ps.status = 'failed' AND ps.stage = ANY(%s) AND p.collection_id = %s
-                     AND (%s::text IS NULL OR p.filename LIKE %s)
-                   ORDER BY ps.processed_at DESC NULLS LAST, p.id LIMIT %s""",
-                (list(stages), scope.collection_id, scope.like_pattern, scope.like_pattern, limit),
-            ).fetchall()
-        return [StageError(*r) for r in rows]

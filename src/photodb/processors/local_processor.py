@@ -10,30 +10,30 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-import psutil
-
 from photodb.config import Settings
 from photodb.database.connection import Database
-from photodb.database.models import Claim, Collection, StageCounts, StageError
-from photodb.database.repository import FileFacts, PhotoRepository, Scope
+from photodb.database.faults import DatabaseUnreachable, describe_error, is_transient
+from photodb.database.models import Collection, StageCounts, StageError
+from photodb.database.queue_repository import QueuePlan, QueueRepository
+from photodb.database.repository import PhotoRepository, Scope
+from photodb.processors.identity import ProcessIdentity
+from photodb.processors.progress import ProgressPoller, with_own_progress
+from photodb.processors.queue_worker import QueueWorker, RunControl, WorkerContext
+from photodb.processors.registration import REGISTRATION_CHUNK, Registrar, chunked
 from photodb.stages import implemented_stages, stage_class
-from photodb.stages.base import BaseStage, StageContext, StageFailure, StageUnavailable
-from photodb.utils.files import DiscoveryStats, content_hash, file_stat, iter_images, relative_name
+from photodb.stages.base import BaseStage, StageContext, StageUnavailable
+from photodb.utils.files import DiscoveryStats, iter_images
 
 log = logging.getLogger(__name__)
 
-REGISTRATION_CHUNK = 256
-MAX_ERROR_LENGTH = 2000
 T = TypeVar("T")
 
 
@@ -61,7 +61,8 @@ class StageSummary:
     completed: int = 0
     failed: int = 0
     skipped: int = 0
-    blocked: int = 0
+    waiting: int = 0  # pending: an earlier stage has not run for them yet
+    blocked: int = 0  # an earlier stage failed for them
 
 
 @dataclass
@@ -79,26 +80,27 @@ class RunSummary:
     errors: list[StageError] = field(default_factory=list)
     elapsed_seconds: float = 0.0
     dry_run: bool = False
+    stopped_by: str | None = None  # the error that ended the run early, and in which thread
 
 
-def worker_identity() -> str:
-    """host:pid:start-time, which tells a live claim holder from a dead one with a recycled pid."""
-    me = psutil.Process()
-    return f"{socket.gethostname()}:{me.pid}:{int(me.create_time() * 1000)}"
+def queue_plan(stages: Iterable[str]) -> QueuePlan:
+    """Run order, in-run dependencies, and every (transitive) dependency of each implemented stage."""
+    names = list(stages)
+    direct = {name: stage_class(name).depends_on for name in implemented_stages()}
 
+    def ancestors(name: str) -> tuple[str, ...]:
+        found: list[str] = []
+        for parent in direct.get(name, ()):
+            for item in (parent, *ancestors(parent)):
+                if item not in found:
+                    found.append(item)
+        return tuple(found)
 
-def holder_is_alive(holder: str) -> bool:
-    try:
-        _, pid, started = holder.rsplit(":", 2)
-        return int(psutil.Process(int(pid)).create_time() * 1000) == int(started)
-    except (ValueError, psutil.Error):
-        return False
-
-
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+    return QueuePlan(
+        stages=tuple(names),
+        requires={name: tuple(d for d in direct.get(name, ()) if d in names) for name in names},
+        ancestors={name: ancestors(name) for name in direct if ancestors(name)},
+    )
 
 
 class LocalProcessor:
@@ -110,13 +112,19 @@ class LocalProcessor:
         self.options = options
         self.progress = progress
         self.repo = PhotoRepository(db)
-        self.worker_id = worker_identity()
-        self._stop = threading.Event()
-        self._registration_done = threading.Event()
-        self._done_by_me: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
+        self.queue = QueueRepository(db)
+        self.identity = ProcessIdentity.current()
+        self.control = RunControl()
         self._registered = 0
         self._registration_error: BaseException | None = None
+        self._scope: Scope | None = None
+        self._poller = ProgressPoller()
+        self._last_counts: dict[str, StageCounts] | None = None
+        self._finished_at_poll: dict[tuple[str, str], int] = {}
+
+    def _retry(self, what: str, operation: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Call `operation(*args, **kwargs)`, retrying database blips up to the deadline."""
+        return self.db.retrying(partial(operation, *args, **kwargs), what)
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -127,23 +135,30 @@ class LocalProcessor:
         if not root.is_dir():
             raise RunError(f"not a folder: {root}")
         root = root.resolve()
-        collection = self.repo.get_or_create_collection(self.options.collection)
+        collection = self._retry("reading", self.repo.get_or_create_collection, self.options.collection)
         if collection.root_path is None:
-            collection = self.repo.set_collection_root(collection.id, root)
+            collection = self._retry("setting the root", self.repo.set_collection_root, collection.id, root)
         assert collection.root_path is not None
-        if collection.root_path != root and collection.root_path.is_relative_to(root):
-            moved_under = collection.root_path.relative_to(root).as_posix()
-            log.info("collection '%s' now starts at %s (was %s)", collection.name, root, collection.root_path)
-            collection = self.repo.reroot_collection(collection.id, root, moved_under)
+        while collection.root_path != root and collection.root_path.is_relative_to(root):
+            old = collection.root_path
+            moved_under = old.relative_to(root).as_posix()
+            if self._retry("re-rooting", self.repo.reroot_collection, collection.id, old, root, moved_under):
+                log.info("collection '%s' now starts at %s (was %s)", collection.name, root, old)
+            collection = self._retry("reading the collection", self.repo.get_collection, collection.id)
+            assert collection.root_path is not None
+        return collection, self._scope_for(root, collection)
+
+    @staticmethod
+    def _scope_for(folder: Path, collection: Collection) -> Scope:
         assert collection.root_path is not None
         try:
-            prefix = root.relative_to(collection.root_path).as_posix()
+            prefix = folder.relative_to(collection.root_path).as_posix()
         except ValueError:
             raise RunError(
-                f"collection '{collection.name}' lives in {collection.root_path}; {root} is outside it. "
+                f"collection '{collection.name}' lives in {collection.root_path}; {folder} is outside it. "
                 "Use --collection NAME to index another library."
             ) from None
-        return collection, Scope(collection.id, None if prefix == "." else prefix)
+        return Scope(collection.id, None if prefix == "." else prefix)
 
     def _open_stages(self, collection: Collection) -> tuple[dict[str, BaseStage], dict[str, str]]:
         context = StageContext(self.settings, self.db, collection, parallel=self.options.parallel)
@@ -167,9 +182,10 @@ class LocalProcessor:
     def run(self, root: Path) -> RunSummary:
         started = time.monotonic()
         collection, scope = self._resolve(root)
-        assert collection.root_path is not None
+        self._scope = scope
+        folder = root.expanduser().resolve()
         if self.options.dry_run:
-            return self._dry_run(root.expanduser().resolve(), collection, scope, started)
+            return self._dry_run(folder, collection, scope, started)
 
         stages, unavailable = self._open_stages(collection)
         summary = RunSummary(
@@ -179,18 +195,54 @@ class LocalProcessor:
         if not stages:
             summary.elapsed_seconds = time.monotonic() - started
             return summary
+        plan = queue_plan(stages)
+        try:
+            self._prepare_queue(scope, plan)
+            self._run_threads(folder, collection, stages, plan, summary)
+        finally:
+            for stage in stages.values():
+                stage.close()
+        failure = self.control.failure
+        if isinstance(failure, DatabaseUnreachable):
+            raise failure
+        if failure is None and self._registration_error is not None:
+            failure = self._registration_error
+            if isinstance(failure, DatabaseUnreachable):
+                raise failure
+            raise RunError(f"registering files failed: {describe_error(failure)}") from failure
+        if failure is not None:
+            summary.stopped_by = (
+                f"{self.control.failed_thread} stopped the run: {type(failure).__name__}: {describe_error(failure)}"
+            )
+        self._summarise(summary, plan)
+        summary.elapsed_seconds = time.monotonic() - started
+        return summary
+
+    def _prepare_queue(self, scope: Scope, plan: QueuePlan) -> None:
         self._recover_claims()
         if self.options.retry_failed:
-            self.repo.requeue_failed(scope, list(stages))
+            self._retry("re-queueing failures", self.queue.requeue_failed, scope, plan.stages)
+        self._retry("finding blocked photos", self.queue.refresh_blocked, plan, scope=scope)
 
+    def _run_threads(
+        self, folder: Path, collection: Collection, stages: dict[str, BaseStage], plan: QueuePlan, summary: RunSummary
+    ) -> None:
         stats = DiscoveryStats()
         registrar = threading.Thread(
-            target=self._register_all,
-            args=(root.expanduser().resolve(), collection, stats, summary),
+            target=self._register_all, args=(folder, collection, plan, stats, summary),
             name="photodb-register", daemon=True,
         )  # fmt: skip
+        context = WorkerContext(
+            db=self.db, queue=self.queue, photos=self.repo, stages=stages, plan=plan,
+            batch_size=self.settings.claim_batch_size, lease_seconds=self.settings.processing_lease_seconds,
+            scope=self._current_scope, recover_claims=self._recover_claims,
+        )  # fmt: skip
         workers = [
-            threading.Thread(target=self._work, args=(scope, stages), name=f"photodb-worker-{i}", daemon=True)
+            threading.Thread(
+                target=QueueWorker(context, self.control, self.identity.holder(i)).run,
+                name=f"photodb-worker-{i}",
+                daemon=True,
+            )
             for i in range(max(1, self.options.parallel))
         ]
         registrar.start()
@@ -198,128 +250,106 @@ class LocalProcessor:
             worker.start()
         try:
             while any(w.is_alive() for w in workers):
-                self._report(scope, list(stages), discovering=registrar.is_alive())
+                self._report(plan, discovering=registrar.is_alive())
                 for worker in workers:
                     worker.join(timeout=0.5 / len(workers))
         finally:
-            self._stop.set()
+            self.control.stop.set()
             registrar.join(timeout=10)
             for worker in workers:
                 worker.join(timeout=60)
-            self.repo.release_claims([self.worker_id])
-            for stage in stages.values():
-                stage.close()
-        if self._registration_error is not None:
-            raise RunError(f"registering files failed: {self._registration_error}") from self._registration_error
-
-        self._report(scope, list(stages), discovering=False)
+            self._hand_back()
         summary.discovered = stats.images
         summary.ignored_files = stats.ignored_files
         summary.symlink_loops = stats.symlink_loops
-        final = self.repo.stage_counts(scope, list(stages))
-        for name, counts in final.items():
-            mine = summary.stages[name]
-            mine.completed = self._done_by_me[(name, "completed")]
-            mine.failed = self._done_by_me[(name, "failed")]
-            mine.skipped = max(0, counts.completed - mine.completed)
-            mine.blocked = counts.pending
-        summary.errors = self.repo.recent_errors(scope, list(stages))
-        summary.elapsed_seconds = time.monotonic() - started
-        return summary
 
-    def _report(self, scope: Scope, stages: list[str], discovering: bool) -> None:
-        if self.progress is not None:
-            self.progress.update(self.repo.stage_counts(scope, stages), self._registered, discovering)
+    def _register_all(
+        self, folder: Path, collection: Collection, plan: QueuePlan, stats: DiscoveryStats, summary: RunSummary
+    ) -> None:
+        def moved(to: Collection) -> None:
+            self._scope = self._scope_for(folder, to)
 
-    def _recover_claims(self) -> None:
-        """Give back claims of crashed local processes now, and any claim older than the lease."""
-        host = socket.gethostname() + ":"
-        dead = [h for h in self.repo.claim_holders(host) if not holder_is_alive(h)]
-        released = self.repo.release_claims(dead)
-        released += self.repo.release_expired_claims(self.settings.processing_lease_seconds)
-        if released:
-            log.info("re-queued %d unfinished (photo, stage) claims of stopped workers", released)
-
-    def _register_all(self, root: Path, collection: Collection, stats: DiscoveryStats, summary: RunSummary) -> None:
+        registrar = Registrar(self.db, collection, moved)
         try:
-            files = iter_images(root, stats, self.options.max_photos)
-            stage_names = implemented_stages()
             force = list(summary.stages) if self.options.force else []
-            for chunk in chunked(files, REGISTRATION_CHUNK):
-                if self._stop.is_set():
+            for chunk in chunked(iter_images(folder, stats, self.options.max_photos), REGISTRATION_CHUNK):
+                if self.control.stop.is_set():
                     return
-                new_or_changed, touched, names, known_count = self._classify(chunk, root, collection.id)
-                self.repo.register(collection.id, new_or_changed, touched, names, stage_names, force)
-                summary.new += len([f for f in new_or_changed if f.filename not in known_count])
-                summary.changed += len([f for f in new_or_changed if f.filename in known_count])
-                summary.unchanged += len(names) - len(new_or_changed)
-                with self._lock:
-                    self._registered += len(names)
+                done = registrar.register(chunk, implemented_stages(), force, plan)
+                summary.new += done.new
+                summary.changed += done.changed
+                summary.unchanged += done.unchanged
+                with self.control.lock:
+                    self._registered += len(done.names)
         except BaseException as error:  # surfaced by run(); workers must not wait forever
             self._registration_error = error
-            self._stop.set()
+            self.control.stop.set()
         finally:
-            self._registration_done.set()
+            self.control.registration_done.set()
 
-    def _classify(
-        self, chunk: list[Path], root: Path, collection_id: int
-    ) -> tuple[list[FileFacts], list[FileFacts], list[str], set[str]]:
-        names = [relative_name(path, root) for path in chunk]
-        known = self.repo.known_files(collection_id, names)
-        new_or_changed: list[FileFacts] = []
-        touched: list[FileFacts] = []
-        for path, name in zip(chunk, names, strict=True):
-            stat = file_stat(path)
-            size, mtime = stat if stat else (None, None)
-            previous = known.get(name)
-            if previous and stat and previous.size == size and previous.mtime == mtime:
-                continue
-            facts = FileFacts(name, size, mtime, content_hash(path) if stat else None)
-            if previous and facts.content_hash is not None and previous.content_hash == facts.content_hash:
-                touched.append(facts)
-            elif not previous or previous.content_hash != facts.content_hash or previous.size != size:
-                new_or_changed.append(facts)
-        return new_or_changed, touched, names, set(known)
-
-    def _work(self, scope: Scope, stages: dict[str, BaseStage]) -> None:
-        names = list(stages)
-        dependencies = {name: [d for d in type(stage).depends_on if d in names] for name, stage in stages.items()}
-        idle_since: float | None = None
-        while not self._stop.is_set():
-            claims = self.repo.claim(self.worker_id, scope, names, dependencies, self.settings.claim_batch_size)
-            if claims:
-                idle_since = None
-                for index, claim in enumerate(claims):
-                    if self._stop.is_set():
-                        self.repo.release_claims_of(self.worker_id, claims[index:])
-                        return
-                    self._run_claim(stages[claim.stage], claim)
-                continue
-            if self._registration_done.is_set() and not self.repo.work_in_flight(scope, names):
-                return
-            now = time.monotonic()
-            idle_since = idle_since or now
-            if now - idle_since > self.settings.processing_lease_seconds / 4:
-                self._recover_claims()
-                idle_since = now
-            # Back off while others hold the claims this worker waits on: 20 ms up to half a second.
-            self._stop.wait(min(0.5, 0.02 + (now - idle_since) / 10))
-
-    def _run_claim(self, stage: BaseStage, claim: Claim) -> None:
-        error: str | None = None
+    def _hand_back(self) -> None:
+        """Give back whatever this process still holds (tried once when the database is gone)."""
         try:
-            stage.process(self.repo.get_photo(claim.photo_id))
-        except StageFailure as failure:
-            error = str(failure)
-        except Exception as unexpected:  # any photo-specific crash is recorded, the run goes on
-            log.debug("stage %s failed on photo %s", claim.stage, claim.photo_id, exc_info=True)
-            error = f"{type(unexpected).__name__}: {unexpected}"
-        if error is not None:
-            error = error.replace("\x00", "")[:MAX_ERROR_LENGTH] or "failed without a message"
-            log.info("%s failed for photo %s: %s", claim.stage, claim.photo_id, error)
-        if self.repo.finish(self.worker_id, claim, error):
-            with self._lock:
-                self._done_by_me[(claim.stage, "failed" if error else "completed")] += 1
+            released = self._retry("handing back claims", self.queue.hand_back, str(self.identity))
+        except Exception as error:
+            log.info("could not hand back this run's claims: %s", describe_error(error))
+            return
+        if released:
+            log.info("handed back %d unfinished (photo, stage) claims", released)
+
+    def _summarise(self, summary: RunSummary, plan: QueuePlan) -> None:
+        scope = self._current_scope()
+        final = self._retry("counting results", self.queue.stage_counts, scope, plan.stages)
+        if self.progress is not None:
+            self.progress.update(final, self._registered, False)
+        for name, counts in final.items():
+            mine = summary.stages[name]
+            mine.completed = self.control.finished[(name, "completed")]
+            mine.failed = self.control.finished[(name, "failed")]
+            mine.skipped = max(0, counts.completed - mine.completed)
+            mine.waiting = counts.pending
+            mine.blocked = counts.blocked
+        summary.errors = self._retry("reading errors", self.queue.recent_errors, scope, plan.stages)
+
+    def _current_scope(self) -> Scope:
+        assert self._scope is not None
+        return self._scope
+
+    def _report(self, plan: QueuePlan, discovering: bool) -> None:
+        """Refresh the progress display: counts from the database when due, else our own finishes added."""
+        if self.progress is None:
+            return
+        with self.control.lock:
+            finished = dict(self.control.finished)
+        if self._poller.due():
+            began = time.monotonic()
+            try:
+                self._last_counts = self.queue.stage_counts(self._current_scope(), plan.stages)
+            except Exception as error:  # a blip skips one refresh; the workers decide when to give up
+                if not is_transient(error):
+                    raise
+                log.debug("progress refresh skipped: %s", describe_error(error))
+            else:
+                self._finished_at_poll = finished
+            self._poller.polled(began)
+        if self._last_counts is None:
+            return
+        counts = with_own_progress(self._last_counts, finished, self._finished_at_poll)
+        self.progress.update(counts, self._registered, discovering)
+
+    def _recover_claims(self) -> None:
+        """Give back claims of crashed processes of this machine now, and any claim older than the lease."""
+        holders = self._retry("finding claims", self.queue.claim_holders, self.identity.machine_prefix)
+        dead = []
+        for holder in holders:
+            process = ProcessIdentity.parse(holder)
+            if process is not None and process.machine == self.identity.machine and not process.is_alive_here():
+                dead.append(holder)
+        released = self._retry("releasing claims", self.queue.release_claims, dead)
+        lease = self.settings.processing_lease_seconds
+        released += self._retry("releasing expired claims", self.queue.release_expired_claims, lease)
+        if released:
+            log.info("re-queued %d unfinished (photo, stage) claims of stopped workers", released)
 
     # -- dry run -------------------------------------------------------------------------------
 
@@ -329,12 +359,13 @@ class LocalProcessor:
             root=str(root), collection=collection.name,
             stages={name: StageSummary() for name in self.options.stages}, dry_run=True,
         )  # fmt: skip
+        registrar = Registrar(self.db, collection, lambda _: None)
         for chunk in chunked(iter_images(root, stats, self.options.max_photos), REGISTRATION_CHUNK):
-            new_or_changed, _, names, known = self._classify(chunk, root, collection.id)
-            summary.new += len([f for f in new_or_changed if f.filename not in known])
-            summary.changed += len([f for f in new_or_changed if f.filename in known])
-            summary.unchanged += len(names) - len(new_or_changed)
-        counts = self.repo.stage_counts(scope, self.options.stages)
+            found = registrar.classify(chunk)
+            summary.new += found.new
+            summary.changed += found.changed
+            summary.unchanged += found.unchanged
+        counts = self._retry("counting", self.queue.stage_counts, scope, self.options.stages)
         for name, stage_summary in summary.stages.items():
             existing = counts[name]
             would_redo = (

@@ -34,8 +34,14 @@ class StageContext:
     extras: dict[str, object] = field(default_factory=dict)
 
     def source_path(self, photo: Photo) -> Path:
-        assert self.collection.root_path is not None
-        return path_for_name(self.collection.root_path, photo.filename)
+        """The original file, resolved against the collection's root as read with the photo.
+
+        Another process may move the root up to a parent folder mid-run (prefixing every name);
+        the root read with the photo always matches its name.
+        """
+        root = Path(photo.collection_root) if photo.collection_root else self.collection.root_path
+        assert root is not None
+        return path_for_name(root, photo.filename)
 
     def normalized_path(self, photo: Photo) -> Path:
         if not photo.normalized_path:

@@ -1,0 +1,149 @@
+"""The queue's statements and the blip handling around them, on the real server."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from photodb.config import Settings
+from photodb.database.connection import Database
+from photodb.database.faults import DatabaseUnreachable, OutageClock, is_transient
+from photodb.database.queue_repository import Outcome, QueuePlan, QueueRepository
+from photodb.database.repository import PhotoRepository, Scope
+
+PLAN = QueuePlan(
+    stages=("normalize", "metadata", "detection"),
+    requires={"detection": ("normalize",)},
+    ancestors={"detection": ("normalize",)},
+)
+HOLDER = "host@machine:1:1/0"
+
+
+@pytest.fixture
+def queue(db: Database) -> tuple[QueueRepository, Scope]:
+    collection = PhotoRepository(db).get_or_create_collection("default")
+    with db.connection() as conn:
+        conn.execute(
+            """INSERT INTO photo (collection_id, filename)
+               SELECT %s, 'p' || g || '.jpg' FROM generate_series(1, 4) g""",
+            (collection.id,),
+        )
+        conn.execute(
+            """INSERT INTO processing_status (photo_id, stage)
+               SELECT p.id, s FROM photo p, unnest(ARRAY['normalize', 'metadata', 'detection']) s"""
+        )
+    return QueueRepository(db), Scope(collection.id)
+
+
+def statuses(db: Database) -> dict[tuple[int, str], tuple[str, int, str | None]]:
+    with db.connection() as conn:
+        rows = conn.execute("SELECT photo_id, stage, status, attempts, claimed_by FROM processing_status").fetchall()
+    return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+
+def terminate_all(admin_url: str, db: Database) -> int:
+    dbname = psycopg.conninfo.conninfo_to_dict(db.url)["dbname"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s", (dbname,)
+        ).fetchone()[0]  # type: ignore[index]
+
+
+def test_one_statement_settles_a_batch_and_claims_the_next_in_photo_order(db, queue):
+    repo, scope = queue
+    first = repo.settle_and_claim(HOLDER, [], scope, PLAN, 3)
+    assert [(c.stage, c.attempts) for c in first.claims] == [("normalize", 1), ("metadata", 1), ("normalize", 1)]
+    assert first.claims[0].photo_id == first.claims[1].photo_id < first.claims[2].photo_id
+    done = [Outcome(c, "completed") for c in first.claims]
+    second = repo.settle_and_claim(HOLDER, done, scope, PLAN, 2)
+    assert sorted(second.settled) == [("metadata", "completed"), ("normalize", "completed"), ("normalize", "completed")]
+    assert len(second.claims) == 2
+    # the answer to that call was lost: the retry settles nothing twice and takes up what it holds
+    retried = repo.settle_and_claim(HOLDER, done, scope, PLAN, 2, retry=True)
+    assert set(retried.claims) == set(second.claims)
+    assert sorted(retried.settled) == sorted(second.settled)  # same rows, still this holder's
+    rows = statuses(db)
+    assert [rows[(c.photo_id, c.stage)][:2] for c in first.claims] == [("completed", 1)] * 3
+    assert [rows[(c.photo_id, c.stage)][:2] for c in second.claims] == [("processing", 1)] * 2
+
+
+def test_a_failure_blocks_the_photos_dependent_stages_until_it_is_requeued(db, queue):
+    repo, scope = queue
+    claims = repo.settle_and_claim(HOLDER, [], scope, PLAN, 2).claims  # photo 1: normalize, metadata
+    photo = claims[0].photo_id
+    outcomes = [Outcome(claims[0], "failed", "broken"), Outcome(claims[1], "completed")]
+    rest = repo.settle_and_claim(HOLDER, outcomes, scope, PLAN, 100)
+    assert statuses(db)[(photo, "detection")][0] == "blocked"
+    assert photo not in {c.photo_id for c in rest.claims}
+    counts = repo.stage_counts(scope, PLAN.stages)["detection"]
+    assert (counts.blocked, counts.pending) == (1, 3)  # the others wait on their normalize
+
+    repo.settle_and_claim(HOLDER, [Outcome(c, "pending") for c in rest.claims], scope, PLAN, 0)
+    assert repo.requeue_failed(scope, ["normalize"]) == 1
+    repo.refresh_blocked(PLAN, scope=scope)
+    assert statuses(db)[(photo, "detection")][0] == "pending"
+    handed_back = statuses(db)[(rest.claims[0].photo_id, rest.claims[0].stage)]
+    assert handed_back == ("pending", 0, None), "a handed-back claim does not count as an attempt"
+
+
+def test_pending_rows_behind_an_old_failure_are_blocked_when_a_run_starts(db, queue):
+    repo, scope = queue
+    with db.connection() as conn:
+        photo = conn.execute(
+            "UPDATE processing_status SET status = 'failed' WHERE stage = 'normalize' "
+            "AND photo_id = (SELECT min(id) FROM photo) RETURNING photo_id"
+        ).fetchone()[0]
+    repo.refresh_blocked(PLAN, scope=scope)
+    assert statuses(db)[(photo, "detection")][0] == "blocked"
+
+
+def test_the_pool_replaces_connections_the_server_dropped(db, admin_url):
+    with db.connection() as conn:
+        conn.execute("SELECT 1")
+    assert terminate_all(admin_url, db) > 0
+    with db.connection() as conn:  # checked on checkout: a dead connection is never handed out
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_transient_errors_are_told_apart_and_retried(db, admin_url):
+    with db.connection() as conn, pytest.raises(psycopg.Error) as syntax:
+        conn.execute("SELEC 1")
+    assert not is_transient(syntax.value)
+    conn = psycopg.connect(db.url, autocommit=True)
+    terminate_all(admin_url, db)
+    with pytest.raises(psycopg.OperationalError) as lost:
+        conn.execute("SELECT 1")
+    assert is_transient(lost.value)
+    conn.close()
+
+    calls = []
+
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            terminate_all(admin_url, db)
+        with db.connection() as pooled:
+            pooled.execute("SELECT pg_sleep(0)")
+            if len(calls) == 1:
+                with psycopg.connect(db.url, autocommit=True) as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", (pooled.info.backend_pid,))
+                pooled.execute("SELECT 1")  # the server closed this connection under us
+            return len(calls)
+
+    assert db.retrying(flaky, "a test") == 2
+
+
+def test_an_outage_past_the_deadline_gives_one_clear_error_without_the_password():
+    url = "postgresql://photodb:secret-pw@127.0.0.1:9/photodb"
+    clock = OutageClock(deadline_seconds=0.5)
+    with pytest.raises(DatabaseUnreachable) as gone:
+        clock.retrying(lambda: psycopg.connect(url, connect_timeout=1), "connecting")
+    message = str(gone.value)
+    assert message.startswith("database unreachable for 0.5 s: ") and "\n" not in message
+    assert "secret-pw" not in message
+    assert clock.give_up.is_set()
+
+
+def test_the_deadline_setting_reaches_the_database_handle(settings: Settings):
+    with Database(settings.model_copy(update={"database_retry_deadline_seconds": 7.5}), pool_size=1) as db:
+        assert db.outage.deadline_seconds == 7.5
