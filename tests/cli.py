@@ -51,7 +51,7 @@ def completion_events(database_url: str) -> Iterator[Callable[[int], int]]:
 
     A trigger in this test's database sends one NOTIFY per completed pair (the payload is unique, so
     pairs finished in one transaction are not folded into one notification); wait(n) returns how
-    many arrived, fewer only when 120 s pass without them.
+    many arrived (more when one statement completes several pairs), fewer only when 120 s pass without them.
     """
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(

@@ -74,7 +74,7 @@ def test_sigkill_mid_run_then_rerun_completes_every_photo(tmp_path, database_url
     with completion_events(database_url) as wait_for_completed:
         victim = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "2"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        assert wait_for_completed(10) == 10
+        assert wait_for_completed(10) >= 10
         victim.send_signal(signal.SIGKILL)
         victim.wait()
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -98,7 +98,7 @@ def test_sigterm_stops_cleanly_and_hands_back_claims(tmp_path, database_url):
     with completion_events(database_url) as wait_for_completed:
         run = subprocess.Popen([PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "2"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        assert wait_for_completed(5) == 5
+        assert wait_for_completed(5) >= 5
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
     with psycopg.connect(database_url, autocommit=True) as conn:
