@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/clustering.py            # 10k and 30k vs baseline, 100k alone, 1,000 new faces
     .venv/bin/python bench/clustering.py --quick    # 2k and 5k vs baseline, 10k alone, 200 new faces
+    .venv/bin/python bench/clustering.py --burst-only   # the burst-shot case alone (see below)
 
 Each clustering runs in its own subprocess so that peak RSS is its own and a slow baseline can be
 stopped at the cap; the data (synthetic 512-d unit vectors, photodb.clustering.synthetic, 10% noise)
@@ -11,6 +12,10 @@ version (marked "baseline*" when reused; --fresh-baseline recomputes them, ~9 mi
 The incremental part loads the large set with COPY (the embedding HNSW index dropped during the
 load and built once after it: bench setup only), runs the bootstrap through the database in a
 fresh process, then assigns the held-out faces one call each through the real path.
+
+The burst case (--burst, or --burst-only) is the bootstrap on 100k faces of which 2,000 groups of
+16 are near-identical shots of one face (synthetic.add_bursts): each group is a separate component
+of the k-NN graph, which is what the component-joining step has to scale with.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -55,6 +61,24 @@ def data_files(n: int, identities: int, seed: int) -> tuple[Path, Path]:
     return embeddings, truth
 
 
+#: The burst case: (total faces, identities, burst groups, faces per group).
+BURST = (100_000, 5_000, 2_000, 16)
+BURST_QUICK = (10_000, 500, 200, 16)
+
+
+def burst_files(n: int, identities: int, groups: int, size: int) -> tuple[Path, Path]:
+    """make_faces plus add_bursts, `n` faces in all, saved once like data_files."""
+    base = cache_dir() / f"clustering-burst-n{n}-ids{identities}-g{groups}x{size}"
+    embeddings, truth = base.with_suffix(".embeddings.npy"), base.with_suffix(".identities.npy")
+    if not (embeddings.exists() and truth.exists()):
+        from photodb.clustering.synthetic import add_bursts
+
+        faces = add_bursts(make_faces(n - groups * (size - 1), identities, seed=n), groups, size, seed=n)
+        np.save(embeddings, faces.embeddings)
+        np.save(truth, faces.identities)
+    return embeddings, truth
+
+
 def settings_for(**overrides: object):
     from photodb.config import Settings
 
@@ -62,7 +86,11 @@ def settings_for(**overrides: object):
 
 
 def worker(kind: str, n: int, identities: int) -> None:
-    embeddings_file, truth_file = data_files(n, identities, seed=n)
+    if kind == "burst":
+        shape = next(b for b in (BURST, BURST_QUICK) if b[:2] == (n, identities))
+        embeddings_file, truth_file = burst_files(*shape)
+    else:
+        embeddings_file, truth_file = data_files(n, identities, seed=n)
     embeddings, truth = np.load(embeddings_file), np.load(truth_file)
     started = time.perf_counter()
     if kind == "baseline":
@@ -124,7 +152,8 @@ def measure(kind: str, n: int, identities: int, cap: float, *, cached: bool = Fa
     path = baseline_cache(n, identities) if cached else None
     if path is not None and path.exists():
         return json.loads(path.read_text()) | {"cached": True}
-    data_files(n, identities, seed=n)  # generated here, not in the measured process
+    if kind != "burst":
+        data_files(n, identities, seed=n)  # generated here, not in the measured process
     try:
         done = subprocess.run(
             [sys.executable, __file__, "--worker", kind, str(n), str(identities)],
@@ -152,6 +181,15 @@ def show(kind: str, n: int, result: dict | None, cap: float) -> None:
         f"F1 {result['f1']:.4f}  ARI {result['ari']:.4f}  clusters {result['clusters']}  "
         f"noise {result['noise']:.1%}"
     )
+
+
+def burst(quick: bool, cap: float) -> None:
+    """The bootstrap's clustering on the burst case: time, peak RSS and quality."""
+    n, identities, groups, size = BURST_QUICK if quick else BURST
+    burst_files(n, identities, groups, size)
+    print(f"burst case: n = {n} ({identities} identities, 10% noise, {groups} groups of {size} near-identical faces)")
+    show("burst", n, measure("burst", n, identities, cap), cap)
+    print(f"  machine load (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def load_faces_fast(url: str, embeddings: np.ndarray, model: str, prefix: str) -> list[int]:
@@ -283,6 +321,8 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=900.0, help="seconds allowed to each baseline run")
     parser.add_argument("--fresh-baseline", action="store_true", help="recompute plain hdbscan, ignore its cache")
     parser.add_argument("--skip-compare", action="store_true", help="only the large bootstrap and incremental")
+    parser.add_argument("--burst", action="store_true", help="add the burst-shot bootstrap case")
+    parser.add_argument("--burst-only", action="store_true", help="only the burst-shot bootstrap case")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--db-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,6 +332,10 @@ def main() -> None:
     if args.db_worker:
         db_bootstrap_worker(*args.db_worker)
         return
+    if args.burst or args.burst_only:
+        burst(args.quick, args.cap)
+        if args.burst_only:
+            return
     compared = [] if args.skip_compare else [2_000, 5_000] if args.quick else [10_000, 30_000]
     big, big_ids, new = (10_000, 500, 200) if args.quick else (100_000, 5_000, 1_000)
     times: dict[int, float] = {}

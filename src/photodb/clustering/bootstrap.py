@@ -9,7 +9,6 @@ verified or named ones. Must-link and cannot-link constraints are applied after 
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -169,6 +168,7 @@ def bootstrap_model(
         min_samples=ms,
         dims=settings.clustering_reduce_dims,
         selection_method=settings.hdbscan_cluster_selection_method,
+        embedding_model=model,
     )
     say(f"{model}: applying constraints")
     plan, pinned = _plan(faces, fit, clusters, must, cannot, report.conflicts)
@@ -212,7 +212,6 @@ def bootstrap_model(
             fit.lambda_birth.get(label) if label is not None else None,
             fit.persistence.get(label) if label is not None else None,
         )
-    state = pickle.dumps(fit.clusterer, protocol=pickle.HIGHEST_PROTOCOL)
     with db.connection() as conn, conn.transaction():
         repo.lock_model(conn, collection_id, model, shared=False)
         run_id = repo.insert_run(
@@ -226,7 +225,7 @@ def bootstrap_model(
             min_samples=ms,
             parameters={**parameters, "max_detection_id": int(faces.ids.max())},
             condensed_tree=fit.condensed_tree_json(),
-            clusterer_state=state,
+            clusterer_state=fit.state.to_bytes(),
             reducer_state=fit.reducer.to_bytes(),
         )
         live = repo.load_clusters(conn, collection_id, model)  # a cluster may be gone since loading

@@ -1,14 +1,16 @@
 """Incremental assignment of new faces to the active run's clusters, in two tiers.
 
-Tier 1 places the face in the stored condensed tree (`approximate_predict` on the unpickled
-clusterer, after the run's PCA). When that says noise, tier 2 looks up the nearest centroids
-through pgvector's HNSW index and accepts a cluster whose epsilon ball holds the face:
-epsilon = 1 / lambda_birth is a Euclidean distance between unit vectors, i.e. a cosine distance
-of epsilon^2 / 2, capped by the model's threshold (CLUSTERING_THRESHOLD for ArcFace,
-CLUSTERING_THRESHOLD_DLIB for dlib), which also serves clusters without a lambda. The cap matters
-in small libraries: there a cluster is born at the distance of the nearest other person, so its
-uncapped ball reaches exactly to them. A face inside two balls by nearly the same margin goes to
-review as face_match_candidate rows.
+Tier 1 places the face in the stored condensed tree (hdbscan's `approximate_predict` step, after
+the run's PCA, rebuilt from the run's plain arrays: photodb.clustering.run_state). A run whose
+stored state cannot be used (an older photodb's pickle, a damaged blob, another model or shape, an
+unsupported hdbscan) has tier 1 off, with one warning per process; its faces go to tier 2.
+When tier 1 says noise, tier 2 looks up the nearest centroids through pgvector's HNSW index and
+accepts a cluster whose epsilon ball holds the face: epsilon = 1 / lambda_birth is a Euclidean
+distance between unit vectors, i.e. a cosine distance of epsilon^2 / 2, capped by the model's
+threshold (CLUSTERING_THRESHOLD for ArcFace, CLUSTERING_THRESHOLD_DLIB for dlib), which also
+serves clusters without a lambda. The cap matters in small libraries: there a cluster is born at
+the distance of the nearest other person, so its uncapped ball reaches exactly to them. A face
+inside two balls by nearly the same margin goes to review as face_match_candidate rows.
 
 Each face is one short transaction and one network round trip (pipelined): the shared advisory
 lock on its (collection, model), then one statement that locks the detection row, then the cluster
@@ -18,7 +20,7 @@ concurrent workers never lose an update (clustering_repository.assign_face).
 
 from __future__ import annotations
 
-import pickle
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -28,9 +30,13 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from photodb.clustering.model import Predictor, Reducer
+from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
+from photodb.clustering.predictor import Predictor
+from photodb.clustering.run_state import Reducer, RunState, RunStateError
 from photodb.database import clustering_repository as repo
 from photodb.database.connection import Database
+
+log = logging.getLogger(__name__)
 
 NEIGHBOURS = 5
 #: HNSW candidate list for the centroid lookup: exact enough for 5 neighbours among thousands.
@@ -57,30 +63,62 @@ class AssignmentReport:
         }
 
 
-#: Unpickled runs, by (database URL, run id): run ids are only unique within one database.
-_models: dict[tuple[str, int], RunModel] = {}
+#: Loaded runs, by (database URL, run id): run ids are only unique within one database. None
+#: marks a run whose tier 1 is off (its stored state could not be used; warned once).
+_models: dict[tuple[str, int], RunModel | None] = {}
 _models_lock = threading.Lock()
 
 
-def load_run_model(db: Database, run_id: int) -> RunModel | None:
-    """The run's clusterer and PCA, unpickled once per process (runs never change once written)."""
+def load_run_model(db: Database, run_id: int, embedding_model: str | None = None) -> RunModel | None:
+    """The run's tier-1 predictor, rebuilt once per process from its stored arrays (runs never
+    change once written); None when the run has no usable state (tier 1 off for it)."""
     key = (db.url, run_id)
     with _models_lock:
         if key in _models:
             return _models[key]
         with db.connection() as conn:
-            state = repo.run_state(conn, run_id)
-        if state is None:
+            stored = repo.run_state(conn, run_id)
+        if stored is None:
             return None
-        clusterer_state, reducer_state, label_map = state
-        model = RunModel(
-            run_id,
-            Predictor(pickle.loads(clusterer_state), Reducer.from_bytes(reducer_state)),
-            {int(k): int(v) for k, v in label_map.items()},
-        )
+        clusterer_state, reducer_state, label_map = stored
+        model: RunModel | None
+        try:
+            state = RunState.from_bytes(clusterer_state)
+            if embedding_model is not None and state.embedding_model != embedding_model:
+                raise RunStateError(f"stored run is for model {state.embedding_model!r}, not {embedding_model!r}")
+            predictor = Predictor(state, Reducer.from_bytes(reducer_state))
+            model = RunModel(run_id, predictor, {int(k): int(v) for k, v in label_map.items()})
+        except (RunStateError, UnsupportedHdbscan) as error:
+            _tier1_off(run_id, error)
+            model = None
         _models.clear()  # one collection's active run at a time is the common case
         _models[key] = model
         return model
+
+
+def _tier1_off(run_id: int, error: Exception) -> None:
+    log.warning(
+        "clustering run %s: tier 1 is off for this run (%s); new faces are matched to cluster centroids "
+        "until bootstrap_clusters.py writes a new run",
+        run_id,
+        str(error).splitlines()[0] if str(error) else type(error).__name__,
+    )
+
+
+def _predict_tier1(db: Database, model: RunModel, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Tier 1's labels and strengths; None (and tier 1 off for the run) if prediction fails.
+
+    Tier 1 only saves work that tier 2 also does, so any failure inside it turns it off rather
+    than failing a photo.
+    """
+    try:
+        return model.predictor.predict(embeddings)
+    except Exception as error:  # tier 1 is an optimisation: see the docstring
+        with _models_lock:
+            if _models.get((db.url, model.run_id), model) is not None:  # warn once per run
+                _models[(db.url, model.run_id)] = None
+                _tier1_off(model.run_id, error)
+        return None
 
 
 def updated_centroid(centroid: np.ndarray | None, count: int, embedding: np.ndarray) -> np.ndarray:
@@ -105,14 +143,14 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
     with db.autocommit() as conn:
         faces = repo.faces_to_assign(conn, detection_ids)
         tier1: dict[int, tuple[int, float]] = {}
-        for run_id in {f.run_id for f in faces.values() if f.run_id is not None}:
-            model = load_run_model(db, run_id)
-            if model is None:
-                continue
+        runs = {f.run_id: f.embedding_model for f in faces.values() if f.run_id is not None}
+        for run_id, embedding_model in runs.items():
             ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f)]
-            if not ids:
+            model = load_run_model(db, run_id, embedding_model) if ids else None
+            predicted = _predict_tier1(db, model, np.vstack([faces[d].embedding for d in ids])) if model else None
+            if model is None or predicted is None:
                 continue
-            labels, strengths = model.predictor.predict(np.vstack([faces[d].embedding for d in ids]))
+            labels, strengths = predicted
             for d, label, strength in zip(ids, labels, strengths, strict=True):
                 if label >= 0 and int(label) in model.label_to_cluster:
                     tier1[d] = (model.label_to_cluster[int(label)], float(strength))
