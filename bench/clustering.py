@@ -198,12 +198,12 @@ def load_faces_fast(url: str, embeddings: np.ndarray, model: str, prefix: str) -
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from photodb.database import clustering_repository as repo
+    from photodb.database.clustering import faces as face_db
 
     with psycopg.connect(url) as conn:
         register_vector(conn)
         conn.execute("DROP INDEX IF EXISTS idx_face_embedding")
-        ids = repo.insert_faces(conn, 1, embeddings, model, photo_prefix=prefix)
+        ids = face_db.insert_faces(conn, 1, embeddings, model, photo_prefix=prefix)
         conn.commit()
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SET max_parallel_maintenance_workers = 1")
@@ -214,7 +214,9 @@ def load_faces_fast(url: str, embeddings: np.ndarray, model: str, prefix: str) -
 
 def incremental(n: int, identities: int, new: int) -> None:
     from photodb.clustering.incremental import assign_new_faces, load_run_model
-    from photodb.database import clustering_repository as repo
+    from photodb.database.clustering import assignment as assign_db
+    from photodb.database.clustering import faces as face_db
+    from photodb.database.clustering import runs as run_db
     from photodb.database.connection import Database
     from photodb.database.embedded import EmbeddedPostgres
 
@@ -248,20 +250,20 @@ def incremental(n: int, identities: int, new: int) -> None:
                     ).fetchall()
                 )
                 started = time.perf_counter()
-                new_ids = repo.insert_faces(conn, 1, faces.embeddings[held], "arcface", photo_prefix="new")
+                new_ids = face_db.insert_faces(conn, 1, faces.embeddings[held], "arcface", photo_prefix="new")
                 print(f"  inserted {new} new faces with every index maintained: {time.perf_counter() - started:.1f} s")
-                run = repo.active_run(conn, 1, "arcface")
+                run = run_db.active_run(conn, 1, "arcface")
                 conn.execute("ANALYZE cluster")
             assert run is not None
             with db.autocommit() as conn, conn.transaction():
-                plan = repo.explain_nearest(conn, 1, "arcface", faces.embeddings[held[0]])
+                plan = assign_db.explain_nearest(conn, 1, "arcface", faces.embeddings[held[0]])
             print(
                 "  tier-2 centroid lookup plan: "
                 + " / ".join(line.strip().split(" (cost")[0][:60] for line in plan.splitlines()[:3])
             )
             started = time.perf_counter()
             load_run_model(db, run.id)
-            print(f"  loading the pickled clusterer once: {time.perf_counter() - started:.2f} s")
+            print(f"  rebuilding tier 1 from the stored run once: {time.perf_counter() - started:.2f} s")
             votes: dict[int, Counter] = {}
             for det, idx in zip(base_ids, base, strict=True):
                 if cluster_of[det] is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from photodb.clustering.synthetic import SyntheticFaces, make_faces
-from photodb.database import clustering_repository as repo
+from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database
 
 
@@ -16,7 +16,7 @@ def faces() -> SyntheticFaces:
 
 def insert(db: Database, embeddings, model: str = "arcface") -> list[int]:
     with db.connection() as conn:
-        return repo.insert_faces(conn, 1, embeddings, model)
+        return face_db.insert_faces(conn, 1, embeddings, model)
 
 
 def clusters_of(db: Database, ids: list[int]) -> dict[int, int | None]:

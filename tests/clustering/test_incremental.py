@@ -1,4 +1,4 @@
-"""Incremental assignment after a restart (pickled clusterer round-trip) and under concurrency."""
+"""Incremental assignment after a restart (tier 1 rebuilt from the stored run) and under concurrency."""
 
 from __future__ import annotations
 

@@ -20,7 +20,9 @@ import numpy as np
 from photodb.clustering import constraints
 from photodb.clustering.model import Fit, fit_clusters
 from photodb.config import Settings
-from photodb.database import clustering_repository as repo
+from photodb.database.clustering import faces as face_db
+from photodb.database.clustering import locks as lock_db
+from photodb.database.clustering import runs as run_db
 from photodb.database.connection import Database
 
 Progress = Callable[[str], None]
@@ -73,9 +75,9 @@ def run_parameters(settings: Settings, min_cluster_size: int, min_samples: int) 
 
 
 def _plan(
-    faces: repo.FaceSet,
+    faces: face_db.FaceSet,
     fit: Fit,
-    clusters: dict[int, repo.ClusterInfo],
+    clusters: dict[int, run_db.ClusterInfo],
     must: list[tuple[int, int]],
     cannot: list[tuple[int, int]],
     conflicts: list[str],
@@ -151,10 +153,10 @@ def bootstrap_model(
     say = progress or (lambda _message: None)
     with db.connection() as conn:
         say(f"{model}: loading faces")
-        faces = repo.load_faces(conn, collection_id, model)
-        clusters = repo.load_clusters(conn, collection_id, model)
-        must = repo.load_links(conn, "must_link", collection_id, model)
-        cannot = repo.load_links(conn, "cannot_link", collection_id, model)
+        faces = face_db.load_faces(conn, collection_id, model)
+        clusters = run_db.load_clusters(conn, collection_id, model)
+        must = face_db.load_links(conn, "must_link", collection_id, model)
+        cannot = face_db.load_links(conn, "cannot_link", collection_id, model)
     parameters = run_parameters(settings, mcs, ms)
     report = BootstrapReport(collection_id, model, int(faces.ids.size), dry_run=dry_run, parameters=parameters)
     if faces.ids.size <= mcs:
@@ -201,11 +203,11 @@ def bootstrap_model(
         return report
 
     say(f"{model}: writing {len(groups)} clusters")
-    summaries: dict[constraints.Key, repo.NewCluster] = {}
+    summaries: dict[constraints.Key, run_db.NewCluster] = {}
     for key, members in groups.items():
         centroid, medoid = _summaries(faces.embeddings, faces.ids, members)
         label = plan.key_labels.get(key)
-        summaries[key] = repo.NewCluster(
+        summaries[key] = run_db.NewCluster(
             centroid,
             len(members),
             medoid,
@@ -213,8 +215,8 @@ def bootstrap_model(
             fit.persistence.get(label) if label is not None else None,
         )
     with db.connection() as conn, conn.transaction():
-        repo.lock_model(conn, collection_id, model, shared=False)
-        run_id = repo.insert_run(
+        lock_db.lock_model(conn, collection_id, model, shared=False)
+        run_id = run_db.insert_run(
             conn,
             collection_id=collection_id,
             model=model,
@@ -228,18 +230,18 @@ def bootstrap_model(
             clusterer_state=fit.state.to_bytes(),
             reducer_state=fit.reducer.to_bytes(),
         )
-        live = repo.load_clusters(conn, collection_id, model)  # a cluster may be gone since loading
+        live = run_db.load_clusters(conn, collection_id, model)  # a cluster may be gone since loading
         reused = {existing[k]: summaries[k] for k in existing if existing[k] in live}
         fresh = [k for k in groups if k not in existing or existing[k] not in live]
         ids = dict(
             zip(
                 fresh,
-                repo.insert_clusters(conn, collection_id, model, run_id, [summaries[k] for k in fresh]),
+                run_db.insert_clusters(conn, collection_id, model, run_id, [summaries[k] for k in fresh]),
                 strict=True,
             )
         )
         ids.update({k: existing[k] for k in existing if existing[k] in live})
-        repo.update_clusters(conn, run_id, reused)
+        run_db.update_clusters(conn, run_id, reused)
         rows = []
         for i, key in enumerate(plan.keys):
             cluster_id = ids[key] if key is not None else None
@@ -247,15 +249,15 @@ def bootstrap_model(
             lam = float(fit.lambda_vals[i]) if np.isfinite(fit.lambda_vals[i]) else None
             outlier = float(np.clip(fit.outlier_scores[i], 0, 1)) if np.isfinite(fit.outlier_scores[i]) else None
             rows.append((int(faces.ids[i]), cluster_id, plan.statuses[i], confidence, lam, outlier, key is None))
-        repo.write_assignments(conn, rows)
-        repo.refresh_face_counts(conn, list(ids.values()))
-        report.deleted_clusters = repo.delete_empty_clusters(conn, collection_id, model)
+        run_db.write_assignments(conn, rows)
+        run_db.refresh_face_counts(conn, list(ids.values()))
+        report.deleted_clusters = run_db.delete_empty_clusters(conn, collection_id, model)
         label_map: dict[str, int] = {}
         for label in range(fit.cluster_count):
             landed = Counter(ids[plan.keys[i]] for i in np.nonzero(fit.labels == label)[0] if plan.keys[i] is not None)
             if landed:
                 label_map[str(label)] = landed.most_common(1)[0][0]
-        repo.activate_run(conn, run_id, label_map)
+        run_db.activate_run(conn, run_id, label_map)
     report.run_id = run_id
     report.seconds = time.monotonic() - started
     return report
@@ -273,11 +275,11 @@ def bootstrap(
 ) -> list[BootstrapReport]:
     """Bootstrap every (collection, embedding model) pair asked for, one model at a time."""
     with db.connection() as conn:
-        collections = [collection_id] if collection_id is not None else repo.collection_ids(conn)
+        collections = [collection_id] if collection_id is not None else face_db.collection_ids(conn)
         work = [
             (c, m)
             for c in collections
-            for m in repo.embedding_models(conn, c)
+            for m in face_db.embedding_models(conn, c)
             if embedding_model is None or m == embedding_model
         ]
     return [

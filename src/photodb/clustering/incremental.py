@@ -15,7 +15,7 @@ inside two balls by nearly the same margin goes to review as face_match_candidat
 Each face is one short transaction and one network round trip (pipelined): the shared advisory
 lock on its (collection, model), then one statement that locks the detection row, then the cluster
 row FOR UPDATE, checks cannot-links, folds the face into the centroid and records the outcome, so
-concurrent workers never lose an update (clustering_repository.assign_face).
+concurrent workers never lose an update (database.clustering.assignment.assign_face).
 """
 
 from __future__ import annotations
@@ -33,7 +33,11 @@ import psycopg
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.predictor import Predictor
 from photodb.clustering.run_state import Reducer, RunState, RunStateError
-from photodb.database import clustering_repository as repo
+from photodb.database.clustering import assignment as assign_db
+from photodb.database.clustering import faces as face_db
+from photodb.database.clustering import locks as lock_db
+from photodb.database.clustering import manual as manual_db
+from photodb.database.clustering import runs as run_db
 from photodb.database.connection import Database
 
 log = logging.getLogger(__name__)
@@ -77,7 +81,7 @@ def load_run_model(db: Database, run_id: int, embedding_model: str | None = None
         if key in _models:
             return _models[key]
         with db.connection() as conn:
-            stored = repo.run_state(conn, run_id)
+            stored = run_db.run_state(conn, run_id)
         if stored is None:
             return None
         clusterer_state, reducer_state, label_map = stored
@@ -141,7 +145,7 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
     if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
         return report
     with db.autocommit() as conn:
-        faces = repo.faces_to_assign(conn, detection_ids)
+        faces = assign_db.faces_to_assign(conn, detection_ids)
         tier1: dict[int, tuple[int, float]] = {}
         runs = {f.run_id: f.embedding_model for f in faces.values() if f.run_id is not None}
         for run_id, embedding_model in runs.items():
@@ -168,11 +172,13 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
     return report
 
 
-def _waiting(face: repo.NewFace) -> bool:
+def _waiting(face: assign_db.NewFace) -> bool:
     return face.cluster_id is None and face.status not in ("manual", "pending")
 
 
-def _assign_one(db: Database, conn: Any, face: repo.NewFace, tier1: tuple[int, float] | None) -> tuple[str, int | None]:
+def _assign_one(
+    db: Database, conn: Any, face: assign_db.NewFace, tier1: tuple[int, float] | None
+) -> tuple[str, int | None]:
     settings = db.settings
     options = {
         "threshold": settings.clustering_threshold_for(face.embedding_model),
@@ -183,12 +189,14 @@ def _assign_one(db: Database, conn: Any, face: repo.NewFace, tier1: tuple[int, f
     for attempt in range(RETRIES):
         try:
             if tier1 is not None:
-                done = repo.assign_face(conn, face, cluster_id=tier1[0], confidence=tier1[1], final=False, **options)
+                done = assign_db.assign_face(
+                    conn, face, cluster_id=tier1[0], confidence=tier1[1], final=False, **options
+                )
                 if not done.found:
                     return "already", None
                 if done.status is not None:
                     return "tier1", done.cluster_id
-            done = repo.assign_face(conn, face, cluster_id=None, confidence=None, **options)
+            done = assign_db.assign_face(conn, face, cluster_id=None, confidence=None, **options)
         except (psycopg.errors.ForeignKeyViolation, psycopg.errors.DeadlockDetected):
             # a candidate cluster deleted by a concurrent manual move: look again
             if attempt == RETRIES - 1:
@@ -215,7 +223,7 @@ def assign_unclustered(
     `progress(done, total)` is called after each chunk.
     """
     with db.connection() as conn:
-        ids = repo.unclustered_detection_ids(conn, collection_id)
+        ids = assign_db.unclustered_detection_ids(conn, collection_id)
     report = AssignmentReport()
     for start in range(0, len(ids), chunk):
         part = assign_new_faces(db, ids[start : start + chunk], force=True)
@@ -229,30 +237,30 @@ def assign_unclustered(
 def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
     """A manual move: the face leaves its cluster (deleted if that empties it) and is pinned."""
     with db.connection() as conn:
-        info = repo.face_models(conn, [detection_id]).get(detection_id)
+        info = face_db.face_models(conn, [detection_id]).get(detection_id)
     if info is None:
         raise LookupError(f"detection {detection_id} has no face embedding")
     with db.connection() as conn, conn.transaction():
-        repo.lock_model(conn, info[0], info[1], shared=True)
-        face = repo.lock_face(conn, detection_id)
+        lock_db.lock_model(conn, info[0], info[1], shared=True)
+        face = manual_db.lock_face(conn, detection_id)
         assert face is not None
         if face.cluster_id is not None and face.cluster_id != cluster_id:
-            locked = repo.lock_cluster(conn, face.cluster_id)
+            locked = manual_db.lock_cluster(conn, face.cluster_id)
             if locked is not None:
                 count, centroid = locked
                 remaining = None
                 if centroid is not None and count > 1:
                     mixed = np.asarray(centroid, np.float64) * count - np.asarray(face.embedding, np.float64)
                     remaining = (mixed / (np.linalg.norm(mixed) or 1.0)).astype(np.float32)
-                repo.remove_face_from_cluster(conn, face.cluster_id, remaining)
+                manual_db.remove_face_from_cluster(conn, face.cluster_id, remaining)
         if cluster_id is not None and cluster_id != face.cluster_id:
-            locked = repo.lock_cluster(conn, cluster_id)
+            locked = manual_db.lock_cluster(conn, cluster_id)
             if locked is None:
                 raise LookupError(f"cluster {cluster_id} does not exist")
             count, centroid = locked
-            repo.add_face_to_cluster(
+            manual_db.add_face_to_cluster(
                 conn, detection_id, cluster_id, updated_centroid(centroid, count, face.embedding), None
             )
-        repo.set_detection_cluster(conn, detection_id, cluster_id, "manual")
+        manual_db.set_detection_cluster(conn, detection_id, cluster_id, "manual")
         if face.cluster_id is not None and face.cluster_id != cluster_id:
-            repo.delete_cluster_if_empty(conn, face.cluster_id)
+            manual_db.delete_cluster_if_empty(conn, face.cluster_id)
