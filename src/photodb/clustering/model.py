@@ -36,8 +36,8 @@ JOIN_CANDIDATES = 64
 #: Up to this many components their centroids' spanning tree is exact (a count x count matrix);
 #: beyond it, it is taken from the centroids' k-NN graph.
 DENSE_COMPONENTS = 2048
-#: Partner centroids handled per block when ranking a large component's points (bounds memory).
-PARTNER_BLOCK = 256
+#: Distances computed per block when ranking a large component's points (bounds memory: ~40 MB).
+BLOCK_ENTRIES = 2_000_000
 
 
 @dataclass
@@ -129,9 +129,13 @@ def _join_candidates(
         if own.size <= JOIN_CANDIDATES:
             found.update(((component, other), own) for other in others)
             continue
-        for start in range(0, len(others), PARTNER_BLOCK):
-            block = others[start : start + PARTNER_BLOCK]
-            gaps = _squared_distances(points[own], centroids[block])
+        mine = points[own]
+        norms = np.einsum("ij,ij->i", mine, mine)
+        step = max(1, BLOCK_ENTRIES // own.size)
+        for start in range(0, len(others), step):
+            block = others[start : start + step]
+            # squared distance up to a per-column constant, which does not change the ranking
+            gaps = norms[:, None] - 2 * (mine @ centroids[block].T.astype(np.float32))
             nearest = np.argpartition(gaps, JOIN_CANDIDATES - 1, axis=0)[:JOIN_CANDIDATES]
             found.update(((component, other), own[nearest[:, j]]) for j, other in enumerate(block))
     return found
@@ -147,7 +151,7 @@ def _join_components(points: np.ndarray, core: np.ndarray, component: np.ndarray
     order = np.argsort(component, kind="stable")
     bounds = np.searchsorted(component[order], np.arange(count + 1))
     members = [order[bounds[c] : bounds[c + 1]] for c in range(count)]
-    sums = np.add.reduceat(points[order].astype(np.float64), bounds[:-1], axis=0)
+    sums = np.column_stack([np.bincount(component, points[:, d], count) for d in range(points.shape[1])])
     centroids = sums / np.diff(bounds)[:, None]
     links = _centroid_tree(centroids)
     candidates = _join_candidates(points, members, centroids, links)

@@ -11,7 +11,7 @@ import psycopg
 import psycopg.sql
 
 FACES_SQL = """
-    SELECT pd.id, fe.embedding, pd.cluster_id, pd.cluster_status
+    SELECT pd.id, fe.embedding, pd.cluster_id, pd.cluster_status, pd.photo_id
     FROM face_embedding fe
     JOIN person_detection pd ON pd.id = fe.person_detection_id
     JOIN photo p ON p.id = pd.photo_id
@@ -28,6 +28,7 @@ class FaceSet:
     embeddings: np.ndarray  # float32 (n, 512)
     cluster_ids: np.ndarray  # int64, -1 for none
     statuses: list[str | None]
+    photo_ids: np.ndarray  # int64: faces of one photo are different people
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def load_faces(conn: psycopg.Connection, collection_id: int, model: str) -> Face
     size, dim = int(row[0]), STORED_DIM
     ids = np.empty(size, np.int64)
     clusters = np.full(size, -1, np.int64)
+    photos = np.zeros(size, np.int64)
     embeddings = np.zeros((size, dim), np.float32)
     statuses: list[str | None] = []
     count = 0
@@ -93,18 +95,20 @@ def load_faces(conn: psycopg.Connection, collection_id: int, model: str) -> Face
         psycopg.sql.SQL(FACES_SQL.replace("%s", "{}")).format(collection_id, model)
     )
     with conn.cursor() as cur, cur.copy(query) as copy:
-        copy.set_types(["int8", "vector", "int8", "text"])
-        for det_id, embedding, cluster_id, status in copy.rows():
+        copy.set_types(["int8", "vector", "int8", "text", "int8"])
+        for det_id, embedding, cluster_id, status, photo_id in copy.rows():
             if count == size:  # faces added since the count: grow
                 ids, clusters = np.resize(ids, 2 * size + 1), np.resize(clusters, 2 * size + 1)
+                photos = np.resize(photos, 2 * size + 1)
                 embeddings = np.resize(embeddings, (2 * size + 1, dim))
                 size = 2 * size + 1
             ids[count] = det_id
             embeddings[count] = array_of(embedding)
             clusters[count] = -1 if cluster_id is None else cluster_id
             statuses.append(status)
+            photos[count] = photo_id
             count += 1
-    return FaceSet(ids[:count], embeddings[:count], clusters[:count], statuses)
+    return FaceSet(ids[:count], embeddings[:count], clusters[:count], statuses, photos[:count])
 
 
 def load_links(conn: psycopg.Connection, table: str, collection_id: int, model: str) -> list[tuple[int, int]]:
