@@ -107,6 +107,7 @@ BREAKAGES: dict[str, Callable[..., tuple[bytes, bytes]]] = {
     "another embedding model": other_model,
     "PCA of other dimensions": other_dims,
     "PCA of another input width": other_width,
+    "damaged label map": lambda db, marker: (stored(db)[0].to_bytes(), stored(db)[1].to_bytes()),
 }
 
 
@@ -144,6 +145,8 @@ def test_an_unusable_run_turns_tier_1_off_once_and_assigns_by_tier_2(db, new_fac
         conn.execute(
             "UPDATE hdbscan_run SET clusterer_state = %s, reducer_state = %s WHERE is_active", (state, reducer)
         )
+        if breakage == "damaged label map":
+            conn.execute("""UPDATE hdbscan_run SET label_to_cluster_id = '{"0": "x"}' WHERE is_active""")
     outcomes = assign_twice(db, new_faces, caplog)
     assert not marker.exists()
     assert "tier1" not in outcomes and outcomes.get("tier2", 0) > 0

@@ -91,13 +91,21 @@ def load_run_model(db: Database, run_id: int, embedding_model: str | None = None
             if embedding_model is not None and state.embedding_model != embedding_model:
                 raise RunStateError(f"stored run is for model {state.embedding_model!r}, not {embedding_model!r}")
             predictor = Predictor(state, Reducer.from_bytes(reducer_state))
-            model = RunModel(run_id, predictor, {int(k): int(v) for k, v in label_map.items()})
+            model = RunModel(run_id, predictor, _label_map(label_map))
         except (RunStateError, UnsupportedHdbscan) as error:
             _tier1_off(run_id, error)
             model = None
         _models.clear()  # one collection's active run at a time is the common case
         _models[key] = model
         return model
+
+
+def _label_map(stored: Any) -> dict[int, int]:
+    """The run's label -> cluster id map, as stored in JSON: {"0": 17, ...}."""
+    try:
+        return {int(k): int(v) for k, v in stored.items()}
+    except (AttributeError, TypeError, ValueError) as error:
+        raise RunStateError(f"stored label map is damaged: {error}") from error
 
 
 def _tier1_off(run_id: int, error: Exception) -> None:
