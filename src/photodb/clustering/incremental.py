@@ -10,10 +10,13 @@ in small libraries: there a cluster is born at the distance of the nearest other
 uncapped ball reaches exactly to them. A face inside two balls by nearly the same margin goes to
 review as face_match_candidate rows.
 
-Each face is one short transaction and one network round trip (pipelined): the shared advisory
-lock on its (collection, model), then one statement that locks the detection row, then the cluster
-row FOR UPDATE, checks cannot-links, folds the face into the centroid and records the outcome, so
-concurrent workers never lose an update (database.clustering.assignment.assign_face).
+Tier 1's cluster and tier 2's candidates exclude every cluster that holds a face of the same
+photo or a face the new one has a cannot-link with: a blocked tier-1 choice falls through to tier 2.
+
+Each face is one short transaction and one network round trip (pipelined): the model and photo
+locks, then one statement that locks the detection row, then the cluster row FOR UPDATE, adds the
+face to the cluster's sum and count, and records the outcome, so concurrent workers never lose an
+update (database.clustering.assignment.assign_face; lock order in database.clustering.locks).
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ import psycopg
 
 from photodb.clustering.model import Predictor, Reducer
 from photodb.database.clustering import assignment as assign_db
+from photodb.database.clustering import centroids as centroid_db
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import manual as manual_db
 from photodb.database.clustering import runs as run_db
+from photodb.database.clustering import server as server_db
 from photodb.database.connection import Database
 
 NEIGHBOURS = 5
@@ -66,6 +71,17 @@ _models: dict[tuple[str, int], RunModel] = {}
 _models_lock = threading.Lock()
 
 
+#: Databases whose pgvector has been found new enough, by URL.
+_checked_servers: set[str] = set()
+
+
+def check_server(db: Database, conn: psycopg.Connection) -> None:
+    """Once per database and process: is its pgvector new enough for clustering's SQL?"""
+    if db.url not in _checked_servers:
+        server_db.check_pgvector(conn)
+        _checked_servers.add(db.url)
+
+
 def load_run_model(db: Database, run_id: int) -> RunModel | None:
     """The run's clusterer and PCA, unpickled once per process (runs never change once written)."""
     key = (db.url, run_id)
@@ -87,13 +103,6 @@ def load_run_model(db: Database, run_id: int) -> RunModel | None:
         return model
 
 
-def updated_centroid(centroid: np.ndarray | None, count: int, embedding: np.ndarray) -> np.ndarray:
-    """new = (old * n + x) / (n + 1), re-normalized to unit length."""
-    x = np.asarray(embedding, dtype=np.float64)
-    mixed = x if centroid is None or count <= 0 else (np.asarray(centroid, np.float64) * count + x) / (count + 1)
-    return (mixed / (np.linalg.norm(mixed) or 1.0)).astype(np.float32)
-
-
 def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = False) -> AssignmentReport:
     """Assign faces that have no cluster yet; the detection stage calls this for each new face.
 
@@ -107,6 +116,7 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
     if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
         return report
     with db.autocommit() as conn:
+        check_server(db, conn)
         faces = assign_db.faces_to_assign(conn, detection_ids)
         tier1: dict[int, tuple[int, float]] = {}
         for run_id in {f.run_id for f in faces.values() if f.run_id is not None}:
@@ -197,7 +207,11 @@ def assign_unclustered(
 
 
 def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
-    """A manual move: the face leaves its cluster (deleted if that empties it) and is pinned."""
+    """A manual move: the face leaves its cluster (deleted if that empties it) and is pinned.
+
+    Locks follow database.clustering.locks: the model (shared), the detection, then both clusters
+    in id order, so that two moves in opposite directions never deadlock.
+    """
     with db.connection() as conn:
         info = face_db.face_models(conn, [detection_id]).get(detection_id)
     if info is None:
@@ -206,23 +220,15 @@ def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
         lock_db.lock_model(conn, info[0], info[1], shared=True)
         face = manual_db.lock_face(conn, detection_id)
         assert face is not None
-        if face.cluster_id is not None and face.cluster_id != cluster_id:
-            locked = manual_db.lock_cluster(conn, face.cluster_id)
-            if locked is not None:
-                count, centroid = locked
-                remaining = None
-                if centroid is not None and count > 1:
-                    mixed = np.asarray(centroid, np.float64) * count - np.asarray(face.embedding, np.float64)
-                    remaining = (mixed / (np.linalg.norm(mixed) or 1.0)).astype(np.float32)
-                manual_db.remove_face_from_cluster(conn, face.cluster_id, remaining)
-        if cluster_id is not None and cluster_id != face.cluster_id:
-            locked = manual_db.lock_cluster(conn, cluster_id)
-            if locked is None:
-                raise LookupError(f"cluster {cluster_id} does not exist")
-            count, centroid = locked
-            manual_db.add_face_to_cluster(
-                conn, detection_id, cluster_id, updated_centroid(centroid, count, face.embedding), None
-            )
+        old = face.cluster_id
+        live = lock_db.lock_clusters(conn, [c for c in (old, cluster_id) if c is not None])
+        if cluster_id is not None and cluster_id not in live:
+            raise LookupError(f"cluster {cluster_id} does not exist")
+        if old != cluster_id:
+            if old is not None:
+                centroid_db.subtract_detections(conn, [detection_id])
+            if cluster_id is not None:
+                centroid_db.add_detection(conn, detection_id, cluster_id)
         manual_db.set_detection_cluster(conn, detection_id, cluster_id, "manual")
-        if face.cluster_id is not None and face.cluster_id != cluster_id:
-            manual_db.delete_cluster_if_empty(conn, face.cluster_id)
+        if old is not None and old != cluster_id:
+            manual_db.delete_cluster_if_empty(conn, old)
