@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import psycopg
 
+from photodb.database.clustering import centroids, locks
 from photodb.database.clustering.faces import FaceRow, array_of
 
 
@@ -40,3 +43,19 @@ def delete_cluster_if_empty(conn: psycopg.Connection, cluster_id: int) -> bool:
         (cluster_id,),
     )
     return cur.rowcount > 0
+
+
+def release_faces(conn: psycopg.Connection, detection_ids: Sequence[int]) -> None:
+    """Take faces out of their clusters, back to waiting for an assignment (sums and counts follow).
+    The caller holds the model lock; the rows are locked here in the one order."""
+    rows = conn.execute(
+        "SELECT cluster_id FROM person_detection WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (list(detection_ids),)
+    ).fetchall()
+    locks.lock_clusters(conn, [r[0] for r in rows if r[0] is not None])
+    centroids.subtract_detections(conn, detection_ids)
+    conn.execute(
+        """UPDATE person_detection SET cluster_id = NULL, cluster_status = NULL, cluster_confidence = NULL,
+               unassigned_since = NULL WHERE id = ANY(%s)""",
+        (list(detection_ids),),
+    )
+    conn.execute("DELETE FROM face_match_candidate WHERE detection_id = ANY(%s)", (list(detection_ids),))
