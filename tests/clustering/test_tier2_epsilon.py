@@ -28,7 +28,8 @@ def test_epsilon_from_real_lambdas_and_its_cap(db, settings, faces):
         conn.execute("UPDATE hdbscan_run SET label_to_cluster_id = '{}'")  # tier 1 never matches: tier 2 decides
     incremental._models.clear()
     reach = {cid: (1.0 / lam) ** 2 / 2 for cid, _, lam in rows}
-    centroids = {cid: np.asarray(c.to_numpy(), np.float64) for cid, c, _ in rows}
+    sums = {cid: np.asarray(c.to_numpy(), np.float64) for cid, c, _ in rows}  # stored as the members' sum
+    centroids = {cid: total / np.linalg.norm(total) for cid, total in sums.items()}
     narrow, wide = min(reach, key=reach.get), max(reach, key=reach.get)
     threshold = (reach[narrow] + reach[wide]) / 2
     assert reach[narrow] < 0.85 * threshold and reach[wide] > 1.15 * threshold

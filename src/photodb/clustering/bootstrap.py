@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from photodb.clustering import constraints
+from photodb.clustering.incremental import check_server
 from photodb.clustering.model import Fit, fit_clusters
 from photodb.config import Settings
 from photodb.database.clustering import faces as face_db
@@ -152,11 +153,11 @@ def _plan(
 
 
 def _summaries(embeddings: np.ndarray, ids: np.ndarray, members: list[int]) -> tuple[np.ndarray, int]:
-    """L2-normalized centroid, and the member nearest to it (the medoid by cosine)."""
+    """The sum of the members' embeddings (the stored centroid representation), and the member
+    nearest to its direction (the medoid by cosine)."""
     vectors = embeddings[members]
-    centroid = vectors.mean(axis=0)
-    centroid /= np.linalg.norm(centroid) or 1.0
-    return centroid.astype(np.float32), int(ids[members[int(np.argmax(vectors @ centroid))]])
+    total = vectors.sum(axis=0, dtype=np.float64)
+    return total.astype(np.float32), int(ids[members[int(np.argmax(vectors @ total))]])
 
 
 def bootstrap_model(
@@ -266,7 +267,6 @@ def bootstrap_model(
             )
         )
         ids.update({k: existing[k] for k in existing if existing[k] in live})
-        run_db.update_clusters(conn, run_id, reused)
         rows = []
         final = np.full(len(plan.keys), -1, np.int64)
         for i, key in enumerate(plan.keys):
@@ -276,8 +276,10 @@ def bootstrap_model(
             lam = float(fit.lambda_vals[i]) if np.isfinite(fit.lambda_vals[i]) else None
             outlier = float(np.clip(fit.outlier_scores[i], 0, 1)) if np.isfinite(fit.outlier_scores[i]) else None
             rows.append((int(faces.ids[i]), cluster_id, plan.statuses[i], confidence, lam, outlier, key is None))
+        # detection rows first, then cluster rows: the one lock order (database.clustering.locks)
         run_db.write_assignments(conn, rows)
-        run_db.refresh_face_counts(conn, list(ids.values()))
+        run_db.update_clusters(conn, run_id, reused)
+        run_db.settle_clusters(conn, collection_id, model)
         report.deleted_clusters = run_db.delete_empty_clusters(conn, collection_id, model)
         landed, _ = _majority(fit.labels, final, fit.cluster_count)
         label_map = {str(label): int(cluster) for label, cluster in enumerate(landed) if cluster >= 0}
@@ -299,6 +301,7 @@ def bootstrap(
 ) -> list[BootstrapReport]:
     """Bootstrap every (collection, embedding model) pair asked for, one model at a time."""
     with db.connection() as conn:
+        check_server(db, conn)
         collections = [collection_id] if collection_id is not None else face_db.collection_ids(conn)
         work = [
             (c, m)

@@ -1,4 +1,10 @@
-"""Incremental assignment: one face into the active run's clusters, in one statement."""
+"""Incremental assignment: one face into the active run's clusters, in one statement.
+
+A face never joins a cluster that holds a face it has a cannot-link with, nor one that holds
+another face of its own photo (two faces in one photo are two people): such clusters are taken
+out of the choice, so tier 1's cluster falls through to tier 2 and tier 2 takes the next cluster
+whose ball holds the face, or leaves it unassigned.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from photodb.database.clustering import centroids
 from photodb.database.clustering.faces import FaceRow, array_of
-from photodb.database.clustering.locks import lock_model
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,7 @@ class NewFace(FaceRow):
     """A face read (without locks) for incremental assignment, with its model's active run."""
 
     run_id: int | None
+    photo_id: int
 
 
 def faces_to_assign(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, NewFace]:
@@ -25,7 +32,7 @@ def faces_to_assign(conn: psycopg.Connection, detection_ids: Sequence[int]) -> d
     with conn.cursor(binary=True) as cur:
         cur.execute(
             """SELECT pd.id, p.collection_id, fe.embedding_model, fe.embedding, pd.cluster_id,
-                      pd.cluster_status, r.id
+                      pd.cluster_status, r.id, pd.photo_id
                FROM person_detection pd
                JOIN face_embedding fe ON fe.person_detection_id = pd.id
                JOIN photo p ON p.id = pd.photo_id
@@ -34,7 +41,7 @@ def faces_to_assign(conn: psycopg.Connection, detection_ids: Sequence[int]) -> d
                WHERE pd.id = ANY(%s)""",
             (list(detection_ids),),
         )
-        return {r[0]: NewFace(r[0], r[1], r[2], array_of(r[3]).astype(np.float32), r[4], r[5], r[6]) for r in cur}
+        return {r[0]: NewFace(r[0], r[1], r[2], array_of(r[3]).astype(np.float32), r[4], r[5], r[6], r[7]) for r in cur}
 
 
 #: The face, locked; skipped (no row) once it has a cluster or a manual or pending decision.
@@ -51,10 +58,13 @@ _ASSIGN_FACE = """
         JOIN person_detection d
           ON d.id = CASE WHEN l.detection_id_1 = %(det)s THEN l.detection_id_2 ELSE l.detection_id_1 END
         WHERE (l.detection_id_1 = %(det)s OR l.detection_id_2 = %(det)s) AND d.cluster_id IS NOT NULL
+        UNION
+        SELECT d.cluster_id FROM person_detection d
+        WHERE d.photo_id = %(photo)s AND d.id <> %(det)s AND d.cluster_id IS NOT NULL
     ),"""
 
 
-#: Tier 1: the cluster the condensed tree chose, unless a cannot-link forbids it.
+#: Tier 1: the cluster the condensed tree chose, unless it is blocked.
 _TIER1_CHOICE = """
     ambiguous AS (SELECT false AS yes),
     choice AS (
@@ -96,8 +106,8 @@ _TIER2_CHOICE = """
     ),"""
 
 
-#: Lock the best surviving choice (a cluster deleted meanwhile is skipped), fold the face into its
-#: centroid, new = normalize(old * n + x), and record the outcome on the detection.
+#: Lock the best surviving choice (a cluster deleted meanwhile is skipped), add the face to its sum
+#: and count (centroids), and record the outcome on the detection.
 _ASSIGN_WRITE = """
     target AS MATERIALIZED (
         SELECT c.id, ch.confidence FROM choice ch JOIN cluster c ON c.id = ch.cluster_id
@@ -107,9 +117,8 @@ _ASSIGN_WRITE = """
     ),
     joined AS (
         UPDATE cluster c SET face_count = c.face_count + 1, updated_at = now(),
-            centroid = CASE WHEN c.centroid IS NULL OR c.face_count <= 0 THEN l2_normalize(f.embedding)
-                            ELSE l2_normalize(c.centroid * array_fill(c.face_count::real,
-                                                ARRAY[vector_dims(c.centroid)])::vector + f.embedding) END
+            centroid_sum = {plus},
+            centroid = {moved}
         FROM target t, face f WHERE c.id = t.id
         RETURNING c.id, t.confidence
     ),
@@ -127,7 +136,9 @@ _ASSIGN_WRITE = """
         RETURNING o.status, o.cluster_id
     )
     SELECT EXISTS (SELECT 1 FROM face), (SELECT status FROM detection), (SELECT cluster_id FROM detection)
-"""
+""".replace("{plus}", centroids.sum_plus("f.embedding")).replace(
+    "{moved}", centroids.centroid_after(centroids.sum_plus("f.embedding"))
+)
 
 
 ASSIGN_TIER1_SQL = "WITH" + _ASSIGN_FACE + _TIER1_CHOICE + _ASSIGN_WRITE
@@ -141,6 +152,18 @@ class Assignment:
     found: bool  # the face was still waiting for a cluster when locked
     status: str | None  # 'auto', 'pending', 'unassigned', or None when nothing was written
     cluster_id: int | None
+
+
+#: Everything the assignment statement needs before it runs, as one statement so that the
+#: statement's snapshot follows whatever the locks waited for: the model lock (shared) and the
+#: photo lock, steps 1 and 2 of the lock order with the keys of locks.lock_model and lock_photo,
+#: and transaction-local settings only (PgBouncer). An assignment is derived data that
+#: assign_unclustered redoes: a crash may lose the last few milliseconds of them (never
+#: consistency), so the commit does not wait for the WAL flush.
+_PRELUDE_SQL = """
+    SELECT pg_advisory_xact_lock_shared(%s::int, hashtext(%s)), pg_advisory_xact_lock(%s::bigint),
+           set_config('synchronous_commit', 'off', true), set_config('hnsw.ef_search', %s, true),
+           set_config('hnsw.iterative_scan', 'strict_order', true), set_config('enable_seqscan', 'off', true)"""
 
 
 def assign_face(
@@ -157,15 +180,13 @@ def assign_face(
 ) -> Assignment:
     """Assign one face in one short transaction and one network round trip.
 
-    With `cluster_id` (tier 1) the face joins that cluster unless a cannot-link forbids it or the
-    cluster is gone, in which case nothing is written (found and status None: try tier 2).
-    Without it (tier 2) the nearest centroids decide, and with `final` a face no ball holds is
-    marked unassigned. The shared advisory lock is taken first, in its own statement, so that the
-    assignment's snapshot follows any bootstrap it waited for; then one statement locks the
-    detection row, then the cluster row (always in that order), and writes everything.
-    `conn` must be in autocommit mode; BEGIN, lock, settings, statement and COMMIT are pipelined.
+    With `cluster_id` (tier 1) the face joins that cluster unless it is blocked (cannot-link, same
+    photo) or gone, in which case nothing is written (found and status None: try tier 2). Without
+    it (tier 2) the nearest centroids decide, and with `final` a face no ball holds is marked
+    unassigned. The locks follow database.clustering.locks: model, photo, detection, cluster.
+    `conn` must be in autocommit mode; BEGIN, prelude, statement and COMMIT are pipelined.
     """
-    params: dict[str, Any] = {"det": face.id, "final": final}
+    params: dict[str, Any] = {"det": face.id, "photo": face.photo_id, "final": final}
     if cluster_id is not None:
         sql = ASSIGN_TIER1_SQL
         params |= {"cluster": cluster_id, "confidence": confidence}
@@ -180,12 +201,7 @@ def assign_face(
             "neighbours": neighbours,
         }
     with conn.pipeline(), conn.transaction():
-        lock_model(conn, face.collection_id, face.embedding_model, shared=True)
-        # An assignment is derived data that assign_unclustered redoes: a crash may lose the last
-        # few milliseconds of them (never consistency), so the commit does not wait for the WAL flush.
-        conn.execute("SET LOCAL synchronous_commit = off")
-        if cluster_id is None:
-            nearest_settings(conn, ef_search)
+        conn.execute(_PRELUDE_SQL, (face.collection_id, face.embedding_model, face.photo_id, str(ef_search)))
         cur = conn.execute(sql, params)
     row = cur.fetchone()
     assert row is not None
@@ -193,13 +209,19 @@ def assign_face(
 
 
 def nearest_settings(conn: psycopg.Connection, ef_search: int) -> None:
-    """Transaction-local settings of tier 2's centroid lookup."""
-    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
-    # exact distance order even when other collections' or models' centroids are skipped
-    conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-    # The planner prices a scan of a few thousand centroids below the HNSW index, but each centroid
-    # is a TOASTed 2 KiB vector: the index is the faster path (the benchmark shows the plan).
-    conn.execute("SET LOCAL enable_seqscan = off")
+    """Transaction-local settings of tier 2's centroid lookup (the same as the prelude's): exact
+    distance order even when other collections' or models' centroids are skipped, and the HNSW
+    index even where the planner prices a scan of a few thousand centroids below it."""
+    conn.execute(
+        """SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'strict_order', true),
+                  set_config('enable_seqscan', 'off', true)""",
+        (str(ef_search),),
+    )
+
+
+_NEAREST_SQL = """SELECT c.id, c.centroid <=> %(embedding)b FROM cluster c
+    WHERE c.collection_id = %(collection)s AND c.embedding_model = %(model)s AND NOT c.hidden
+    ORDER BY c.centroid <=> %(embedding)b LIMIT %(neighbours)s"""
 
 
 def explain_nearest(
@@ -208,12 +230,22 @@ def explain_nearest(
     """The plan of tier 2's centroid lookup (the benchmark checks that it uses the HNSW index)."""
     nearest_settings(conn, ef_search)
     rows = conn.execute(
-        """EXPLAIN SELECT c.id FROM cluster c
-           WHERE c.collection_id = %(collection)s AND c.embedding_model = %(model)s AND NOT c.hidden
-           ORDER BY c.centroid <=> %(embedding)b LIMIT 5""",
-        {"collection": collection_id, "model": model, "embedding": embedding},
+        "EXPLAIN " + _NEAREST_SQL,
+        {"collection": collection_id, "model": model, "embedding": embedding, "neighbours": 5},
     ).fetchall()
     return "\n".join(r[0] for r in rows)
+
+
+def nearest_centroids(
+    conn: psycopg.Connection, collection_id: int, model: str, embedding: np.ndarray, neighbours: int, ef_search: int
+) -> list[tuple[int, float]]:
+    """The bare nearest-centroid query in its own pipelined transaction: the benchmark's baseline
+    for one assignment (`conn` in autocommit mode)."""
+    params = {"collection": collection_id, "model": model, "embedding": embedding, "neighbours": neighbours}
+    with conn.pipeline(), conn.transaction():
+        nearest_settings(conn, ef_search)
+        cur = conn.execute(_NEAREST_SQL, params)
+    return [(r[0], float(r[1])) for r in cur.fetchall()]
 
 
 def unclustered_detection_ids(conn: psycopg.Connection, collection_id: int | None = None) -> list[int]:

@@ -1,14 +1,18 @@
-"""Manual edits: moving one face between clusters by hand."""
+"""Manual edits: moving one face between clusters by hand (the sums follow in centroids)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import psycopg
 
+from photodb.database.clustering import centroids, locks
 from photodb.database.clustering.faces import FaceRow, array_of
 
 
 def lock_face(conn: psycopg.Connection, detection_id: int) -> FaceRow | None:
+    """Step 3 of the lock order: the detection row, with what a move needs to know."""
     row = conn.execute(
         """SELECT pd.id, p.collection_id, fe.embedding_model, fe.embedding, pd.cluster_id,
                   pd.cluster_status
@@ -21,35 +25,6 @@ def lock_face(conn: psycopg.Connection, detection_id: int) -> FaceRow | None:
     if row is None:
         return None
     return FaceRow(row[0], row[1], row[2], array_of(row[3]).astype(np.float32), row[4], row[5])
-
-
-def lock_cluster(conn: psycopg.Connection, cluster_id: int) -> tuple[int, np.ndarray | None] | None:
-    row = conn.execute("SELECT face_count, centroid FROM cluster WHERE id = %s FOR UPDATE", (cluster_id,)).fetchone()
-    if row is None:
-        return None
-    return row[0], None if row[1] is None else array_of(row[1])
-
-
-def add_face_to_cluster(
-    conn: psycopg.Connection, detection_id: int, cluster_id: int, centroid: np.ndarray, confidence: float | None
-) -> None:
-    conn.execute(
-        "UPDATE cluster SET face_count = face_count + 1, centroid = %s, updated_at = now() WHERE id = %s",
-        (centroid, cluster_id),
-    )
-    conn.execute(
-        """UPDATE person_detection SET cluster_id = %s, cluster_status = 'auto',
-               cluster_confidence = %s, unassigned_since = NULL WHERE id = %s""",
-        (cluster_id, confidence, detection_id),
-    )
-
-
-def remove_face_from_cluster(conn: psycopg.Connection, cluster_id: int, centroid: np.ndarray | None) -> None:
-    conn.execute(
-        """UPDATE cluster SET face_count = greatest(face_count - 1, 0),
-               centroid = coalesce(%s, centroid), updated_at = now() WHERE id = %s""",
-        (centroid, cluster_id),
-    )
 
 
 def set_detection_cluster(conn: psycopg.Connection, detection_id: int, cluster_id: int | None, status: str) -> None:
@@ -68,3 +43,19 @@ def delete_cluster_if_empty(conn: psycopg.Connection, cluster_id: int) -> bool:
         (cluster_id,),
     )
     return cur.rowcount > 0
+
+
+def release_faces(conn: psycopg.Connection, detection_ids: Sequence[int]) -> None:
+    """Take faces out of their clusters, back to waiting for an assignment (sums and counts follow).
+    The caller holds the model lock; the rows are locked here in the one order."""
+    rows = conn.execute(
+        "SELECT cluster_id FROM person_detection WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (list(detection_ids),)
+    ).fetchall()
+    locks.lock_clusters(conn, [r[0] for r in rows if r[0] is not None])
+    centroids.subtract_detections(conn, detection_ids)
+    conn.execute(
+        """UPDATE person_detection SET cluster_id = NULL, cluster_status = NULL, cluster_confidence = NULL,
+               unassigned_since = NULL WHERE id = ANY(%s)""",
+        (list(detection_ids),),
+    )
+    conn.execute("DELETE FROM face_match_candidate WHERE detection_id = ANY(%s)", (list(detection_ids),))

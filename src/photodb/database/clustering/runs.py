@@ -11,6 +11,8 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from photodb.database.clustering import centroids
+
 
 @dataclass(frozen=True)
 class ClusterInfo:
@@ -35,7 +37,9 @@ class ActiveRun:
 
 @dataclass(frozen=True)
 class NewCluster:
-    centroid: np.ndarray
+    """A cluster as a bootstrap writes it: the sum (not the mean) of its members' embeddings."""
+
+    centroid_sum: np.ndarray
     face_count: int
     medoid_detection_id: int
     lambda_birth: float | None
@@ -107,7 +111,20 @@ def activate_run(conn: psycopg.Connection, run_id: int, label_to_cluster_id: dic
     )
 
 
-_CLUSTER_COPY_TYPES = ["int8", "int8", "text", "int4", "vector", "int8", "int8", "int4", "int8", "float8", "float8"]
+_CLUSTER_COPY_TYPES = [
+    *("int8", "int8", "text", "int4", "vector", "vector", "int8", "int8", "int4", "int8", "float8", "float8")
+]
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / (np.linalg.norm(vector) or 1.0)).astype(np.float32)
+
+
+def _live_medoids(conn: psycopg.Connection, clusters: Iterable[NewCluster]) -> set[int]:
+    """The medoids that still exist: a detection rerun may have deleted faces since they were loaded
+    (reruns hold the model lock shared, so none is deleted while the caller holds it exclusively)."""
+    ids = [c.medoid_detection_id for c in clusters]
+    return {r[0] for r in conn.execute("SELECT id FROM person_detection WHERE id = ANY(%s)", (ids,)).fetchall()}
 
 
 def insert_clusters(
@@ -122,25 +139,29 @@ def insert_clusters(
             "SELECT nextval(pg_get_serial_sequence('cluster', 'id')) FROM generate_series(1, %s)", (len(clusters),)
         ).fetchall()
     ]
+    live = _live_medoids(conn, clusters)
     with (
         conn.cursor() as cur,
         cur.copy(
-            """COPY cluster (id, collection_id, embedding_model, face_count, centroid, medoid_detection_id,
+            """COPY cluster (id, collection_id, embedding_model, face_count, centroid_sum, centroid,
+               medoid_detection_id,
                representative_detection_id, face_count_at_last_medoid, hdbscan_run_id, lambda_birth,
                persistence) FROM STDIN WITH (FORMAT BINARY)"""
         ) as copy,
     ):
         copy.set_types(_CLUSTER_COPY_TYPES)
         for cid, c in zip(ids, clusters, strict=True):
+            medoid = c.medoid_detection_id if c.medoid_detection_id in live else None
             copy.write_row(
                 (
                     cid,
                     collection_id,
                     model,
                     c.face_count,
-                    np.asarray(c.centroid, np.float32),
-                    c.medoid_detection_id,
-                    c.medoid_detection_id,
+                    np.asarray(c.centroid_sum, np.float32),
+                    _unit(c.centroid_sum),
+                    medoid,
+                    medoid,
                     c.face_count,
                     run_id,
                     c.lambda_birth,
@@ -156,24 +177,28 @@ def update_clusters(conn: psycopg.Connection, run_id: int, clusters: dict[int, N
     if not clusters:
         return
     conn.execute(
-        """CREATE TEMP TABLE cluster_rewrite (id BIGINT PRIMARY KEY, face_count INTEGER, centroid vector,
-               medoid BIGINT, lambda_birth DOUBLE PRECISION, persistence DOUBLE PRECISION) ON COMMIT DROP"""
+        """CREATE TEMP TABLE cluster_rewrite (id BIGINT PRIMARY KEY, face_count INTEGER, centroid_sum vector,
+               centroid vector, medoid BIGINT, lambda_birth DOUBLE PRECISION, persistence DOUBLE PRECISION)
+           ON COMMIT DROP"""
     )
+    live = _live_medoids(conn, clusters.values())
     with conn.cursor() as cur, cur.copy("COPY cluster_rewrite FROM STDIN WITH (FORMAT BINARY)") as copy:
-        copy.set_types(["int8", "int4", "vector", "int8", "float8", "float8"])
+        copy.set_types(["int8", "int4", "vector", "vector", "int8", "float8", "float8"])
         for cid, c in clusters.items():
             copy.write_row(
                 (
                     cid,
                     c.face_count,
-                    np.asarray(c.centroid, np.float32),
-                    c.medoid_detection_id,
+                    np.asarray(c.centroid_sum, np.float32),
+                    _unit(c.centroid_sum),
+                    c.medoid_detection_id if c.medoid_detection_id in live else None,
                     c.lambda_birth,
                     c.persistence,
                 )
             )
     conn.execute(
-        """UPDATE cluster c SET face_count = r.face_count, centroid = r.centroid, medoid_detection_id = r.medoid,
+        """UPDATE cluster c SET face_count = r.face_count, centroid_sum = r.centroid_sum, centroid = r.centroid,
+               medoid_detection_id = r.medoid,
                representative_detection_id = coalesce(c.representative_detection_id, r.medoid),
                face_count_at_last_medoid = r.face_count, hdbscan_run_id = %s,
                lambda_birth = coalesce(r.lambda_birth, c.lambda_birth),
@@ -184,7 +209,13 @@ def update_clusters(conn: psycopg.Connection, run_id: int, clusters: dict[int, N
 
 
 def write_assignments(conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Bulk-set (id, cluster_id, status, confidence, lambda_val, outlier_score, unassigned) by COPY."""
+    """Bulk-set (id, cluster_id, status, confidence, lambda_val, outlier_score, unassigned) by COPY.
+
+    A face that is 'manual' now keeps its cluster: the bootstrap pinned the faces that were manual
+    when it loaded them, and one set by hand while it ran is newer than its plan. Faces deleted
+    since loading are simply not found. The planned rows stay in `cluster_assignment` until commit
+    for `settle_clusters`.
+    """
     conn.execute(
         """CREATE TEMP TABLE cluster_assignment (id BIGINT PRIMARY KEY, cluster_id BIGINT,
                status TEXT, confidence DOUBLE PRECISION, lambda_val DOUBLE PRECISION,
@@ -198,17 +229,29 @@ def write_assignments(conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]])
                cluster_confidence = a.confidence, lambda_val = a.lambda_val,
                outlier_score = a.outlier_score,
                unassigned_since = CASE WHEN a.unassigned THEN coalesce(d.unassigned_since, now()) END
-           FROM cluster_assignment a WHERE d.id = a.id"""
+           FROM cluster_assignment a WHERE d.id = a.id AND d.cluster_status IS DISTINCT FROM 'manual'"""
     )
 
 
-def refresh_face_counts(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> None:
-    conn.execute(
-        """UPDATE cluster c SET face_count = (SELECT count(*) FROM person_detection d
-                                               WHERE d.cluster_id = c.id)
-           WHERE c.id = ANY(%s)""",
-        (list(cluster_ids),),
-    )
+def settle_clusters(conn: psycopg.Connection, collection_id: int, model: str) -> list[int]:
+    """Recount the clusters whose members differ from the bootstrap's plan (after write_assignments):
+    faces assigned, moved by hand or deleted while the bootstrap ran. The others' counts and sums
+    are the plan's, already exact. Returns the recounted clusters."""
+    rows = conn.execute(
+        """WITH actual AS (
+               SELECT d.id, d.cluster_id FROM person_detection d
+               JOIN face_embedding fe ON fe.person_detection_id = d.id
+               JOIN photo p ON p.id = d.photo_id
+               WHERE p.collection_id = %s AND fe.embedding_model = %s)
+           SELECT DISTINCT x.id FROM actual a FULL JOIN cluster_assignment p ON p.id = a.id
+           CROSS JOIN LATERAL (VALUES (a.cluster_id), (p.cluster_id)) AS x(id)
+           WHERE a.cluster_id IS DISTINCT FROM p.cluster_id AND x.id IS NOT NULL
+           ORDER BY 1""",
+        (collection_id, model),
+    ).fetchall()
+    changed = [r[0] for r in rows]
+    centroids.recount_clusters(conn, changed)
+    return changed
 
 
 def delete_empty_clusters(conn: psycopg.Connection, collection_id: int, model: str) -> int:
