@@ -4,7 +4,10 @@ Manual work survives: faces marked 'manual' and every face of a verified or name
 pinned (they keep their cluster, which keeps its id, person and verification). A new HDBSCAN
 cluster whose faces mostly sat in an old cluster takes over that cluster's id (so ids, and the
 "faces moved" count, mean something across runs); clusters nothing maps to are deleted, except
-verified or named ones. Must-link and cannot-link constraints are applied after HDBSCAN.
+verified or named ones. After HDBSCAN come the constraints, in this order: must-links; faces of
+one photo, which are different people (of a photo's faces in one cluster the one nearest its
+centre stays, each other goes to the nearest cluster within tier 2's reach that holds no face of
+that photo, else to noise); then cannot-links. The run stores plain arrays (run_state), no pickle.
 """
 
 from __future__ import annotations
