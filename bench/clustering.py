@@ -11,11 +11,15 @@ not the generator's. Plain hdbscan's results are cached there too, keyed by size
 version (marked "baseline*" when reused; --fresh-baseline recomputes them, ~9 minutes at 30k).
 The incremental part loads the large set with COPY (the embedding HNSW index dropped during the
 load and built once after it: bench setup only), runs the bootstrap through the database in a
-fresh process, then assigns the held-out faces one call each through the real path.
+fresh process, then assigns the held-out faces one call each through the real path, each
+preceded by the bare pgvector nearest-centroid query for the same face (the floor an assignment is
+measured against, in the same run); then it assigns and releases those faces until --assignments
+assignments are done and prints the centroid HNSW index and cluster table sizes before and after.
+    .venv/bin/python bench/clustering.py --skip-compare --incremental-only   # that part alone
 
 The burst case (--burst, or --burst-only) is the bootstrap on 100k faces of which 2,000 groups of
-16 are near-identical shots of one face (synthetic.add_bursts): each group is a separate component
-of the k-NN graph, which is what the component-joining step has to scale with.
+16 are near-identical shots of one face (synthetic.add_bursts): tight duplicate groups, some of
+them separate components of the k-NN graph that the component-joining step has to link.
 """
 
 from __future__ import annotations

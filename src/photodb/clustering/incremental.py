@@ -197,22 +197,29 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
 
 #: Up to this many faces, tier 1's matrix products run on one BLAS thread.
 SMALL_BATCH = 256
-_blas: ThreadpoolController | None = None
+_blas_libraries: list[Any] | None = None
 
 
 @contextmanager
 def single_threaded_blas(faces: int) -> Iterator[None]:
     """One BLAS thread for a small batch: a product with a few rows gains nothing from threads, and
     on a busy machine their hand-offs cost milliseconds (p95 of one face's product: 8 ms with two
-    threads under load, 0.12 ms with one). The limit is process-wide for its few microseconds."""
-    global _blas
+    threads under load, 0.12 ms with one). The limit is process-wide for those microseconds; the
+    libraries are looked up once (threadpoolctl's own context manager rescans them every time)."""
+    global _blas_libraries
     if faces > SMALL_BATCH:
         yield
         return
-    if _blas is None:
-        _blas = ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
+    if _blas_libraries is None:
+        _blas_libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    before = [library.num_threads for library in _blas_libraries]
+    for library in _blas_libraries:
+        library.set_num_threads(1)
+    try:
         yield
+    finally:
+        for library, threads in zip(_blas_libraries, before, strict=True):
+            library.set_num_threads(threads)
 
 
 def _waiting(face: assign_db.NewFace) -> bool:
