@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/clustering.py            # 10k and 30k vs baseline, 100k alone, 1,000 new faces
     .venv/bin/python bench/clustering.py --quick    # 2k and 5k vs baseline, 10k alone, 200 new faces
+    .venv/bin/python bench/clustering.py --burst-only   # the burst-shot case alone (see below)
 
 Each clustering runs in its own subprocess so that peak RSS is its own and a slow baseline can be
 stopped at the cap; the data (synthetic 512-d unit vectors, photodb.clustering.synthetic, 10% noise)
@@ -10,7 +11,15 @@ not the generator's. Plain hdbscan's results are cached there too, keyed by size
 version (marked "baseline*" when reused; --fresh-baseline recomputes them, ~9 minutes at 30k).
 The incremental part loads the large set with COPY (the embedding HNSW index dropped during the
 load and built once after it: bench setup only), runs the bootstrap through the database in a
-fresh process, then assigns the held-out faces one call each through the real path.
+fresh process, then assigns the held-out faces one call each through the real path, each
+preceded by the bare pgvector nearest-centroid query for the same face (the floor an assignment is
+measured against, in the same run); then it assigns and releases those faces until --assignments
+assignments are done and prints the centroid HNSW index and cluster table sizes before and after.
+    .venv/bin/python bench/clustering.py --skip-compare --incremental-only   # that part alone
+
+The burst case (--burst, or --burst-only) is the bootstrap on 100k faces of which 2,000 groups of
+16 are near-identical shots of one face (synthetic.add_bursts): tight duplicate groups, some of
+them separate components of the k-NN graph that the component-joining step has to link.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -55,6 +65,24 @@ def data_files(n: int, identities: int, seed: int) -> tuple[Path, Path]:
     return embeddings, truth
 
 
+#: The burst case: (total faces, identities, burst groups, faces per group).
+BURST = (100_000, 5_000, 2_000, 16)
+BURST_QUICK = (10_000, 500, 200, 16)
+
+
+def burst_files(n: int, identities: int, groups: int, size: int) -> tuple[Path, Path]:
+    """make_faces plus add_bursts, `n` faces in all, saved once like data_files."""
+    base = cache_dir() / f"clustering-burst-n{n}-ids{identities}-g{groups}x{size}"
+    embeddings, truth = base.with_suffix(".embeddings.npy"), base.with_suffix(".identities.npy")
+    if not (embeddings.exists() and truth.exists()):
+        from photodb.clustering.synthetic import add_bursts
+
+        faces = add_bursts(make_faces(n - groups * (size - 1), identities, seed=n), groups, size, seed=n)
+        np.save(embeddings, faces.embeddings)
+        np.save(truth, faces.identities)
+    return embeddings, truth
+
+
 def settings_for(**overrides: object):
     from photodb.config import Settings
 
@@ -62,7 +90,11 @@ def settings_for(**overrides: object):
 
 
 def worker(kind: str, n: int, identities: int) -> None:
-    embeddings_file, truth_file = data_files(n, identities, seed=n)
+    if kind == "burst":
+        shape = next(b for b in (BURST, BURST_QUICK) if b[:2] == (n, identities))
+        embeddings_file, truth_file = burst_files(*shape)
+    else:
+        embeddings_file, truth_file = data_files(n, identities, seed=n)
     embeddings, truth = np.load(embeddings_file), np.load(truth_file)
     started = time.perf_counter()
     if kind == "baseline":
@@ -124,7 +156,8 @@ def measure(kind: str, n: int, identities: int, cap: float, *, cached: bool = Fa
     path = baseline_cache(n, identities) if cached else None
     if path is not None and path.exists():
         return json.loads(path.read_text()) | {"cached": True}
-    data_files(n, identities, seed=n)  # generated here, not in the measured process
+    if kind != "burst":
+        data_files(n, identities, seed=n)  # generated here, not in the measured process
     try:
         done = subprocess.run(
             [sys.executable, __file__, "--worker", kind, str(n), str(identities)],
@@ -154,18 +187,27 @@ def show(kind: str, n: int, result: dict | None, cap: float) -> None:
     )
 
 
+def burst(quick: bool, cap: float) -> None:
+    """The bootstrap's clustering on the burst case: time, peak RSS and quality."""
+    n, identities, groups, size = BURST_QUICK if quick else BURST
+    burst_files(n, identities, groups, size)
+    print(f"burst case: n = {n} ({identities} identities, 10% noise, {groups} groups of {size} near-identical faces)")
+    show("burst", n, measure("burst", n, identities, cap), cap)
+    print(f"  machine load (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
 def load_faces_fast(url: str, embeddings: np.ndarray, model: str, prefix: str) -> list[int]:
     """Bench setup only: COPY the faces in with the embedding HNSW index dropped, then rebuild it
     in one pass (maintaining it row by row is what made loading 100k faces take minutes)."""
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from photodb.database import clustering_repository as repo
+    from photodb.database.clustering import faces as face_db
 
     with psycopg.connect(url) as conn:
         register_vector(conn)
         conn.execute("DROP INDEX IF EXISTS idx_face_embedding")
-        ids = repo.insert_faces(conn, 1, embeddings, model, photo_prefix=prefix)
+        ids = face_db.insert_faces(conn, 1, embeddings, model, photo_prefix=prefix)
         conn.commit()
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SET max_parallel_maintenance_workers = 1")
@@ -174,9 +216,57 @@ def load_faces_fast(url: str, embeddings: np.ndarray, model: str, prefix: str) -
     return ids
 
 
-def incremental(n: int, identities: int, new: int) -> None:
-    from photodb.clustering.incremental import assign_new_faces, load_run_model
-    from photodb.database import clustering_repository as repo
+def relation_sizes(db) -> dict[str, int]:
+    """Bytes of the centroid HNSW index and of the cluster table (heap and TOAST)."""
+    with db.connection() as conn:
+        row = conn.execute(
+            """SELECT pg_relation_size('idx_cluster_centroid'), pg_table_size('cluster'),
+                      coalesce(n_tup_upd, 0), coalesce(n_tup_hot_upd, 0)
+               FROM pg_stat_user_tables WHERE relname = 'cluster'"""
+        ).fetchone()
+    return {"index": row[0], "table": row[1], "updates": row[2], "hot": row[3]}
+
+
+def release(db, ids: list[int]) -> None:
+    """Undo assignments through the repository (sums and counts follow), one model lock."""
+    from photodb.database.clustering import locks, manual
+
+    with db.connection() as conn, conn.transaction():
+        locks.lock_model(conn, 1, "arcface", shared=True)
+        manual.release_faces(conn, ids)
+
+
+def churn(db, ids: list[int], assignments: int, before: dict[str, int]) -> None:
+    """Assign and release the held-out faces until `assignments` assignments are done (autovacuum on,
+    as configured), then report how the centroid index and the cluster table grew."""
+    from photodb.clustering.incremental import assign_new_faces
+
+    done, started = len(ids), time.perf_counter()
+    while done < assignments:
+        release(db, ids)
+        part = ids[: assignments - done]
+        for k in range(0, len(part), 500):
+            assign_new_faces(db, part[k : k + 500], force=True)
+        done += len(part)
+    seconds = time.perf_counter() - started
+    with db.connection() as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    after = relation_sizes(db)
+    updates, hot = after["updates"] - before["updates"], after["hot"] - before["hot"]
+    mib = 1024 * 1024
+    print(
+        f"  centroid HNSW index after {done} assignments (and {done - len(ids)} releases, {seconds:.0f} s): "
+        f"{before['index'] / mib:.1f} -> {after['index'] / mib:.1f} MiB; cluster table "
+        f"{before['table'] / mib:.1f} -> {after['table'] / mib:.1f} MiB; "
+        f"{hot} of {updates} cluster updates HOT (no index entry)"
+    )
+
+
+def incremental(n: int, identities: int, new: int, assignments: int) -> None:
+    from photodb.clustering.incremental import EF_SEARCH, NEIGHBOURS, assign_new_faces, load_run_model
+    from photodb.database.clustering import assignment as assign_db
+    from photodb.database.clustering import faces as face_db
+    from photodb.database.clustering import runs as run_db
     from photodb.database.connection import Database
     from photodb.database.embedded import EmbeddedPostgres
 
@@ -210,27 +300,34 @@ def incremental(n: int, identities: int, new: int) -> None:
                     ).fetchall()
                 )
                 started = time.perf_counter()
-                new_ids = repo.insert_faces(conn, 1, faces.embeddings[held], "arcface", photo_prefix="new")
+                new_ids = face_db.insert_faces(conn, 1, faces.embeddings[held], "arcface", photo_prefix="new")
                 print(f"  inserted {new} new faces with every index maintained: {time.perf_counter() - started:.1f} s")
-                run = repo.active_run(conn, 1, "arcface")
+                run = run_db.active_run(conn, 1, "arcface")
                 conn.execute("ANALYZE cluster")
             assert run is not None
             with db.autocommit() as conn, conn.transaction():
-                plan = repo.explain_nearest(conn, 1, "arcface", faces.embeddings[held[0]])
+                plan = assign_db.explain_nearest(conn, 1, "arcface", faces.embeddings[held[0]])
             print(
                 "  tier-2 centroid lookup plan: "
                 + " / ".join(line.strip().split(" (cost")[0][:60] for line in plan.splitlines()[:3])
             )
             started = time.perf_counter()
             load_run_model(db, run.id)
-            print(f"  loading the pickled clusterer once: {time.perf_counter() - started:.2f} s")
+            print(f"  rebuilding tier 1 from the stored run once: {time.perf_counter() - started:.2f} s")
             votes: dict[int, Counter] = {}
             for det, idx in zip(base_ids, base, strict=True):
                 if cluster_of[det] is not None:
                     votes.setdefault(int(faces.identities[idx]), Counter())[cluster_of[det]] += 1
             home = {ident: c.most_common(1)[0][0] for ident, c in votes.items()}
-            latencies, outcomes, right = [], Counter(), 0
+            index_before = relation_sizes(db)
+            latencies, bare, outcomes, right = [], [], Counter(), 0
             for det, idx in zip(new_ids, held, strict=True):
+                # the bare pgvector nearest-centroid query for the same face, interleaved so that
+                # both see the same machine load: the floor an assignment is measured against
+                started = time.perf_counter()
+                with db.autocommit() as conn:
+                    assign_db.nearest_centroids(conn, 1, "arcface", faces.embeddings[idx], NEIGHBOURS, EF_SEARCH)
+                bare.append((time.perf_counter() - started) * 1000)
                 started = time.perf_counter()
                 result = assign_new_faces(db, [det], force=True)
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -239,21 +336,18 @@ def incremental(n: int, identities: int, new: int) -> None:
                     int(faces.identities[idx])
                 )
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+            b50, b95 = np.percentile(bare, [50, 95])
             print(
                 f"  incremental, {new} new faces one call each: p50 {p50:.2f} ms  p95 {p95:.2f} ms  "
                 f"p99 {p99:.2f} ms per face"
             )
+            print(
+                f"  bare nearest-centroid query, same faces, same run: p50 {b50:.2f} ms  p95 {b95:.2f} ms; "
+                f"assignment / bare p95: {p95 / b95:.2f}x (target <= 2x; p95 target <= 5 ms)"
+            )
             print(f"  outcomes {dict(outcomes)}; in their true identity's cluster: {right / new:.1%}")
-            with db.connection() as conn:  # undo the assignments (centroids keep their small drift)
-                conn.execute(
-                    "UPDATE person_detection SET cluster_id = NULL, cluster_status = NULL WHERE id = ANY(%s)",
-                    (new_ids,),
-                )
-                conn.execute(
-                    """UPDATE cluster c SET face_count = (SELECT count(*) FROM person_detection d
-                                                           WHERE d.cluster_id = c.id)"""
-                )
-                conn.execute("DELETE FROM face_match_candidate")
+            churn(db, new_ids, assignments, index_before)
+            release(db, new_ids)
             with db.connection() as conn:
                 conn.execute("UPDATE hdbscan_run SET label_to_cluster_id = '{}' WHERE id = %s", (run.id,))
             from photodb.clustering import incremental as module
@@ -283,6 +377,10 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=900.0, help="seconds allowed to each baseline run")
     parser.add_argument("--fresh-baseline", action="store_true", help="recompute plain hdbscan, ignore its cache")
     parser.add_argument("--skip-compare", action="store_true", help="only the large bootstrap and incremental")
+    parser.add_argument("--burst", action="store_true", help="add the burst-shot bootstrap case")
+    parser.add_argument("--burst-only", action="store_true", help="only the burst-shot bootstrap case")
+    parser.add_argument("--assignments", type=int, help="assignments for the index-bloat case (100k; quick 10k)")
+    parser.add_argument("--incremental-only", action="store_true", help="only the incremental assignment part")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--db-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,9 +390,17 @@ def main() -> None:
     if args.db_worker:
         db_bootstrap_worker(*args.db_worker)
         return
+    if args.burst or args.burst_only:
+        burst(args.quick, args.cap)
+        if args.burst_only:
+            return
     compared = [] if args.skip_compare else [2_000, 5_000] if args.quick else [10_000, 30_000]
     big, big_ids, new = (10_000, 500, 200) if args.quick else (100_000, 5_000, 1_000)
     times: dict[int, float] = {}
+    if args.incremental_only:
+        print(f"incremental assignment against the {big}-face database")
+        incremental(big, big_ids, new, args.assignments or (10_000 if args.quick else 100_000))
+        return
     for n in compared:
         print(f"n = {n} ({n // 20} identities, 10% noise)")
         ours = measure("project", n, n // 20, args.cap)
@@ -321,7 +427,7 @@ def main() -> None:
     )
     print(f"growth of the project's bootstrap: {growth}")
     print(f"incremental assignment against the {big}-face database")
-    incremental(big, big_ids, new)
+    incremental(big, big_ids, new, args.assignments or (10_000 if args.quick else 100_000))
 
 
 if __name__ == "__main__":

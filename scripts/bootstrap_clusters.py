@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from photodb.cli_support import open_for_collection
 from photodb.clustering.bootstrap import bootstrap
+from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.incremental import assign_unclustered
 
 
@@ -56,14 +57,17 @@ def main(
         _assign_new(console, collection, as_json)
         return
     with open_for_collection(collection) as (db, collection_id), console.status("clustering") as status:
-        reports = bootstrap(
-            db,
-            collection_id=collection_id,
-            min_cluster_size=min_cluster_size,
-            min_samples=min_samples,
-            dry_run=dry_run,
-            progress=lambda message: status.update(message),
-        )
+        try:
+            reports = bootstrap(
+                db,
+                collection_id=collection_id,
+                min_cluster_size=min_cluster_size,
+                min_samples=min_samples,
+                dry_run=dry_run,
+                progress=lambda message: status.update(message),
+            )
+        except UnsupportedHdbscan as error:
+            raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
         return

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from photodb.config import Settings, load_settings
 from photodb.config_errors import EXIT_CONFIG, ConfigurationError
-from photodb.database import clustering_repository as repo
+from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database, DatabaseUnavailable
 from photodb.database.migrations import MigrationError
 
@@ -40,7 +40,7 @@ def open_for_collection(collection: str | None) -> Iterator[tuple[Database, int 
         collection_id = None
         if collection is not None:
             with db.connection() as conn:
-                collection_id = repo.collection_id_by_name(conn, collection)
+                collection_id = face_db.collection_id_by_name(conn, collection)
             if collection_id is None:
                 raise click.ClickException(f"no collection named {collection!r}")
         yield db, collection_id

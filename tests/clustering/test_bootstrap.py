@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 
 from photodb.clustering.bootstrap import bootstrap
+from photodb.clustering.run_state import Reducer, RunState
 from photodb.clustering.synthetic import pairwise_f1
 from tests.clustering.conftest import clusters_of, insert
 
@@ -32,7 +31,9 @@ def test_bootstrap_finds_identities_and_persists_the_run(db, faces):
         assert (run[5], run[6]) == (3, 2)
         assert set(run[7]) == {"parent", "child", "lambda_val", "child_size"}
         assert set(run[8].values()) <= {r[0] for r in conn.execute("SELECT id FROM cluster").fetchall()}
-        assert hasattr(pickle.loads(run[9]), "prediction_data_") and run[10]
+        state, reducer = RunState.from_bytes(bytes(run[9])), Reducer.from_bytes(bytes(run[10]))  # plain arrays
+        assert state.points.shape == (len(ids), reducer.dims) and state.embedding_model == "arcface"
+        assert state.selected.size == int(state.labels.max()) + 1
         rows = conn.execute(
             """SELECT c.face_count, (SELECT count(*) FROM person_detection d WHERE d.cluster_id = c.id),
                       vector_norm(c.centroid), c.medoid_detection_id IS NOT NULL, c.hdbscan_run_id, c.lambda_birth

@@ -1,4 +1,4 @@
-"""Incremental assignment after a restart (pickled clusterer round-trip) and under concurrency."""
+"""Incremental assignment after a restart (tier 1 rebuilt from the stored run) and under concurrency."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.incremental import assign_new_faces, load_run_model
 from photodb.clustering.synthetic import make_faces
 from photodb.database.connection import Database
-from tests.clustering.conftest import clusters_of, insert
+from tests.clustering.conftest import assert_clusters_exact, clusters_of, insert
 from tests.conftest import TEMPLATE_DB
 
 WORKER = textwrap.dedent(
@@ -43,16 +43,7 @@ def run_worker(settings, ids: list[int]) -> subprocess.Popen:
 
 
 def check_consistent(db) -> None:
-    with db.connection() as conn:
-        for count, members, centroid_sim in conn.execute(
-            """SELECT c.face_count, count(d.id),
-                      1 - (c.centroid <=> (SELECT avg(f.embedding) FROM face_embedding f
-                                           JOIN person_detection x ON x.id = f.person_detection_id
-                                           WHERE x.cluster_id = c.id))
-               FROM cluster c LEFT JOIN person_detection d ON d.cluster_id = c.id GROUP BY c.id"""
-        ).fetchall():
-            # the spec formula treats the unit centroid as a mean, so it drifts a little from the true mean
-            assert count == members and centroid_sim > 0.9
+    assert_clusters_exact(db)
 
 
 def home_clusters(faces, ids, got) -> dict[int, int]:

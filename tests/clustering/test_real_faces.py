@@ -80,7 +80,7 @@ def test_sample_faces_cluster_by_person_and_new_photos_join_their_person(tmp_pat
     strangers = [only_cluster(found, "biden.jpg")] + [cluster for cluster, _ in found["group.jpg"]]
     assert not {obama, hopper} & set(strangers)
 
-    # a new process unpickles the stored run; the detection stage assigns each new face as it is stored
+    # a new process rebuilds tier 1 from the stored run; the detection stage assigns each new face as it is stored
     mirrored(SAMPLES / PEOPLE["obama2.jpg"], library / "obama_mirrored.jpg")
     second = process_local(str(library), "--json", env=env, timeout=600)
     assert second.returncode == 0, second.stderr

@@ -22,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from photodb.clustering.synthetic import make_faces
 from photodb.config import Settings
-from photodb.database import clustering_repository as repo
+from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database
 from photodb.database.embedded import EmbeddedPostgres
 from tests.cli import PROCESS_LOCAL, bootstrap_clusters, cli_env, process_local
@@ -135,7 +135,7 @@ def partition(database_url: str) -> set[frozenset[str]]:
 def insert_faces(database_url: str, embeddings, prefix: str) -> None:
     with psycopg.connect(database_url) as conn:
         register_vector(conn)
-        repo.insert_faces(conn, 1, embeddings, "arcface", photo_prefix=prefix)
+        face_db.insert_faces(conn, 1, embeddings, "arcface", photo_prefix=prefix)
 
 
 def test_bootstrap_and_assign_new_through_pgbouncer_match_a_direct_run(tmp_path, pooled_url, database_url, twin_url):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from photodb.config import Settings
+from photodb.database.clustering import centroids
 from photodb.database.connection import Database
 from photodb.database.detection_repository import DetectionRepository
 from photodb.database.models import Photo
@@ -181,6 +182,7 @@ def test_rerun_replaces_detections_and_keeps_cluster_bookkeeping_consistent(db, 
             "INSERT INTO must_link (detection_id_1, detection_id_2) VALUES (%s, %s)",
             tuple(sorted((linked, obama["id"]))),
         )
+        centroids.recount_clusters(conn, [shared, alone, verified])  # counts and sums from the members
 
     offline_stage.process(group)  # what --force does
 
@@ -210,7 +212,7 @@ def test_rerun_replaces_detections_and_keeps_cluster_bookkeeping_consistent(db, 
     new_auto = next(r["id"] for r in rows if r["id"] not in (manual, linked) and r["face_bbox_x"] is not None)
     with db.connection() as conn:
         conn.execute("UPDATE person_detection SET cluster_id = %s WHERE id = %s", (shared, new_auto))
-        conn.execute("UPDATE cluster SET face_count = 1 WHERE id = %s", (shared,))
+        centroids.recount_clusters(conn, [shared])
         person = conn.execute("INSERT INTO person (collection_id) VALUES (1) RETURNING id").fetchone()
         conn.execute("UPDATE cluster SET person_id = %s WHERE id = %s", (person[0], alone))
         conn.execute("DELETE FROM must_link")  # 'linked' is no longer curated: the rerun replaces it

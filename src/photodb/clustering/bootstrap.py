@@ -4,14 +4,15 @@ Manual work survives: faces marked 'manual' and every face of a verified or name
 pinned (they keep their cluster, which keeps its id, person and verification). A new HDBSCAN
 cluster whose faces mostly sat in an old cluster takes over that cluster's id (so ids, and the
 "faces moved" count, mean something across runs); clusters nothing maps to are deleted, except
-verified or named ones. Must-link and cannot-link constraints are applied after HDBSCAN.
+verified or named ones. After HDBSCAN come the constraints, in this order: must-links; faces of
+one photo, which are different people (of a photo's faces in one cluster the one nearest its
+centre stays, each other goes to the nearest cluster within tier 2's reach that holds no face of
+that photo, else to noise); then cannot-links. The run stores plain arrays (run_state), no pickle.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from photodb.clustering import constraints
+from photodb.clustering.incremental import check_server
 from photodb.clustering.model import Fit, fit_clusters
 from photodb.config import Settings
-from photodb.database import clustering_repository as repo
+from photodb.database.clustering import faces as face_db
+from photodb.database.clustering import locks as lock_db
+from photodb.database.clustering import runs as run_db
 from photodb.database.connection import Database
 
 Progress = Callable[[str], None]
@@ -73,37 +77,51 @@ def run_parameters(settings: Settings, min_cluster_size: int, min_samples: int) 
     }
 
 
+def _majority(labels: np.ndarray, values: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per label in [0, count): its most common value >= 0 (-1 if none) and how often it occurs."""
+    keep = (labels >= 0) & (values >= 0)
+    pairs, counts = np.unique(np.stack([labels[keep], values[keep]]), axis=1, return_counts=True)
+    best, best_count = np.full(count, -1, np.int64), np.zeros(count, np.int64)
+    order = np.lexsort((-counts, pairs[0]))  # by label, most frequent first
+    first = order[np.r_[True, pairs[0][order][1:] != pairs[0][order][:-1]]] if order.size else order
+    best[pairs[0][first]], best_count[pairs[0][first]] = pairs[1][first], counts[first]
+    return best, best_count
+
+
+def epsilon_distance(lambda_birth: float | None, threshold: float) -> float:
+    """Tier 2's reach of a cluster as a cosine distance: (1 / lambda_birth)^2 / 2, capped by the threshold."""
+    if lambda_birth is None or not lambda_birth > 0:
+        return threshold
+    return min((1.0 / lambda_birth) ** 2 / 2, threshold)
+
+
 def _plan(
-    faces: repo.FaceSet,
+    faces: face_db.FaceSet,
     fit: Fit,
-    clusters: dict[int, repo.ClusterInfo],
-    must: list[tuple[int, int]],
-    cannot: list[tuple[int, int]],
+    clusters: dict[int, run_db.ClusterInfo],
+    links: tuple[list[tuple[int, int]], list[tuple[int, int]]],
+    threshold: float,
     conflicts: list[str],
 ) -> tuple[_Plan, np.ndarray]:
     n = faces.ids.size
     previous = faces.cluster_ids
     keep = {cid for cid, c in clusters.items() if c.verified or c.person_id is not None}
-    pinned = np.array([faces.statuses[i] == "manual" or previous[i] in keep for i in range(n)], bool)
+    manual = np.array([status == "manual" for status in faces.statuses], bool)
+    pinned = manual | np.isin(previous, np.fromiter(keep, np.int64, len(keep)))
     retained = keep | {cid for cid, c in clusters.items() if c.constrained}
-    retained |= {int(previous[i]) for i in range(n) if pinned[i]}
+    retained |= set(previous[pinned & (previous >= 0)].tolist())
 
     # Map each HDBSCAN label to an old cluster holding most of its faces (one-to-one unless retained).
-    label_key: dict[int, constraints.Key] = {}
-    claims: list[tuple[int, int, int]] = []
-    for label in range(fit.cluster_count):
-        members = previous[fit.labels == label]
-        counts = Counter(int(c) for c in members if c >= 0 and c in clusters)
-        label_key[label] = ("label", label)
-        if counts:
-            old, count = counts.most_common(1)[0]
-            if 2 * count > members.size:
-                claims.append((count, label, old))
+    known = np.where(np.isin(previous, np.fromiter(clusters, np.int64, len(clusters))), previous, -1)
+    old, count = _majority(fit.labels, known, fit.cluster_count)
+    sizes = np.bincount(fit.labels[fit.labels >= 0], minlength=fit.cluster_count)
+    label_key: dict[int, constraints.Key] = {label: ("label", label) for label in range(fit.cluster_count)}
+    claims = [(int(count[lab]), lab, int(old[lab])) for lab in np.nonzero((old >= 0) & (2 * count > sizes))[0]]
     taken: set[int] = set()
-    for _count, label, old in sorted(claims, reverse=True):
-        if old in retained or old not in taken:
-            label_key[label] = ("cluster", old)
-            taken.add(old)
+    for _count, label, cluster in sorted(claims, reverse=True):
+        if cluster in retained or cluster not in taken:
+            label_key[int(label)] = ("cluster", cluster)
+            taken.add(cluster)
     keys: list[constraints.Key] = [
         (("cluster", int(previous[i])) if previous[i] >= 0 else None)
         if pinned[i]
@@ -111,10 +129,21 @@ def _plan(
         for i in range(n)
     ]
     index = {int(d): i for i, d in enumerate(faces.ids)}
-    must_i = [(index[a], index[b]) for a, b in must if a in index and b in index]
-    cannot_i = [(index[a], index[b]) for a, b in cannot if a in index and b in index]
+    must_i = [(index[a], index[b]) for a, b in links[0] if a in index and b in index]
+    cannot_i = [(index[a], index[b]) for a, b in links[1] if a in index and b in index]
     units = constraints.must_link_units(n, must_i)
     moved = constraints.apply_must_links(keys, pinned, units, conflicts)
+    unit_sizes = np.bincount(np.asarray(units, np.int64), minlength=n)
+    anchored = pinned | (unit_sizes[np.asarray(units, np.int64)] > 1)
+    label_of_key = {key: label for label, key in label_key.items()}
+
+    def reach(key: constraints.Key) -> float:
+        if key in label_of_key:
+            return epsilon_distance(fit.lambda_birth.get(label_of_key[key]), threshold)
+        cluster = clusters.get(key[1]) if isinstance(key, tuple) and key[0] == "cluster" else None
+        return epsilon_distance(cluster.lambda_birth if cluster else None, threshold)
+
+    moved |= constraints.split_same_photo(keys, anchored, faces.embeddings, faces.photo_ids, reach, conflicts)
     moved |= constraints.apply_cannot_links(keys, pinned, units, faces.embeddings, cannot_i, conflicts)
     statuses = [
         faces.statuses[i] if pinned[i] else "unassigned" if keys[i] is None else "constrained" if i in moved else "auto"
@@ -127,11 +156,11 @@ def _plan(
 
 
 def _summaries(embeddings: np.ndarray, ids: np.ndarray, members: list[int]) -> tuple[np.ndarray, int]:
-    """L2-normalized centroid, and the member nearest to it (the medoid by cosine)."""
+    """The sum of the members' embeddings (the stored centroid representation), and the member
+    nearest to its direction (the medoid by cosine)."""
     vectors = embeddings[members]
-    centroid = vectors.mean(axis=0)
-    centroid /= np.linalg.norm(centroid) or 1.0
-    return centroid.astype(np.float32), int(ids[members[int(np.argmax(vectors @ centroid))]])
+    total = vectors.sum(axis=0, dtype=np.float64)
+    return total.astype(np.float32), int(ids[members[int(np.argmax(vectors @ total))]])
 
 
 def bootstrap_model(
@@ -152,10 +181,10 @@ def bootstrap_model(
     say = progress or (lambda _message: None)
     with db.connection() as conn:
         say(f"{model}: loading faces")
-        faces = repo.load_faces(conn, collection_id, model)
-        clusters = repo.load_clusters(conn, collection_id, model)
-        must = repo.load_links(conn, "must_link", collection_id, model)
-        cannot = repo.load_links(conn, "cannot_link", collection_id, model)
+        faces = face_db.load_faces(conn, collection_id, model)
+        clusters = run_db.load_clusters(conn, collection_id, model)
+        must = face_db.load_links(conn, "must_link", collection_id, model)
+        cannot = face_db.load_links(conn, "cannot_link", collection_id, model)
     parameters = run_parameters(settings, mcs, ms)
     report = BootstrapReport(collection_id, model, int(faces.ids.size), dry_run=dry_run, parameters=parameters)
     if faces.ids.size <= mcs:
@@ -169,9 +198,11 @@ def bootstrap_model(
         min_samples=ms,
         dims=settings.clustering_reduce_dims,
         selection_method=settings.hdbscan_cluster_selection_method,
+        embedding_model=model,
     )
     say(f"{model}: applying constraints")
-    plan, pinned = _plan(faces, fit, clusters, must, cannot, report.conflicts)
+    threshold = settings.clustering_threshold_for(model)
+    plan, pinned = _plan(faces, fit, clusters, (must, cannot), threshold, report.conflicts)
 
     groups: dict[constraints.Key, list[int]] = {}
     for i, key in enumerate(plan.keys):
@@ -201,21 +232,20 @@ def bootstrap_model(
         return report
 
     say(f"{model}: writing {len(groups)} clusters")
-    summaries: dict[constraints.Key, repo.NewCluster] = {}
+    summaries: dict[constraints.Key, run_db.NewCluster] = {}
     for key, members in groups.items():
         centroid, medoid = _summaries(faces.embeddings, faces.ids, members)
         label = plan.key_labels.get(key)
-        summaries[key] = repo.NewCluster(
+        summaries[key] = run_db.NewCluster(
             centroid,
             len(members),
             medoid,
             fit.lambda_birth.get(label) if label is not None else None,
             fit.persistence.get(label) if label is not None else None,
         )
-    state = pickle.dumps(fit.clusterer, protocol=pickle.HIGHEST_PROTOCOL)
     with db.connection() as conn, conn.transaction():
-        repo.lock_model(conn, collection_id, model, shared=False)
-        run_id = repo.insert_run(
+        lock_db.lock_model(conn, collection_id, model, shared=False)
+        run_id = run_db.insert_run(
             conn,
             collection_id=collection_id,
             model=model,
@@ -226,37 +256,37 @@ def bootstrap_model(
             min_samples=ms,
             parameters={**parameters, "max_detection_id": int(faces.ids.max())},
             condensed_tree=fit.condensed_tree_json(),
-            clusterer_state=state,
+            clusterer_state=fit.state.to_bytes(),
             reducer_state=fit.reducer.to_bytes(),
         )
-        live = repo.load_clusters(conn, collection_id, model)  # a cluster may be gone since loading
+        live = run_db.load_clusters(conn, collection_id, model)  # a cluster may be gone since loading
         reused = {existing[k]: summaries[k] for k in existing if existing[k] in live}
         fresh = [k for k in groups if k not in existing or existing[k] not in live]
         ids = dict(
             zip(
                 fresh,
-                repo.insert_clusters(conn, collection_id, model, run_id, [summaries[k] for k in fresh]),
+                run_db.insert_clusters(conn, collection_id, model, run_id, [summaries[k] for k in fresh]),
                 strict=True,
             )
         )
         ids.update({k: existing[k] for k in existing if existing[k] in live})
-        repo.update_clusters(conn, run_id, reused)
         rows = []
+        final = np.full(len(plan.keys), -1, np.int64)
         for i, key in enumerate(plan.keys):
             cluster_id = ids[key] if key is not None else None
+            final[i] = -1 if cluster_id is None else cluster_id
             confidence = float(np.clip(fit.probabilities[i], 0, 1)) if plan.statuses[i] == "auto" else None
             lam = float(fit.lambda_vals[i]) if np.isfinite(fit.lambda_vals[i]) else None
             outlier = float(np.clip(fit.outlier_scores[i], 0, 1)) if np.isfinite(fit.outlier_scores[i]) else None
             rows.append((int(faces.ids[i]), cluster_id, plan.statuses[i], confidence, lam, outlier, key is None))
-        repo.write_assignments(conn, rows)
-        repo.refresh_face_counts(conn, list(ids.values()))
-        report.deleted_clusters = repo.delete_empty_clusters(conn, collection_id, model)
-        label_map: dict[str, int] = {}
-        for label in range(fit.cluster_count):
-            landed = Counter(ids[plan.keys[i]] for i in np.nonzero(fit.labels == label)[0] if plan.keys[i] is not None)
-            if landed:
-                label_map[str(label)] = landed.most_common(1)[0][0]
-        repo.activate_run(conn, run_id, label_map)
+        # detection rows first, then cluster rows: the one lock order (database.clustering.locks)
+        run_db.write_assignments(conn, rows)
+        run_db.update_clusters(conn, run_id, reused)
+        run_db.settle_clusters(conn, collection_id, model)
+        report.deleted_clusters = run_db.delete_empty_clusters(conn, collection_id, model)
+        landed, _ = _majority(fit.labels, final, fit.cluster_count)
+        label_map = {str(label): int(cluster) for label, cluster in enumerate(landed) if cluster >= 0}
+        run_db.activate_run(conn, run_id, label_map)
     report.run_id = run_id
     report.seconds = time.monotonic() - started
     return report
@@ -274,11 +304,12 @@ def bootstrap(
 ) -> list[BootstrapReport]:
     """Bootstrap every (collection, embedding model) pair asked for, one model at a time."""
     with db.connection() as conn:
-        collections = [collection_id] if collection_id is not None else repo.collection_ids(conn)
+        check_server(db, conn)
+        collections = [collection_id] if collection_id is not None else face_db.collection_ids(conn)
         work = [
             (c, m)
             for c in collections
-            for m in repo.embedding_models(conn, c)
+            for m in face_db.embedding_models(conn, c)
             if embedding_model is None or m == embedding_model
         ]
     return [

@@ -1,36 +1,53 @@
 """Incremental assignment of new faces to the active run's clusters, in two tiers.
 
-Tier 1 places the face in the stored condensed tree (`approximate_predict` on the unpickled
-clusterer, after the run's PCA). When that says noise, tier 2 looks up the nearest centroids
-through pgvector's HNSW index and accepts a cluster whose epsilon ball holds the face:
-epsilon = 1 / lambda_birth is a Euclidean distance between unit vectors, i.e. a cosine distance
-of epsilon^2 / 2, capped by the model's threshold (CLUSTERING_THRESHOLD for ArcFace,
-CLUSTERING_THRESHOLD_DLIB for dlib), which also serves clusters without a lambda. The cap matters
-in small libraries: there a cluster is born at the distance of the nearest other person, so its
-uncapped ball reaches exactly to them. A face inside two balls by nearly the same margin goes to
-review as face_match_candidate rows.
+Tier 1 places the face in the stored condensed tree (hdbscan's `approximate_predict` step, after
+the run's PCA, rebuilt from the run's plain arrays: photodb.clustering.run_state). A run whose
+stored state cannot be used (an older photodb's pickle, a damaged blob, another model or shape, an
+unsupported hdbscan) has tier 1 off, with one warning per process; its faces go to tier 2.
+When tier 1 says noise, tier 2 looks up the nearest centroids through pgvector's HNSW index and
+accepts a cluster whose epsilon ball holds the face: epsilon = 1 / lambda_birth is a Euclidean
+distance between unit vectors, i.e. a cosine distance of epsilon^2 / 2, capped by the model's
+threshold (CLUSTERING_THRESHOLD for ArcFace, CLUSTERING_THRESHOLD_DLIB for dlib), which also
+serves clusters without a lambda. The cap matters in small libraries: there a cluster is born at
+the distance of the nearest other person, so its uncapped ball reaches exactly to them. A face
+inside two balls by nearly the same margin goes to review as face_match_candidate rows.
 
-Each face is one short transaction and one network round trip (pipelined): the shared advisory
-lock on its (collection, model), then one statement that locks the detection row, then the cluster
-row FOR UPDATE, checks cannot-links, folds the face into the centroid and records the outcome, so
-concurrent workers never lose an update (clustering_repository.assign_face).
+Tier 1's cluster and tier 2's candidates exclude every cluster that holds a face of the same
+photo or a face the new one has a cannot-link with: a blocked tier-1 choice falls through to tier 2.
+
+Each face is one short transaction and one network round trip (pipelined): the model and photo
+locks, then one statement that locks the detection row, then the cluster row FOR UPDATE, adds the
+face to the cluster's sum and count, and records the outcome, so concurrent workers never lose an
+update (database.clustering.assignment.assign_face; lock order in database.clustering.locks).
 """
 
 from __future__ import annotations
 
-import pickle
+import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import psycopg
+from threadpoolctl import ThreadpoolController
 
-from photodb.clustering.model import Predictor, Reducer
-from photodb.database import clustering_repository as repo
+from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
+from photodb.clustering.predictor import Predictor
+from photodb.clustering.run_state import Reducer, RunState, RunStateError
+from photodb.database.clustering import assignment as assign_db
+from photodb.database.clustering import centroids as centroid_db
+from photodb.database.clustering import faces as face_db
+from photodb.database.clustering import locks as lock_db
+from photodb.database.clustering import manual as manual_db
+from photodb.database.clustering import runs as run_db
+from photodb.database.clustering import server as server_db
 from photodb.database.connection import Database
+
+log = logging.getLogger(__name__)
 
 NEIGHBOURS = 5
 #: HNSW candidate list for the centroid lookup: exact enough for 5 neighbours among thousands.
@@ -57,37 +74,81 @@ class AssignmentReport:
         }
 
 
-#: Unpickled runs, by (database URL, run id): run ids are only unique within one database.
-_models: dict[tuple[str, int], RunModel] = {}
+#: Loaded runs, by (database URL, run id): run ids are only unique within one database. None
+#: marks a run whose tier 1 is off (its stored state could not be used; warned once).
+_models: dict[tuple[str, int], RunModel | None] = {}
 _models_lock = threading.Lock()
 
 
-def load_run_model(db: Database, run_id: int) -> RunModel | None:
-    """The run's clusterer and PCA, unpickled once per process (runs never change once written)."""
+#: Databases whose pgvector has been found new enough, by URL.
+_checked_servers: set[str] = set()
+
+
+def check_server(db: Database, conn: psycopg.Connection) -> None:
+    """Once per database and process: is its pgvector new enough for clustering's SQL?"""
+    if db.url not in _checked_servers:
+        server_db.check_pgvector(conn)
+        _checked_servers.add(db.url)
+
+
+def load_run_model(db: Database, run_id: int, embedding_model: str | None = None) -> RunModel | None:
+    """The run's tier-1 predictor, rebuilt once per process from its stored arrays (runs never
+    change once written); None when the run has no usable state (tier 1 off for it)."""
     key = (db.url, run_id)
     with _models_lock:
         if key in _models:
             return _models[key]
         with db.connection() as conn:
-            state = repo.run_state(conn, run_id)
-        if state is None:
+            stored = run_db.run_state(conn, run_id)
+        if stored is None:
             return None
-        clusterer_state, reducer_state, label_map = state
-        model = RunModel(
-            run_id,
-            Predictor(pickle.loads(clusterer_state), Reducer.from_bytes(reducer_state)),
-            {int(k): int(v) for k, v in label_map.items()},
-        )
+        clusterer_state, reducer_state, label_map = stored
+        model: RunModel | None
+        try:
+            state = RunState.from_bytes(clusterer_state)
+            if embedding_model is not None and state.embedding_model != embedding_model:
+                raise RunStateError(f"stored run is for model {state.embedding_model!r}, not {embedding_model!r}")
+            predictor = Predictor(state, Reducer.from_bytes(reducer_state))
+            model = RunModel(run_id, predictor, _label_map(label_map))
+        except (RunStateError, UnsupportedHdbscan) as error:
+            _tier1_off(run_id, error)
+            model = None
         _models.clear()  # one collection's active run at a time is the common case
         _models[key] = model
         return model
 
 
-def updated_centroid(centroid: np.ndarray | None, count: int, embedding: np.ndarray) -> np.ndarray:
-    """new = (old * n + x) / (n + 1), re-normalized to unit length."""
-    x = np.asarray(embedding, dtype=np.float64)
-    mixed = x if centroid is None or count <= 0 else (np.asarray(centroid, np.float64) * count + x) / (count + 1)
-    return (mixed / (np.linalg.norm(mixed) or 1.0)).astype(np.float32)
+def _label_map(stored: Any) -> dict[int, int]:
+    """The run's label -> cluster id map, as stored in JSON: {"0": 17, ...}."""
+    try:
+        return {int(k): int(v) for k, v in stored.items()}
+    except (AttributeError, TypeError, ValueError) as error:
+        raise RunStateError(f"stored label map is damaged: {error}") from error
+
+
+def _tier1_off(run_id: int, error: Exception) -> None:
+    log.warning(
+        "clustering run %s: tier 1 is off for this run (%s); new faces are matched to cluster centroids "
+        "until bootstrap_clusters.py writes a new run",
+        run_id,
+        str(error).splitlines()[0] if str(error) else type(error).__name__,
+    )
+
+
+def _predict_tier1(db: Database, model: RunModel, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Tier 1's labels and strengths; None (and tier 1 off for the run) if prediction fails.
+
+    Tier 1 only saves work that tier 2 also does, so any failure inside it turns it off rather
+    than failing a photo.
+    """
+    try:
+        return model.predictor.predict(embeddings)
+    except Exception as error:  # tier 1 is an optimisation: see the docstring
+        with _models_lock:
+            if _models.get((db.url, model.run_id), model) is not None:  # warn once per run
+                _models[(db.url, model.run_id)] = None
+                _tier1_off(model.run_id, error)
+        return None
 
 
 def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = False) -> AssignmentReport:
@@ -103,16 +164,20 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
     if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
         return report
     with db.autocommit() as conn:
-        faces = repo.faces_to_assign(conn, detection_ids)
+        check_server(db, conn)
+        faces = assign_db.faces_to_assign(conn, detection_ids)
         tier1: dict[int, tuple[int, float]] = {}
-        for run_id in {f.run_id for f in faces.values() if f.run_id is not None}:
-            model = load_run_model(db, run_id)
+        runs = {f.run_id: f.embedding_model for f in faces.values() if f.run_id is not None}
+        for run_id, embedding_model in runs.items():
+            ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f)]
+            model = load_run_model(db, run_id, embedding_model) if ids else None
             if model is None:
                 continue
-            ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f)]
-            if not ids:
+            with single_threaded_blas(len(ids)):
+                predicted = _predict_tier1(db, model, np.vstack([faces[d].embedding for d in ids]))
+            if predicted is None:
                 continue
-            labels, strengths = model.predictor.predict(np.vstack([faces[d].embedding for d in ids]))
+            labels, strengths = predicted
             for d, label, strength in zip(ids, labels, strengths, strict=True):
                 if label >= 0 and int(label) in model.label_to_cluster:
                     tier1[d] = (model.label_to_cluster[int(label)], float(strength))
@@ -130,11 +195,40 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
     return report
 
 
-def _waiting(face: repo.NewFace) -> bool:
+#: Up to this many faces, tier 1's matrix products run on one BLAS thread.
+SMALL_BATCH = 256
+_blas_libraries: list[Any] | None = None
+
+
+@contextmanager
+def single_threaded_blas(faces: int) -> Iterator[None]:
+    """One BLAS thread for a small batch: a product with a few rows gains nothing from threads, and
+    on a busy machine their hand-offs cost milliseconds (p95 of one face's product: 8 ms with two
+    threads under load, 0.12 ms with one). The limit is process-wide for those microseconds; the
+    libraries are looked up once (threadpoolctl's own context manager rescans them every time)."""
+    global _blas_libraries
+    if faces > SMALL_BATCH:
+        yield
+        return
+    if _blas_libraries is None:
+        _blas_libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    before = [library.num_threads for library in _blas_libraries]
+    for library in _blas_libraries:
+        library.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for library, threads in zip(_blas_libraries, before, strict=True):
+            library.set_num_threads(threads)
+
+
+def _waiting(face: assign_db.NewFace) -> bool:
     return face.cluster_id is None and face.status not in ("manual", "pending")
 
 
-def _assign_one(db: Database, conn: Any, face: repo.NewFace, tier1: tuple[int, float] | None) -> tuple[str, int | None]:
+def _assign_one(
+    db: Database, conn: Any, face: assign_db.NewFace, tier1: tuple[int, float] | None
+) -> tuple[str, int | None]:
     settings = db.settings
     options = {
         "threshold": settings.clustering_threshold_for(face.embedding_model),
@@ -145,12 +239,14 @@ def _assign_one(db: Database, conn: Any, face: repo.NewFace, tier1: tuple[int, f
     for attempt in range(RETRIES):
         try:
             if tier1 is not None:
-                done = repo.assign_face(conn, face, cluster_id=tier1[0], confidence=tier1[1], final=False, **options)
+                done = assign_db.assign_face(
+                    conn, face, cluster_id=tier1[0], confidence=tier1[1], final=False, **options
+                )
                 if not done.found:
                     return "already", None
                 if done.status is not None:
                     return "tier1", done.cluster_id
-            done = repo.assign_face(conn, face, cluster_id=None, confidence=None, **options)
+            done = assign_db.assign_face(conn, face, cluster_id=None, confidence=None, **options)
         except (psycopg.errors.ForeignKeyViolation, psycopg.errors.DeadlockDetected):
             # a candidate cluster deleted by a concurrent manual move: look again
             if attempt == RETRIES - 1:
@@ -177,7 +273,7 @@ def assign_unclustered(
     `progress(done, total)` is called after each chunk.
     """
     with db.connection() as conn:
-        ids = repo.unclustered_detection_ids(conn, collection_id)
+        ids = assign_db.unclustered_detection_ids(conn, collection_id)
     report = AssignmentReport()
     for start in range(0, len(ids), chunk):
         part = assign_new_faces(db, ids[start : start + chunk], force=True)
@@ -189,32 +285,28 @@ def assign_unclustered(
 
 
 def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
-    """A manual move: the face leaves its cluster (deleted if that empties it) and is pinned."""
+    """A manual move: the face leaves its cluster (deleted if that empties it) and is pinned.
+
+    Locks follow database.clustering.locks: the model (shared), the detection, then both clusters
+    in id order, so that two moves in opposite directions never deadlock.
+    """
     with db.connection() as conn:
-        info = repo.face_models(conn, [detection_id]).get(detection_id)
+        info = face_db.face_models(conn, [detection_id]).get(detection_id)
     if info is None:
         raise LookupError(f"detection {detection_id} has no face embedding")
     with db.connection() as conn, conn.transaction():
-        repo.lock_model(conn, info[0], info[1], shared=True)
-        face = repo.lock_face(conn, detection_id)
+        lock_db.lock_model(conn, info[0], info[1], shared=True)
+        face = manual_db.lock_face(conn, detection_id)
         assert face is not None
-        if face.cluster_id is not None and face.cluster_id != cluster_id:
-            locked = repo.lock_cluster(conn, face.cluster_id)
-            if locked is not None:
-                count, centroid = locked
-                remaining = None
-                if centroid is not None and count > 1:
-                    mixed = np.asarray(centroid, np.float64) * count - np.asarray(face.embedding, np.float64)
-                    remaining = (mixed / (np.linalg.norm(mixed) or 1.0)).astype(np.float32)
-                repo.remove_face_from_cluster(conn, face.cluster_id, remaining)
-        if cluster_id is not None and cluster_id != face.cluster_id:
-            locked = repo.lock_cluster(conn, cluster_id)
-            if locked is None:
-                raise LookupError(f"cluster {cluster_id} does not exist")
-            count, centroid = locked
-            repo.add_face_to_cluster(
-                conn, detection_id, cluster_id, updated_centroid(centroid, count, face.embedding), None
-            )
-        repo.set_detection_cluster(conn, detection_id, cluster_id, "manual")
-        if face.cluster_id is not None and face.cluster_id != cluster_id:
-            repo.delete_cluster_if_empty(conn, face.cluster_id)
+        old = face.cluster_id
+        live = lock_db.lock_clusters(conn, [c for c in (old, cluster_id) if c is not None])
+        if cluster_id is not None and cluster_id not in live:
+            raise LookupError(f"cluster {cluster_id} does not exist")
+        if old != cluster_id:
+            if old is not None:
+                centroid_db.subtract_detections(conn, [detection_id])
+            if cluster_id is not None:
+                centroid_db.add_detection(conn, detection_id, cluster_id)
+        manual_db.set_detection_cluster(conn, detection_id, cluster_id, "manual")
+        if old is not None and old != cluster_id:
+            manual_db.delete_cluster_if_empty(conn, old)

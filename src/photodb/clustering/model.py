@@ -1,4 +1,4 @@
-"""HDBSCAN that is fast at 100k faces and still answers `hdbscan.approximate_predict`.
+"""HDBSCAN that is fast at 100k faces, with what `approximate_predict` needs kept as plain arrays.
 
 Plain `hdbscan.HDBSCAN` on 512-d embeddings falls back to an all-pairs Prim's MST (hours at 100k),
 and its kd-tree Boruvka is no faster once the data's intrinsic dimension is high. So:
@@ -9,102 +9,35 @@ and its kd-tree Boruvka is no faster once the data's intrinsic dimension is high
    ArgKmin); core distance = distance to the `min_samples`-th point counting the point itself,
    exactly as the hdbscan library defines it.
 3. The minimum spanning tree of the mutual-reachability k-NN graph (the maintainers' recommended
-   approximation); the graph's separate components are joined by their closest pairs of points,
-   found between the components' representatives.
-4. The hdbscan library's own single-linkage -> condensed tree -> cluster selection code, and its
-   own `PredictionData` (built on an exact brute-force index instead of a kd-tree), so the
-   resulting `HDBSCAN` object pickles and supports `approximate_predict` like a fitted one.
+   approximation); the graph's separate components (tight groups such as burst shots are each
+   one) are joined along a spanning tree of their centroids, each link being the closest pair
+   among the points of either side nearest to the other side's centroid.
+4. The hdbscan library's own single-linkage -> condensed tree -> cluster selection code
+   (hdbscan_compat), whose result is kept as a `RunState`: the reduced points, core distances,
+   labels and condensed tree that tier 1 (photodb.clustering.predictor) predicts from.
 """
 
 from __future__ import annotations
 
-import functools
-import io
 from dataclasses import dataclass
 from typing import Any
 
-import hdbscan
 import numpy as np
-from hdbscan._hdbscan_linkage import label as single_linkage_from_mst
-from hdbscan._hdbscan_tree import outlier_scores
-from hdbscan.hdbscan_ import _tree_to_labels
-from hdbscan.prediction import PredictionData, _cluster_tree_lookup, _find_cluster_and_probability
 from scipy.sparse import coo_matrix, csgraph
-from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
+
+from photodb.clustering.hdbscan_compat import internals
+from photodb.clustering.run_state import TREE_DTYPE, Reducer, RunState
 
 #: Neighbours per point in the k-NN graph; 15 keeps the MST exact inside dense regions.
 GRAPH_NEIGHBOURS = 15
 #: Points per component used to find the closest pair when joining two components.
 JOIN_CANDIDATES = 64
-
-
-@dataclass(frozen=True)
-class Reducer:
-    """PCA as plain arrays: stored with the run (no pickle) and applied to every later face."""
-
-    mean: np.ndarray  # (512,)
-    components: np.ndarray  # (dims, 512)
-    scale: float
-
-    def transform(self, embeddings: np.ndarray) -> np.ndarray:
-        reduced = (np.asarray(embeddings, dtype=np.float32) - self.mean) @ self.components.T
-        return (reduced * self.scale).astype(np.float32)
-
-    def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, mean=self.mean, components=self.components, scale=np.float64(self.scale))
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Reducer:
-        with np.load(io.BytesIO(data)) as arrays:
-            return cls(arrays["mean"], arrays["components"], float(arrays["scale"]))
-
-    @classmethod
-    def fit(cls, embeddings: np.ndarray, dims: int, seed: int = 0) -> Reducer:
-        dims = max(1, min(dims, embeddings.shape[0] - 1, embeddings.shape[1]))
-        pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(embeddings)
-        retained = float(pca.explained_variance_ratio_.sum())
-        scale = 1.0 / np.sqrt(retained) if retained > 0 else 1.0
-        return cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32), scale)
-
-
-class ExactIndex:
-    """Exact nearest neighbours by matrix product: in tens of dimensions BLAS beats any tree.
-
-    It stands in for the kd-tree of `PredictionData`, so `approximate_predict` on one new face
-    costs one matrix-vector product over the run's points (about a millisecond at 100k).
-    """
-
-    def __init__(self, data: np.ndarray, metric: str = "euclidean", known: Any = None) -> None:
-        self.data = np.ascontiguousarray(data, dtype=np.float32)
-        self.squared = np.einsum("ij,ij->i", self.data, self.data)
-        self._known = known  # (source array, distances, indices) computed by the bootstrap
-
-    def query(self, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        known, self._known = self._known, None
-        if known is not None and points is known[0] and k <= known[1].shape[1]:
-            return known[1][:, :k].astype(np.float64), known[2][:, :k]
-        points = np.atleast_2d(np.asarray(points, dtype=np.float32))
-        k = min(k, self.data.shape[0])
-        squared = np.maximum(
-            np.einsum("ij,ij->i", points, points)[:, None] + self.squared[None, :] - 2 * points @ self.data.T,
-            0,
-        )
-        nearest = (
-            np.argpartition(squared, k - 1, axis=1)[:, :k]
-            if k < squared.shape[1]
-            else (np.tile(np.arange(squared.shape[1]), (points.shape[0], 1)))
-        )
-        part = np.take_along_axis(squared, nearest, axis=1)
-        order = np.argsort(part, axis=1)
-        return np.sqrt(np.take_along_axis(part, order, axis=1)).astype(np.float64), np.take_along_axis(
-            nearest, order, axis=1
-        )
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"data": self.data, "squared": self.squared, "_known": None}
+#: Up to this many components their centroids' spanning tree is exact (a count x count matrix);
+#: beyond it, it is taken from the centroids' k-NN graph.
+DENSE_COMPONENTS = 2048
+#: Distances computed per block when ranking a large component's points (bounds memory: ~40 MB).
+BLOCK_ENTRIES = 2_000_000
 
 
 @dataclass
@@ -112,8 +45,7 @@ class Fit:
     """What one bootstrap computed, per point and per cluster label."""
 
     reducer: Reducer
-    clusterer: hdbscan.HDBSCAN
-    labels: np.ndarray
+    state: RunState
     probabilities: np.ndarray
     outlier_scores: np.ndarray
     lambda_vals: np.ndarray
@@ -121,11 +53,15 @@ class Fit:
     persistence: dict[int, float | None]
 
     @property
+    def labels(self) -> np.ndarray:
+        return self.state.labels
+
+    @property
     def cluster_count(self) -> int:
-        return int(self.labels.max(initial=-1) + 1)
+        return int(self.state.selected.size)
 
     def condensed_tree_json(self) -> dict[str, list[Any]]:
-        tree = self.clusterer._condensed_tree
+        tree = self.state.tree
         lambdas = [float(v) if np.isfinite(v) else None for v in tree["lambda_val"]]
         return {
             "parent": tree["parent"].tolist(),
@@ -152,48 +88,95 @@ def _knn(points: np.ndarray, k: int, jobs: int) -> tuple[np.ndarray, np.ndarray]
     return distances.astype(np.float32), indices
 
 
-def _join_components(points: np.ndarray, core: np.ndarray, component: np.ndarray, count: int) -> np.ndarray:
-    """Edges (a, b, weight) that join the k-NN graph's components into one tree.
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """All squared Euclidean distances between rows of a and of b, without an (a, b, d) temporary."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    out = np.einsum("ij,ij->i", a64, a64)[:, None] + np.einsum("ij,ij->i", b64, b64)[None, :] - 2 * a64 @ b64.T
+    return np.maximum(out, 0)
 
-    Components are linked along the MST of their centroids; each link is the closest pair between
-    the two components' points nearest to the other's centroid, weighted by mutual reachability.
-    """
-    centroids = np.vstack([points[component == c].mean(axis=0) for c in range(count)])
-    squared = ((centroids[:, None, :] - centroids[None, :, :]) ** 2).sum(-1) if count <= 4000 else None
-    if squared is not None:
-        tree = csgraph.minimum_spanning_tree(np.sqrt(squared) + 1e-9)
+
+def _centroid_tree(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (rows, cols) of a spanning forest of the centroids: exact when few, else over their k-NN."""
+    count = centroids.shape[0]
+    if count <= DENSE_COMPONENTS:
+        graph = np.sqrt(_squared_distances(centroids, centroids)) + 1e-9
+        np.fill_diagonal(graph, 0)
+        tree = csgraph.minimum_spanning_tree(graph).tocoo()
     else:
         cd, ci = _knn(centroids, 16, 1)
         rows = np.repeat(np.arange(count), ci.shape[1])
         graph = coo_matrix((cd.ravel() + 1e-9, (rows, ci.ravel())), shape=(count, count))
-        tree = csgraph.minimum_spanning_tree(graph)
-    tree = tree.tocoo()
-    members = [np.nonzero(component == c)[0] for c in range(count)]
+        tree = csgraph.minimum_spanning_tree(graph).tocoo()
+    return tree.row.astype(np.int64), tree.col.astype(np.int64)
+
+
+def _join_candidates(
+    points: np.ndarray, members: list[np.ndarray], centroids: np.ndarray, links: tuple[np.ndarray, np.ndarray]
+) -> dict[tuple[int, int], np.ndarray]:
+    """For each linked (component, partner): the component's points nearest to the partner's centroid.
+
+    A large component is ranked against all its partners block by block (one matrix product per
+    block), so a component linked to thousands of small ones costs BLAS time, not a Python loop
+    over its points per link.
+    """
+    partners: dict[int, list[int]] = {}
+    for a, b in zip(*links, strict=True):
+        partners.setdefault(int(a), []).append(int(b))
+        partners.setdefault(int(b), []).append(int(a))
+    found: dict[tuple[int, int], np.ndarray] = {}
+    for component, others in partners.items():
+        own = members[component]
+        if own.size <= JOIN_CANDIDATES:
+            found.update(((component, other), own) for other in others)
+            continue
+        mine = points[own]
+        norms = np.einsum("ij,ij->i", mine, mine)
+        step = max(1, BLOCK_ENTRIES // own.size)
+        for start in range(0, len(others), step):
+            block = others[start : start + step]
+            # squared distance up to a per-column constant, which does not change the ranking
+            gaps = norms[:, None] - 2 * (mine @ centroids[block].T.astype(np.float32))
+            nearest = np.argpartition(gaps, JOIN_CANDIDATES - 1, axis=0)[:JOIN_CANDIDATES]
+            found.update(((component, other), own[nearest[:, j]]) for j, other in enumerate(block))
+    return found
+
+
+def _join_components(points: np.ndarray, core: np.ndarray, component: np.ndarray, count: int) -> np.ndarray:
+    """Edges (a, b, weight) that join the k-NN graph's components into one tree.
+
+    Components are linked along a spanning tree of their centroids; each link is the closest pair
+    between the two components' points nearest to the other's centroid, weighted by mutual
+    reachability. Memory stays O(n + count * JOIN_CANDIDATES) plus one bounded block.
+    """
+    order = np.argsort(component, kind="stable")
+    bounds = np.searchsorted(component[order], np.arange(count + 1))
+    members = [order[bounds[c] : bounds[c + 1]] for c in range(count)]
+    sums = np.column_stack([np.bincount(component, points[:, d], count) for d in range(points.shape[1])])
+    centroids = sums / np.diff(bounds)[:, None]
+    links = _centroid_tree(centroids)
+    candidates = _join_candidates(points, members, centroids, links)
     edges = []
-    for ca, cb in zip(tree.row, tree.col, strict=True):
-        side_a = members[ca][np.argsort(((points[members[ca]] - centroids[cb]) ** 2).sum(1))[:JOIN_CANDIDATES]]
-        side_b = members[cb][np.argsort(((points[members[cb]] - centroids[ca]) ** 2).sum(1))[:JOIN_CANDIDATES]]
-        dist = np.sqrt(((points[side_a][:, None, :] - points[side_b][None, :, :]) ** 2).sum(-1))
+    for ca, cb in zip(*links, strict=True):
+        side_a, side_b = candidates[(int(ca), int(cb))], candidates[(int(cb), int(ca))]
+        dist = np.sqrt(_squared_distances(points[side_a], points[side_b]))
         reach = np.maximum(dist, np.maximum(core[side_a][:, None], core[side_b][None, :]))
         i, j = np.unravel_index(np.argmin(reach), reach.shape)
         edges.append((side_a[i], side_b[j], reach[i, j]))
     if len(edges) < count - 1:  # a centroid graph that was itself split: chain what is left
-        linked = csgraph.connected_components(
-            coo_matrix(
-                (np.ones(len(edges)), ([e[0] for e in edges], [e[1] for e in edges])), shape=(points.shape[0],) * 2
-            ),
-            directed=False,
-        )[1]
+        size = points.shape[0]
+        pairs = np.asarray([(e[0], e[1]) for e in edges], dtype=np.int64).reshape(-1, 2)
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(size, size))
+        linked = csgraph.connected_components(graph, directed=False)[1]
+        firsts = order[bounds[:-1]]
+        _, anchor_rows = np.unique(linked[firsts], return_index=True)
+        anchors = firsts[np.sort(anchor_rows)]
         top = max((e[2] for e in edges), default=1.0) * 2
-        roots = {}
-        for c in range(count):
-            roots.setdefault(linked[members[c][0]], members[c][0])
-        anchors = list(roots.values())
         edges.extend((anchors[0], other, top) for other in anchors[1:])
     return np.asarray(edges, dtype=np.float64).reshape(-1, 3)
 
 
-def _mst(points: np.ndarray, min_samples: int, jobs: int) -> tuple[np.ndarray, tuple]:
+def _mst(points: np.ndarray, min_samples: int, jobs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mutual-reachability MST's edges sorted by weight, and every point's core distance."""
     n = points.shape[0]
     distances, indices = _knn(points, max(GRAPH_NEIGHBOURS, min_samples) + 1, jobs)
     core = distances[:, min(min_samples, distances.shape[1]) - 1].astype(np.float64)
@@ -207,7 +190,39 @@ def _mst(points: np.ndarray, min_samples: int, jobs: int) -> tuple[np.ndarray, t
     if count > 1:
         edges = np.vstack([edges, _join_components(points, core, component, count)])
     edges = edges[np.argsort(edges[:, 2], kind="stable")]
-    return edges, (points, distances, indices)
+    return edges, core
+
+
+def selected_nodes(tree: np.ndarray, labels: np.ndarray, clusters: int) -> np.ndarray:
+    """The condensed-tree node of each label: the topmost parent among its points, as hdbscan has it."""
+    points = tree[tree["child_size"] == 1]
+    labelled = labels[points["child"]]
+    keep = labelled >= 0
+    nodes = np.full(clusters, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(nodes, labelled[keep], points["parent"][keep])
+    return nodes
+
+
+def _cluster_lambdas(tree: np.ndarray, nodes: np.ndarray) -> tuple[dict[int, float | None], dict[int, float | None]]:
+    """Per label: the lambda at which its cluster was born, and how long it lived (None if unknown)."""
+    child_row = np.full(int(tree["child"].max(initial=0)) + 1, -1, dtype=np.int64)
+    child_row[tree["child"]] = np.arange(tree.size)
+    parent_order = np.argsort(tree["parent"], kind="stable")
+    parents = tree["parent"][parent_order]
+    group_starts = np.searchsorted(parents, nodes)
+    group_ends = np.searchsorted(parents, nodes, side="right")
+    lambdas = tree["lambda_val"][parent_order]
+    birth: dict[int, float | None] = {}
+    persistence: dict[int, float | None] = {}
+    for label, node in enumerate(nodes):
+        row = child_row[node] if node < child_row.size else -1
+        born = tree["lambda_val"][row] if row >= 0 else np.nan
+        start = float(born) if np.isfinite(born) and born > 0 else None
+        leaving = lambdas[group_starts[label] : group_ends[label]]
+        end = float(leaving.max()) if leaving.size else None
+        birth[label] = start
+        persistence[label] = end - (start or 0.0) if end is not None and np.isfinite(end) else None
+    return birth, persistence
 
 
 def fit_clusters(
@@ -218,153 +233,33 @@ def fit_clusters(
     dims: int,
     selection_method: str = "eom",
     jobs: int = 2,
+    embedding_model: str = "",
 ) -> Fit:
     """Cluster L2-normalized embeddings; every array in the result is indexed like `embeddings`."""
+    hdbscan = internals()
     n = embeddings.shape[0]
     if n < 2:
         raise ValueError("clustering needs at least two faces")
     reducer = Reducer.fit(embeddings, dims)
     points = reducer.transform(embeddings)
-    edges, known = _mst(points, min_samples, jobs)
-    slt = single_linkage_from_mst(edges)
-    labels, probabilities, stabilities, condensed, _ = _tree_to_labels(points, slt, min_cluster_size, selection_method)
-    clusterer = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        cluster_selection_method=selection_method,
-    )
-    clusterer.labels_ = labels
-    clusterer.probabilities_ = probabilities
-    clusterer.cluster_persistence_ = stabilities
-    clusterer._condensed_tree = condensed
-    clusterer._outlier_scores = outlier_scores(condensed)
-    prediction = PredictionData.__new__(PredictionData)
-    prediction._tree_type_map = {"exact": functools.partial(ExactIndex, known=known)}
-    PredictionData.__init__(prediction, points, clusterer.condensed_tree_, min_samples, tree_type="exact")
-    del prediction._tree_type_map
-    clusterer._prediction_data = prediction
+    edges, core = _mst(points, min_samples, jobs)
+    slt = hdbscan.single_linkage(edges)
+    labels, probabilities, _, condensed, _ = hdbscan.tree_to_labels(points, slt, min_cluster_size, selection_method)
+    labels = np.asarray(labels, dtype=np.int64)
+    tree = np.asarray(condensed).astype(TREE_DTYPE)
+    nodes = selected_nodes(tree, labels, int(labels.max(initial=-1)) + 1)
 
-    point_rows = condensed[condensed["child"] < n]
+    point_rows = tree[tree["child"] < n]
     lambda_vals = np.full(n, np.nan)
     lambda_vals[point_rows["child"]] = point_rows["lambda_val"]
-    birth: dict[int, float | None] = {}
-    persistence: dict[int, float | None] = {}
-    for lab, node in prediction.reverse_cluster_map.items():
-        born = condensed["lambda_val"][condensed["child"] == node]
-        start = float(born[0]) if born.size and np.isfinite(born[0]) and born[0] > 0 else None
-        leaving = condensed["lambda_val"][condensed["parent"] == node]
-        end = float(leaving.max()) if leaving.size else None
-        birth[lab] = start
-        persistence[lab] = end - (start or 0.0) if end is not None and np.isfinite(end) else None
+    birth, persistence = _cluster_lambdas(tree, nodes)
+    state = RunState(embedding_model, points, core, labels, tree, nodes, min_samples)
     return Fit(
         reducer=reducer,
-        clusterer=clusterer,
-        labels=labels,
-        probabilities=probabilities,
-        outlier_scores=np.asarray(clusterer._outlier_scores, dtype=np.float64),
+        state=state,
+        probabilities=np.asarray(probabilities, dtype=np.float64),
+        outlier_scores=np.asarray(hdbscan.outlier_scores(condensed), dtype=np.float64),
         lambda_vals=lambda_vals,
         lambda_birth=birth,
         persistence=persistence,
     )
-
-
-class Predictor:
-    """Tier 1: `approximate_predict` with the tree lookups it rebuilds on every call built once.
-
-    hdbscan's `approximate_predict` spends O(clusters) Python time per call building a dict of
-    the cluster tree (~40 ms at 5,000 clusters); per-face calls from the detection stage would
-    pay it every time, so this runs the library's own per-point step with a cached lookup.
-
-    The neighbours it needs come from a search restricted to the run's noise points plus the
-    members of the `PROBE_CLUSTERS` clusters whose centroids are nearest: a brute-force pass over
-    100k reduced points costs ~9 ms per face (memory bound), this one well under a millisecond.
-    A face's nearest neighbours sit in its own cluster (or among noise), whose centroid is among
-    the nearest, so the answer matches the exhaustive one except in rare borderline cases. Runs
-    up to `EXHAUSTIVE_UP_TO` points are searched exhaustively.
-    """
-
-    def __init__(self, clusterer: hdbscan.HDBSCAN, reducer: Reducer) -> None:
-        self.clusterer = clusterer
-        self.reducer = reducer
-        data = clusterer.prediction_data_
-        self.tree = clusterer.condensed_tree_
-        self.lookup = _cluster_tree_lookup(data.cluster_tree)
-        self.root = data.cluster_tree["parent"].min() if data.cluster_tree.shape[0] else None
-        self.min_samples = clusterer.min_samples or clusterer.min_cluster_size
-        self._cells: _Cells | None = None
-        raw = np.asarray(data.raw_data, dtype=np.float32)
-        if raw.shape[0] > EXHAUSTIVE_UP_TO and int(np.max(clusterer.labels_, initial=-1)) >= PROBE_CLUSTERS:
-            self._cells = _Cells(raw, np.asarray(clusterer.labels_))
-
-    def neighbours(self, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._cells is None:
-            return self.clusterer.prediction_data_.tree.query(points, k=k)
-        return self._cells.query(points, k)
-
-    def predict(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Labels (-1 = noise) and membership strengths of new faces in the run's tree."""
-        points = self.reducer.transform(embeddings).astype(np.float64)
-        labels = np.full(points.shape[0], -1, dtype=np.int64)
-        strengths = np.zeros(points.shape[0])
-        if self.root is None:
-            return labels, strengths
-        data = self.clusterer.prediction_data_
-        distances, indices = self.neighbours(points, 2 * self.min_samples)
-        for i in range(points.shape[0]):
-            labels[i], strengths[i], _ = _find_cluster_and_probability(
-                self.tree,
-                data.cluster_tree,
-                indices[i],
-                distances[i],
-                data.core_distances,
-                data.cluster_map,
-                data.max_lambdas,
-                self.min_samples,
-                self.lookup,
-                self.root,
-            )
-        return labels, strengths
-
-
-#: Runs up to this many points are searched exhaustively by tier 1.
-EXHAUSTIVE_UP_TO = 20_000
-#: Clusters whose members tier 1 searches (besides every noise point), nearest centroids first.
-PROBE_CLUSTERS = 32
-
-
-class _Cells:
-    """The run's points grouped by cluster label (noise in one block), with cluster centroids."""
-
-    def __init__(self, points: np.ndarray, labels: np.ndarray) -> None:
-        order = np.argsort(labels, kind="stable")
-        self.order = order
-        self.data = np.ascontiguousarray(points[order])
-        self.squared = np.einsum("ij,ij->i", self.data, self.data)
-        sorted_labels = labels[order]
-        count = int(labels.max()) + 1
-        self.noise_end = int(np.searchsorted(sorted_labels, 0))
-        self.starts = np.searchsorted(sorted_labels, np.arange(count))
-        self.ends = np.searchsorted(sorted_labels, np.arange(count), side="right")
-        sums = np.add.reduceat(self.data[self.noise_end :], self.starts - self.noise_end, axis=0)
-        self.centroids = (sums / (self.ends - self.starts)[:, None]).astype(np.float32)
-
-    def query(self, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        points = np.atleast_2d(np.asarray(points, dtype=np.float32))
-        out_d = np.empty((points.shape[0], k))
-        out_i = np.empty((points.shape[0], k), dtype=np.int64)
-        gaps = ((self.centroids - points[:, None, :]) ** 2).sum(-1) if points.shape[0] <= 8 else None
-        for row, q in enumerate(points):
-            gap = gaps[row] if gaps is not None else ((self.centroids - q) ** 2).sum(-1)
-            near = np.argpartition(gap, PROBE_CLUSTERS)[:PROBE_CLUSTERS]
-            members = np.concatenate([np.arange(self.starts[c], self.ends[c]) for c in near])
-            rows = np.concatenate([np.arange(self.noise_end), members])
-            noise = self.squared[: self.noise_end] - 2 * (self.data[: self.noise_end] @ q)
-            clustered = self.squared[members] - 2 * (self.data[members] @ q)
-            squared = np.maximum(np.concatenate([noise, clustered]) + q @ q, 0)
-            take = min(k, rows.size)
-            best = np.argpartition(squared, take - 1)[:take] if take < rows.size else np.arange(rows.size)
-            best = best[np.argsort(squared[best])]
-            out_d[row, :take] = np.sqrt(squared[best])
-            out_i[row, :take] = self.order[rows[best]]
-            out_d[row, take:], out_i[row, take:] = np.inf, out_i[row, 0]
-        return out_d, out_i

@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from photodb.clustering.bootstrap import run_parameters
-from photodb.database import clustering_repository as repo
+from photodb.database.clustering import faces as face_db
+from photodb.database.clustering import runs as run_db
+from photodb.database.clustering import staleness as stale_db
 from photodb.database.connection import Database
 
 
@@ -37,10 +39,10 @@ def check_staleness(db: Database, collection_id: int | None = None) -> list[Stal
     settings = db.settings
     reports = []
     with db.connection() as conn:
-        collections = [collection_id] if collection_id is not None else repo.collection_ids(conn)
+        collections = [collection_id] if collection_id is not None else face_db.collection_ids(conn)
         for cid in collections:
-            models = repo.embedding_models(conn, cid)
-            runs = {run.embedding_model: run for run in repo.active_runs(conn, cid)}
+            models = face_db.embedding_models(conn, cid)
+            runs = {run.embedding_model: run for run in run_db.active_runs(conn, cid)}
             for model in sorted(set(models) | set(runs)):
                 report = StalenessReport(cid, model, models.get(model, 0))
                 run = runs.get(model)
@@ -56,9 +58,11 @@ def check_staleness(db: Database, collection_id: int | None = None) -> list[Stal
                 report.faces_in_run = run.embedding_count
                 if report.faces == 0:
                     report.reasons.append(f"active run {run.id} is for {model!r}, which no face uses any more")
-                report.new_faces = repo.faces_after(conn, cid, model, int(run.parameters.get("max_detection_id", 0)))
+                report.new_faces = stale_db.faces_after(
+                    conn, cid, model, int(run.parameters.get("max_detection_id", 0))
+                )
                 report.new_share = report.new_faces / max(run.embedding_count, 1)
-                report.unassigned_faces = repo.unassigned_count(conn, cid, model)
+                report.unassigned_faces = stale_db.unassigned_count(conn, cid, model)
                 if report.new_share >= settings.clustering_staleness_share:
                     report.reasons.append(f"{report.new_faces} faces ({report.new_share:.0%}) added since run {run.id}")
                 now = run_parameters(settings, settings.hdbscan_min_cluster_size, settings.hdbscan_min_samples)

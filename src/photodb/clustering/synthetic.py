@@ -93,3 +93,24 @@ def pairwise_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
         return 0.0
     precision, recall = true_positive / predicted_pairs, true_positive / true_pairs
     return 2 * precision * recall / (precision + recall)
+
+
+def add_bursts(
+    faces: SyntheticFaces, groups: int, size: int, *, similarity: float = 0.995, seed: int = 0
+) -> SyntheticFaces:
+    """Burst shots: `groups` faces each repeated `size` times almost unchanged (cosine `similarity`).
+
+    A camera's burst mode or a phone's live photo gives tight duplicate groups, which leave the
+    k-NN graph in thousands of separate components; the copies keep the identity of their face.
+    """
+    rng = np.random.default_rng(seed)
+    seeds = rng.choice(faces.identities.size, size=groups, replace=False)
+    origin = np.repeat(seeds, size - 1)
+    jitter = _unit(rng.standard_normal((origin.size, DIM)))
+    base = faces.embeddings[origin].astype(np.float64)
+    jitter -= (jitter * base).sum(1, keepdims=True) * base
+    copies = similarity * base + np.sqrt(1 - similarity**2) * _unit(jitter)
+    embeddings = np.vstack([faces.embeddings, copies.astype(np.float32)])
+    truth = np.concatenate([faces.identities, faces.identities[origin]])
+    order = rng.permutation(truth.size)
+    return SyntheticFaces(_unit(embeddings[order]).astype(np.float32), truth[order])

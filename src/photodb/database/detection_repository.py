@@ -5,11 +5,13 @@ detections in one transaction, so readers see either the old set or the new one.
 
 - Detections nobody curated are deleted; their embeddings and match candidates go with them
   (ON DELETE CASCADE), and cluster representative/medoid links are cleared (SET NULL).
-- Clusters that lose members get `face_count` recounted from their remaining members and their
-  centroid recomputed as the normalised mean of the remaining embeddings; clusters left empty
+- Clusters that lose members have the deleted faces subtracted from their running sum and count
+  (database.clustering.centroids: no re-average of the whole cluster); clusters left empty
   are deleted unless they are verified or linked to a person (the rerun's faces can then
-  rejoin them; a named identity is never dropped). Clusters are locked in id order first, so
-  concurrent reruns and clustering runs cannot deadlock on them.
+  rejoin them; a named identity is never dropped).
+- Locks follow the one order of database.clustering.locks: the clustering model lock (shared) of
+  every embedding model involved, so a bootstrap never writes while faces are deleted under it;
+  the photo row; its detection rows in id order; then the touched clusters in id order.
 - Curated detections are kept untouched, with their id, cluster, person and embedding: those
   with `cluster_status = 'manual'` and those named in a must_link or cannot_link constraint.
   A new detection overlapping a kept one (IoU >= 0.5 on the face box, or on the body box for
@@ -26,6 +28,7 @@ import numpy as np
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from photodb.database.clustering import centroids, locks
 from photodb.database.connection import Database
 from photodb.ml.boxes import Box
 
@@ -101,6 +104,17 @@ class DetectionRepository:
         self, photo_id: int, detections: Sequence[NewDetection], detector_model: str, detector_version: str
     ) -> ReplaceOutcome:
         with self.db.connection() as conn, conn.transaction():
+            photo = conn.execute(
+                """SELECT p.collection_id, array(SELECT DISTINCT fe.embedding_model FROM person_detection d
+                                                 JOIN face_embedding fe ON fe.person_detection_id = d.id
+                                                 WHERE d.photo_id = p.id)
+                   FROM photo p WHERE p.id = %s""",
+                (photo_id,),
+            ).fetchone()
+            if photo is None:
+                raise LookupError(f"photo {photo_id} does not exist")
+            models = set(photo[1]) | {d.embedding_model for d in detections if d.embedding_model}
+            locks.lock_models(conn, photo[0], models)
             # One rerun of a photo at a time: the photo row is the lock.
             if conn.execute("SELECT 1 FROM photo WHERE id = %s FOR UPDATE", (photo_id,)).fetchone() is None:
                 raise LookupError(f"photo {photo_id} does not exist")
@@ -113,33 +127,32 @@ class DetectionRepository:
                                       WHERE m.detection_id_1 = d.id OR m.detection_id_2 = d.id)
                            OR EXISTS (SELECT 1 FROM cannot_link c
                                       WHERE c.detection_id_1 = d.id OR c.detection_id_2 = d.id)) AS curated
-                   FROM person_detection d WHERE d.photo_id = %s ORDER BY d.id""",
+                   FROM person_detection d WHERE d.photo_id = %s ORDER BY d.id FOR UPDATE""",
                 (photo_id,),
             ).fetchall()
             kept = [_Existing(r[0], _box(r[2:6]), _box(r[6:10])) for r in rows if r[10]]
             doomed = [r[0] for r in rows if not r[10]]
-            touched_clusters = sorted({r[1] for r in rows if not r[10] and r[1] is not None})
 
             clusters_updated = clusters_deleted = 0
-            if touched_clusters:
-                conn.execute("SELECT id FROM cluster WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (touched_clusters,))
             if doomed:
+                # the clusters that lose members, and those whose medoid link the delete clears
+                touched = {r[1] for r in rows if not r[10] and r[1] is not None}
+                touched |= {
+                    r[0]
+                    for r in conn.execute(
+                        """SELECT id FROM cluster
+                           WHERE medoid_detection_id = ANY(%s) OR representative_detection_id = ANY(%s)""",
+                        (doomed, doomed),
+                    ).fetchall()
+                }
+                locks.lock_clusters(conn, touched)
+                clusters_updated = len(centroids.subtract_detections(conn, doomed))
                 conn.execute("DELETE FROM person_detection WHERE id = ANY(%s)", (doomed,))
-            if touched_clusters:
-                clusters_updated = conn.execute(
-                    """UPDATE cluster c SET
-                           face_count = (SELECT count(*) FROM person_detection d WHERE d.cluster_id = c.id),
-                           centroid = (SELECT l2_normalize(avg(fe.embedding))
-                                       FROM person_detection d
-                                       JOIN face_embedding fe ON fe.person_detection_id = d.id
-                                       WHERE d.cluster_id = c.id),
-                           updated_at = now()
-                       WHERE c.id = ANY(%s)""",
-                    (touched_clusters,),
-                ).rowcount
                 clusters_deleted = conn.execute(
-                    "DELETE FROM cluster WHERE id = ANY(%s) AND face_count = 0 AND NOT verified AND person_id IS NULL",
-                    (touched_clusters,),
+                    """DELETE FROM cluster c WHERE c.id = ANY(%s) AND c.face_count = 0 AND NOT c.verified
+                           AND c.person_id IS NULL
+                           AND NOT EXISTS (SELECT 1 FROM person_detection d WHERE d.cluster_id = c.id)""",
+                    (sorted(touched),),
                 ).rowcount
 
             inserted = skipped = 0

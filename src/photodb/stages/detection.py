@@ -136,8 +136,9 @@ class DetectionStage(BaseStage):
         A no-op before the first bootstrap or with CLUSTERING_ASSIGN_ON_DETECTION off (checked by
         assign_new_faces, the one place that reads it).
 
-        The detections are already stored: a failed assignment leaves the faces unclustered for
-        `bootstrap_clusters.py --assign-new` instead of failing the photo's detection.
+        The detections are already stored: whatever goes wrong in the assignment (the database,
+        a damaged run, a bug) leaves the faces unclustered for `bootstrap_clusters.py --assign-new`
+        instead of failing the photo's detection.
         """
         import psycopg
 
@@ -145,13 +146,17 @@ class DetectionStage(BaseStage):
 
         try:
             report = assign_new_faces(self.context.db, detection_ids)
-        except psycopg.Error as error:
+        except Exception as error:  # the photo's own work is done and stored: see the docstring
+            detail = (str(error).splitlines() or [""])[0]
+            if not isinstance(error, psycopg.Error):
+                detail = f"{type(error).__name__}: {detail}"
             log.warning(
                 "photo %s: faces stored but not assigned to clusters (%s); run scripts/bootstrap_clusters.py "
                 "--assign-new later",
                 photo.id,
-                str(error).splitlines()[0],
+                detail,
             )
+            log.debug("cluster assignment failed", exc_info=True)
             return
         log.debug("photo %s: cluster assignment %s", photo.id, dict(report.outcomes))
 
