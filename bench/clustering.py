@@ -277,7 +277,7 @@ def incremental(n: int, identities: int, new: int, assignments: int) -> None:
                 new_ids = face_db.insert_faces(conn, 1, faces.embeddings[held], "arcface", photo_prefix="new")
                 print(f"  inserted {new} new faces with every index maintained: {time.perf_counter() - started:.1f} s")
                 run = run_db.active_run(conn, 1, "arcface")
-                conn.execute("ANALYZE cluster")
+                conn.execute("ANALYZE")  # as autoanalyze would after the bootstrap rewrote every face
             assert run is not None
             with db.autocommit() as conn, conn.transaction():
                 plan = assign_db.explain_nearest(conn, 1, "arcface", faces.embeddings[held[0]])
