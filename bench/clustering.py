@@ -236,30 +236,42 @@ def release(db, ids: list[int]) -> None:
         manual.release_faces(conn, ids)
 
 
-def churn(db, ids: list[int], assignments: int, before: dict[str, int]) -> None:
-    """Assign and release the held-out faces until `assignments` assignments are done (autovacuum on,
-    as configured), then report how the centroid index and the cluster table grew."""
+def churn_round(db, ids: list[int], assignments: int) -> float:
+    """Release and re-assign the held-out faces (500 per call) until `assignments` are done."""
     from photodb.clustering.incremental import assign_new_faces
 
-    done, started = len(ids), time.perf_counter()
+    done, started = 0, time.perf_counter()
     while done < assignments:
         release(db, ids)
         part = ids[: assignments - done]
         for k in range(0, len(part), 500):
             assign_new_faces(db, part[k : k + 500], force=True)
         done += len(part)
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def churn(db, ids: list[int], assignments: int, before: dict[str, int]) -> None:
+    """The centroid index and cluster table after `assignments` more assignments (autovacuum as
+    configured), after a VACUUM, and after as many again: once vacuumed, the HNSW index reuses
+    the space of dead entries, so its size is bounded by what accumulates between vacuums."""
+    mib = 1024 * 1024
+
+    def show(label: str, sizes: dict[str, int]) -> None:
+        updates, hot = sizes["updates"] - before["updates"], sizes["hot"] - before["hot"]
+        print(
+            f"  {label}: centroid HNSW index {before['index'] / mib:.1f} -> {sizes['index'] / mib:.1f} MiB, "
+            f"cluster table {before['table'] / mib:.1f} -> {sizes['table'] / mib:.1f} MiB; "
+            f"{hot} of {updates} cluster updates HOT (no index entry)"
+        )
+
+    seconds = churn_round(db, ids, assignments)
     with db.connection() as conn:
         conn.execute("SELECT pg_stat_force_next_flush()")
-    after = relation_sizes(db)
-    updates, hot = after["updates"] - before["updates"], after["hot"] - before["hot"]
-    mib = 1024 * 1024
-    print(
-        f"  centroid HNSW index after {done} assignments (and {done - len(ids)} releases, {seconds:.0f} s): "
-        f"{before['index'] / mib:.1f} -> {after['index'] / mib:.1f} MiB; cluster table "
-        f"{before['table'] / mib:.1f} -> {after['table'] / mib:.1f} MiB; "
-        f"{hot} of {updates} cluster updates HOT (no index entry)"
-    )
+    show(f"after {assignments} more assignments ({seconds:.0f} s)", relation_sizes(db))
+    with db.autocommit() as conn:
+        conn.execute("VACUUM cluster")
+    seconds = churn_round(db, ids, assignments)
+    show(f"after a VACUUM and {assignments} more ({seconds:.0f} s)", relation_sizes(db))
 
 
 def incremental(n: int, identities: int, new: int, assignments: int) -> None:
@@ -303,7 +315,7 @@ def incremental(n: int, identities: int, new: int, assignments: int) -> None:
                 new_ids = face_db.insert_faces(conn, 1, faces.embeddings[held], "arcface", photo_prefix="new")
                 print(f"  inserted {new} new faces with every index maintained: {time.perf_counter() - started:.1f} s")
                 run = run_db.active_run(conn, 1, "arcface")
-                conn.execute("ANALYZE cluster")
+                conn.execute("ANALYZE")  # as autoanalyze would after the bootstrap rewrote every face
             assert run is not None
             with db.autocommit() as conn, conn.transaction():
                 plan = assign_db.explain_nearest(conn, 1, "arcface", faces.embeddings[held[0]])

@@ -5,8 +5,8 @@ number. Adding a face adds its embedding, removing one subtracts it, and a recou
 again: the same operation each time (float32 sums; they agree to rounding). `cluster.centroid`,
 the unit vector the HNSW index searches, follows from the sum: it is rewritten only when the
 normalised sum has moved more than CENTROID_TOLERANCE (cosine distance) away from it, so most
-assignments to a large cluster are HOT updates that add no index entry; the stored centroid is
-never further than that from the exact one.
+assignments to a large cluster are HOT updates that add no index entry (the sum is stored in the
+heap row, outside TOAST); the stored centroid is never further than that from the exact one.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import psycopg
 
-#: Largest cosine distance between the stored centroid and the exact normalised sum. 1e-5 is an
-#: angle of 0.0045 rad, which moves a face's distance to the centroid by at most ~0.003 (an order
-#: below the ambiguity margin); a cluster of a few hundred faces then moves less than that per face.
-CENTROID_TOLERANCE = 1e-5
+#: Largest cosine distance between the stored centroid and the exact normalised sum: 1e-4 is an
+#: angle of 0.014 rad. Tier 2 only finds its candidates by the stored centroid and measures them
+#: against the exact sum, so this bounds how far a candidate's rank can shift, never a decision.
+CENTROID_TOLERANCE = 1e-4
 
 
 def centroid_after(new_sum: str, old_centroid: str = "c.centroid") -> str:
