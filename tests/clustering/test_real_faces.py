@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import psycopg
-import pytest
 from PIL import Image, ImageOps
 
 from tests.cli import bootstrap_clusters, cli_env, process_local
@@ -124,12 +123,6 @@ def test_sample_faces_cluster_by_person_and_new_photos_join_their_person(tmp_pat
         ).fetchone() == (0,)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HDBSCAN labels points that leave a selected cluster as its low-probability members: on these "
-    "well-separated w600k_mbf embeddings Biden and a group-photo face join Obama's cluster. Bootstrap should "
-    "drop members farther than the model's threshold from the centroid (clustering, not the embedder).",
-)
 def test_default_embedder_keeps_strangers_apart(tmp_path, database_url):
     library = tmp_path / "lib"
     library.mkdir()

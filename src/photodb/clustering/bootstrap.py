@@ -145,6 +145,7 @@ def _plan(
 
     moved |= constraints.split_same_photo(keys, anchored, faces.embeddings, faces.photo_ids, reach, conflicts)
     moved |= constraints.apply_cannot_links(keys, pinned, units, faces.embeddings, cannot_i, conflicts)
+    constraints.drop_far_members(keys, anchored, faces.embeddings, threshold)
     statuses = [
         faces.statuses[i] if pinned[i] else "unassigned" if keys[i] is None else "constrained" if i in moved else "auto"
         for i in range(n)

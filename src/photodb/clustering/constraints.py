@@ -194,3 +194,41 @@ def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end of each run of equal values in a sorted array."""
     starts = np.concatenate([[0], np.nonzero(values[1:] != values[:-1])[0] + 1])
     return starts, np.concatenate([starts[1:], [values.size]])
+
+
+def drop_far_members(
+    keys: list[Key], anchored: np.ndarray, embeddings: np.ndarray, threshold: float, rounds: int = 5
+) -> set[int]:
+    """Faces farther than `threshold` (cosine distance) from the unit mean of the rest of their group
+    leave it for noise; anchored faces stay.
+
+    HDBSCAN keeps points that drop out of a selected cluster as its weakest members, so on well
+    separated embeddings a small library's strangers end up inside someone's cluster. The rest of
+    the group (leave-one-out) is what incremental assignment would compare the face with.
+    """
+    dropped: set[int] = set()
+    chunk = 8192
+    for _ in range(rounds):
+        codes_of: dict[Key, int] = {}
+        codes = np.array([-1 if k is None else codes_of.setdefault(k, len(codes_of)) for k in keys], dtype=np.int64)
+        faces = np.nonzero(codes >= 0)[0]
+        if faces.size == 0:
+            break
+        sums = csr_matrix((np.ones(faces.size), (codes[faces], faces)), shape=(len(codes_of), len(keys))) @ embeddings
+        sum_norms = np.einsum("ij,ij->i", sums, sums)
+        similarity = np.ones(faces.size)
+        for start in range(0, faces.size, chunk):
+            part = faces[start : start + chunk]
+            vectors = embeddings[part].astype(np.float64)
+            dots = np.einsum("ij,ij->i", vectors, sums[codes[part]])
+            own = np.einsum("ij,ij->i", vectors, vectors)
+            rest = np.sqrt(np.maximum(sum_norms[codes[part]] - 2 * dots + own, 0.0))
+            alone = rest < 1e-9
+            similarity[start : start + chunk] = np.where(alone, 1.0, (dots - own) / np.where(alone, 1.0, rest))
+        far = faces[(1.0 - similarity > threshold) & ~anchored[faces]]
+        if far.size == 0:
+            break
+        for i in far.tolist():
+            keys[i] = None
+            dropped.add(i)
+    return dropped
