@@ -313,7 +313,7 @@ ALTER TABLE processing_status ADD CONSTRAINT processing_status_status_check
 COMMENT ON COLUMN processing_status.claimed_by IS
     'host@machine:pid:start/thread of the worker holding (or that last settled) the claim';
 
--- ==== 0005_cluster_centroid_sum ====
+-- ==== 0004_cluster_centroid_sum ====
 -- Cluster centroids as an exact running sum (photodb.database.clustering.centroids): centroid_sum
 -- is the unnormalised sum of the member embeddings, so adding, removing and recounting a face are
 -- the same operation; centroid, the unit vector the HNSW index searches, follows from it and is
@@ -354,7 +354,7 @@ DROP INDEX idx_cluster_centroid;
 CREATE INDEX idx_cluster_centroid ON cluster USING hnsw (centroid vector_cosine_ops)
     WITH (m = 8, ef_construction = 32);
 
--- ==== 0006_normalized_scale ====
+-- ==== 0005_normalized_scale ====
 -- Normalized copies are capped at NORMALIZE_MAX_SIDE on top of RESIZE_SCALE, so the factor differs
 -- per photo. Store it: a box in normalized pixels divided by normalized_scale is in original pixels.
 ALTER TABLE photo ADD COLUMN normalized_scale DOUBLE PRECISION
