@@ -7,7 +7,7 @@ unsupported hdbscan) has tier 1 off, with one warning per process; its faces go 
 When tier 1 says noise, tier 2 looks up the nearest centroids through pgvector's HNSW index and
 accepts a cluster whose epsilon ball holds the face: epsilon = 1 / lambda_birth is a Euclidean
 distance between unit vectors, i.e. a cosine distance of epsilon^2 / 2, capped by the model's
-threshold (CLUSTERING_THRESHOLD for ArcFace, CLUSTERING_THRESHOLD_DLIB for dlib), which also
+threshold (Settings.clustering_threshold_for), which also
 serves clusters without a lambda. The cap matters in small libraries: there a cluster is born at
 the distance of the nearest other person, so its uncapped ball reaches exactly to them. A face
 inside two balls by nearly the same margin goes to review as face_match_candidate rows.
