@@ -82,3 +82,37 @@ def test_the_indexed_centroid_is_rewritten_only_when_it_moves_beyond_the_toleran
         after = dict(conn.execute("SELECT id, centroid::text FROM cluster").fetchall())
     assert after[big] == stored[big]
     assert after[small] != stored[small]
+
+
+def test_adding_faces_that_leave_the_centroid_in_place_writes_no_index_entry(db):
+    """The sum changes on every assignment; the update stays HOT (no HNSW entry) while the indexed
+    centroid does not move beyond the tolerance."""
+    rng = np.random.default_rng(2)
+    direction = rng.normal(size=512)
+    vectors = direction + rng.normal(size=(1020, 512)) * 0.02
+    ids = insert(db, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32))
+    with db.connection() as conn:
+        cluster = conn.execute(
+            "INSERT INTO cluster (collection_id, embedding_model) VALUES (1, 'arcface') RETURNING id"
+        ).fetchone()[0]
+        conn.execute("UPDATE person_detection SET cluster_id = %s WHERE id = ANY(%s)", (cluster, ids[:1000]))
+        centroids.recount_clusters(conn, [cluster])
+    with db.connection() as conn:
+
+        def hot_updates() -> tuple[int, int]:
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            conn.commit()
+            row = conn.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'cluster'")
+            counts = row.fetchone()
+            conn.commit()
+            return counts
+
+        before = hot_updates()
+        for det in ids[1000:]:
+            conn.execute("UPDATE person_detection SET cluster_id = %s WHERE id = %s", (cluster, det))
+            centroids.add_detection(conn, det, cluster)
+            conn.commit()
+        after = hot_updates()
+    assert after[0] - before[0] == 20
+    assert after[1] - before[1] == 20
+    assert_clusters_exact(db)

@@ -120,8 +120,7 @@ _ASSIGN_WRITE = """
     ),
     joined AS (
         UPDATE cluster c SET face_count = c.face_count + 1, updated_at = now(),
-            centroid_sum = {plus},
-            centroid = {moved}
+            centroid_sum = {plus}
         FROM target t, face f WHERE c.id = t.id
         RETURNING c.id, t.confidence
     ),
@@ -139,9 +138,10 @@ _ASSIGN_WRITE = """
         RETURNING o.status, o.cluster_id
     )
     SELECT EXISTS (SELECT 1 FROM face), (SELECT status FROM detection), (SELECT cluster_id FROM detection)
-""".replace("{plus}", centroids.sum_plus("f.embedding")).replace(
-    "{moved}", centroids.centroid_after(centroids.sum_plus("f.embedding"))
-)
+""".replace("{plus}", centroids.sum_plus("f.embedding"))
+
+#: Run after the assignment, in its transaction: the joined cluster's centroid, if it moved.
+_SETTLE_SQL = centroids.settle_sql("c.id = (SELECT d.cluster_id FROM person_detection d WHERE d.id = %s)")
 
 
 ASSIGN_TIER1_SQL = "WITH" + _ASSIGN_FACE + _TIER1_CHOICE + _ASSIGN_WRITE
@@ -206,6 +206,7 @@ def assign_face(
     with conn.pipeline(), conn.transaction():
         conn.execute(_PRELUDE_SQL, (face.collection_id, face.embedding_model, face.photo_id, str(ef_search)))
         cur = conn.execute(sql, params)
+        conn.execute(_SETTLE_SQL, (face.id,))
     row = cur.fetchone()
     assert row is not None
     return Assignment(bool(row[0]), row[1], row[2])

@@ -7,6 +7,8 @@ the unit vector the HNSW index searches, follows from the sum: it is rewritten o
 normalised sum has moved more than CENTROID_TOLERANCE (cosine distance) away from it, so most
 assignments to a large cluster are HOT updates that add no index entry (the sum is stored in the
 heap row, outside TOAST); the stored centroid is never further than that from the exact one.
+The centroid is settled by its own statement (`settle_sql`) after the sum changed: an UPDATE that
+assigns the column any expression, even one that yields the old value, is never HOT.
 """
 
 from __future__ import annotations
@@ -61,8 +63,7 @@ def subtract_detections(conn: psycopg.Connection, detection_ids: Sequence[int]) 
     or moved; their rows must already be locked, and then their clusters'). Returns the clusters."""
     rows = conn.execute(
         f"""UPDATE cluster c SET face_count = greatest(c.face_count - s.n, 0), updated_at = now(),
-                centroid_sum = {sum_minus("s.total", "s.n")},
-                centroid = {centroid_after(sum_minus("s.total", "s.n"))}
+                centroid_sum = {sum_minus("s.total", "s.n")}
             FROM (SELECT d.cluster_id, count(*) AS n, sum(fe.embedding) AS total
                   FROM person_detection d JOIN face_embedding fe ON fe.person_detection_id = d.id
                   WHERE d.id = ANY(%s) AND d.cluster_id IS NOT NULL GROUP BY d.cluster_id) s
@@ -70,15 +71,31 @@ def subtract_detections(conn: psycopg.Connection, detection_ids: Sequence[int]) 
             RETURNING c.id""",  # noqa: S608 (only constants are formatted in)
         (list(detection_ids),),
     ).fetchall()
-    return sorted(r[0] for r in rows)
+    changed = sorted(r[0] for r in rows)
+    settle_centroids(conn, changed)
+    return changed
+
+
+def settle_sql(which: str) -> str:
+    """SQL that rewrites the centroid of the clusters `which` (an SQL condition on `c`) whose
+    normalised sum has moved beyond the tolerance, and only those."""
+    return f"""UPDATE cluster c
+        SET centroid = CASE WHEN c.centroid_sum IS NOT NULL THEN l2_normalize(c.centroid_sum) END
+        WHERE ({which}) AND CASE WHEN c.centroid IS NULL OR c.centroid_sum IS NULL
+                                 THEN (c.centroid IS NULL) <> (c.centroid_sum IS NULL)
+                                 ELSE (c.centroid <=> c.centroid_sum) > {CENTROID_TOLERANCE} END"""  # noqa: S608
+
+
+def settle_centroids(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> None:
+    conn.execute(settle_sql("c.id = ANY(%s)"), (list(cluster_ids),))
 
 
 def add_detection(conn: psycopg.Connection, detection_id: int, cluster_id: int) -> None:
     """Fold one detection's embedding into a (locked) cluster's sum and count."""
     conn.execute(
         f"""UPDATE cluster c SET face_count = c.face_count + 1, updated_at = now(),
-                centroid_sum = {sum_plus("fe.embedding")},
-                centroid = {centroid_after(sum_plus("fe.embedding"))}
+                centroid_sum = {sum_plus("fe.embedding")}
             FROM face_embedding fe WHERE c.id = %s AND fe.person_detection_id = %s""",  # noqa: S608
         (cluster_id, detection_id),
     )
+    settle_centroids(conn, [cluster_id])
