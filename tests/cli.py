@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -78,3 +80,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def process_local_at_once(*args: str, env: dict[str, str], runs: int = 2) -> list[dict[str, Any]]:
+    """Start `runs` process-local commands with the same arguments at once; each one's --json
+    summary's stages (every run must exit 0)."""
+    command = [PROCESS_LOCAL, *args, "--json"]
+    started = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(runs)
+    ]
+    outputs = [run.communicate(timeout=300) for run in started]
+    assert all(run.returncode == 0 for run in started), [err for _, err in outputs]
+    return [json.loads(out)["stages"] for out, _ in outputs]

@@ -48,15 +48,26 @@ def admin_url(pg_server: EmbeddedPostgres) -> str:
     return make_conninfo(pg_server.acquire(), dbname="postgres")
 
 
-@pytest.fixture
-def database_url(admin_url: str) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A migrated database copied from the template, dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
     yield make_conninfo(admin_url, dbname=name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(admin_url: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    yield from fresh_database(admin_url)
+
+
+@pytest.fixture
+def other_database_url(admin_url: str) -> Iterator[str]:
+    """A second fresh database for the same test (to compare two ways of reaching one result)."""
+    yield from fresh_database(admin_url)
 
 
 @pytest.fixture

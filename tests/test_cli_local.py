@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from photodb.database.embedded import server_is_running
-from tests.cli import PROCESS_LOCAL, cli_env, completion_events, process_local, wait_for
+from tests.cli import PROCESS_LOCAL, cli_env, completion_events, process_local, process_local_at_once, wait_for
 from tests.imaging import make_library
 
 LOCAL_STAGES = ["normalize", "metadata"]
@@ -52,12 +52,7 @@ def test_help_lists_implemented_and_planned_stages(tmp_path):
 def test_two_processes_at_once_process_every_pair_exactly_once(tmp_path, database_url):
     make_library(tmp_path / "lib", 40, size=(200, 150))
     env = cli_env(tmp_path, database_url)
-    command = [PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "3", "--json"]
-    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]  # fmt: skip
-    outputs = [run.communicate(timeout=300) for run in runs]
-    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
-    done = [json.loads(out)["stages"] for out, _ in outputs]
+    done = process_local_at_once(str(tmp_path / "lib"), *STAGES, "--parallel", "3", env=env)
     for stage in ("normalize", "metadata"):
         assert done[0][stage]["completed"] + done[1][stage]["completed"] == 40
     with psycopg.connect(database_url) as conn:

@@ -7,45 +7,24 @@ Photos: examples/photos (see examples/photos/SOURCES.md); the group photo holds 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageOps
 
 from photodb.clustering import incremental
 from photodb.clustering.bootstrap import bootstrap
 from photodb.config import Settings
 from photodb.database.connection import Database
-from photodb.database.models import Photo
 from photodb.database.repository import PhotoRepository
 from photodb.stages.base import StageContext
 from photodb.stages.detection import DetectionStage
+from tests.photos import add_normalized_photo
 
 PHOTOS = Path(__file__).resolve().parents[2] / "examples" / "photos" / "faces"
 GROUP = PHOTOS / "vladmandic_face_api" / "sample1.jpg"
 SINGLES = ["face_recognition/obama.jpg", "face_recognition/obama2.jpg", "face_recognition/biden.jpg"]
 SINGLES += ["matplotlib/grace_hopper.jpg", "pillow/hopper.jpg"]
-
-
-def add_photo(db: Database, settings: Settings, source: Path, *, mirror: bool = False) -> Photo:
-    """A photo row whose normalized PNG exists, as the normalize stage leaves it (mirrored: another
-    photo of the same people)."""
-    photo_uuid = uuid.uuid4()
-    settings.images_dir.mkdir(parents=True, exist_ok=True)
-    with Image.open(source) as image:
-        normalized = ImageOps.exif_transpose(image).convert("RGB")
-    if mirror:
-        normalized = ImageOps.mirror(normalized)
-    normalized.save(settings.images_dir / f"{photo_uuid}.png", compress_level=1)
-    with db.connection() as conn:
-        row = conn.execute(
-            """INSERT INTO photo (collection_id, uuid, filename, normalized_path, normalized_width, normalized_height)
-               VALUES ((SELECT id FROM collection WHERE name = 'default'), %s, %s, %s, %s, %s) RETURNING id""",
-            (photo_uuid, f"{photo_uuid}-{source.name}", f"{photo_uuid}.png", *normalized.size),
-        ).fetchone()
-    return PhotoRepository(db).get_photo(row[0])
 
 
 @pytest.fixture
@@ -71,8 +50,8 @@ def faces_of(db: Database, photo_id: int) -> list[tuple[int, int | None, str | N
 
 
 def test_faces_of_the_group_photo_end_in_different_clusters(db, settings, stage):
-    group = add_photo(db, settings, GROUP)
-    for photo in [group] + [add_photo(db, settings, PHOTOS / name) for name in SINGLES]:
+    group = add_normalized_photo(db, settings, GROUP)
+    for photo in [group] + [add_normalized_photo(db, settings, PHOTOS / name) for name in SINGLES]:
         stage.process(photo)
     assert len(faces_of(db, group.id)) == 3
     (report,) = bootstrap(db, min_cluster_size=2, min_samples=1)
@@ -88,13 +67,13 @@ def test_faces_of_the_group_photo_end_in_different_clusters(db, settings, stage)
 
 def test_a_damaged_run_or_a_failing_assignment_never_fails_a_photo(db, settings, stage, caplog, monkeypatch):
     for name in SINGLES:
-        stage.process(add_photo(db, settings, PHOTOS / name))
+        stage.process(add_normalized_photo(db, settings, PHOTOS / name))
     bootstrap(db, min_cluster_size=2, min_samples=1)
     with db.connection() as conn:
         conn.execute("UPDATE hdbscan_run SET clusterer_state = %s WHERE is_active", (b"\x80\x04not a run",))
     incremental._models.clear()
     with caplog.at_level(logging.WARNING):
-        again = add_photo(db, settings, PHOTOS / "face_recognition" / "obama2.jpg", mirror=True)
+        again = add_normalized_photo(db, settings, PHOTOS / "face_recognition" / "obama2.jpg", mirror=True)
         stage.process(again)  # completes: tier 1 is off, tier 2 matches the face to a centroid
     ((_, cluster, status),) = faces_of(db, again.id)
     assert status in ("auto", "unassigned", "pending") and (cluster is not None) == (status == "auto")
@@ -104,7 +83,7 @@ def test_a_damaged_run_or_a_failing_assignment_never_fails_a_photo(db, settings,
         raise KeyError("a bug in the assignment")
 
     monkeypatch.setattr(incremental, "assign_new_faces", broken)  # an error that is not a database error
-    third = add_photo(db, settings, PHOTOS / "pillow" / "hopper.jpg", mirror=True)
+    third = add_normalized_photo(db, settings, PHOTOS / "pillow" / "hopper.jpg", mirror=True)
     stage.process(third)  # completes: the face is stored, unassigned, for --assign-new
     assert faces_of(db, third.id)[0][1:] == (None, None)
     assert "faces stored but not assigned to clusters (KeyError: 'a bug in the assignment')" in caplog.text

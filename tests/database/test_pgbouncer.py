@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -18,15 +17,13 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 from PIL import Image, ImageOps
-from psycopg.conninfo import make_conninfo
 
 from photodb.clustering.synthetic import make_faces
 from photodb.config import Settings
 from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database
 from photodb.database.embedded import EmbeddedPostgres
-from tests.cli import PROCESS_LOCAL, bootstrap_clusters, cli_env, process_local
-from tests.conftest import TEMPLATE_DB
+from tests.cli import bootstrap_clusters, cli_env, process_local, process_local_at_once
 from tests.imaging import make_library
 from tests.pgbouncer import MISSING, PgBouncer, pgbouncer_binary, start_pgbouncer
 from tests.samples import SAMPLES
@@ -52,17 +49,6 @@ def pooled_url(pgbouncer: PgBouncer, database_url: str) -> str:
     """The test's database, reached through PgBouncer."""
     pgbouncer.warm(database_url)
     return pgbouncer.url_for(database_url)
-
-
-@pytest.fixture
-def twin_url(admin_url: str) -> Iterator[str]:
-    """A second fresh database, used directly, to compare results with the pooled one."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-    yield make_conninfo(admin_url, dbname=name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def stage_rows(database_url: str) -> list[tuple[str, int, int]]:
@@ -108,12 +94,7 @@ def test_parallel_run_through_pgbouncer_completes_every_photo(tmp_path, pooled_u
 def test_two_processes_through_pgbouncer_do_every_pair_exactly_once(tmp_path, pooled_url, database_url):
     make_library(tmp_path / "lib", 40, size=(200, 150))
     env = cli_env(tmp_path, pooled_url)
-    command = [PROCESS_LOCAL, str(tmp_path / "lib"), *STAGES, "--parallel", "3", "--json"]
-    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]  # fmt: skip
-    outputs = [run.communicate(timeout=300) for run in runs]
-    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
-    done = [json.loads(out)["stages"] for out, _ in outputs]
+    done = process_local_at_once(str(tmp_path / "lib"), *STAGES, "--parallel", "3", env=env)
     for stage in STAGE_NAMES:
         assert done[0][stage]["completed"] + done[1][stage]["completed"] == 40
     assert stage_rows(database_url) == [("completed", 1, 80)]
@@ -138,11 +119,13 @@ def insert_faces(database_url: str, embeddings, prefix: str) -> None:
         face_db.insert_faces(conn, 1, embeddings, "arcface", photo_prefix=prefix)
 
 
-def test_bootstrap_and_assign_new_through_pgbouncer_match_a_direct_run(tmp_path, pooled_url, database_url, twin_url):
+def test_bootstrap_and_assign_new_through_pgbouncer_match_a_direct_run(
+    tmp_path, pooled_url, database_url, other_database_url
+):
     faces = make_faces(400, 25, lookalike_share=0.1, seed=5)
     first, later = faces.embeddings[:340], faces.embeddings[340:]
     results = []
-    for url, check_url in ((pooled_url, database_url), (twin_url, twin_url)):
+    for url, check_url in ((pooled_url, database_url), (other_database_url, other_database_url)):
         insert_faces(check_url, first, "old")
         env = cli_env(tmp_path / uuid.uuid4().hex, url)
         boot = bootstrap_clusters("--json", env=env)

@@ -3,7 +3,6 @@ path on random-weight models made at test time, reruns, and bad input."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,36 +13,17 @@ from photodb.config import Settings
 from photodb.database.clustering import centroids
 from photodb.database.connection import Database
 from photodb.database.detection_repository import DetectionRepository
-from photodb.database.models import Photo
 from photodb.database.repository import PhotoRepository
 from photodb.ml.files import file_sha256
 from photodb.stages import stage_class
 from photodb.stages.base import StageContext, StageFailure, StageUnavailable
 from photodb.stages.detection import DetectionStage
 from tests.detection_models import make_arcface_onnx, make_random_yolo
+from tests.photos import add_normalized_photo
 from tests.samples import SAMPLES, manifest
 
 MANIFEST = manifest()
 FACE_PHOTOS = [p for p, f in MANIFEST.items() if f.get("faces")]
-
-
-def add_normalized_photo(db: Database, settings: Settings, source: Path) -> Photo:
-    """A photo row whose normalized PNG exists, as the normalize stage would leave it."""
-    from PIL import Image, ImageOps
-
-    photo_uuid = uuid.uuid4()
-    settings.images_dir.mkdir(parents=True, exist_ok=True)
-    with Image.open(source) as image:
-        normalized = ImageOps.exif_transpose(image).convert("RGB")
-    normalized.save(settings.images_dir / f"{photo_uuid}.png", compress_level=1)
-    with db.connection() as conn:
-        row = conn.execute(
-            """INSERT INTO photo (collection_id, uuid, filename, normalized_path, normalized_width, normalized_height)
-               VALUES ((SELECT id FROM collection WHERE name = 'default'), %s, %s, %s, %s, %s) RETURNING id""",
-            (photo_uuid, f"{photo_uuid}-{source.name}", f"{photo_uuid}.png", *normalized.size),
-        ).fetchone()
-    assert row is not None
-    return PhotoRepository(db).get_photo(row[0])
 
 
 def make_stage(db: Database, settings: Settings, parallel: int = 1) -> DetectionStage:
