@@ -63,16 +63,21 @@ sha256_of() {
     if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1; else shasum -a 256 "$1" | cut -d' ' -f1; fi
 }
 
-verify() {  # verify FILE EXPECTED_SHA256_OR_EMPTY PIN_SETTING
+verify() {  # verify FILE EXPECTED_SHA256_OR_EMPTY PIN_SETTING [downloaded]
+    # Only a file this run downloaded is removed on a mismatch: a file that was already there may be
+    # the user's own, pinned in .env, which this script does not read.
     local actual
     actual="$(sha256_of "$1")"
     if [ -z "$2" ]; then
         echo "  ok: $1 (no published checksum; sha256 $actual). Check it, then set $3=$actual"
     elif [ "$actual" = "$2" ]; then
         echo "  ok: $1 (sha256 verified)"
-    else
+    elif [ "${4:-}" = downloaded ]; then
         echo "  FAILED: $1 has sha256 $actual, expected $2; removed" >&2
         rm -f "$1"
+        return 1
+    else
+        echo "  FAILED: $1 has sha256 $actual, expected $2; kept (your own file? pin it with $3=$actual)" >&2
         return 1
     fi
 }
@@ -95,7 +100,7 @@ download() {  # download MANIFEST_NAME URL_OVERRIDE_VARIABLE
         failures=$((failures + 1))
         return 1
     fi
-    verify "$dest" "$sum" "$pin_setting" || { failures=$((failures + 1)); return 1; }
+    verify "$dest" "$sum" "$pin_setting" downloaded || { failures=$((failures + 1)); return 1; }
 }
 
 download yolov8x_person_face.pt YOLO_PERSON_FACE_URL
@@ -116,7 +121,7 @@ with zipfile.ZipFile(sys.argv[1]) as archive:
         if member.endswith(".onnx"):
             (pathlib.Path(sys.argv[2]) / pathlib.Path(member).name).write_bytes(archive.read(member))
 PY
-    if [ -f "$ARCFACE" ] && verify "$ARCFACE" "$ARCFACE_SUM" ARCFACE_MODEL_SHA256; then
+    if [ -f "$ARCFACE" ] && verify "$ARCFACE" "$ARCFACE_SUM" ARCFACE_MODEL_SHA256 downloaded; then
         rm -f "$zip"
         echo "  ok: unpacked $(dirname "$ARCFACE")/ (ArcFace w600k_r50.onnx)"
     else

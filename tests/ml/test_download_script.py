@@ -68,3 +68,10 @@ def test_script_uses_photodbs_models_dir_and_pins_from_any_folder(tmp_path: Path
     own = hashlib.sha256((served / "yolo.pt").read_bytes()).hexdigest()
     again = run_script(elsewhere, env | {"DETECTION_MODEL_SHA256": own})
     assert f"ok: {models / 'yolov8x_person_face.pt'} (sha256 verified)" in again.stdout
+
+    # Without that pin (say it lives in .env, which the script does not read) a file already there is
+    # reported, never deleted: it may be the user's own.
+    third = run_script(elsewhere, env)
+    assert third.returncode == 1
+    assert "kept (your own file? pin it with DETECTION_MODEL_SHA256=" in third.stderr
+    assert (models / "yolov8x_person_face.pt").is_file()
