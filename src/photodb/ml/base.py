@@ -48,7 +48,12 @@ class LazyModel(ABC):
         self._loaded = False
 
     def load(self) -> None:
-        """Load the models now (idempotent); raises ModelUnavailable with a usable message."""
+        """Load the models now (idempotent); raises ModelUnavailable with a usable message.
+
+        Once loaded this returns without the lock, which families also hold around inference:
+        per-face callers must not queue behind another thread's batch."""
+        if self._loaded:
+            return
         with self._lock:
             if not self._loaded:
                 self._load()
