@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 
@@ -142,6 +144,23 @@ def test_an_outage_past_the_deadline_gives_one_clear_error_without_the_password(
     assert message.startswith("database unreachable for 0.5 s: ") and "\n" not in message
     assert "secret-pw" not in message
     assert clock.give_up.is_set()
+
+
+def test_a_blip_at_the_end_of_an_operation_longer_than_the_deadline_is_retried(admin_url):
+    """The deadline counts from the first failure, not from the start of a long stage."""
+    clock = OutageClock(deadline_seconds=0.3)
+    calls: list[int] = []
+
+    def long_stage_then_blip() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.5)  # the stage's own work, longer than the deadline
+            with psycopg.connect(admin_url) as conn:
+                conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return "done"
+
+    assert clock.retrying(long_stage_then_blip, "a long stage") == "done"
+    assert len(calls) == 2 and not clock.give_up.is_set()
 
 
 def test_the_deadline_setting_reaches_the_database_handle(settings: Settings):

@@ -93,15 +93,17 @@ class OutageClock:
         Gives up with DatabaseUnreachable once the outage (shared by every thread) or this call's
         own retries last past the deadline, or at once when the run is stopping.
         """
-        started = time.monotonic()
+        first_failure: list[float] = []
         last: list[BaseException] = []
 
         def should_stop(state: RetryCallState) -> bool:
             outcome = state.outcome
             if outcome is not None and outcome.failed:
                 last[:] = [outcome.exception()]  # type: ignore[list-item]
+            now = time.monotonic()
+            first_failure[:] = first_failure or [now]  # a long operation's own run time is no outage
             outage = self.failed()
-            own = time.monotonic() - started
+            own = now - first_failure[0]
             return self.give_up.is_set() or max(outage, own) >= self.deadline_seconds
 
         def before_sleep(state: RetryCallState) -> None:
@@ -121,6 +123,8 @@ class OutageClock:
             if is_transient(error):
                 self.give_up.set()
                 raise DatabaseUnreachable(self.deadline_seconds, describe_error(last[0] if last else error)) from None
+            if isinstance(error, psycopg.Error):
+                self.reached()  # the server answered, if only with an error
             raise
         self.reached()
         return result
