@@ -63,3 +63,15 @@ def test_cannot_links_hold_in_incremental_assignment(db, faces, tiers):
     report = assign_new_faces(db, [linked, control], force=True)
     assert report.cluster_of[control] == home and report.outcomes[tiers] >= 1
     assert report.cluster_of[linked] != home
+
+
+@pytest.mark.parametrize("tiers", ["tier1", "tier2"])
+def test_a_hidden_cluster_takes_no_new_faces(db, faces, tiers):
+    home, new, _member = setup_identity(db, faces)
+    with db.connection() as conn:
+        conn.execute("UPDATE cluster SET hidden = true WHERE id = %s", (home,))
+    if tiers == "tier2":
+        tier2_only(db)
+    report = assign_new_faces(db, new, force=True)
+    assert all(report.cluster_of[face] != home for face in new)
+    assert clusters_of(db, new) == {face: report.cluster_of[face] for face in new}

@@ -114,7 +114,7 @@ _TIER2_CHOICE = """
 _ASSIGN_WRITE = """
     target AS MATERIALIZED (
         SELECT c.id, ch.confidence FROM choice ch JOIN cluster c ON c.id = ch.cluster_id
-        WHERE EXISTS (SELECT 1 FROM face)
+        WHERE EXISTS (SELECT 1 FROM face) AND NOT c.hidden
         ORDER BY ch.rank LIMIT 1
         FOR UPDATE OF c
     ),
