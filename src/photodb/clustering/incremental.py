@@ -307,7 +307,8 @@ def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
     with db.connection() as conn, conn.transaction():
         lock_db.lock_model(conn, info[0], info[1], shared=True)
         face = manual_db.lock_face(conn, detection_id)
-        assert face is not None
+        if face is None:
+            raise LookupError(f"detection {detection_id} was deleted (a detection rerun)")
         old = face.cluster_id
         live = lock_db.lock_clusters(conn, [c for c in (old, cluster_id) if c is not None])
         if cluster_id is not None and cluster_id not in live:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
@@ -141,6 +142,10 @@ class Database:
     def retrying(self, operation: Callable[[], T], what: str) -> T:
         """Run `operation` (which must be safe to repeat), retrying transient errors up to the deadline."""
         return self.outage.retrying(operation, what)
+
+    def call(self, what: str, operation: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """`operation(*args, **kwargs)` through `retrying`: a repository call that rides out blips."""
+        return self.outage.retrying(partial(operation, *args, **kwargs), what)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

@@ -12,11 +12,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from photodb.config import Settings
 from photodb.database.connection import Database
@@ -33,8 +32,6 @@ from photodb.stages.base import BaseStage, StageContext, StageUnavailable
 from photodb.utils.files import DiscoveryStats, iter_images
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class RunError(RuntimeError):
@@ -122,10 +119,6 @@ class LocalProcessor:
         self._last_counts: dict[str, StageCounts] | None = None
         self._finished_at_poll: dict[tuple[str, str], int] = {}
 
-    def _retry(self, what: str, operation: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Call `operation(*args, **kwargs)`, retrying database blips up to the deadline."""
-        return self.db.retrying(partial(operation, *args, **kwargs), what)
-
     # -- set-up --------------------------------------------------------------------------------
 
     def _resolve(self, root: Path) -> tuple[Collection, Scope]:
@@ -135,16 +128,16 @@ class LocalProcessor:
         if not root.is_dir():
             raise RunError(f"not a folder: {root}")
         root = root.resolve()
-        collection = self._retry("reading", self.repo.get_or_create_collection, self.options.collection)
+        collection = self.db.call("reading", self.repo.get_or_create_collection, self.options.collection)
         if collection.root_path is None:
-            collection = self._retry("setting the root", self.repo.set_collection_root, collection.id, root)
+            collection = self.db.call("setting the root", self.repo.set_collection_root, collection.id, root)
         assert collection.root_path is not None
         while collection.root_path != root and collection.root_path.is_relative_to(root):
             old = collection.root_path
             moved_under = old.relative_to(root).as_posix()
-            if self._retry("re-rooting", self.repo.reroot_collection, collection.id, old, root, moved_under):
+            if self.db.call("re-rooting", self.repo.reroot_collection, collection.id, old, root, moved_under):
                 log.info("collection '%s' now starts at %s (was %s)", collection.name, root, old)
-            collection = self._retry("reading the collection", self.repo.get_collection, collection.id)
+            collection = self.db.call("reading the collection", self.repo.get_collection, collection.id)
             assert collection.root_path is not None
         return collection, self._scope_for(root, collection)
 
@@ -221,8 +214,8 @@ class LocalProcessor:
     def _prepare_queue(self, scope: Scope, plan: QueuePlan) -> None:
         self._recover_claims()
         if self.options.retry_failed:
-            self._retry("re-queueing failures", self.queue.requeue_failed, scope, plan.stages)
-        self._retry("finding blocked photos", self.queue.refresh_blocked, plan, scope=scope)
+            self.db.call("re-queueing failures", self.queue.requeue_failed, scope, plan.stages)
+        self.db.call("finding blocked photos", self.queue.refresh_blocked, plan, scope=scope)
 
     def _run_threads(
         self, folder: Path, collection: Collection, stages: dict[str, BaseStage], plan: QueuePlan, summary: RunSummary
@@ -290,7 +283,7 @@ class LocalProcessor:
     def _hand_back(self) -> None:
         """Give back whatever this process still holds (tried once when the database is gone)."""
         try:
-            released = self._retry("handing back claims", self.queue.hand_back, str(self.identity))
+            released = self.db.call("handing back claims", self.queue.hand_back, str(self.identity))
         except Exception as error:
             log.info("could not hand back this run's claims: %s", describe_error(error))
             return
@@ -299,7 +292,7 @@ class LocalProcessor:
 
     def _summarise(self, summary: RunSummary, plan: QueuePlan) -> None:
         scope = self._current_scope()
-        final = self._retry("counting results", self.queue.stage_counts, scope, plan.stages)
+        final = self.db.call("counting results", self.queue.stage_counts, scope, plan.stages)
         if self.progress is not None:
             self.progress.update(final, self._registered, False)
         for name, counts in final.items():
@@ -309,7 +302,7 @@ class LocalProcessor:
             mine.skipped = max(0, counts.completed - mine.completed)
             mine.waiting = counts.pending
             mine.blocked = counts.blocked
-        summary.errors = self._retry("reading errors", self.queue.recent_errors, scope, plan.stages)
+        summary.errors = self.db.call("reading errors", self.queue.recent_errors, scope, plan.stages)
 
     def _current_scope(self) -> Scope:
         assert self._scope is not None
@@ -339,15 +332,15 @@ class LocalProcessor:
 
     def _recover_claims(self) -> None:
         """Give back claims of crashed processes of this machine now, and any claim older than the lease."""
-        holders = self._retry("finding claims", self.queue.claim_holders, self.identity.machine_prefix)
+        holders = self.db.call("finding claims", self.queue.claim_holders, self.identity.machine_prefix)
         dead = []
         for holder in holders:
             process = ProcessIdentity.parse(holder)
             if process is not None and process.machine == self.identity.machine and not process.is_alive_here():
                 dead.append(holder)
-        released = self._retry("releasing claims", self.queue.release_claims, dead)
+        released = self.db.call("releasing claims", self.queue.release_claims, dead)
         lease = self.settings.processing_lease_seconds
-        released += self._retry("releasing expired claims", self.queue.release_expired_claims, lease)
+        released += self.db.call("releasing expired claims", self.queue.release_expired_claims, lease)
         if released:
             log.info("re-queued %d unfinished (photo, stage) claims of stopped workers", released)
 
@@ -365,7 +358,7 @@ class LocalProcessor:
             summary.new += found.new
             summary.changed += found.changed
             summary.unchanged += found.unchanged
-        counts = self._retry("counting", self.queue.stage_counts, scope, self.options.stages)
+        counts = self.db.call("counting", self.queue.stage_counts, scope, self.options.stages)
         for name, stage_summary in summary.stages.items():
             existing = counts[name]
             would_redo = (

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import TypeVar
@@ -63,14 +62,11 @@ class Registrar:
         self.collection = collection
         self.on_root_moved = on_root_moved
 
-    def _retry(self, what: str, operation: Callable[..., T], *args: object, **kwargs: object) -> T:
-        return self.db.retrying(partial(operation, *args, **kwargs), what)
-
     def classify(self, chunk: list[Path]) -> Classified:
         root = self.collection.root_path
         assert root is not None
         names = [relative_name(path, root) for path in chunk]
-        known = self._retry("reading known files", self.repo.known_files, self.collection.id, names)
+        known = self.db.call("reading known files", self.repo.known_files, self.collection.id, names)
         new_or_changed: list[FileFacts] = []
         touched: list[FileFacts] = []
         for path, name in zip(chunk, names, strict=True):
@@ -93,7 +89,7 @@ class Registrar:
             root = self.collection.root_path
             assert root is not None
             try:
-                ids = self._retry(
+                ids = self.db.call(
                     "registering files", self.repo.register, self.collection.id, classified.new_or_changed,
                     classified.touched, classified.names, stages, force, root=root,
                 )  # fmt: skip
@@ -102,5 +98,5 @@ class Registrar:
                 self.collection = Collection(self.collection.id, self.collection.name, moved.root)
                 self.on_root_moved(self.collection)
                 continue
-            self._retry("finding blocked photos", self.queue.refresh_blocked, plan, photo_ids=ids)
+            self.db.call("finding blocked photos", self.queue.refresh_blocked, plan, photo_ids=ids)
             return classified
