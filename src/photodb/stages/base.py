@@ -19,6 +19,12 @@ class StageFailure(Exception):
     """A photo-specific problem: recorded as the photo's error for this stage, the run goes on."""
 
 
+class StageSkipped(Exception):
+    """Not this photo's fault: the stage cannot process it here (a model file is missing).
+
+    Recorded as 'skipped' with the message, never as a failure; a later run tries again."""
+
+
 class StageUnavailable(RuntimeError):
     """The stage cannot run at all here (missing extra, model file): stops the run with this message."""
 
@@ -59,6 +65,9 @@ class BaseStage(ABC):
 
     name: ClassVar[str]
     depends_on: ClassVar[tuple[str, ...]] = ()
+    #: Set in __init__ when the stage cannot run at all here (its model file is missing): the runner
+    #: records this run's photos as skipped with this reason, once, instead of calling `process`.
+    skip_reason: str | None = None
 
     def __init__(self, context: StageContext) -> None:
         self.context = context
