@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # Age/gender stage
     mivolo_force_cpu: bool = False
 
+    # Object labels (scene analysis): COCO classes from the packaged YOLO11n, stored as photo tags.
+    # 0.4: measured on the sample photos (photodb/ml/object_labels.py says how).
+    object_labels_enabled: bool = True
+    object_label_min_confidence: float = Field(default=0.4, ge=0, le=1)
+
     # Clustering
     hdbscan_min_cluster_size: int = Field(default=3, ge=2)
     hdbscan_min_samples: int = Field(default=2, ge=1)
