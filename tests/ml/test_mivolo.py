@@ -183,6 +183,8 @@ def test_predict_on_a_real_photo_batches_all_people_in_one_forward_pass(model: M
         ages.append(estimate.age)
     assert len(set(ages)) == 3  # three different inputs, three different outputs
     assert model.predict(photo, []) == []
+    with pytest.raises(ValueError, match="RGB uint8 image"):
+        model.predict(photo[:, :, 0], [WITH_BOTH])
 
 
 def test_ages_and_gender_follow_the_checkpoint_meta(tmp_path: Path, photo: np.ndarray):

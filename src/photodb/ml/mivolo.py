@@ -229,6 +229,8 @@ class MiVOLOAgeGender(LazyModel):
 
     def predict(self, image_rgb: np.ndarray, people: Sequence[PersonBoxes]) -> list[AgeGenderEstimate]:
         """One estimate per person, in order; a person with no usable crop gets age None."""
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ValueError(f"MiVOLO takes an RGB uint8 image, not {image_rgb.dtype} {image_rgb.shape}")
         self.load()
         meta = self.meta
         assert meta is not None
@@ -246,7 +248,9 @@ class MiVOLOAgeGender(LazyModel):
             used.append((index, face is not None, body is not None))
         outputs = self._forward(np.stack(inputs)) if inputs else np.zeros((0, 0), dtype=np.float32)
         estimates: list[AgeGenderEstimate] = [
-            AgeGenderEstimate(p.detection_id, None, None, {"model": self.model_name, "skipped": "no usable crop"})
+            AgeGenderEstimate(
+                p.detection_id, None, None, {"model": self.model_name, "skipped": "no face box and no usable body crop"}
+            )
             for p in people
         ]
         for (index, has_face, has_body), output in zip(used, outputs, strict=True):
