@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from photodb.ml.age_gender import AgeGenderEstimate, PersonBoxes
-from photodb.ml.base import LazyModel, ModelUnavailable, select_device
+from photodb.ml.base import ML_EXTRA_HINT, LazyModel, ModelUnavailable, select_device
 from photodb.ml.boxes import Box
 from photodb.ml.files import file_sha256, load_torch_checkpoint
 
@@ -288,8 +288,10 @@ class MiVOLOAgeGender(LazyModel):
 
 def _build_network(path: Path, state: dict[str, Any], meta: CheckpointMeta) -> Any:
     """The network for `meta`, with `state` loaded strictly; a mismatch says which keys differ."""
-    from photodb.ml.mivolo_model import MiVOLO
-
+    try:
+        from photodb.ml.mivolo_model import MiVOLO
+    except ImportError as error:  # timm (or torch) missing
+        raise ModelUnavailable(f"MiVOLO needs {error.name}: {ML_EXTRA_HINT}") from error
     try:
         network = MiVOLO(
             img_size=meta.input_size, in_chans=6 if meta.with_persons else 3, num_classes=1 if meta.no_gender else 3
