@@ -1,6 +1,6 @@
 """process-local with TinySceneStage and TinyAgeStage registered, run as its own process:
 
-    python -m tests.processors.tiny_cli PATH [process-local options]   (from the repository root)
+python -m tests.processors.tiny_cli PATH [process-local options]   (from the repository root)
 """
 
 from __future__ import annotations
