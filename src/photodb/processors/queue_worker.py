@@ -97,6 +97,9 @@ class QueueWorker:
         idle_since: float | None = None
         while not control.stop.is_set():
             settling = bool(self.outcomes)
+            # Read before claiming: registration may add (or unlock) its last rows between an empty
+            # claim and this check, and an empty claim proves nothing about rows it could not see.
+            registered = control.registration_done.is_set()
             claims = self._settle_and_claim(ctx.batch_size)
             if claims:
                 idle_since = None
@@ -104,7 +107,7 @@ class QueueWorker:
                 continue
             if settling:  # the claim could not see what it settled: dependents may be free now
                 continue
-            if control.registration_done.is_set() and not ctx.db.retrying(
+            if registered and not ctx.db.retrying(
                 lambda: ctx.queue.work_in_flight(ctx.scope(), ctx.plan.stages), "checking for work in flight"
             ):
                 break
