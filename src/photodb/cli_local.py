@@ -32,13 +32,8 @@ from photodb.database.faults import DatabaseUnreachable
 from photodb.database.migrations import MigrationError
 from photodb.database.models import StageCounts
 from photodb.logging_setup import configure_logging
-from photodb.processors.local_processor import (
-    LocalProcessor,
-    RunError,
-    RunOptions,
-    RunSummary,
-    default_parallel,
-)
+from photodb.processors.local_processor import LocalProcessor, RunError, RunOptions, default_parallel
+from photodb.processors.summary import RunSummary
 from photodb.stages import PIPELINE_ORDER, implemented_stages, planned_stages
 
 EXIT_RUN_ERROR = 1

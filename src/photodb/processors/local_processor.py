@@ -13,20 +13,21 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.database.faults import DatabaseUnreachable, describe_error, is_transient
-from photodb.database.models import Collection, StageCounts, StageError
+from photodb.database.models import Collection, StageCounts
 from photodb.database.queue_repository import QueuePlan, QueueRepository
 from photodb.database.repository import PhotoRepository, Scope
 from photodb.processors.identity import ProcessIdentity
 from photodb.processors.progress import ProgressPoller, with_own_progress
 from photodb.processors.queue_worker import QueueWorker, RunControl, WorkerContext
 from photodb.processors.registration import REGISTRATION_CHUNK, Registrar, chunked
+from photodb.processors.summary import RunSummary, StageSummary
 from photodb.stages import INIT_ORDER, implemented_stages, stage_class
 from photodb.stages.base import BaseStage, StageContext, StageUnavailable
 from photodb.utils.files import DiscoveryStats, iter_images
@@ -54,36 +55,6 @@ class RunOptions:
     max_photos: int | None = None
     retry_failed: bool = False
     collection: str = "default"
-
-
-@dataclass
-class StageSummary:
-    completed: int = 0  # by this run
-    failed: int = 0  # by this run
-    unchanged: int = 0  # completed before this run, left alone
-    skipped: int = 0  # the stage cannot run here for them (a model is missing); a later run that can, will
-    skip_reasons: dict[str, int] = field(default_factory=dict)  # why, and for how many photos
-    waiting: int = 0  # pending: an earlier stage has not run for them yet
-    blocked: int = 0  # an earlier stage failed for them
-
-
-@dataclass
-class RunSummary:
-    root: str
-    collection: str
-    stages: dict[str, StageSummary]
-    discovered: int = 0
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    ignored_files: int = 0
-    symlink_loops: int = 0
-    unavailable: dict[str, str] = field(default_factory=dict)  # stages left out of the run, and why
-    skipping: dict[str, str] = field(default_factory=dict)  # stages in the run that skip every photo, and why
-    errors: list[StageError] = field(default_factory=list)
-    elapsed_seconds: float = 0.0
-    dry_run: bool = False
-    stopped_by: str | None = None  # the error that ended the run early, and in which thread
 
 
 def queue_plan(stages: Iterable[str], skipping: dict[str, str] | None = None) -> QueuePlan:
