@@ -72,11 +72,12 @@ class RichProgress:
 
     def update(self, counts: dict[str, StageCounts], registered: int, discovering: bool) -> None:
         for name, task_id in self.tasks.items():
+            stage_counts = counts.get(name, StageCounts())
             self.progress.update(
                 task_id,
-                total=counts.get(name, StageCounts()).total or None,
-                completed=counts.get(name, StageCounts()).settled,
-                notes=progress_notes(counts.get(name, StageCounts()), self.skip_reasons.get(name), discovering),
+                total=stage_counts.total or None,
+                completed=stage_counts.settled,
+                notes=progress_notes(stage_counts, self.skip_reasons.get(name), discovering),
             )
 
 
