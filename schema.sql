@@ -363,3 +363,12 @@ ALTER TABLE photo ADD COLUMN normalized_scale DOUBLE PRECISION
 -- Photos normalized before this column existed were scaled by RESIZE_SCALE alone: width ratio.
 UPDATE photo SET normalized_scale = LEAST(1.0, normalized_width::double precision / width)
  WHERE normalized_width IS NOT NULL AND width IS NOT NULL;
+
+-- ==== 0009_queue_skipped ====
+-- A stage whose model is missing here cannot process a photo, and that is not the photo's fault:
+-- its rows become 'skipped' with the reason in error_message (no attempt counted). Stages that
+-- depend on it are not held back, and the next run that has the stage available, or --force,
+-- puts the rows back to 'pending'.
+ALTER TABLE processing_status DROP CONSTRAINT processing_status_status_check;
+ALTER TABLE processing_status ADD CONSTRAINT processing_status_status_check
+    CHECK (status IN ('pending', 'processing', 'completed', 'failed', 'blocked', 'skipped'));

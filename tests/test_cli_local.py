@@ -9,9 +9,13 @@ import subprocess
 import psycopg
 import pytest
 
+from photodb.cli_local import SUMMARY_FORMAT, progress_notes
 from photodb.database.embedded import server_is_running
+from photodb.database.models import StageCounts
 from tests.cli import PROCESS_LOCAL, cli_env, completion_events, process_local, process_local_at_once, wait_for
 from tests.imaging import make_library
+from tests.processors.tiny_cli import tiny_process_local
+from tests.processors.tiny_stages import MODEL_FILE
 
 LOCAL_STAGES = ["normalize", "metadata"]
 STAGES = ("--stage", "normalize", "--stage", "metadata")
@@ -122,3 +126,37 @@ def test_embedded_server_is_shared_and_stopped_by_the_last_process_even_after_a_
     assert first.returncode == 0 and second.returncode == 0, (first_err, second.stderr)
     assert not server_is_running(pgdata), "the last process out stops the server despite the stale lease"
     assert list((tmp_path / "home" / "pg-leases").iterdir()) == []
+
+
+def test_a_stage_without_its_model_is_told_once_its_photos_count_as_skipped_and_the_exit_is_0(tmp_path, database_url):
+    make_library(tmp_path / "lib", 3)
+    env = cli_env(tmp_path, database_url, COLUMNS="400")
+    stages = ("--stage", "normalize", "--stage", "scene_analysis", "--stage", "age_gender")
+    reason = f"model not found: {tmp_path / 'home' / 'models' / MODEL_FILE}: run scripts/download_models.sh"
+
+    first = tiny_process_local(str(tmp_path / "lib"), *stages, "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["summary_format"] == SUMMARY_FORMAT == 2
+    assert summary["skipping"] == {"scene_analysis": reason}
+    scene, age = summary["stages"]["scene_analysis"], summary["stages"]["age_gender"]
+    assert (scene["completed"], scene["failed"], scene["skipped"], scene["skip_reasons"]) == (0, 0, 3, {reason: 3})
+    assert (age["completed"], age["skipped"]) == (3, 0)
+    assert first.stderr.count(reason) == 1, "one log line, not one per photo"
+
+    again = tiny_process_local(str(tmp_path / "lib"), *stages, env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("cannot run here, its photos are recorded as skipped: " + reason) == 1
+    assert again.stderr.count(f"skipped scene_analysis: 3 photos: {reason}") == 1
+    header = next(line for line in again.stderr.splitlines() if "completed" in line and "stage" in line)
+    assert "unchanged" in header and "skipped (cannot run here)" in header
+    normalize_row = next(line for line in again.stderr.splitlines() if "normalize" in line and "│" in line)
+    assert [cell.strip() for cell in normalize_row.split("│")[2:5]] == ["0", "3", "0"]  # completed, unchanged, skipped
+
+
+def test_progress_notes_name_failures_skips_and_the_reason():
+    counts = StageCounts(completed=2, failed=1, skipped=4)
+    assert progress_notes(counts, "model not found: /m [x]", False) == (
+        "[red]1 failed[/] [yellow]4 skipped: model not found: /m \\[x][/]"
+    )
+    assert progress_notes(StageCounts(completed=3), None, True) == "(finding files…)"

@@ -32,17 +32,17 @@ from photodb.database.faults import DatabaseUnreachable
 from photodb.database.migrations import MigrationError
 from photodb.database.models import StageCounts
 from photodb.logging_setup import configure_logging
-from photodb.processors.local_processor import (
-    LocalProcessor,
-    RunError,
-    RunOptions,
-    RunSummary,
-    default_parallel,
-)
+from photodb.processors.local_processor import LocalProcessor, RunError, RunOptions, default_parallel
+from photodb.processors.summary import RunSummary
 from photodb.stages import PIPELINE_ORDER, implemented_stages, planned_stages
 
 EXIT_RUN_ERROR = 1
 EXIT_INTERRUPTED = 130
+#: --json layout. 2: a stage's "skipped" counts photos the stage could not run for (a missing
+#: model), with "skip_reasons"; what 1 called "skipped" (done before, left alone) is "unchanged".
+SUMMARY_FORMAT = 2
+#: The summary names at most this many distinct skip reasons per stage.
+SHOWN_SKIP_REASONS = 3
 
 
 class _RateColumn(ProgressColumn):
@@ -60,22 +60,38 @@ class RichProgress:
             MofNCompleteColumn(),
             _RateColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[failures]}", style="red"),
+            TextColumn("{task.fields[notes]}"),
             console=console,
             transient=False,
         )
-        self.tasks = {name: self.progress.add_task(name, total=None, failures="") for name in stages}
+        self.tasks = {name: self.progress.add_task(name, total=None, notes="") for name in stages}
+        self.skip_reasons: dict[str, str] = {}
+
+    def skipping(self, reasons: dict[str, str]) -> None:
+        self.skip_reasons = dict(reasons)
 
     def update(self, counts: dict[str, StageCounts], registered: int, discovering: bool) -> None:
         for name, task_id in self.tasks.items():
             stage_counts = counts.get(name, StageCounts())
-            failures = f"{stage_counts.failed} failed" if stage_counts.failed else ""
             self.progress.update(
                 task_id,
                 total=stage_counts.total or None,
                 completed=stage_counts.settled,
-                failures=failures + (" (finding files…)" if discovering else ""),
+                notes=progress_notes(stage_counts, self.skip_reasons.get(name), discovering),
             )
+
+
+def progress_notes(counts: StageCounts, skip_reason: str | None, discovering: bool) -> str:
+    """The text after a stage's bar (rich markup): failures, skips and why, whether files are still being found."""
+    notes = []
+    if counts.failed:
+        notes.append(f"[red]{counts.failed} failed[/]")
+    if counts.skipped:
+        why = f": {escape(skip_reason)}" if skip_reason else ""
+        notes.append(f"[yellow]{counts.skipped} skipped{why}[/]")
+    if discovering:
+        notes.append("(finding files…)")
+    return " ".join(notes)
 
 
 def _stage_help() -> str:
@@ -102,18 +118,19 @@ def _summary_table(summary: RunSummary) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("stage")
     table.add_column("would run" if summary.dry_run else "completed", justify="right")
-    table.add_column("skipped", justify="right")
+    table.add_column("unchanged", justify="right")
+    table.add_column("skipped (cannot run here)", justify="right", style="yellow")
     if not summary.dry_run:
         table.add_column("failed", justify="right", style="red")
         table.add_column("blocked by a failed earlier stage", justify="right")
         table.add_column("waiting on an earlier stage", justify="right")
     for name, stage in summary.stages.items():
-        cells = [name, str(stage.completed), str(stage.skipped)]
+        cells = [name, str(stage.completed), str(stage.unchanged), str(stage.skipped)]
         if not summary.dry_run:
             cells += [str(stage.failed), str(stage.blocked), str(stage.waiting)]
         table.add_row(*cells)
     for name, reason in summary.unavailable.items():
-        table.add_row(name, "[yellow]not run[/]", escape(reason), *([""] * (0 if summary.dry_run else 3)))
+        table.add_row(name, "[yellow]not run[/]", escape(reason), *([""] * (1 if summary.dry_run else 4)))
     table.caption = (
         f"{summary.discovered} photos found ({summary.new} new, {summary.changed} changed, "
         f"{summary.unchanged} unchanged), {summary.ignored_files} other files ignored"
@@ -123,8 +140,24 @@ def _summary_table(summary: RunSummary) -> Table:
     return table
 
 
+def skip_lines(summary: RunSummary) -> list[str]:
+    """One line per stage and reason for skipping (rich markup): each reason is told once, not per photo."""
+    lines = []
+    for name, stage in summary.stages.items():
+        reasons = dict(stage.skip_reasons)
+        if not reasons and name in summary.skipping and not summary.dry_run:
+            reasons = {summary.skipping[name]: stage.skipped}
+        shown = list(reasons.items())[:SHOWN_SKIP_REASONS]
+        for reason, count in shown:
+            lines.append(f"  [yellow]skipped[/] {name}: {count} photos: {escape(reason or 'no reason given')}")
+        if len(reasons) > len(shown):
+            others = sum(reasons.values()) - sum(count for _, count in shown)
+            lines.append(f"  [yellow]skipped[/] {name}: {others} photos for {len(reasons) - len(shown)} other reasons")
+    return lines
+
+
 def _summary_json(summary: RunSummary) -> str:
-    data = asdict(summary)
+    data = {"summary_format": SUMMARY_FORMAT, **asdict(summary)}
     data["errors"] = [{**asdict(e), "at": e.at.isoformat() if e.at else None} for e in summary.errors]
     return json.dumps(data, indent=2)
 
@@ -162,7 +195,12 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     help="Library to index into; each collection has its own root folder, photos and people.",
 )
 @click.option("--retry-failed", is_flag=True, help="Try photos whose stage failed before once more.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (no progress bars).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help=f"Print the summary as JSON on stdout (no progress bars); its layout is summary_format {SUMMARY_FORMAT}.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 def main(
     path: Path, parallel: int, stages: list[str], force: bool, dry_run: bool, max_photos: int | None,
@@ -172,9 +210,11 @@ def main(
 
     Runs without any set-up: when DATABASE_URL is not set, PhotoDB starts its own PostgreSQL under
     PHOTODB_HOME and stops it when the last PhotoDB process exits. Rerunning is cheap: unchanged
-    files are skipped, changed files are redone. Photos that fail are recorded with the reason and
-    the run goes on; the exit status is 0 unless the run itself could not happen or had to stop
-    (database unreachable for DATABASE_RETRY_DEADLINE_SECONDS, an internal error: one line says which).
+    files are left alone, changed files are redone. Photos that fail are recorded with the reason and
+    the run goes on. A stage whose model is missing records its photos as skipped, says why once, and
+    a later run that has the model processes them. The exit status is 0 unless the run itself could
+    not happen or had to stop (database unreachable for DATABASE_RETRY_DEADLINE_SECONDS, an internal
+    error: one line says which).
     """
     console = Console(stderr=True)
     settings = settings_or_exit()
@@ -217,6 +257,8 @@ def main(
         click.echo(_summary_json(summary))
     else:
         console.print(_summary_table(summary))
+        for line in skip_lines(summary):
+            console.print(line, soft_wrap=True)
         for error in summary.errors:
             console.print(
                 f"  [red]✗[/] {escape(error.filename)} [dim]({error.stage})[/]: {escape(error.message)}",

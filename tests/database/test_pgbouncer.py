@@ -26,6 +26,8 @@ from photodb.database.embedded import EmbeddedPostgres
 from tests.cli import bootstrap_clusters, cli_env, process_local, process_local_at_once
 from tests.imaging import make_library
 from tests.pgbouncer import MISSING, PgBouncer, pgbouncer_binary, start_pgbouncer
+from tests.processors.tiny_cli import tiny_process_local
+from tests.processors.tiny_stages import SKIP_MESSAGE, install_model
 from tests.samples import SAMPLES
 
 STAGES = ("--stage", "normalize", "--stage", "metadata")
@@ -98,6 +100,31 @@ def test_two_processes_through_pgbouncer_do_every_pair_exactly_once(tmp_path, po
     for stage in STAGE_NAMES:
         assert done[0][stage]["completed"] + done[1][stage]["completed"] == 40
     assert stage_rows(database_url) == [("completed", 1, 80)]
+
+
+def test_skipped_stages_through_pgbouncer(tmp_path, pooled_url, database_url):
+    """Bulk skip, re-queue, per-photo StageSkipped and dependents of skipped rows, all through the pooler."""
+    make_library(tmp_path / "lib", 20, size=(120, 90))
+    env = cli_env(tmp_path, pooled_url)
+    stages = ("--stage", "normalize", "--stage", "scene_analysis", "--stage", "age_gender", "--parallel", "3")
+    without_model = tiny_process_local(str(tmp_path / "lib"), *stages, "--json", env=env)
+    assert without_model.returncode == 0, without_model.stderr
+    assert json.loads(without_model.stdout)["stages"]["scene_analysis"]["skipped"] == 20
+    install_model(tmp_path / "home" / "models")
+    (tmp_path / "lib" / "album0" / "photo_0000.jpg").rename(tmp_path / "lib" / "album0" / "panorama.jpg")
+    with_model = tiny_process_local(str(tmp_path / "lib"), *stages, "--json", env=env)
+    assert with_model.returncode == 0, with_model.stderr
+    assert "prepared statement" not in without_model.stderr + with_model.stderr
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            """SELECT stage, status, attempts, error_message, count(*) FROM processing_status
+               WHERE stage IN ('scene_analysis', 'age_gender') GROUP BY 1, 2, 3, 4 ORDER BY 1, 2"""
+        ).fetchall()
+    assert rows == [
+        ("age_gender", "completed", 1, None, 21),
+        ("scene_analysis", "completed", 1, None, 20),
+        ("scene_analysis", "skipped", 0, SKIP_MESSAGE, 1),
+    ]
 
 
 def partition(database_url: str) -> set[frozenset[str]]:

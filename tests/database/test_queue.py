@@ -10,6 +10,7 @@ import pytest
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.database.faults import DatabaseUnreachable, OutageClock, is_transient
+from photodb.database.models import StageCounts
 from photodb.database.queue_repository import Outcome, QueuePlan, QueueRepository
 from photodb.database.repository import PhotoRepository, Scope
 
@@ -166,3 +167,70 @@ def test_a_blip_at_the_end_of_an_operation_longer_than_the_deadline_is_retried(a
 def test_the_deadline_setting_reaches_the_database_handle(settings: Settings):
     with Database(settings.model_copy(update={"database_retry_deadline_seconds": 7.5}), pool_size=1) as db:
         assert db.outage.deadline_seconds == 7.5
+
+
+def test_a_skipped_claim_counts_no_attempt_and_frees_its_dependents(db, queue):
+    repo, scope = queue
+    claims = repo.settle_and_claim(HOLDER, [], scope, PLAN, 1).claims
+    assert [(c.stage, c.attempts) for c in claims] == [("normalize", 1)]
+    skipped = [Outcome(claims[0], "skipped", "model not found")]
+    cycle = repo.settle_and_claim(HOLDER, skipped, scope, PLAN, 3)
+    photo = claims[0].photo_id
+    assert cycle.settled == [("normalize", "skipped")]
+    repo.settle_and_claim(HOLDER, [Outcome(c, "pending") for c in cycle.claims], scope, PLAN, 0)
+    # the statement that settled it could not see it (one snapshot); the next claim can
+    later = repo.settle_and_claim(HOLDER, [], scope, PLAN, 100).claims
+    assert (photo, "detection") in {(c.photo_id, c.stage) for c in later}, "a skipped normalize holds nothing back"
+    again = repo.settle_and_claim(HOLDER, skipped, scope, PLAN, 0, retry=True)  # the answer was lost
+    assert again.settled == [("normalize", "skipped")]
+    assert statuses(db)[(photo, "normalize")] == ("skipped", 0, HOLDER), "settled twice, uncounted once"
+    with db.connection() as conn:
+        error = conn.execute(
+            "SELECT error_message FROM processing_status WHERE photo_id = %s AND stage = 'normalize'", (photo,)
+        ).fetchone()
+    assert error == ("model not found",)
+
+
+def test_a_stage_that_cannot_run_is_never_claimed_and_its_pending_rows_are_skipped_in_one_go(db, queue):
+    repo, scope = queue
+    plan = QueuePlan(
+        stages=PLAN.stages, requires=PLAN.requires, ancestors=PLAN.ancestors, skipping={"normalize": "no model"}
+    )
+    with db.connection() as conn:
+        first, second, *others = [r[0] for r in conn.execute("SELECT id FROM photo ORDER BY id")]
+        conn.execute(
+            "UPDATE processing_status SET status = 'completed' WHERE photo_id = %s AND stage = 'normalize'", (second,)
+        )
+    taken = repo.settle_and_claim(HOLDER, [], scope, plan, 100).claims
+    assert {(c.photo_id, c.stage) for c in taken if c.stage != "metadata"} == {(second, "detection")}, (
+        "normalize is never claimed; detection waits on it where it is still pending"
+    )
+    repo.settle_and_claim(HOLDER, [Outcome(c, "pending") for c in taken], scope, plan, 0)
+
+    assert repo.skip_unavailable(plan, photo_ids=[first]) == 1
+    assert repo.skip_unavailable(plan, scope=scope) == len(others), "completed work is left alone"
+    rows = statuses(db)
+    assert [rows[(p, "normalize")][0] for p in (first, second, *others)] == ["skipped", "completed"] + [
+        "skipped"
+    ] * len(others)
+    assert all(rows[(p, "normalize")][1:] == (0, None) for p in (first, *others)), "no attempt, no holder"
+    assert repo.stage_counts(scope, plan.stages)["normalize"] == StageCounts(completed=1, skipped=3)
+    assert repo.skip_reasons(scope, plan.stages)["normalize"] == {"no model": 3}
+    detection = {
+        c.photo_id for c in repo.settle_and_claim(HOLDER, [], scope, plan, 100).claims if c.stage == "detection"
+    }
+    assert detection == {first, second, *others}
+
+
+def test_skipped_rows_go_back_to_pending_for_the_stages_that_can_run_now(db, queue):
+    repo, scope = queue
+    with db.connection() as conn:
+        conn.execute(
+            """UPDATE processing_status SET status = 'skipped', error_message = 'no model', processed_at = now()
+               WHERE stage IN ('normalize', 'metadata')"""
+        )
+    assert repo.requeue_skipped(scope, ["normalize"]) == 4
+    assert repo.requeue_skipped(Scope(scope.collection_id, "elsewhere"), ["metadata"]) == 0
+    counts = repo.stage_counts(scope, PLAN.stages)
+    assert (counts["normalize"].pending, counts["metadata"].skipped) == (4, 4)
+    assert repo.skip_reasons(scope, ["normalize"]) == {"normalize": {}}

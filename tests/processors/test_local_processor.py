@@ -49,7 +49,7 @@ def test_rerun_without_force_does_nothing_and_force_redoes(settings, db, tmp_pat
     run(settings, db, tmp_path / "lib")
     again = run(settings, db, tmp_path / "lib")
     assert again.unchanged == 4 and again.new == 0
-    assert all(s.completed == 0 and s.skipped == 4 for s in again.stages.values())
+    assert all(s.completed == 0 and s.unchanged == 4 for s in again.stages.values())
     forced = run(settings, db, tmp_path / "lib", force=True)
     assert all(s.completed == 4 for s in forced.stages.values())
     with db.connection() as conn:
@@ -84,7 +84,7 @@ def test_subfolder_runs_only_its_photos_and_foreign_folders_are_refused(settings
     make_library(tmp_path / "lib", 4)
     run(settings, db, tmp_path / "lib" / "album0")
     summary = run(settings, db, tmp_path / "lib")
-    assert summary.stages["normalize"].completed == 2 and summary.stages["normalize"].skipped == 2
+    assert summary.stages["normalize"].completed == 2 and summary.stages["normalize"].unchanged == 2
     (tmp_path / "other").mkdir()
     with pytest.raises(RunError, match="--collection"):
         run(settings, db, tmp_path / "other")

@@ -11,13 +11,16 @@ import psycopg
 import pytest
 
 from photodb.database.models import StageCounts
-from photodb.database.repository import PhotoRepository
+from photodb.database.queue_repository import Cycle, QueuePlan, QueueRepository
+from photodb.database.repository import PhotoRepository, Scope
 from photodb.processors.identity import ProcessIdentity, machine_id
 from photodb.processors.local_processor import LocalProcessor, RunOptions
 from photodb.processors.progress import PROGRESS_MIN_INTERVAL, ProgressPoller, with_own_progress
+from photodb.processors.queue_worker import QueueWorker, RunControl, WorkerContext
 from photodb.stages.base import StageContext
 from tests.cli import PROCESS_LOCAL, cli_env
 from tests.imaging import make_library, write_jpeg
+from tests.processors import tiny_stages
 
 LOCAL = ["normalize", "metadata"]
 
@@ -194,3 +197,40 @@ def test_between_polls_the_display_moves_on_by_this_processs_own_finishes():
     at_poll = {("normalize", "completed"): 1}
     now = with_own_progress(last, {("normalize", "completed"): 4, ("normalize", "failed"): 1}, at_poll)
     assert now["normalize"] == StageCounts(pending=3, processing=0, completed=6, failed=1)
+
+
+class LastChunkDuringAnEmptyClaim(QueueRepository):
+    """The registrar commits its last chunk and says it is done just after a worker's claim came back empty."""
+
+    def __init__(self, db, control: RunControl, collection_id: int) -> None:
+        super().__init__(db)
+        self.control, self.collection_id, self.registered = control, collection_id, False
+
+    def settle_and_claim(self, *args, **kwargs) -> Cycle:
+        cycle = super().settle_and_claim(*args, **kwargs)
+        if not cycle.claims and not self.registered:
+            self.registered = True
+            with self.db.connection() as conn:
+                conn.execute(
+                    """WITH p AS (INSERT INTO photo (collection_id, filename) VALUES (%s, 'late.jpg') RETURNING id)
+                       INSERT INTO processing_status (photo_id, stage) SELECT id, 'age_gender' FROM p""",
+                    (self.collection_id,),
+                )
+            self.control.registration_done.set()
+        return cycle
+
+
+def test_a_worker_never_stops_before_the_chunk_registered_during_its_last_empty_claim(settings, db, monkeypatch):
+    tiny_stages.register(monkeypatch, "age_gender")
+    collection = PhotoRepository(db).get_or_create_collection("default")
+    control = RunControl()
+    context = WorkerContext(
+        db=db, queue=LastChunkDuringAnEmptyClaim(db, control, collection.id), photos=PhotoRepository(db),
+        stages={"age_gender": tiny_stages.TinyAgeStage(StageContext(settings, db, collection))},
+        plan=QueuePlan(stages=("age_gender",)), batch_size=4, lease_seconds=900,
+        scope=lambda: Scope(collection.id), recover_claims=lambda: None,
+    )  # fmt: skip
+    QueueWorker(context, control, "host@machine:1:1/0").run()
+    assert control.failure is None
+    assert tiny_stages.processed("age_gender") == ["late.jpg"]
+    assert status_counts(db) == {"completed": 1}

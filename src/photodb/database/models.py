@@ -48,15 +48,16 @@ class StageCounts:
     completed: int = 0
     failed: int = 0
     blocked: int = 0  # pending behind a failed earlier stage
+    skipped: int = 0  # the stage could not run here (a model is missing); the next run that can, does
 
     @property
     def total(self) -> int:
-        return self.pending + self.processing + self.completed + self.failed + self.blocked
+        return self.pending + self.processing + self.completed + self.failed + self.blocked + self.skipped
 
     @property
     def settled(self) -> int:
-        """Rows this run will not touch again: done, failed, or behind a failure."""
-        return self.completed + self.failed + self.blocked
+        """Rows this run will not touch again: done, failed, skipped, or behind a failure."""
+        return self.completed + self.failed + self.blocked + self.skipped
 
 
 @dataclass(frozen=True)

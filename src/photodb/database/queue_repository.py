@@ -9,6 +9,10 @@ Rules (docs/DESIGN.md repeats them):
   does not know about (a claim that committed) are taken up instead of claiming more.
 - A failed pair moves every pending pair of the same photo that depends on it, directly or not,
   to 'blocked', so claims never scan them again; re-queueing the failure puts them back.
+- 'skipped' means the stage could not run here (its model is missing): never a failure, no
+  attempt counted, and nothing a later stage needs, so dependents count it as done. A stage that
+  cannot run at all is never claimed: its pending rows become 'skipped' in one statement. The
+  next run that has the stage available puts them back to 'pending', again in one statement.
 - Claims of dead processes on this machine, and claims older than the lease anywhere, go back to
   'pending' when a run starts or idles.
 """
@@ -23,16 +27,21 @@ from photodb.database.connection import Database
 from photodb.database.models import Claim, StageCounts, StageError
 from photodb.database.repository import Scope
 
-Settled = Literal["completed", "failed", "pending"]
+Settled = Literal["completed", "failed", "pending", "skipped"]
 
 
 @dataclass(frozen=True)
 class QueuePlan:
-    """The stages of a run in order, what each needs completed first, and what can block it."""
+    """The stages of a run in order, what each needs settled first, what can block it, what cannot run."""
 
     stages: tuple[str, ...]
     requires: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # dependencies inside this run
     ancestors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # every stage it depends on
+    skipping: Mapping[str, str] = field(default_factory=dict)  # stage -> why it cannot run here: never claimed
+
+    @property
+    def claimable(self) -> tuple[str, ...]:
+        return tuple(stage for stage in self.stages if stage not in self.skipping)
 
     @staticmethod
     def _pairs(mapping: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
@@ -43,7 +52,7 @@ class QueuePlan:
         req_stage, req_on = self._pairs(self.requires)
         anc_stage, anc_of = self._pairs(self.ancestors)
         return {
-            "stages": list(self.stages),
+            "stages": list(self.claimable),
             "req_stage": req_stage,
             "req_on": req_on,
             "anc_stage": anc_stage,
@@ -53,7 +62,7 @@ class QueuePlan:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one claim: completed, failed with a message, or handed back unrun."""
+    """What became of one claim: completed, failed or skipped with a message, or handed back unrun."""
 
     claim: Claim
     status: Settled
@@ -79,7 +88,7 @@ settled AS (
     SET status = o.status, error_message = o.error, claimed_at = NULL, updated_at = now(),
         claimed_by = CASE WHEN o.status = 'pending' THEN NULL ELSE ps.claimed_by END,
         processed_at = CASE WHEN o.status = 'pending' THEN ps.processed_at ELSE now() END,
-        attempts = ps.attempts - (o.status = 'pending')::int
+        attempts = ps.attempts - (ps.status = 'processing' AND o.status IN ('pending', 'skipped'))::int
     FROM outcome o
     WHERE ps.photo_id = o.photo_id AND ps.stage = o.stage AND ps.claimed_by = %(holder)s
       AND (ps.status = 'processing' OR (ps.status = o.status AND o.status <> 'pending'))
@@ -100,8 +109,8 @@ candidate AS (
       AND NOT EXISTS (
           SELECT 1 FROM unnest(%(req_stage)s::text[], %(req_on)s::text[]) AS d(stage, dep)
           WHERE d.stage = ps.stage
-            AND (SELECT x.status FROM processing_status x WHERE x.photo_id = ps.photo_id AND x.stage = d.dep)
-                IS DISTINCT FROM 'completed')
+            AND (SELECT x.status IN ('completed', 'skipped')
+                 FROM processing_status x WHERE x.photo_id = ps.photo_id AND x.stage = d.dep) IS NOT TRUE)
       AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.photo_id = ps.photo_id AND b.stage = ps.stage)
     ORDER BY ps.photo_id, array_position(%(stages)s::text[], ps.stage)
     LIMIT %(limit)s
@@ -223,13 +232,54 @@ class QueueRepository:
         return [r[0] for r in rows]
 
     def requeue_failed(self, scope: Scope, stages: Sequence[str]) -> int:
+        return self._requeue("failed", scope, stages)
+
+    def requeue_skipped(self, scope: Scope, stages: Sequence[str]) -> int:
+        """Back to pending: rows skipped by an earlier run, now that `stages` can run (a model was installed)."""
+        return self._requeue("skipped", scope, stages)
+
+    def _requeue(self, status: Literal["failed", "skipped"], scope: Scope, stages: Sequence[str]) -> int:
+        if not stages:
+            return 0
         with self.db.autocommit() as conn:
             return conn.execute(
-                f"""UPDATE processing_status ps SET status = 'pending', updated_at = now()
+                f"""UPDATE processing_status ps SET status = 'pending', error_message = NULL, updated_at = now()
                     FROM photo p
-                    WHERE p.id = ps.photo_id AND ps.status = 'failed' AND ps.stage = ANY(%(stages)s)
+                    WHERE p.id = ps.photo_id AND ps.status = %(status)s AND ps.stage = ANY(%(stages)s)
                       AND {_SCOPE}""",  # noqa: S608
-                {"stages": list(stages), "collection": scope.collection_id, "pattern": scope.like_pattern},
+                {
+                    "status": status,
+                    "stages": list(stages),
+                    "collection": scope.collection_id,
+                    "pattern": scope.like_pattern,
+                },
+            ).rowcount
+
+    def skip_unavailable(self, plan: QueuePlan, scope: Scope | None = None, photo_ids: Sequence[int] = ()) -> int:
+        """Record the pending rows of the stages that cannot run here as 'skipped' with the reason.
+
+        One statement for every such stage, over the run's scope when it starts and over each
+        registered chunk's photos after it: no stage ever claims a row it cannot process.
+        """
+        if not plan.skipping:
+            return 0
+        params: dict[str, object] = {
+            "skip_stage": list(plan.skipping),
+            "skip_reason": list(plan.skipping.values()),
+            "ids": list(photo_ids),
+        }
+        if scope is None:
+            where = "ps.photo_id = ANY(%(ids)s)"
+        else:
+            params.update(collection=scope.collection_id, pattern=scope.like_pattern)
+            where = f"EXISTS (SELECT 1 FROM photo p WHERE p.id = ps.photo_id AND {_SCOPE})"  # noqa: S608
+        with self.db.autocommit() as conn:
+            return conn.execute(
+                f"""UPDATE processing_status ps
+                    SET status = 'skipped', error_message = s.reason, processed_at = now(), updated_at = now()
+                    FROM unnest(%(skip_stage)s::text[], %(skip_reason)s::text[]) AS s(stage, reason)
+                    WHERE ps.stage = s.stage AND ps.status = 'pending' AND {where}""",  # noqa: S608
+                params,
             ).rowcount
 
     def refresh_blocked(self, plan: QueuePlan, scope: Scope | None = None, photo_ids: Sequence[int] = ()) -> None:
@@ -280,6 +330,21 @@ class QueueRepository:
         for stage, status, count in rows:
             raw[stage][status] = count
         return {s: StageCounts(**raw[s]) for s in stages}
+
+    def skip_reasons(self, scope: Scope, stages: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Per stage, why its rows in scope are skipped, with how many rows each reason covers."""
+        with self.db.autocommit() as conn:
+            rows = conn.execute(
+                f"""SELECT ps.stage, coalesce(ps.error_message, ''), count(*)
+                    FROM processing_status ps JOIN photo p ON p.id = ps.photo_id
+                    WHERE ps.status = 'skipped' AND ps.stage = ANY(%(stages)s) AND {_SCOPE}
+                    GROUP BY 1, 2 ORDER BY 3 DESC, 2""",  # noqa: S608
+                {"stages": list(stages), "collection": scope.collection_id, "pattern": scope.like_pattern},
+            ).fetchall()
+        reasons: dict[str, dict[str, int]] = {s: {} for s in stages}
+        for stage, reason, count in rows:
+            reasons[stage][reason] = count
+        return reasons
 
     def recent_errors(self, scope: Scope, stages: Sequence[str], limit: int = 5) -> list[StageError]:
         with self.db.autocommit() as conn:

@@ -13,21 +13,22 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.database.faults import DatabaseUnreachable, describe_error, is_transient
-from photodb.database.models import Collection, StageCounts, StageError
+from photodb.database.models import Collection, StageCounts
 from photodb.database.queue_repository import QueuePlan, QueueRepository
 from photodb.database.repository import PhotoRepository, Scope
 from photodb.processors.identity import ProcessIdentity
 from photodb.processors.progress import ProgressPoller, with_own_progress
 from photodb.processors.queue_worker import QueueWorker, RunControl, WorkerContext
 from photodb.processors.registration import REGISTRATION_CHUNK, Registrar, chunked
-from photodb.stages import implemented_stages, stage_class
+from photodb.processors.summary import RunSummary, StageSummary
+from photodb.stages import INIT_ORDER, implemented_stages, stage_class
 from photodb.stages.base import BaseStage, StageContext, StageUnavailable
 from photodb.utils.files import DiscoveryStats, iter_images
 
@@ -41,6 +42,9 @@ class RunError(RuntimeError):
 class ProgressSink(Protocol):
     def update(self, counts: dict[str, StageCounts], registered: int, discovering: bool) -> None: ...
 
+    def skipping(self, reasons: dict[str, str]) -> None:
+        """Told once, before any update: the stages that cannot run here, and why."""
+
 
 @dataclass
 class RunOptions:
@@ -53,35 +57,9 @@ class RunOptions:
     collection: str = "default"
 
 
-@dataclass
-class StageSummary:
-    completed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    waiting: int = 0  # pending: an earlier stage has not run for them yet
-    blocked: int = 0  # an earlier stage failed for them
-
-
-@dataclass
-class RunSummary:
-    root: str
-    collection: str
-    stages: dict[str, StageSummary]
-    discovered: int = 0
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    ignored_files: int = 0
-    symlink_loops: int = 0
-    unavailable: dict[str, str] = field(default_factory=dict)
-    errors: list[StageError] = field(default_factory=list)
-    elapsed_seconds: float = 0.0
-    dry_run: bool = False
-    stopped_by: str | None = None  # the error that ended the run early, and in which thread
-
-
-def queue_plan(stages: Iterable[str]) -> QueuePlan:
-    """Run order, in-run dependencies, and every (transitive) dependency of each implemented stage."""
+def queue_plan(stages: Iterable[str], skipping: dict[str, str] | None = None) -> QueuePlan:
+    """Run order, in-run dependencies, every (transitive) dependency of each implemented stage, and
+    the stages that cannot run here (`skipping`: stage -> reason)."""
     names = list(stages)
     direct = {name: stage_class(name).depends_on for name in implemented_stages()}
 
@@ -97,6 +75,7 @@ def queue_plan(stages: Iterable[str]) -> QueuePlan:
         stages=tuple(names),
         requires={name: tuple(d for d in direct.get(name, ()) if d in names) for name in names},
         ancestors={name: ancestors(name) for name in direct if ancestors(name)},
+        skipping=dict(skipping or {}),
     )
 
 
@@ -154,13 +133,19 @@ class LocalProcessor:
         return Scope(collection.id, None if prefix == "." else prefix)
 
     def _open_stages(self, collection: Collection) -> tuple[dict[str, BaseStage], dict[str, str]]:
+        """Construct the run's stages in INIT_ORDER; return them in processing order.
+
+        A stage that raises StageUnavailable (a missing extra) is left out of a default run and
+        stops a run that asked for it. A stage that sets `skip_reason` (a missing model) stays in
+        the run and skips its photos; its reason is logged here, once.
+        """
         context = StageContext(self.settings, self.db, collection, parallel=self.options.parallel)
         opened: dict[str, BaseStage] = {}
         unavailable: dict[str, str] = {}
         explicit = set(self.options.stages) != set(implemented_stages())
-        for name in self.options.stages:
+        for name in sorted(self.options.stages, key=INIT_ORDER.index):
             try:
-                opened[name] = stage_class(name)(context)
+                opened[name] = stage = stage_class(name)(context)
             except StageUnavailable as error:
                 if explicit:
                     for stage in opened.values():
@@ -168,7 +153,10 @@ class LocalProcessor:
                     raise RunError(f"stage '{name}' cannot run: {error}") from error
                 log.warning("skipping stage %s: %s", name, error)
                 unavailable[name] = str(error)
-        return opened, unavailable
+                continue
+            if stage.skip_reason is not None:
+                log.warning("%s cannot run here, its photos are recorded as skipped: %s", name, stage.skip_reason)
+        return {name: opened[name] for name in self.options.stages if name in opened}, unavailable
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -181,14 +169,17 @@ class LocalProcessor:
             return self._dry_run(folder, collection, scope, started)
 
         stages, unavailable = self._open_stages(collection)
+        skipping = {name: stage.skip_reason for name, stage in stages.items() if stage.skip_reason is not None}
         summary = RunSummary(
             root=str(root), collection=collection.name,
-            stages={name: StageSummary() for name in stages}, unavailable=unavailable,
+            stages={name: StageSummary() for name in stages}, unavailable=unavailable, skipping=skipping,
         )  # fmt: skip
         if not stages:
             summary.elapsed_seconds = time.monotonic() - started
             return summary
-        plan = queue_plan(stages)
+        plan = queue_plan(stages, skipping)
+        if self.progress is not None and skipping:
+            self.progress.skipping(skipping)
         try:
             self._prepare_queue(scope, plan)
             self._run_threads(folder, collection, stages, plan, summary)
@@ -212,10 +203,13 @@ class LocalProcessor:
         return summary
 
     def _prepare_queue(self, scope: Scope, plan: QueuePlan) -> None:
+        """Re-queue what this run may retry, block what sits behind a failure, skip what cannot run here."""
         self._recover_claims()
         if self.options.retry_failed:
             self.db.call("re-queueing failures", self.queue.requeue_failed, scope, plan.stages)
+        self.db.call("re-queueing skipped photos", self.queue.requeue_skipped, scope, plan.claimable)
         self.db.call("finding blocked photos", self.queue.refresh_blocked, plan, scope=scope)
+        self.db.call("skipping photos", self.queue.skip_unavailable, plan, scope=scope)
 
     def _run_threads(
         self, folder: Path, collection: Collection, stages: dict[str, BaseStage], plan: QueuePlan, summary: RunSummary
@@ -295,11 +289,14 @@ class LocalProcessor:
         final = self.db.call("counting results", self.queue.stage_counts, scope, plan.stages)
         if self.progress is not None:
             self.progress.update(final, self._registered, False)
+        reasons = self.db.call("reading skip reasons", self.queue.skip_reasons, scope, plan.stages)
         for name, counts in final.items():
             mine = summary.stages[name]
             mine.completed = self.control.finished[(name, "completed")]
             mine.failed = self.control.finished[(name, "failed")]
-            mine.skipped = max(0, counts.completed - mine.completed)
+            mine.unchanged = max(0, counts.completed - mine.completed)
+            mine.skipped = counts.skipped
+            mine.skip_reasons = reasons[name]
             mine.waiting = counts.pending
             mine.blocked = counts.blocked
         summary.errors = self.db.call("reading errors", self.queue.recent_errors, scope, plan.stages)
@@ -367,7 +364,8 @@ class LocalProcessor:
                 else existing.pending + (existing.failed if self.options.retry_failed else 0)
             )
             stage_summary.completed = summary.new + summary.changed + would_redo
-            stage_summary.skipped = max(0, existing.completed - (existing.total if self.options.force else 0))
+            stage_summary.unchanged = max(0, existing.completed - (existing.total if self.options.force else 0))
+            stage_summary.skipped = existing.skipped
         summary.discovered = stats.images
         summary.ignored_files = stats.ignored_files
         summary.symlink_loops = stats.symlink_loops

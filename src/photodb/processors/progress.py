@@ -40,9 +40,12 @@ def with_own_progress(
     """The last counts read, moved on by what this process settled since they were read."""
     counts = {}
     for stage, last in last_counts.items():
-        done = finished.get((stage, "completed"), 0) - at_poll.get((stage, "completed"), 0)
-        failed = finished.get((stage, "failed"), 0) - at_poll.get((stage, "failed"), 0)
-        moved = done + failed
+
+        def since_poll(status: str, stage: str = stage) -> int:
+            return finished.get((stage, status), 0) - at_poll.get((stage, status), 0)
+
+        done, failed, skipped = since_poll("completed"), since_poll("failed"), since_poll("skipped")
+        moved = done + failed + skipped
         from_processing = min(moved, last.processing)
         counts[stage] = StageCounts(
             pending=max(0, last.pending - (moved - from_processing)),
@@ -50,5 +53,6 @@ def with_own_progress(
             completed=last.completed + done,
             failed=last.failed + failed,
             blocked=last.blocked,
+            skipped=last.skipped + skipped,
         )
     return counts

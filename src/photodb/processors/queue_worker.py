@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from photodb.database.connection import Database
 from photodb.database.faults import DatabaseUnreachable, describe_error, is_transient
 from photodb.database.models import Claim
-from photodb.database.queue_repository import Cycle, Outcome, QueuePlan, QueueRepository
+from photodb.database.queue_repository import Cycle, Outcome, QueuePlan, QueueRepository, Settled
 from photodb.database.repository import PhotoRepository, Scope
-from photodb.stages.base import BaseStage, StageFailure
+from photodb.stages.base import BaseStage, StageFailure, StageSkipped
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class RunControl:
     failure: BaseException | None = None
     failed_thread: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    skip_reasons_told: set[tuple[str, str]] = field(default_factory=set)  # (stage, reason) logged once
 
     def fail(self, thread: str, error: BaseException) -> None:
         """Stop the run because of `error`; the first error is the one reported."""
@@ -49,6 +50,14 @@ class RunControl:
         if settled:
             with self.lock:
                 self.finished.update(settled)
+
+    def first_telling(self, stage: str, reason: str) -> bool:
+        """True the first time this run meets `reason` for skipping `stage`: it is logged once, not per photo."""
+        with self.lock:
+            if (stage, reason) in self.skip_reasons_told:
+                return False
+            self.skip_reasons_told.add((stage, reason))
+            return True
 
 
 @dataclass
@@ -88,6 +97,9 @@ class QueueWorker:
         idle_since: float | None = None
         while not control.stop.is_set():
             settling = bool(self.outcomes)
+            # Read before claiming: registration may add (or unlock) its last rows between an empty
+            # claim and this check, and an empty claim proves nothing about rows it could not see.
+            registered = control.registration_done.is_set()
             claims = self._settle_and_claim(ctx.batch_size)
             if claims:
                 idle_since = None
@@ -95,7 +107,7 @@ class QueueWorker:
                 continue
             if settling:  # the claim could not see what it settled: dependents may be free now
                 continue
-            if control.registration_done.is_set() and not ctx.db.retrying(
+            if registered and not ctx.db.retrying(
                 lambda: ctx.queue.work_in_flight(ctx.scope(), ctx.plan.stages), "checking for work in flight"
             ):
                 break
@@ -147,23 +159,29 @@ class QueueWorker:
     def _run_claim(self, claim: Claim) -> Outcome:
         stage = self.context.stages[claim.stage]
 
-        def attempt() -> str | None:
+        def attempt() -> tuple[Settled, str | None]:
             try:
                 stage.process(self.context.photos.get_photo(claim.photo_id))
+            except StageSkipped as skipped:
+                return "skipped", str(skipped)
             except StageFailure as failure:
-                return str(failure)
+                return "failed", str(failure)
             except DatabaseUnreachable:
                 raise
             except Exception as unexpected:  # a photo-specific crash is recorded, a database blip retried
                 if is_transient(unexpected):
                     raise
                 log.debug("stage %s failed on photo %s", claim.stage, claim.photo_id, exc_info=True)
-                return f"{type(unexpected).__name__}: {unexpected}"
-            return None
+                return "failed", f"{type(unexpected).__name__}: {unexpected}"
+            return "completed", None
 
-        error = self.context.db.retrying(attempt, f"{claim.stage} of photo {claim.photo_id}")
-        if error is None:
-            return Outcome(claim, "completed")
-        error = error.replace("\x00", "")[:MAX_ERROR_LENGTH] or "failed without a message"
-        log.info("%s failed for photo %s: %s", claim.stage, claim.photo_id, error)
-        return Outcome(claim, "failed", error)
+        status, message = self.context.db.retrying(attempt, f"{claim.stage} of photo {claim.photo_id}")
+        if status == "completed":
+            return Outcome(claim, status)
+        message = (message or "").replace("\x00", "")[:MAX_ERROR_LENGTH] or f"{status} without a message"
+        if status == "failed":
+            log.info("%s failed for photo %s: %s", claim.stage, claim.photo_id, message)
+        elif self.control.first_telling(claim.stage, message):
+            log.warning("%s skipped photo %s: %s (logged once per run for this reason)", claim.stage,
+                        claim.photo_id, message)  # fmt: skip
+        return Outcome(claim, status, message)

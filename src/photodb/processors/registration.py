@@ -83,7 +83,8 @@ class Registrar:
         return Classified(new_or_changed, touched, names, set(known))
 
     def register(self, chunk: list[Path], stages: list[str], force: list[str], plan: QueuePlan) -> Classified:
-        """Register one chunk under the collection's current root; block what sits behind a failure."""
+        """Register one chunk under the collection's current root; block what sits behind a failure,
+        skip what cannot run here."""
         while True:
             classified = self.classify(chunk)
             root = self.collection.root_path
@@ -99,4 +100,5 @@ class Registrar:
                 self.on_root_moved(self.collection)
                 continue
             self.db.call("finding blocked photos", self.queue.refresh_blocked, plan, photo_ids=ids)
+            self.db.call("skipping photos", self.queue.skip_unavailable, plan, photo_ids=ids)
             return classified

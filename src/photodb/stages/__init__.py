@@ -9,6 +9,11 @@ from photodb.stages.base import BaseStage
 #: Processing order of the local stages (the spec's "detection -> scene_analysis -> age_gender").
 PIPELINE_ORDER: tuple[str, ...] = ("normalize", "metadata", "detection", "scene_analysis", "age_gender")
 
+#: Construction order (the spec's "init order age_gender -> scene_analysis -> detection"): a model
+#: that may load CoreML (detection's YOLO) comes last, because on Apple Silicon loading CoreML
+#: corrupts the Metal state of PyTorch models loaded after it.
+INIT_ORDER: tuple[str, ...] = ("normalize", "metadata", "age_gender", "scene_analysis", "detection")
+
 #: Stages that exist, as "module:Class", imported only when used so that ML libraries load lazily.
 IMPLEMENTED_STAGES: dict[str, str] = {
     "normalize": "photodb.stages.normalize:NormalizeStage",
