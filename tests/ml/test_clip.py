@@ -3,6 +3,9 @@ tiny CLIP trained here on coloured shapes (tests/tiny_clip.py). Nothing is downl
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,14 @@ from PIL import Image
 from photodb.config import Settings
 from photodb.ml.base import ModelUnavailable
 from photodb.ml.clip import ClipModel, clip_model_name, create_clip_model
-from tests.tiny_clip import ClipFiles, mobileclip_random  # noqa: F401  (session fixtures)
+from tests.tiny_clip import (  # noqa: F401  (mobileclip_random, tiny_clip: session fixtures)
+    CAPTIONS,
+    CLASSES,
+    ClipFiles,
+    draw_shape,
+    mobileclip_random,
+    tiny_clip,
+)
 
 
 def clip_settings(home: Path, **overrides: object) -> Settings:
@@ -114,3 +124,50 @@ def test_model_names_say_the_family():
     assert clip_model_name("MobileCLIP-S2") == "mobileclip:s2"
     assert clip_model_name("MobileCLIP2-B") == "mobileclip2:b"
     assert clip_model_name("ViT-B-32") == "openclip:ViT-B-32"
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_clip: ClipFiles, tmp_path_factory: pytest.TempPathFactory) -> ClipModel:  # noqa: F811
+    settings = clip_settings(tmp_path_factory.mktemp("home"), **tiny_clip.settings_overrides())
+    return create_clip_model(settings)
+
+
+def held_out(per_class: int, seed: int) -> tuple[list[Image.Image], np.ndarray]:
+    """Images the tiny model never saw (another seed than training), `per_class` of each caption."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(CLASSES)), per_class)
+    return [draw_shape(*CLASSES[label], rng) for label in labels], labels
+
+
+def test_tiny_clip_classifies_held_out_shapes_zero_shot(tiny: ClipModel):
+    assert tiny.model_name == "openclip:TinyCLIP-shapes" and tiny.embedding_dim == 32
+    images, labels = held_out(per_class=20, seed=1234)
+    similarity = tiny.encode_images(images) @ tiny.encode_texts(CAPTIONS).T
+    accuracy = float((similarity.argmax(axis=1) == labels).mean())
+    assert accuracy >= 0.9, accuracy
+
+
+def test_tiny_clip_ranks_the_matching_images_first_for_a_text(tiny: ClipModel):
+    images, labels = held_out(per_class=3, seed=4321)
+    gallery = tiny.encode_images(images)
+    for caption_index, caption in enumerate(CAPTIONS):
+        ranking = np.argsort(-(gallery @ tiny.encode_texts([caption])[0]))
+        assert labels[ranking[0]] == caption_index, caption
+        assert (labels[ranking[:3]] == caption_index).sum() >= 2, caption
+
+
+def test_tiny_clip_loads_in_a_subprocess_from_its_environment(tiny_clip: ClipFiles, tmp_path: Path):  # noqa: F811
+    """How `process-local` would see it: CLIP_MODEL_CONFIG registers the architecture there too."""
+    script = (
+        "from photodb.config import load_settings\n"
+        "from photodb.ml.clip import create_clip_model\n"
+        "model = create_clip_model(load_settings())\n"
+        "print(model.model_name, model.encode_texts(['a red circle']).shape)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIP_")}
+    env |= tiny_clip.environment() | {"PHOTODB_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("openclip:TinyCLIP-shapes (1, 32)")
