@@ -71,6 +71,11 @@ def _architecture_config(open_clip: Any, architecture: str, config_file: Path | 
     if config_file is not None:
         if not config_file.is_file():
             raise ModelUnavailable(f"CLIP_MODEL_CONFIG {config_file} does not exist")
+        if config_file.stem != architecture:
+            raise ModelUnavailable(
+                f"CLIP_MODEL_CONFIG {config_file} defines architecture {config_file.stem}: "
+                f"set {CLIP_NAME_SETTING}={config_file.stem}"
+            )
         open_clip.add_model_config(config_file)
     config = open_clip.get_model_config(architecture)
     if config is None:
