@@ -17,6 +17,7 @@ from PIL import Image
 
 from photodb.config import Settings
 from photodb.ml.base import ModelUnavailable
+from photodb.ml.batch_coordinator import BatchCoordinator
 from photodb.ml.clip import ClipModel, clip_model_name, create_clip_model
 from tests.tiny_clip import (  # noqa: F401  (mobileclip_random, tiny_clip: session fixtures)
     CAPTIONS,
@@ -198,3 +199,23 @@ def test_threads_encoding_at_once_get_what_they_would_alone(tiny: ClipModel):
     for index, (embedded, texts) in enumerate(results):
         np.testing.assert_allclose(embedded, alone[index], atol=1e-6)
         np.testing.assert_allclose(texts, texts_alone, atol=1e-6)
+
+
+def test_the_tensor_batch_coordinator_batches_preprocessed_images_to_the_same_embeddings(tiny: ClipModel):
+    """The scene stage's clip_image path: workers submit `preprocess` output, one batched call answers."""
+    images, _ = held_out(per_class=1, seed=11)
+    alone = np.concatenate([tiny.encode_images([image]) for image in images])
+    calls: list[int] = []
+
+    def encode(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(batch.shape[0])
+        return tiny.encode_image_batch(batch)
+
+    coordinator = BatchCoordinator(
+        encode, mode="tensor", max_wait_ms=10_000, max_clients=len(images), name="clip_image"
+    )
+    with coordinator, ThreadPoolExecutor(len(images)) as pool:
+        results = list(pool.map(lambda image: coordinator.run(tiny.preprocess(image)), images))
+    assert calls == [len(images)]
+    assert all(result.shape == (1, tiny.embedding_dim) for result in results)
+    np.testing.assert_allclose(torch.cat(results).numpy(), alone, atol=1e-6)
