@@ -363,3 +363,9 @@ ALTER TABLE photo ADD COLUMN normalized_scale DOUBLE PRECISION
 -- Photos normalized before this column existed were scaled by RESIZE_SCALE alone: width ratio.
 UPDATE photo SET normalized_scale = LEAST(1.0, normalized_width::double precision / width)
  WHERE normalized_width IS NOT NULL AND width IS NOT NULL;
+
+-- ==== 0008_age_gender_model ====
+-- Which age/gender model produced a detection's estimate ('mivolo:d1', 'cydral:age-v1+gender-v1'),
+-- so estimates of different models are never mistaken for each other, and when it ran.
+ALTER TABLE person_detection ADD COLUMN age_gender_model TEXT;
+ALTER TABLE person_detection ADD COLUMN age_gender_at TIMESTAMPTZ;
