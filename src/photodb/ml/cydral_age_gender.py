@@ -69,9 +69,8 @@ class CydralAgeGender(LazyModel):
             import dlib
             import onnxruntime as ort
         except ImportError as error:
-            raise ModelUnavailable(f"the offline age/gender model needs dlib and onnxruntime: {ML_EXTRA_HINT}") from (
-                error
-            )
+            message = f"the offline age/gender model needs dlib and onnxruntime: {ML_EXTRA_HINT}"
+            raise ModelUnavailable(message) from error
         age_path = packaged_file(DISTRIBUTION, AGE_FILE)
         gender_path = packaged_file(DISTRIBUTION, GENDER_FILE)
         landmarks_path = packaged_file(DISTRIBUTION, LANDMARKS_FILE)
