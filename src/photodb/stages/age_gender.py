@@ -9,6 +9,7 @@ mivolo_output, and which model ran in age_gender_model.
 Inference is serialised with one lock per stage, as the spec has it (torch models on MPS are not
 safe to call from several threads); the stage runs last so that this holds up no batching stage.
 With no usable model the stage sets `skip_reason`: photos are skipped with it, never failed.
+Without the ml extra at all the stage is unavailable, as detection is.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped
+from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable
 
 if TYPE_CHECKING:
     from photodb.database.age_gender_repository import StoredEstimate
@@ -46,6 +47,11 @@ class AgeGenderStage(BaseStage):
 
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
+        from photodb.ml.base import ML_EXTRA_HINT, missing_ml_modules
+
+        missing = missing_ml_modules()
+        if missing:  # like detection: without the extra there are no detections to estimate either
+            raise StageUnavailable(f"age_gender needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
         from photodb.database.age_gender_repository import AgeGenderRepository
         from photodb.ml.age_gender import create_age_gender_model
 
