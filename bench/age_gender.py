@@ -33,15 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-import numpy as np  # noqa: E402
 from bench._common import embedded_server, fresh_database  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from photodb.config import Settings  # noqa: E402
 from photodb.database.connection import Database  # noqa: E402
 from photodb.database.models import Photo  # noqa: E402
 from photodb.database.repository import PhotoRepository  # noqa: E402
-from photodb.stages.age_gender import AgeGenderStage  # noqa: E402
+from photodb.stages.age_gender import AgeGenderStage, read_rgb  # noqa: E402
 from photodb.stages.base import StageContext  # noqa: E402
 from photodb.stages.detection import DetectionStage  # noqa: E402
 from tests.photos import add_normalized_photo  # noqa: E402
@@ -83,11 +81,7 @@ def measure(scratch: Path, admin: str, count: int, repeat: int) -> tuple[dict[st
         people = [stage.repository.people_of_photo(photo.id) for photo in photos]
         paths = [settings.images_dir / str(photo.normalized_path) for photo in photos]
 
-        def decode(path: Path) -> np.ndarray:
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
-
-        images = [decode(path) for path in paths]
+        images = [read_rgb(path) for path in paths]
 
         def bare() -> None:
             for image, persons in zip(images, people, strict=True):
@@ -95,7 +89,7 @@ def measure(scratch: Path, admin: str, count: int, repeat: int) -> tuple[dict[st
 
         def decode_and_model() -> None:
             for path, persons in zip(paths, people, strict=True):
-                model.predict(decode(path), persons)
+                model.predict(read_rgb(path), persons)
 
         def stage_parallel(workers: int) -> Callable[[], None]:
             def run() -> None:

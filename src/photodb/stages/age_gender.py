@@ -24,11 +24,19 @@ from PIL import Image
 from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from photodb.database.age_gender_repository import StoredEstimate
     from photodb.database.models import Photo
     from photodb.ml.age_gender import AgeGenderEstimate, AgeGenderModel
 
 log = logging.getLogger(__name__)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """The normalized PNG as an RGB array (normalize writes RGB: no conversion copy then)."""
+    with Image.open(path) as image:
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def gender_of(male_probability: float | None, min_confidence: float) -> tuple[str | None, float | None]:
@@ -82,8 +90,7 @@ class AgeGenderStage(BaseStage):
         if not path.is_file():
             raise StageFailure(f"normalized image missing: {path} (rerun the normalize stage)")
         try:
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
+            return read_rgb(path)
         except (OSError, ValueError) as error:
             raise StageFailure(f"cannot decode normalized image {path}: {error}") from error
 
