@@ -364,6 +364,12 @@ ALTER TABLE photo ADD COLUMN normalized_scale DOUBLE PRECISION
 UPDATE photo SET normalized_scale = LEAST(1.0, normalized_width::double precision / width)
  WHERE normalized_width IS NOT NULL AND width IS NOT NULL;
 
+-- ==== 0008_age_gender_model ====
+-- Which age/gender model produced a detection's estimate ('mivolo:d1', 'cydral:age-v1+gender-v1'),
+-- so estimates of different models are never mistaken for each other, and when it ran.
+ALTER TABLE person_detection ADD COLUMN age_gender_model TEXT;
+ALTER TABLE person_detection ADD COLUMN age_gender_at TIMESTAMPTZ;
+
 -- ==== 0009_queue_skipped ====
 -- A stage whose model is missing here cannot process a photo, and that is not the photo's fault:
 -- its rows become 'skipped' with the reason in error_message (no attempt counted). Stages that

@@ -12,6 +12,7 @@ from photodb.cli_support import open_for_collection
 from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.incremental import assign_unclustered
+from photodb.people.age_gender import aggregate_people
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,6 +69,10 @@ def main(
             )
         except UnsupportedHdbscan as error:
             raise click.ClickException(str(error)) from None
+        people = None
+        if not dry_run:  # clusters moved: people's faces changed, so do their birth years and genders
+            status.update("people: age and gender")
+            people = aggregate_people(db, collection_id, min_confidence=db.settings.age_gender_gender_min_confidence)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
         return
@@ -83,6 +88,8 @@ def main(
             click.echo(f"  note: {conflict}")
     if not reports:
         click.echo("no faces to cluster")
+    if people is not None and people.people:
+        click.echo(f"{people.people} people: age and gender updated")
 
 
 OUTCOME_WORDS = {
@@ -102,6 +109,8 @@ def _assign_new(console: Console, collection: str | None, as_json: bool) -> None
         report = assign_unclustered(
             db, collection_id, progress=lambda done, total: bar.update(task, completed=done, total=total)
         )
+        if report.cluster_of:
+            aggregate_people(db, collection_id, min_confidence=db.settings.age_gender_gender_min_confidence)
     summary = report.as_dict()
     if as_json:
         click.echo(json.dumps(summary, indent=2))

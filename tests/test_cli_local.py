@@ -42,7 +42,7 @@ def test_clear_errors_for_missing_folder_unreachable_database_and_unbuilt_stage(
     assert unreachable.returncode == 1
     assert "cannot connect to the database at photodb@127.0.0.1:9/photodb" in unreachable.stderr
     assert "secret-pw" not in unreachable.stderr
-    unbuilt = process_local(str(tmp_path / "lib"), "--stage", "age_gender", env=env)
+    unbuilt = process_local(str(tmp_path / "lib"), "--stage", "scene_analysis", env=env)
     assert unbuilt.returncode == 2 and "not implemented yet" in unbuilt.stderr
 
 
@@ -50,7 +50,7 @@ def test_help_lists_implemented_and_planned_stages(tmp_path):
     result = process_local("--help", env=cli_env(tmp_path, None))
     text = " ".join(result.stdout.split())
     implemented, _, planned = text.partition("Not implemented yet:")
-    assert "Implemented: normalize, metadata" in implemented and "age_gender" in planned
+    assert "Implemented: normalize, metadata" in implemented and "scene_analysis" in planned
 
 
 def test_two_processes_at_once_process_every_pair_exactly_once(tmp_path, database_url):

@@ -1,4 +1,4 @@
-"""photodb-maintenance: periodic upkeep of clusters. Only check-staleness exists so far."""
+"""photodb-maintenance: periodic upkeep of clusters and people."""
 
 from __future__ import annotations
 
@@ -11,11 +11,28 @@ from rich.table import Table
 
 from photodb.cli_support import open_for_collection
 from photodb.clustering.staleness import check_staleness
+from photodb.people.age_gender import aggregate_people
 
 
 @click.group()
 def main() -> None:
-    """Cluster maintenance for PhotoDB."""
+    """Cluster and people maintenance for PhotoDB."""
+
+
+@main.command("aggregate-age-gender")
+@click.option("--collection", default=None, help="collection name (default: all)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def aggregate_age_gender_command(collection: str | None, as_json: bool) -> None:
+    """Recompute each person's estimated birth year and gender from their detections' estimates."""
+    with open_for_collection(collection) as (db, collection_id):
+        report = aggregate_people(db, collection_id, min_confidence=db.settings.age_gender_gender_min_confidence)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(
+            f"{report.people} people: {report.with_birth_year} with an estimated birth year, "
+            f"{report.with_gender} with a gender"
+        )
 
 
 @main.command("check-staleness")

@@ -88,8 +88,11 @@ class Settings(BaseSettings):
     batch_coordinator_max_wait_ms: int = Field(default=50, ge=0)
     batch_coordinator_on_cpu: bool = False  # CPU batches cost what their images cost one by one
 
-    # Age/gender stage
+    # Age/gender stage: "auto" runs MiVOLO when its file is there, else the packaged offline model.
     mivolo_force_cpu: bool = False
+    age_gender_model: Literal["auto", "mivolo", "offline"] = "auto"
+    # A gender probability below this is stored as 'U' (unknown).
+    age_gender_gender_min_confidence: float = Field(default=0.6, ge=0.5, le=1)
 
     # Object labels (scene analysis): COCO classes from the packaged YOLO11n, stored as photo tags.
     # 0.4: measured on the sample photos (photodb/ml/object_labels.py says how).

@@ -1,0 +1,1 @@
+"""Person-level facts derived from their detections."""
