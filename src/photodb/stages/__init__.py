@@ -14,6 +14,7 @@ IMPLEMENTED_STAGES: dict[str, str] = {
     "normalize": "photodb.stages.normalize:NormalizeStage",
     "metadata": "photodb.stages.metadata:MetadataStage",
     "detection": "photodb.stages.detection:DetectionStage",
+    "scene_analysis": "photodb.stages.scene_analysis:SceneAnalysisStage",
 }
 
 
