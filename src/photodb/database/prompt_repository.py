@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
+from photodb.database.clustering.faces import array_of
 from photodb.database.connection import Database
 from photodb.prompts import CategorySpec
 
@@ -204,7 +205,7 @@ class PromptRepository:
                 str(members[0][2]),
                 float(members[0][3]),  # type: ignore[arg-type]
                 tuple(str(m[4]) for m in members),
-                np.stack([np.asarray(m[5], dtype=np.float32) for m in members]),
+                np.stack([array_of(m[5]).astype(np.float32) for m in members]),
             )
             for name, members in grouped.items()
         ]
