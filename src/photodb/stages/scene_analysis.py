@@ -133,7 +133,7 @@ class SceneAnalysisStage(BaseStage):
         results.outputs.append(
             ModelOutput(
                 model,
-                self.clip.version,
+                f"{self.clip.architecture} sha256:{self.clip.sha256}",
                 {
                     "scene": {s.category: s.as_json() for s in scene_scores},
                     "faces": {
