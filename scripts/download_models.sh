@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download the design's model files (the `yolo` detection set and MiVOLO) into MODELS_DIR.
+# Download the design's model files (the `yolo` detection set, MiVOLO and MobileCLIP-S2) into MODELS_DIR.
 #
 #   scripts/download_models.sh [MODELS_DIR]
 #
@@ -9,11 +9,12 @@
 #
 # Files, URLs and SHA-256 pins come from src/photodb/ml/model_files.json, the one place PhotoDB
 # keeps them (Python checks the same pins before loading a file). A URL can be overridden with
-# <NAME>_URL (YOLO_PERSON_FACE_URL, BUFFALO_L_URL, MIVOLO_D1_URL), e.g. for a mirror; a pin with the
-# setting PhotoDB reads (DETECTION_MODEL_SHA256, BUFFALO_L_SHA256, ARCFACE_MODEL_SHA256,
-# MIVOLO_MODEL_SHA256). A file whose hash does not match is removed. A file with no pin (none is
-# published for mivolo_d1.pth.tar) is kept and its hash printed: PhotoDB loads such a torch
-# checkpoint only once you pin it.
+# <NAME>_URL (YOLO_PERSON_FACE_URL, BUFFALO_L_URL, MIVOLO_D1_URL, MOBILECLIP_S2_URL), e.g. for a
+# mirror; a pin with the setting PhotoDB reads (DETECTION_MODEL_SHA256, BUFFALO_L_SHA256,
+# ARCFACE_MODEL_SHA256, MIVOLO_MODEL_SHA256, CLIP_MODEL_SHA256). A file whose hash does not match is
+# removed. A file with no pin (none is published for mivolo_d1.pth.tar or MobileCLIP-S2's
+# open_clip_model.safetensors) is kept and its hash printed: PhotoDB loads such a torch checkpoint
+# only once you pin it; the safetensors file (plain tensors, no code) loads and logs its hash.
 # Without these files, detection still works with DETECTION_BACKEND=auto/offline (packaged models).
 set -uo pipefail
 
@@ -131,9 +132,11 @@ PY
 fi
 
 download mivolo_d1.pth.tar MIVOLO_D1_URL
+download mobileclip_s2.safetensors MOBILECLIP_S2_URL
 
 if [ "$failures" -gt 0 ]; then
-    echo "$failures model file(s) missing; DETECTION_BACKEND=auto falls back to the packaged offline models." >&2
+    echo "$failures model file(s) missing; DETECTION_BACKEND=auto falls back to the packaged offline models," >&2
+    echo "and without MobileCLIP-S2 the scene analysis stage skips photos." >&2
     exit 1
 fi
 echo "All model files are in $MODELS_DIR (PhotoDB looks there by default; MODELS_DIR changes it)."

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     arcface_model_sha256: str | None = None
     mivolo_model_path: Path | None = None
     mivolo_model_sha256: str | None = None
+    clip_model_path: Path | None = None
+    clip_model_sha256: str | None = None
 
     # Detection stage
     detection_backend: Literal["auto", "yolo", "offline"] = "auto"
@@ -88,6 +90,13 @@ class Settings(BaseSettings):
 
     # Age/gender stage
     mivolo_force_cpu: bool = False
+
+    # Scene analysis: CLIP_MODEL_NAME is the open_clip architecture of the weights file;
+    # CLIP_MODEL_CONFIG an open_clip config JSON for an architecture open_clip does not ship
+    # (registered under the file's stem, which CLIP_MODEL_NAME then names).
+    clip_model_name: str = "MobileCLIP-S2"
+    clip_model_config: Path | None = None
+    clip_force_cpu: bool = False
 
     # Clustering
     hdbscan_min_cluster_size: int = Field(default=3, ge=2)
@@ -140,6 +149,9 @@ class Settings(BaseSettings):
         "arcface_model_sha256",
         "mivolo_model_path",
         "mivolo_model_sha256",
+        "clip_model_path",
+        "clip_model_sha256",
+        "clip_model_config",
         mode="before",
     )
     @classmethod
@@ -195,6 +207,10 @@ class Settings(BaseSettings):
     @property
     def mivolo_model_file(self) -> Path:
         return self._model_file(self.mivolo_model_path, "mivolo_d1.pth.tar")
+
+    @property
+    def clip_model_file(self) -> Path:
+        return self._model_file(self.clip_model_path, "mobileclip_s2.safetensors")
 
     def _model_file(self, explicit: Path | None, default: str) -> Path:
         return explicit.expanduser() if explicit is not None else self.models_root / default

@@ -37,6 +37,7 @@ def test_script_uses_photodbs_models_dir_and_pins_from_any_folder(tmp_path: Path
     served.mkdir()
     (served / "yolo.pt").write_bytes(b"not the published checkpoint")
     (served / "mivolo.pth.tar").write_bytes(b"a checkpoint nobody published a hash for")
+    (served / "clip.safetensors").write_bytes(b"tensors nobody published a hash for")
     with zipfile.ZipFile(served / "buffalo_l.zip", "w") as archive:
         archive.writestr("buffalo_l/w600k_r50.onnx", b"not the published model")
     home = tmp_path / "home"
@@ -47,6 +48,7 @@ def test_script_uses_photodbs_models_dir_and_pins_from_any_folder(tmp_path: Path
         "YOLO_PERSON_FACE_URL": (served / "yolo.pt").as_uri(),
         "BUFFALO_L_URL": (served / "buffalo_l.zip").as_uri(),
         "MIVOLO_D1_URL": (served / "mivolo.pth.tar").as_uri(),
+        "MOBILECLIP_S2_URL": (served / "clip.safetensors").as_uri(),
     }
 
     result = run_script(elsewhere, env)
@@ -62,6 +64,9 @@ def test_script_uses_photodbs_models_dir_and_pins_from_any_folder(tmp_path: Path
     digest = hashlib.sha256((served / "mivolo.pth.tar").read_bytes()).hexdigest()
     assert (models / "mivolo_d1.pth.tar").is_file()
     assert f"set MIVOLO_MODEL_SHA256={digest}" in result.stdout
+    clip_digest = hashlib.sha256((served / "clip.safetensors").read_bytes()).hexdigest()
+    assert (models / "mobileclip_s2.safetensors").is_file()
+    assert f"set CLIP_MODEL_SHA256={clip_digest}" in result.stdout
     assert not (elsewhere / "models").exists()
 
     # A pin of the user's own (the setting PhotoDB reads) is honoured by the script too.

