@@ -24,6 +24,8 @@ import numpy as np
 from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from PIL import Image
 
     from photodb.database.models import Photo
@@ -111,11 +113,11 @@ class SceneAnalysisStage(BaseStage):
         except (UnidentifiedImageError, OSError) as error:
             raise StageFailure(f"cannot decode normalized image {path}: {error}") from error
         faces = self.context.db.call("reading faces", self.repository.face_boxes, photo.id)
-        results = self.analyse(image, faces)
+        results = self.analyse(path, image, faces)
         counts = self.context.db.call("storing scene analysis", self.repository.replace_results, photo.id, results)
         log.debug("photo %s: %s", photo.id, counts)
 
-    def analyse(self, image: Image.Image, faces: list[FaceBox]) -> SceneResults:
+    def analyse(self, path: Path, image: Image.Image, faces: list[FaceBox]) -> SceneResults:
         """Everything the stage finds in one image and its faces (no database writes)."""
         from photodb.database.scene_repository import DetectionTag, ModelOutput, PhotoTag, SceneResults
         from photodb.prompts.classify import classify
@@ -153,8 +155,15 @@ class SceneAnalysisStage(BaseStage):
                 for scores in scores_list
                 for t in scores.chosen
             ]
-        self._add_label_source(results, TAXONOMY_CATEGORY, self.taxonomy, image)
-        self._add_label_source(results, OBJECT_CATEGORY, self.object_labeler, image)
+        for category, name, labels in self._label_sources(path, image):
+            results.outputs.append(ModelOutput(name, None, {"labels": [[label, float(c)] for label, c in labels]}))
+            results.photo_tags += [PhotoTag(category, label, float(c), name) for label, c in labels]
+            if labels:
+                results.scene_tags[category] = [label for label, _ in labels]
+            if category == TAXONOMY_CATEGORY:
+                results.taxonomy_model = name
+            else:
+                results.object_model = name
         return results
 
     @property
@@ -170,22 +179,17 @@ class SceneAnalysisStage(BaseStage):
         vectors = output.detach().float().cpu().numpy() if hasattr(output, "detach") else np.asarray(output)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
-    def _add_label_source(self, results: SceneResults, category: str, source: Any, image: Image.Image) -> None:
-        """Tags of a labeller that names things itself (Apple Vision, object detector), if present."""
-        if source is None:
-            return
-        from photodb.database.scene_repository import ModelOutput, PhotoTag
-
-        labels: list[tuple[str, float]] = source.labels(np.asarray(image))
-        name = str(source.model_name)
-        results.outputs.append(ModelOutput(name, getattr(source, "version", None), {"labels": labels}))
-        results.photo_tags += [PhotoTag(category, label, float(conf), name) for label, conf in labels]
-        if labels:
-            results.scene_tags[category] = [label for label, _ in labels]
-        if category == TAXONOMY_CATEGORY:
-            results.taxonomy_model = name
-        else:
-            results.object_model = name
+    def _label_sources(self, path: Path, image: Image.Image) -> list[tuple[str, str, list[tuple[str, float]]]]:
+        """(category, model name, labels) of the labellers that name things themselves."""
+        found = []
+        if self.taxonomy is not None:
+            labels = [(label.identifier, label.confidence) for label in self.taxonomy.classify(path)]
+            found.append((TAXONOMY_CATEGORY, self.taxonomy.model_name, labels))
+        if self.object_labeler is not None:
+            found.append(
+                (OBJECT_CATEGORY, str(self.object_labeler.model_name), self.object_labeler.labels(np.asarray(image)))
+            )
+        return found
 
     def close(self) -> None:
         for coordinator in (self.clip_coordinator, self.face_coordinator):
@@ -214,14 +218,15 @@ def _face_crop(image: Image.Image, face: FaceBox) -> Image.Image:
 
 
 def _apple_vision() -> Any:
-    """Apple Vision's classifier on macOS, else None (said once per run, here)."""
+    """Apple Vision's classifier, loaded, on macOS; else None (said once per run, here)."""
     from photodb.ml.apple_vision import AppleVisionClassifier
 
-    available, reason = AppleVisionClassifier.available()
-    if not available:
-        log.info("Apple Vision taxonomy unavailable: %s", reason)
+    classifier = AppleVisionClassifier()
+    if not classifier.available():
+        log.info("Apple Vision taxonomy unavailable: %s", classifier.reason)
         return None
-    return AppleVisionClassifier()
+    classifier.load()
+    return classifier
 
 
 def _object_labeler(settings: Any) -> Any:
