@@ -177,8 +177,8 @@ def test_image_embeddings_are_stored_and_a_text_finds_its_photo(db, tiny_setting
         shapes_stage.process(photo)
     with db.connection() as conn:
         dims = conn.execute("SELECT DISTINCT embedding_dim, model_name FROM photo_embedding").fetchall()
-    assert dims == [(64, "openclip:TinyCLIP-shapes")]
     model = create_clip_model(tiny_settings)
+    assert dims == [(model.embedding_dim, "openclip:TinyCLIP-shapes")]
     repository = SceneRepository(db)
     for (colour, shape), photo in photos.items():
         query = model.encode_texts([f"a {colour} {shape}"])[0]
