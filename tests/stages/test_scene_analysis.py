@@ -327,3 +327,55 @@ def test_mobileclip_s2_random_weights_run_the_whole_path(db, settings, mobilecli
     assert summary == ("mobileclip:s2", 1)
     output = stage_output(db, photo.id)
     assert set(output["scene"]["colour"]["scores"]) == set(COLOURS) and len(output["faces"]) == 1
+
+
+def test_apple_vision_off_macos_is_reported_once_per_run_not_per_photo(db, tiny_settings, tmp_path, caplog):
+    import logging
+    import sys
+
+    if sys.platform == "darwin":
+        pytest.skip("Apple Vision is available on macOS")
+    PromptRepository(db).save_categories([COLOUR_CATEGORY])
+    with caplog.at_level(logging.INFO, logger="photodb.stages.scene_analysis"):
+        stage = make_stage(db, tiny_settings)
+        try:
+            for seed in range(3):
+                stage.process(shape_photo(db, tiny_settings, tmp_path, "green", "circle", seed))
+        finally:
+            stage.close()
+    reports = [r.getMessage() for r in caplog.records if "Apple Vision" in r.getMessage()]
+    assert reports == [
+        f"Apple Vision taxonomy unavailable: Apple Vision classification needs macOS (this is {sys.platform})"
+    ]
+    assert stage.taxonomy is None
+    with db.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM photo_tag WHERE category = 'taxonomy'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(DISTINCT taxonomy_model) FROM scene_analysis").fetchone()[0] == 0
+
+
+def test_offline_object_labels_become_photo_tags_when_the_labeler_is_installed(db, tiny_settings):
+    """photodb.ml.object_labels (the packaged COCO detector) comes from another branch: this test
+    runs once both are merged."""
+    pytest.importorskip("photodb.ml.object_labels")
+    from tests.samples import SAMPLES
+
+    PromptRepository(db).save_categories([COLOUR_CATEGORY])
+    stage = make_stage(db, tiny_settings)
+    try:
+        assert stage.object_labeler is not None
+        photo = add_normalized_photo(db, tiny_settings, SAMPLES / "faces" / "face_recognition" / "obama.jpg")
+        stage.process(photo)
+        stage.process(photo)  # a rerun replaces
+    finally:
+        stage.close()
+    model = stage.object_labeler.model_name
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT label, model_name FROM photo_tag WHERE photo_id = %s AND category = 'object' ORDER BY label",
+            (photo.id,),
+        ).fetchall()
+        summary = conn.execute("SELECT object_model, scene_tags FROM scene_analysis").fetchone()
+        outputs = conn.execute("SELECT count(*) FROM analysis_output WHERE model_name = %s", (model,)).fetchone()
+    assert rows == [("person", model), ("tie", model)]
+    assert summary[0] == model and sorted(summary[1]["object"]) == ["person", "tie"]
+    assert outputs == (1,)

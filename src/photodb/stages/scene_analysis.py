@@ -155,8 +155,8 @@ class SceneAnalysisStage(BaseStage):
                 for scores in scores_list
                 for t in scores.chosen
             ]
-        for category, name, labels in self._label_sources(path, image):
-            results.outputs.append(ModelOutput(name, None, {"labels": [[label, float(c)] for label, c in labels]}))
+        for category, name, version, labels in self._label_sources(path, image):
+            results.outputs.append(ModelOutput(name, version, {"labels": [[label, float(c)] for label, c in labels]}))
             results.photo_tags += [PhotoTag(category, label, float(c), name) for label, c in labels]
             if labels:
                 results.scene_tags[category] = [label for label, _ in labels]
@@ -179,16 +179,17 @@ class SceneAnalysisStage(BaseStage):
         vectors = output.detach().float().cpu().numpy() if hasattr(output, "detach") else np.asarray(output)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
-    def _label_sources(self, path: Path, image: Image.Image) -> list[tuple[str, str, list[tuple[str, float]]]]:
-        """(category, model name, labels) of the labellers that name things themselves."""
-        found = []
+    def _label_sources(
+        self, path: Path, image: Image.Image
+    ) -> list[tuple[str, str, str | None, list[tuple[str, float]]]]:
+        """(category, model name, version, labels) of the labellers that name things themselves."""
+        found: list[tuple[str, str, str | None, list[tuple[str, float]]]] = []
         if self.taxonomy is not None:
             labels = [(label.identifier, label.confidence) for label in self.taxonomy.classify(path)]
-            found.append((TAXONOMY_CATEGORY, self.taxonomy.model_name, labels))
+            found.append((TAXONOMY_CATEGORY, self.taxonomy.model_name, None, labels))
         if self.object_labeler is not None:
-            found.append(
-                (OBJECT_CATEGORY, str(self.object_labeler.model_name), self.object_labeler.labels(np.asarray(image)))
-            )
+            labeler = self.object_labeler
+            found.append((OBJECT_CATEGORY, labeler.model_name, labeler.version, labeler.labels(np.asarray(image))))
         return found
 
     def close(self) -> None:
