@@ -53,6 +53,7 @@ class SceneAnalysisStage(BaseStage):
             raise StageUnavailable(f"scene_analysis needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
         from photodb.database.prompt_repository import PromptRepository
         from photodb.database.scene_repository import SceneRepository
+        from photodb.ml.alignment import EMBEDDING_COLUMN_DIM
         from photodb.ml.clip import create_clip_model
         from photodb.prompts.cache import PromptCache
         from photodb.prompts.embedding import ensure_default_prompts
@@ -70,6 +71,11 @@ class SceneAnalysisStage(BaseStage):
             self.clip.warm_up()
         except ModelUnavailable as error:
             raise StageUnavailable(str(error)) from error
+        if self.clip.embedding_dim > EMBEDDING_COLUMN_DIM:
+            raise StageUnavailable(
+                f"{self.clip.model_name} gives {self.clip.embedding_dim}-d embeddings; "
+                f"photo_embedding holds at most {EMBEDDING_COLUMN_DIM}"
+            )
         prompts = PromptRepository(context.db)
         context.db.call("storing the default prompts", ensure_default_prompts, prompts)
         self.prompts = PromptCache(prompts, self.clip)
