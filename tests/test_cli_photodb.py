@@ -9,6 +9,7 @@ from pathlib import Path
 
 from photodb.database.prompt_repository import PromptRepository
 from tests.cli import cli_env, run_command
+from tests.tiny_clip import tiny_clip  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTODB = [sys.executable, "-m", "photodb.cli"]
@@ -119,3 +120,14 @@ def test_rebuild_without_the_clip_file_is_one_line(tmp_path, database_url):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: model not found: ") and "set CLIP_MODEL_PATH" in lines[0]
+
+
+def test_rebuild_embeds_every_label_with_the_configured_model(tmp_path, database_url, tiny_clip):  # noqa: F811
+    env = tiny_clip.environment()
+    first = photodb(tmp_path, database_url, "prompts", "rebuild", **env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "embedded 61 labels with openclip:TinyCLIP-shapes"
+    listed = json.loads(photodb(tmp_path, database_url, "prompts", "list", "--json").stdout)
+    assert all(c["embedded"] == {"openclip:TinyCLIP-shapes": len(c["labels"])} for c in listed)
+    missing_only = photodb(tmp_path, database_url, "prompts", "rebuild", "--missing", **env)
+    assert missing_only.stdout.strip() == "embedded 0 labels with openclip:TinyCLIP-shapes"

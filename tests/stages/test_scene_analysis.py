@@ -188,23 +188,35 @@ def test_image_embeddings_are_stored_and_a_text_finds_its_photo(db, tiny_setting
     assert repository.nearest_photos("another-model", query) == []
 
 
-def test_a_label_added_meanwhile_is_embedded_and_used_after_the_cache_checks(db, tiny_settings, shapes_stage, tmp_path):
+def test_a_label_added_with_photodb_prompts_add_is_used_once_the_cache_checks(
+    db, tiny_settings, shapes_stage, tmp_path, database_url
+):
+    from photodb.prompts.cache import PROMPT_CHECK_SECONDS
+    from tests.test_cli_photodb import photodb
+
+    now = [0.0]
+    shapes_stage.prompts.clock = lambda: now[0]
+    shapes_stage.prompts.invalidate()
     photo = shape_photo(db, tiny_settings, tmp_path, "blue", "circle", 11)
     shapes_stage.process(photo)
     loads = shapes_stage.prompts.loads
-    repository = PromptRepository(db)
-    warmth = {
-        "warm": tuple(f"a red {shape}" for shape in SHAPES),
-        "cool": tuple(f"a {colour} {shape}" for colour in ("blue", "green") for shape in SHAPES),
-    }
-    repository.save_categories([CategorySpec("warmth", "scene", "single", 0.5, None, warmth)])
+    for label, colours in (("warm", ("red",)), ("cool", ("blue", "green"))):
+        texts = [arg for colour in colours for shape in SHAPES for arg in ("-t", f"a {colour} {shape}")]
+        added = photodb(tmp_path, database_url, "prompts", "add", "warmth", label, *texts, "--min-confidence", "0.5")
+        assert added.returncode == 0, added.stderr
+    now[0] += PROMPT_CHECK_SECONDS / 2
     shapes_stage.process(photo)
     assert "warmth" not in tags(db, photo.id)  # within the check interval: the cached set is used
-    shapes_stage.prompts.invalidate()  # what the interval's end does
+    now[0] += PROMPT_CHECK_SECONDS
     shapes_stage.process(photo)
     assert [label for label, _ in tags(db, photo.id)["warmth"]] == ["cool"]
     assert shapes_stage.prompts.loads == loads + 1
-    assert repository.to_embed("openclip:TinyCLIP-shapes") == []  # the stage embedded the new labels
+    assert PromptRepository(db).to_embed("openclip:TinyCLIP-shapes") == []  # the stage embedded the new labels
+
+    photodb(tmp_path, database_url, "prompts", "add", "warmth", "--disable")
+    shapes_stage.prompts.invalidate()  # an explicit invalidate checks at once
+    shapes_stage.process(photo)
+    assert "warmth" not in tags(db, photo.id)
 
 
 def test_single_and_multi_selection_with_thresholds(db, tiny_settings, tmp_path):
