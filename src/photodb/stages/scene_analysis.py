@@ -237,11 +237,20 @@ def _apple_vision() -> Any:
 
 
 def _object_labeler(settings: Any) -> Any:
-    """Offline object labels (photodb.ml.object_labels) when that module and its weights exist."""
+    """Offline object labels (photodb.ml.object_labels), loaded, when that module and its weights exist."""
+    from photodb.ml.base import ModelUnavailable
+
     try:
         from photodb.ml.object_labels import create_object_labeler  # type: ignore[import-not-found]
     except ModuleNotFoundError as error:
         if error.name != "photodb.ml.object_labels":
             raise
         return None
-    return create_object_labeler(settings)
+    labeler = create_object_labeler(settings)
+    if labeler is not None:
+        try:
+            labeler.load()
+        except ModelUnavailable as error:
+            log.warning("object labels unavailable: %s", error)
+            return None
+    return labeler
