@@ -10,7 +10,6 @@ reloads.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from collections.abc import Callable
 from photodb.database.prompt_repository import CategoryEmbeddings, PromptRepository, PromptSetVersion
 from photodb.prompts.embedding import TextEncoder, build_prompt_embeddings
 
-log = logging.getLogger(__name__)
 
 #: How stale a running stage's prompts may be after an edit made elsewhere.
 PROMPT_CHECK_SECONDS = 5.0
@@ -63,9 +61,7 @@ class PromptCache:
         version = self.repository.version(model)
         if version == self._version:
             return
-        built = build_prompt_embeddings(self.repository, self.encoder)
-        if built:
-            log.info("embedded %d prompt labels for %s", built, model)
+        if build_prompt_embeddings(self.repository, self.encoder):
             version = self.repository.version(model)
         # Read after the version: an edit racing this load shows as a newer version next time.
         self._categories = self.repository.load(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from photodb.database.prompt_repository import PromptRepository, PromptToEmbed
 from photodb.prompts import default_prompts
+
+log = logging.getLogger(__name__)
 
 #: Texts per text-encoder call: large enough to batch, small enough to keep memory flat.
 TEXT_BATCH = 256
@@ -76,6 +79,8 @@ def build_prompt_embeddings(
 
     `progress(done, total)` is told after each encoder call. Returns how many labels were embedded."""
     pending = repository.to_embed(encoder.model_name, everything=everything)
+    if pending:
+        log.info("embedding %d prompt labels with %s", len(pending), encoder.model_name)
     done = 0
 
     def advance(count: int) -> None:
