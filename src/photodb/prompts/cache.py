@@ -17,7 +17,6 @@ from collections.abc import Callable
 from photodb.database.prompt_repository import CategoryEmbeddings, PromptRepository, PromptSetVersion
 from photodb.prompts.embedding import TextEncoder, build_prompt_embeddings
 
-
 #: How stale a running stage's prompts may be after an edit made elsewhere.
 PROMPT_CHECK_SECONDS = 5.0
 
