@@ -151,7 +151,7 @@ def held_out(per_class: int, seed: int) -> tuple[list[Image.Image], np.ndarray]:
 
 
 def test_tiny_clip_classifies_held_out_shapes_zero_shot(tiny: ClipModel):
-    assert tiny.model_name == "openclip:TinyCLIP-shapes" and tiny.embedding_dim == 32
+    assert tiny.model_name == "openclip:TinyCLIP-shapes" and tiny.embedding_dim == 512
     images, labels = held_out(per_class=20, seed=1234)
     similarity = tiny.encode_images(images) @ tiny.encode_texts(CAPTIONS).T
     accuracy = float((similarity.argmax(axis=1) == labels).mean())
@@ -180,7 +180,7 @@ def test_tiny_clip_loads_in_a_subprocess_from_its_environment(tiny_clip: ClipFil
         [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("openclip:TinyCLIP-shapes (1, 32)")
+    assert result.stdout.strip().endswith("openclip:TinyCLIP-shapes (1, 512)")
 
 
 def test_threads_encoding_at_once_get_what_they_would_alone(tiny: ClipModel):

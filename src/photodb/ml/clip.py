@@ -242,6 +242,6 @@ def create_clip_model(settings: Settings) -> ClipModel:
         settings.clip_model_file,
         architecture=settings.clip_model_name,
         sha256=settings.clip_model_sha256,
-        config_file=settings.clip_model_config,
+        config_file=settings.clip_model_config.expanduser() if settings.clip_model_config else None,
         force_cpu=settings.clip_force_cpu,
     )
