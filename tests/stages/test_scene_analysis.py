@@ -3,83 +3,28 @@ a tiny CLIP trained on coloured shapes (known right answers) and MobileCLIP-S2 w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from photodb.config import Settings
-from photodb.database.connection import Database
 from photodb.database.detection_repository import DetectionRepository, NewDetection
-from photodb.database.models import Photo
 from photodb.database.prompt_repository import PromptRepository
-from photodb.database.repository import PhotoRepository
 from photodb.database.scene_repository import FaceBox, SceneRepository
 from photodb.ml.boxes import Box
 from photodb.ml.clip import create_clip_model
 from photodb.prompts import CategorySpec
 from photodb.stages import PIPELINE_ORDER, stage_class
-from photodb.stages.base import StageContext, StageFailure, StageSkipped
+from photodb.stages.base import StageFailure, StageSkipped
 from photodb.stages.scene_analysis import SceneAnalysisStage, _face_crop
-from tests.photos import add_normalized_photo
-from tests.tiny_clip import COLOURS, SHAPES, ClipFiles, draw_shape, mobileclip_random, tiny_clip  # noqa: F401
-
-COLOUR_CATEGORY = CategorySpec(
-    "colour", "scene", "single", 0.5, None,
-    {colour: tuple(f"a {colour} {shape}" for shape in SHAPES) for colour in COLOURS},
-)  # fmt: skip
-FACE_COLOUR = CategorySpec(
-    "face_colour", "face", "single", 0.5, None,
-    {colour: tuple(f"a {colour} {shape}" for shape in SHAPES) for colour in COLOURS},
-)  # fmt: skip
-
-
-@pytest.fixture
-def tiny_settings(settings: Settings, tiny_clip: ClipFiles) -> Settings:  # noqa: F811
-    return settings.model_copy(update={**tiny_clip.settings_overrides(), "detection_min_face_size": 8})
-
-
-def make_stage(db: Database, settings: Settings, parallel: int = 1) -> SceneAnalysisStage:
-    collection = PhotoRepository(db).get_or_create_collection("default")
-    return SceneAnalysisStage(StageContext(settings, db, collection, parallel=parallel))
-
-
-@pytest.fixture
-def shapes_stage(db: Database, tiny_settings: Settings) -> Iterator[SceneAnalysisStage]:
-    """The stage on the tiny model, with only the shape prompts (the user's own set: no defaults)."""
-    PromptRepository(db).save_categories([COLOUR_CATEGORY, FACE_COLOUR])
-    stage = make_stage(db, tiny_settings)
-    yield stage
-    stage.close()
-
-
-def add_image(db: Database, settings: Settings, image: Image.Image, path: Path) -> Photo:
-    image.save(path)
-    return add_normalized_photo(db, settings, path)
-
-
-def shape_photo(db: Database, settings: Settings, tmp_path: Path, colour: str, shape: str, seed: int) -> Photo:
-    image = draw_shape(colour, shape, np.random.default_rng(seed), size=64).resize((128, 128), Image.NEAREST)
-    return add_image(db, settings, image, tmp_path / f"{colour}-{shape}-{seed}.png")
-
-
-def tags(db: Database, photo_id: int) -> dict[str, list[tuple[str, float]]]:
-    with db.connection() as conn:
-        rows = conn.execute(
-            "SELECT category, label, confidence FROM photo_tag WHERE photo_id = %s ORDER BY category, confidence DESC",
-            (photo_id,),
-        ).fetchall()
-    found: dict[str, list[tuple[str, float]]] = {}
-    for category, label, confidence in rows:
-        found.setdefault(category, []).append((label, confidence))
-    return found
-
-
-def count(db: Database, table: str) -> int:
-    with db.connection() as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
+from tests.scene import (
+    add_image,
+    count,
+    make_stage,
+    shape_photo,
+    stage_output,
+    tags,
+)
+from tests.tiny_clip import COLOURS, SHAPES, draw_shape
 
 
 def test_scene_analysis_runs_after_detection_and_before_age_gender():
@@ -249,11 +194,6 @@ def test_single_and_multi_selection_with_thresholds(db, tiny_settings, tmp_path)
     assert "reds_strict" not in found
 
 
-def stage_output(db: Database, photo_id: int) -> dict:
-    with db.connection() as conn:
-        return conn.execute("SELECT output FROM analysis_output WHERE photo_id = %s", (photo_id,)).fetchone()[0]
-
-
 def test_the_defaults_are_stored_and_embedded_at_stage_start(db, tiny_settings):
     stage = make_stage(db, tiny_settings)
     stage.close()
@@ -277,117 +217,3 @@ def test_a_missing_normalized_file_is_a_clear_failure(db, tiny_settings, shapes_
     (tiny_settings.images_dir / photo.normalized_path).unlink()
     with pytest.raises(StageFailure, match=r"normalized image missing: .*rerun the normalize stage"):
         shapes_stage.process(photo)
-
-
-def test_batch_coordinators_give_the_same_tags_as_direct_calls(db, tiny_settings, tmp_path):
-    import threading
-
-    PromptRepository(db).save_categories([COLOUR_CATEGORY, FACE_COLOUR])
-    settings = tiny_settings.model_copy(update={"batch_coordinator_on_cpu": True, "batch_coordinator_max_wait_ms": 20})
-    stage = make_stage(db, settings, parallel=4)
-    assert stage.clip_coordinator is not None and stage.face_coordinator is not None
-    photos = [
-        shape_photo(db, settings, tmp_path, c, s, 40 + i)
-        for i, (c, s) in enumerate((c, s) for c in COLOURS for s in SHAPES)
-    ]
-    for photo in photos:
-        DetectionRepository(db).replace_detections(photo.id, [NewDetection(Box(16, 16, 96, 96, 0.9), None)], "t", "1")
-    try:
-        workers = [threading.Thread(target=lambda p=p: stage.process(p)) for p in photos]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        assert stage.clip_coordinator.items_run == len(photos) and stage.face_coordinator.items_run == len(photos)
-    finally:
-        stage.close()
-    batched = {p.id: tags(db, p.id) for p in photos}
-    direct = make_stage(db, tiny_settings)
-    try:
-        for photo in photos:
-            direct.process(photo)
-    finally:
-        direct.close()
-    for photo in photos:
-        again = tags(db, photo.id)
-        assert {k: [label for label, _ in v] for k, v in again.items()} == {
-            k: [label for label, _ in v] for k, v in batched[photo.id].items()
-        }
-        for category, values in again.items():
-            np.testing.assert_allclose([c for _, c in values], [c for _, c in batched[photo.id][category]], atol=1e-4)
-
-
-def test_mobileclip_s2_random_weights_run_the_whole_path(db, settings, mobileclip_random, tmp_path):  # noqa: F811
-    """The real architecture at full size, from where a user's download sits (MODELS_DIR)."""
-    settings = settings.model_copy(
-        update={"models_dir": mobileclip_random.weights.parent, "clip_model_sha256": mobileclip_random.sha256}
-    )
-    PromptRepository(db).save_categories([COLOUR_CATEGORY, FACE_COLOUR])
-    stage = make_stage(db, settings)
-    try:
-        photo = shape_photo(db, settings, tmp_path, "red", "circle", 1)
-        DetectionRepository(db).replace_detections(photo.id, [NewDetection(Box(16, 16, 96, 96, 0.9), None)], "t", "1")
-        stage.process(photo)
-    finally:
-        stage.close()
-    with db.connection() as conn:
-        row = conn.execute(
-            "SELECT model_name, embedding_dim FROM photo_embedding WHERE photo_id = %s", (photo.id,)
-        ).fetchone()
-        summary = conn.execute("SELECT clip_model, faces_tagged FROM scene_analysis").fetchone()
-    assert row == ("mobileclip:s2", 512)
-    assert summary == ("mobileclip:s2", 1)
-    output = stage_output(db, photo.id)
-    assert set(output["scene"]["colour"]["scores"]) == set(COLOURS) and len(output["faces"]) == 1
-
-
-def test_apple_vision_off_macos_is_reported_once_per_run_not_per_photo(db, tiny_settings, tmp_path, caplog):
-    import logging
-    import sys
-
-    if sys.platform == "darwin":
-        pytest.skip("Apple Vision is available on macOS")
-    PromptRepository(db).save_categories([COLOUR_CATEGORY])
-    with caplog.at_level(logging.INFO, logger="photodb.stages.scene_analysis"):
-        stage = make_stage(db, tiny_settings)
-        try:
-            for seed in range(3):
-                stage.process(shape_photo(db, tiny_settings, tmp_path, "green", "circle", seed))
-        finally:
-            stage.close()
-    reports = [r.getMessage() for r in caplog.records if "Apple Vision" in r.getMessage()]
-    assert reports == [
-        f"Apple Vision taxonomy unavailable: Apple Vision classification needs macOS (this is {sys.platform})"
-    ]
-    assert stage.taxonomy is None
-    with db.connection() as conn:
-        assert conn.execute("SELECT count(*) FROM photo_tag WHERE category = 'taxonomy'").fetchone()[0] == 0
-        assert conn.execute("SELECT count(DISTINCT taxonomy_model) FROM scene_analysis").fetchone()[0] == 0
-
-
-def test_offline_object_labels_become_photo_tags_when_the_labeler_is_installed(db, tiny_settings):
-    """photodb.ml.object_labels (the packaged COCO detector) comes from another branch: this test
-    runs once both are merged."""
-    pytest.importorskip("photodb.ml.object_labels")
-    from tests.samples import SAMPLES
-
-    PromptRepository(db).save_categories([COLOUR_CATEGORY])
-    stage = make_stage(db, tiny_settings)
-    try:
-        assert stage.object_labeler is not None
-        photo = add_normalized_photo(db, tiny_settings, SAMPLES / "faces" / "face_recognition" / "obama.jpg")
-        stage.process(photo)
-        stage.process(photo)  # a rerun replaces
-    finally:
-        stage.close()
-    model = stage.object_labeler.model_name
-    with db.connection() as conn:
-        rows = conn.execute(
-            "SELECT label, model_name FROM photo_tag WHERE photo_id = %s AND category = 'object' ORDER BY label",
-            (photo.id,),
-        ).fetchall()
-        summary = conn.execute("SELECT object_model, scene_tags FROM scene_analysis").fetchone()
-        outputs = conn.execute("SELECT count(*) FROM analysis_output WHERE model_name = %s", (model,)).fetchone()
-    assert rows == [("person", model), ("tie", model)]
-    assert summary[0] == model and sorted(summary[1]["object"]) == ["person", "tie"]
-    assert outputs == (1,)
