@@ -61,6 +61,7 @@ def model_files(kind: str, scratch: Path) -> ClipFiles:
         return ClipFiles("MobileCLIP-S2", weights, file_sha256(weights))
     from tests.tiny_clip import _train_tiny
 
+    (scratch / "tiny").mkdir()
     return _train_tiny(scratch / "tiny")
 
 
