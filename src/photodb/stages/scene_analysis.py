@@ -10,8 +10,8 @@ written in one transaction (database.scene_repository), replacing an earlier run
 Without the CLIP weights the stage cannot run here: `skip_reason` says "model not found: …" and
 the photos are skipped, never failed. With `--parallel > 1` on an accelerator, worker threads'
 images go through the `clip_image` and `clip_face` BatchCoordinators (tensor mode); on a CPU
-batching gains nothing (as bench/detection.py measured for detection) and is off unless
-BATCH_COORDINATOR_ON_CPU. The model and every prompt category warm up in the constructor.
+batching loses (bench/scene_analysis.py: MobileCLIP-S2 batched at --parallel 8 ran at 0.45x of
+unbatched) and is off unless BATCH_COORDINATOR_ON_CPU. The model and every prompt category warm up in the constructor.
 """
 
 from __future__ import annotations
