@@ -15,6 +15,7 @@ COMMANDS = {
     "bootstrap_clusters.py": [sys.executable, BOOTSTRAP_CLUSTERS],
     "photodb-maintenance": [MAINTENANCE, "check-staleness"],
     "enrich-photos": [ENRICH],
+    "photodb prompts": [sys.executable, "-m", "photodb.cli", "prompts", "list"],
 }
 
 

@@ -19,6 +19,7 @@ IMPLEMENTED_STAGES: dict[str, str] = {
     "normalize": "photodb.stages.normalize:NormalizeStage",
     "metadata": "photodb.stages.metadata:MetadataStage",
     "detection": "photodb.stages.detection:DetectionStage",
+    "scene_analysis": "photodb.stages.scene_analysis:SceneAnalysisStage",
     "age_gender": "photodb.stages.age_gender:AgeGenderStage",
 }
 

@@ -1,0 +1,256 @@
+"""Stage 5: tag the photo and its faces with CLIP zero-shot prompts; keep its image embedding.
+
+Per photo: the normalized image and each detected face (a square crop around the box, with
+some context) are encoded with the CLIP image encoder (MobileCLIP-S2 by default, see
+photodb.ml.clip); scene categories classify the image, face categories the crops (see
+photodb.prompts.classify); Apple Vision's taxonomy (macOS) and offline object labels, when
+available, add photo tags of categories 'taxonomy' and 'object'. Everything of one photo is
+written in one transaction (database.scene_repository), replacing an earlier run's rows.
+
+Without the CLIP weights the stage cannot run here: `skip_reason` says "model not found: …" and
+the photos are skipped, never failed. With `--parallel > 1` on an accelerator, worker threads'
+images go through the `clip_image` and `clip_face` BatchCoordinators (tensor mode); on a CPU
+batching loses (bench/scene_analysis.py: MobileCLIP-S2 batched at --parallel 8 ran at 0.45x of
+unbatched) and is off unless BATCH_COORDINATOR_ON_CPU. The model and every prompt category warm up in the constructor.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from PIL import Image
+
+    from photodb.database.models import Photo
+    from photodb.database.scene_repository import FaceBox, SceneResults
+    from photodb.ml.batch_coordinator import BatchCoordinator
+
+log = logging.getLogger(__name__)
+
+#: Context around a face box on each side, as a share of its longer side (hair, chin, gaze).
+FACE_MARGIN = 0.25
+TAXONOMY_CATEGORY = "taxonomy"
+OBJECT_CATEGORY = "object"
+
+
+class SceneAnalysisStage(BaseStage):
+    name = "scene_analysis"
+    depends_on = ("detection",)
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        from photodb.ml.base import ML_EXTRA_HINT, ModelUnavailable, missing_ml_modules
+
+        missing = missing_ml_modules()
+        if missing:
+            raise StageUnavailable(f"scene_analysis needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
+        from photodb.database.prompt_repository import PromptRepository
+        from photodb.database.scene_repository import SceneRepository
+        from photodb.ml.alignment import EMBEDDING_COLUMN_DIM
+        from photodb.ml.clip import create_clip_model
+        from photodb.prompts.cache import PromptCache
+        from photodb.prompts.embedding import ensure_default_prompts
+
+        settings = context.settings
+        self.repository = SceneRepository(context.db)
+        self.clip_coordinator: BatchCoordinator | None = None
+        self.face_coordinator: BatchCoordinator | None = None
+        self.clip = create_clip_model(settings)
+        if not settings.clip_model_file.is_file():
+            self.skip_reason = str(_model_not_found(settings.clip_model_file))
+            log.warning("scene_analysis: %s", self.skip_reason)
+            return
+        try:
+            self.clip.warm_up()
+        except ModelUnavailable as error:
+            raise StageUnavailable(str(error)) from error
+        if self.clip.embedding_dim > EMBEDDING_COLUMN_DIM:
+            raise StageUnavailable(
+                f"{self.clip.model_name} gives {self.clip.embedding_dim}-d embeddings; "
+                f"photo_embedding holds at most {EMBEDDING_COLUMN_DIM}"
+            )
+        prompts = PromptRepository(context.db)
+        context.db.call("storing the default prompts", ensure_default_prompts, prompts)
+        self.prompts = PromptCache(prompts, self.clip)
+        for target in ("scene", "face"):  # embeds missing labels now, not in the first photo
+            context.db.call("loading prompts", self.prompts.categories, target)
+        self.taxonomy = _apple_vision()  # after the torch model: Metal state order (spec, macOS)
+        self.object_labeler = _object_labeler(settings)
+        if context.parallel > 1 and settings.batch_coordinator_enabled:
+            if self.clip.device != "cpu" or settings.batch_coordinator_on_cpu:
+                self._start_coordinators()
+            else:
+                log.info("clip batch coordinators off on CPU (set BATCH_COORDINATOR_ON_CPU=true to force)")
+
+    def _start_coordinators(self) -> None:
+        from photodb.ml.batch_coordinator import BatchCoordinator
+
+        settings = self.context.settings
+        accelerated = self.clip.device != "cpu"
+        common: dict[str, Any] = {
+            "mode": "tensor",
+            "max_batch_size": settings.batch_coordinator_max_size,
+            "max_wait_ms": settings.batch_coordinator_max_wait_ms if accelerated else 0,
+            "max_clients": self.context.parallel,
+        }
+        self.clip_coordinator = BatchCoordinator(self.clip.encode_image_batch, name="clip_image", **common)
+        self.face_coordinator = BatchCoordinator(self.clip.encode_image_batch, name="clip_face", **common)
+
+    # -- per photo -----------------------------------------------------------------------------
+
+    def process(self, photo: Photo) -> None:
+        if self.skip_reason:
+            raise StageSkipped(self.skip_reason)
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.context.normalized_path(photo)
+        if not path.is_file():
+            raise StageFailure(f"normalized image missing: {path} (rerun the normalize stage)")
+        try:
+            with Image.open(path) as opened:
+                image = opened.convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise StageFailure(f"cannot decode normalized image {path}: {error}") from error
+        faces = self.context.db.call("reading faces", self.repository.face_boxes, photo.id)
+        results = self.analyse(path, image, faces)
+        counts = self.context.db.call("storing scene analysis", self.repository.replace_results, photo.id, results)
+        log.debug("photo %s: %s", photo.id, counts)
+
+    def analyse(self, path: Path, image: Image.Image, faces: list[FaceBox]) -> SceneResults:
+        """Everything the stage finds in one image and its faces (no database writes)."""
+        from photodb.database.scene_repository import DetectionTag, ModelOutput, PhotoTag, SceneResults
+        from photodb.prompts.classify import classify
+
+        crops = [(face, _face_crop(image, face)) for face in faces if _big_enough(face, self.min_face_side)]
+        image_vector = self._encode(self.clip_coordinator, [image])[0]
+        face_vectors = self._encode(self.face_coordinator, [crop for _, crop in crops]) if crops else None
+        model = self.clip.model_name
+        db = self.context.db
+        scene_scores = classify(image_vector, db.call("loading prompts", self.prompts.categories, "scene"))[0]
+        face_categories = db.call("loading prompts", self.prompts.categories, "face") if crops else []
+        face_scores = classify(face_vectors, face_categories) if face_vectors is not None and face_categories else []
+
+        results = SceneResults(clip_model=model, image_embedding=image_vector, faces_tagged=len(face_scores))
+        results.outputs.append(
+            ModelOutput(
+                model,
+                f"{self.clip.architecture} sha256:{self.clip.sha256}",
+                {
+                    "scene": {s.category: s.as_json() for s in scene_scores},
+                    "faces": {
+                        str(face.detection_id): {s.category: s.as_json() for s in scores}
+                        for (face, _), scores in zip(crops, face_scores, strict=False)
+                    },
+                },
+            )
+        )
+        for scores in scene_scores:
+            results.photo_tags += [PhotoTag(t.category, t.label, t.confidence, model) for t in scores.chosen]
+            if scores.chosen:
+                results.scene_tags[scores.category] = [t.label for t in scores.chosen]
+        for (face, _), scores_list in zip(crops, face_scores, strict=False):
+            results.detection_tags += [
+                DetectionTag(face.detection_id, t.category, t.label, t.confidence, model)
+                for scores in scores_list
+                for t in scores.chosen
+            ]
+        for category, name, version, labels in self._label_sources(path, image):
+            results.outputs.append(ModelOutput(name, version, {"labels": [[label, float(c)] for label, c in labels]}))
+            results.photo_tags += [PhotoTag(category, label, float(c), name) for label, c in labels]
+            if labels:
+                results.scene_tags[category] = [label for label, _ in labels]
+            if category == TAXONOMY_CATEGORY:
+                results.taxonomy_model = name
+            else:
+                results.object_model = name
+        return results
+
+    @property
+    def min_face_side(self) -> int:
+        return self.context.settings.detection_min_face_size
+
+    def _encode(self, coordinator: BatchCoordinator | None, images: list[Image.Image]) -> np.ndarray:
+        """Unit-length CLIP image embeddings, (len(images), dim)."""
+        import torch
+
+        batch = torch.cat([self.clip.preprocess(image) for image in images])
+        output = coordinator.run(batch) if coordinator is not None else self.clip.encode_image_batch(batch)
+        vectors = output.detach().float().cpu().numpy() if hasattr(output, "detach") else np.asarray(output)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+
+    def _label_sources(
+        self, path: Path, image: Image.Image
+    ) -> list[tuple[str, str, str | None, list[tuple[str, float]]]]:
+        """(category, model name, version, labels) of the labellers that name things themselves."""
+        found: list[tuple[str, str, str | None, list[tuple[str, float]]]] = []
+        if self.taxonomy is not None:
+            labels = [(label.identifier, label.confidence) for label in self.taxonomy.classify(path)]
+            found.append((TAXONOMY_CATEGORY, self.taxonomy.model_name, None, labels))
+        if self.object_labeler is not None:
+            labeler = self.object_labeler
+            found.append((OBJECT_CATEGORY, labeler.model_name, labeler.version, labeler.labels(np.asarray(image))))
+        return found
+
+    def close(self) -> None:
+        for coordinator in (self.clip_coordinator, self.face_coordinator):
+            if coordinator is not None:
+                coordinator.shutdown()
+
+
+def _model_not_found(path: object) -> Exception:
+    from photodb.ml.base import model_not_found
+
+    return model_not_found(path, "CLIP_MODEL_PATH")
+
+
+def _big_enough(face: FaceBox, min_side: int) -> bool:
+    return min(face.width, face.height) >= max(min_side, 1)
+
+
+def _face_crop(image: Image.Image, face: FaceBox) -> Image.Image:
+    """A square around the face with FACE_MARGIN of context, moved inside the image where it can be."""
+    side = max(face.width, face.height) * (1 + 2 * FACE_MARGIN)
+    side = min(side, float(min(image.size)))
+    cx, cy = face.x + face.width / 2, face.y + face.height / 2
+    left = min(max(cx - side / 2, 0.0), image.width - side)
+    top = min(max(cy - side / 2, 0.0), image.height - side)
+    return image.crop((round(left), round(top), round(left + side), round(top + side)))
+
+
+def _apple_vision() -> Any:
+    """Apple Vision's classifier, loaded, on macOS; else None (said once per run, here)."""
+    from photodb.ml.apple_vision import AppleVisionClassifier
+
+    classifier = AppleVisionClassifier()
+    if not classifier.available():
+        log.info("Apple Vision taxonomy unavailable: %s", classifier.reason)
+        return None
+    classifier.load()
+    return classifier
+
+
+def _object_labeler(settings: Any) -> Any:
+    """Offline object labels (photodb.ml.object_labels), loaded, when that module and its weights exist."""
+    from photodb.ml.base import ModelUnavailable
+
+    try:
+        from photodb.ml.object_labels import create_object_labeler  # type: ignore[import-not-found]
+    except ModuleNotFoundError as error:
+        if error.name != "photodb.ml.object_labels":
+            raise
+        return None
+    labeler = create_object_labeler(settings)
+    if labeler is not None:
+        try:
+            labeler.load()
+        except ModelUnavailable as error:
+            log.warning("object labels unavailable: %s", error)
+            return None
+    return labeler
