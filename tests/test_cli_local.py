@@ -33,7 +33,7 @@ def test_json_summary_and_database_url_mode_never_starts_a_server(tmp_path, data
         assert conn.execute("SELECT count(*) FROM metadata").fetchone()[0] == 3
 
 
-def test_clear_errors_for_missing_folder_unreachable_database_and_unbuilt_stage(tmp_path):
+def test_clear_errors_for_missing_folder_unreachable_database_and_unknown_stage(tmp_path):
     env = cli_env(tmp_path, "postgresql://photodb:secret-pw@127.0.0.1:9/photodb")
     missing = process_local(str(tmp_path / "nope"), env=env)
     assert missing.returncode == 1 and "folder not found" in missing.stderr
@@ -42,15 +42,14 @@ def test_clear_errors_for_missing_folder_unreachable_database_and_unbuilt_stage(
     assert unreachable.returncode == 1
     assert "cannot connect to the database at photodb@127.0.0.1:9/photodb" in unreachable.stderr
     assert "secret-pw" not in unreachable.stderr
-    unbuilt = process_local(str(tmp_path / "lib"), "--stage", "scene_analysis", env=env)
-    assert unbuilt.returncode == 2 and "not implemented yet" in unbuilt.stderr
+    unknown = process_local(str(tmp_path / "lib"), "--stage", "clustering", env=env)
+    assert unknown.returncode == 2 and "'clustering' is not one of" in unknown.stderr
 
 
-def test_help_lists_implemented_and_planned_stages(tmp_path):
+def test_help_lists_the_stages_in_processing_order(tmp_path):
     result = process_local("--help", env=cli_env(tmp_path, None))
     text = " ".join(result.stdout.split())
-    implemented, _, planned = text.partition("Not implemented yet:")
-    assert "Implemented: normalize, metadata" in implemented and "scene_analysis" in planned
+    assert "normalize -> metadata -> detection -> scene_analysis -> age_gender" in text
 
 
 def test_two_processes_at_once_process_every_pair_exactly_once(tmp_path, database_url):

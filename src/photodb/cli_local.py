@@ -34,7 +34,7 @@ from photodb.database.models import StageCounts
 from photodb.logging_setup import configure_logging
 from photodb.processors.local_processor import LocalProcessor, RunError, RunOptions, default_parallel
 from photodb.processors.summary import RunSummary
-from photodb.stages import PIPELINE_ORDER, implemented_stages, planned_stages
+from photodb.stages import PIPELINE_ORDER, implemented_stages
 
 EXIT_RUN_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -95,21 +95,15 @@ def progress_notes(counts: StageCounts, skip_reason: str | None, discovering: bo
 
 
 def _stage_help() -> str:
-    planned = ", ".join(planned_stages()) or "none"
     return (
-        f"Run only this stage (repeatable). Implemented: {', '.join(implemented_stages())}. "
-        f"Not implemented yet: {planned}."
+        f"Run only this stage (repeatable); stages run in the order {' -> '.join(PIPELINE_ORDER)}. "
+        "Default: all of them."
     )
 
 
 def _validate_stages(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
     if not value:
         return implemented_stages()
-    missing = [name for name in value if name not in implemented_stages()]
-    if missing:
-        raise click.BadParameter(
-            f"stage {', '.join(missing)} is not implemented yet (implemented: {', '.join(implemented_stages())})"
-        )
     return [name for name in PIPELINE_ORDER if name in value]
 
 

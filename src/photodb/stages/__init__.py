@@ -28,10 +28,6 @@ def implemented_stages() -> list[str]:
     return [name for name in PIPELINE_ORDER if name in IMPLEMENTED_STAGES]
 
 
-def planned_stages() -> list[str]:
-    return [name for name in PIPELINE_ORDER if name not in IMPLEMENTED_STAGES]
-
-
 def stage_class(name: str) -> type[BaseStage]:
     module_name, _, class_name = IMPLEMENTED_STAGES[name].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
