@@ -369,7 +369,9 @@ UPDATE photo SET normalized_scale = LEAST(1.0, normalized_width::double precisio
 -- is one call, so one network round trip, and PL/pgSQL keeps each statement's plan for the rest of
 -- the session, so the long assignment is no longer planned on every call. This works behind
 -- PgBouncer in transaction mode, where client-side prepared statements are not allowed: the plans
--- belong to the function, which lives in the database.
+-- belong to the function, which lives in the database. plan_cache_mode keeps the generic plan
+-- from the first call on: the custom plans PostgreSQL would otherwise build for five calls, and
+-- keep building when a generic LIMIT looks dearer than `LIMIT 5`, are the planning this saves.
 
 -- The keys of clustering's locks, the one place they are written (photodb.database.clustering.locks
 -- has the order): the model lock on (collection, embedding model), shared or exclusive, and the
@@ -442,6 +444,28 @@ CREATE FUNCTION cluster_candidates(
     ORDER BY c.centroid <=> cluster_candidates.embedding LIMIT cluster_candidates.neighbours
 $$;
 
+-- The faces asked for, each with its embedding and its model's active run: what tier 1 needs in
+-- memory before assign_face_to_cluster (no locks). A function only so that its plan is kept.
+CREATE FUNCTION faces_to_assign(detections bigint[]) RETURNS TABLE (
+    detection_id bigint, collection_id bigint, embedding_model text, embedding vector,
+    cluster_id bigint, cluster_status text, run_id bigint, photo_id bigint
+)
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode = force_generic_plan
+    AS $$
+BEGIN
+    RETURN QUERY
+    SELECT pd.id, p.collection_id, fe.embedding_model, fe.embedding, pd.cluster_id, pd.cluster_status, r.id,
+           pd.photo_id
+    FROM person_detection pd
+    JOIN face_embedding fe ON fe.person_detection_id = pd.id
+    JOIN photo p ON p.id = pd.photo_id
+    LEFT JOIN hdbscan_run r ON r.is_active AND r.collection_id = p.collection_id
+                           AND r.embedding_model = fe.embedding_model
+    WHERE pd.id = ANY (detections);
+END
+$$;
+
 -- Transaction-local settings of the candidate search: exact distance order even when other
 -- collections' or models' centroids are skipped, and the HNSW index even where the planner prices
 -- a scan of a few thousand centroids below it.
@@ -462,10 +486,11 @@ $$;
 -- NULL for none) is joined unless it holds a face of the same photo or one the face has a
 -- cannot-link with, is hidden or is gone; then tier 2 takes the nearest cluster whose ball holds
 -- the face among those not blocked, sends a face inside two balls by nearly the same margin to
--- review (face_match_candidate), or marks the face unassigned. The joined cluster's sum and count
--- take the face in an update of no indexed column (HOT: no index entry), and a second update
--- rewrites its centroid only when it moved (cluster_centroid_moved): an update that assigns the
--- centroid any expression, even one that yields the stored value, is never HOT. Each
+-- review (face_match_candidate), or marks the face unassigned. The joined cluster is locked, then
+-- updated once: its sum and count take the face, and its centroid is rewritten in the same update
+-- only when it moved (cluster_centroid_moved); otherwise the update leaves every indexed column
+-- out (an update that assigns the centroid any expression, even one that yields the stored value,
+-- is never HOT) and is HOT: no index entry, no TOAST write. Each
 -- statement takes a fresh snapshot, so it sees whatever the locks before it waited for. An
 -- assignment is derived data that assign_unclustered redoes: a crash may lose the last few
 -- milliseconds of them (never consistency), so the commit does not wait for the WAL flush.
@@ -476,6 +501,7 @@ CREATE FUNCTION assign_face_to_cluster(
     OUT waiting boolean, OUT outcome text, OUT joined bigint, OUT tier integer
 )
     LANGUAGE plpgsql VOLATILE
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     face vector;
@@ -529,15 +555,22 @@ BEGIN
                 RETURN;
             END IF;
         END IF;
-        -- the best choice that still exists and is not hidden, locked by its update
+        -- the best choice that still exists and is not hidden, locked, then updated once
         FOR i IN 1 .. cardinality(ids) LOOP
-            UPDATE cluster c SET face_count = c.face_count + 1, updated_at = now(),
-                centroid_sum = cluster_sum_plus(c.centroid_sum, c.face_count, face)
-            WHERE c.id = ids[i] AND NOT c.hidden
-            RETURNING c.id, cluster_centroid_moved(c.centroid, c.centroid_sum) INTO joined, moved;
+            SELECT c.id, cluster_centroid_moved(c.centroid, cluster_sum_plus(c.centroid_sum, c.face_count, face))
+            INTO joined, moved
+            FROM cluster c WHERE c.id = ids[i] AND NOT c.hidden
+            FOR UPDATE;
             IF joined IS NOT NULL THEN
                 IF moved THEN
-                    UPDATE cluster c SET centroid = l2_normalize(c.centroid_sum) WHERE c.id = joined;
+                    UPDATE cluster c SET face_count = c.face_count + 1, updated_at = now(),
+                        centroid_sum = cluster_sum_plus(c.centroid_sum, c.face_count, face),
+                        centroid = l2_normalize(cluster_sum_plus(c.centroid_sum, c.face_count, face))
+                    WHERE c.id = joined;
+                ELSE
+                    UPDATE cluster c SET face_count = c.face_count + 1, updated_at = now(),
+                        centroid_sum = cluster_sum_plus(c.centroid_sum, c.face_count, face)
+                    WHERE c.id = joined;
                 END IF;
                 UPDATE person_detection d SET cluster_id = joined, cluster_status = 'auto',
                     cluster_confidence = CASE WHEN tier = 1 THEN tier1_confidence
@@ -557,8 +590,13 @@ BEGIN
 END
 $$;
 
--- The cluster table takes one HOT update per assignment: with fillfactor 50 each page holds one
--- cluster row and room for two more versions of it, so an update rarely misses its page (a miss
--- is a new entry in every index, the centroid's HNSW included). Vacuum runs early and without
--- delay: every centroid that does move leaves a dead HNSW entry behind until it runs.
-ALTER TABLE cluster SET (fillfactor = 50);
+-- Every centroid that moves is a new TOAST value (the centroid is stored out of line; the sum,
+-- in the heap row, is not) and a new HNSW entry, whose space is reused once vacuum has removed the
+-- dead ones. Migration 0004 has the table itself vacuumed early and without delay; its TOAST
+-- table, where most of the dead space is, kept the defaults (a fifth of its rows dead, with cost
+-- delays): now it follows the table.
+ALTER TABLE cluster SET (
+    toast.autovacuum_vacuum_scale_factor = 0.0,
+    toast.autovacuum_vacuum_threshold = 1000,
+    toast.autovacuum_vacuum_cost_delay = 0
+);

@@ -27,19 +27,10 @@ class NewFace(FaceRow):
 
 
 def faces_to_assign(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, NewFace]:
-    """Every face asked for, with its embedding and active run, in one query (no locks)."""
+    """Every face asked for, with its embedding and active run, in one query (no locks), through
+    the database function of the same name (migration 0006), whose plan PL/pgSQL keeps."""
     with conn.cursor(binary=True) as cur:
-        cur.execute(
-            """SELECT pd.id, p.collection_id, fe.embedding_model, fe.embedding, pd.cluster_id,
-                      pd.cluster_status, r.id, pd.photo_id
-               FROM person_detection pd
-               JOIN face_embedding fe ON fe.person_detection_id = pd.id
-               JOIN photo p ON p.id = pd.photo_id
-               LEFT JOIN hdbscan_run r ON r.is_active AND r.collection_id = p.collection_id
-                                      AND r.embedding_model = fe.embedding_model
-               WHERE pd.id = ANY(%s)""",
-            (list(detection_ids),),
-        )
+        cur.execute("SELECT * FROM faces_to_assign(%s::bigint[])", (list(detection_ids),))
         return {r[0]: NewFace(r[0], r[1], r[2], array_of(r[3]).astype(np.float32), r[4], r[5], r[6], r[7]) for r in cur}
 
 
