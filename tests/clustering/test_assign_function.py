@@ -141,7 +141,9 @@ def test_a_blocked_or_hidden_tier1_cluster_hands_the_face_to_tier2_in_the_same_c
         with db.connection() as other:
             other.execute("UPDATE cluster SET hidden = true WHERE id = %s", (home,))
         hidden = assignment.assign_face(conn, new[third], cluster_id=home, confidence=0.8, **options(db))
-        again = assignment.assign_face(conn, new[first], cluster_id=home, confidence=0.8, **options(db))
+        with conn.transaction():  # the commit does not wait for the WAL flush (derived data)
+            again = assignment.assign_face(conn, new[first], cluster_id=home, confidence=0.8, **options(db))
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
     assert (joined.found, joined.status, joined.cluster_id, joined.tier) == (True, "auto", home, 1)
     assert blocked.found and blocked.tier == 2 and blocked.cluster_id != home
     assert hidden.found and hidden.tier == 2 and hidden.cluster_id != home
