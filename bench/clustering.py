@@ -371,9 +371,10 @@ def main() -> None:
     compared = [] if args.skip_compare else [2_000, 5_000] if args.quick else [10_000, 30_000]
     big, big_ids, new = (10_000, 500, 200) if args.quick else (100_000, 5_000, 1_000)
     times: dict[int, float] = {}
+    assignments = args.assignments if args.assignments is not None else 10_000 if args.quick else 100_000
     if args.incremental_only:
         print(f"incremental assignment against the {big}-face database")
-        incremental(big, big_ids, new, args.assignments or (10_000 if args.quick else 100_000))
+        incremental(big, big_ids, new, assignments)
         return
     for n in compared:
         print(f"n = {n} ({n // 20} identities, 10% noise)")
@@ -401,7 +402,7 @@ def main() -> None:
     )
     print(f"growth of the project's bootstrap: {growth}")
     print(f"incremental assignment against the {big}-face database")
-    incremental(big, big_ids, new, args.assignments or (10_000 if args.quick else 100_000))
+    incremental(big, big_ids, new, assignments)
 
 
 if __name__ == "__main__":
