@@ -28,9 +28,10 @@ def clusters_of(db: Database, ids: list[int]) -> dict[int, int | None]:
 def assert_clusters_exact(db: Database) -> None:
     """Every cluster's count and sum are its members' (to float32 rounding), and its centroid is
     within the write tolerance of the normalised sum: what a fresh recount would write."""
-    from photodb.database.clustering.centroids import CENTROID_TOLERANCE
+    from photodb.database.clustering.centroids import tolerance
 
     with db.connection() as conn:
+        allowed = tolerance(conn)
         clusters = conn.execute("SELECT id, face_count, centroid_sum, centroid FROM cluster").fetchall()
         members: dict[int, list[np.ndarray]] = {}
         for cluster_id, embedding in conn.execute(
@@ -49,4 +50,4 @@ def assert_clusters_exact(db: Database) -> None:
         assert np.allclose(stored_sum.to_numpy(), exact, rtol=0, atol=1e-4 * max(1.0, np.abs(exact).max()))
         unit = exact / np.linalg.norm(exact)
         stored = np.asarray(centroid.to_numpy(), np.float64)
-        assert 1 - stored @ unit / np.linalg.norm(stored) <= CENTROID_TOLERANCE * 1.01 + 1e-7
+        assert 1 - stored @ unit / np.linalg.norm(stored) <= allowed * 1.01 + 1e-7

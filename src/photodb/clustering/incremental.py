@@ -15,10 +15,11 @@ inside two balls by nearly the same margin goes to review as face_match_candidat
 Tier 1's cluster and tier 2's candidates exclude every cluster that holds a face of the same
 photo or a face the new one has a cannot-link with: a blocked tier-1 choice falls through to tier 2.
 
-Each face is one short transaction and one network round trip (pipelined): the model and photo
-locks, then one statement that locks the detection row, then the cluster row FOR UPDATE, adds the
-face to the cluster's sum and count, and records the outcome, so concurrent workers never lose an
-update (database.clustering.assignment.assign_face; lock order in database.clustering.locks).
+Each face is one statement, so one short transaction and one network round trip: the database
+function assign_face_to_cluster takes the model and photo locks, locks the detection row, then the
+cluster row by its update, adds the face to the cluster's sum and count, and records the outcome,
+so concurrent workers never lose an update (database.clustering.assignment.assign_face; lock order
+in database.clustering.locks). PL/pgSQL keeps the plans of its statements for the session.
 """
 
 from __future__ import annotations
@@ -158,8 +159,8 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
     Without `force` it does nothing when CLUSTERING_ASSIGN_ON_DETECTION is off. Faces of a
     collection and model with no active run are left alone (the next bootstrap takes them).
     One pooled connection serves the whole batch: one query reads every face with its active
-    run, tier 1 runs in memory for all of them, then each face is one pipelined transaction
-    (one round trip; a second only when tier 1's cluster turned out forbidden or gone).
+    run, tier 1 runs in memory for all of them, then each face is one statement (one round trip,
+    tier 2 included when tier 1's cluster turned out forbidden or gone).
     """
     report = AssignmentReport()
     if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
@@ -248,15 +249,13 @@ def _assign_one(
     }
     for attempt in range(RETRIES):
         try:
-            if tier1 is not None:
-                done = assign_db.assign_face(
-                    conn, face, cluster_id=tier1[0], confidence=tier1[1], final=False, **options
-                )
-                if not done.found:
-                    return "already", None
-                if done.status is not None:
-                    return "tier1", done.cluster_id
-            done = assign_db.assign_face(conn, face, cluster_id=None, confidence=None, **options)
+            done = assign_db.assign_face(
+                conn,
+                face,
+                cluster_id=tier1[0] if tier1 else None,
+                confidence=tier1[1] if tier1 else None,
+                **options,
+            )
         except (psycopg.errors.ForeignKeyViolation, psycopg.errors.DeadlockDetected):
             # a candidate cluster deleted by a concurrent manual move: look again
             if attempt == RETRIES - 1:
@@ -265,7 +264,7 @@ def _assign_one(
         if not done.found:
             return "already", None
         if done.status == "auto":
-            return "tier2", done.cluster_id
+            return f"tier{done.tier}", done.cluster_id
         return str(done.status), None
     raise AssertionError("unreachable")
 

@@ -4,11 +4,13 @@
 number. Adding a face adds its embedding, removing one subtracts it, and a recount sums the members
 again: the same operation each time (float32 sums; they agree to rounding). `cluster.centroid`,
 the unit vector the HNSW index searches, follows from the sum: it is rewritten only when the
-normalised sum has moved more than CENTROID_TOLERANCE (cosine distance) away from it, so most
+normalised sum has moved more than a tolerance (cosine distance) away from it, so most
 assignments to a large cluster are HOT updates that add no index entry (the sum is stored in the
 heap row, outside TOAST); the stored centroid is never further than that from the exact one.
-The centroid is settled by its own statement (`settle_sql`) after the sum changed: an UPDATE that
-assigns the column any expression, even one that yields the old value, is never HOT.
+The rule and the tolerance are written once, in the database functions cluster_centroid_moved,
+cluster_centroid_after and cluster_sum_plus (migration 0006), which the assignment function uses
+too. The centroid is settled by its own statement (`settle_centroids`) after the sum changed: an UPDATE
+that assigns the column any expression, even one that yields the old value, is never HOT.
 """
 
 from __future__ import annotations
@@ -17,23 +19,23 @@ from collections.abc import Sequence
 
 import psycopg
 
-#: Largest cosine distance between the stored centroid and the exact normalised sum: 1e-4 is an
-#: angle of 0.014 rad. Tier 2 only finds its candidates by the stored centroid and measures them
-#: against the exact sum, so this bounds how far a candidate's rank can shift, never a decision.
-CENTROID_TOLERANCE = 1e-4
+
+def tolerance(conn: psycopg.Connection) -> float:
+    """Largest cosine distance between a stored centroid and its exact normalised sum."""
+    row = conn.execute("SELECT cluster_centroid_tolerance()").fetchone()
+    assert row is not None
+    return float(row[0])
 
 
 def centroid_after(new_sum: str, old_centroid: str = "c.centroid") -> str:
     """SQL for the centroid that goes with `new_sum` (an SQL expression, NULL for an empty cluster):
     the old one while it is within the tolerance, else the normalised sum."""
-    return f"""CASE WHEN ({new_sum}) IS NULL THEN NULL
-                    WHEN {old_centroid} IS NULL OR ({old_centroid} <=> ({new_sum})) > {CENTROID_TOLERANCE}
-                    THEN l2_normalize({new_sum}) ELSE {old_centroid} END"""
+    return f"cluster_centroid_after({old_centroid}, {new_sum})"
 
 
 #: The sum after adding the embedding `x` (an SQL expression) to cluster row `c`.
 def sum_plus(x: str) -> str:
-    return f"CASE WHEN c.centroid_sum IS NULL OR c.face_count <= 0 THEN {x} ELSE c.centroid_sum + {x} END"
+    return f"cluster_sum_plus(c.centroid_sum, c.face_count, {x})"
 
 
 #: The sum after removing `count` faces whose embeddings sum to `total` from cluster row `c`.
@@ -76,18 +78,14 @@ def subtract_detections(conn: psycopg.Connection, detection_ids: Sequence[int]) 
     return changed
 
 
-def settle_sql(which: str) -> str:
-    """SQL that rewrites the centroid of the clusters `which` (an SQL condition on `c`) whose
-    normalised sum has moved beyond the tolerance, and only those."""
-    return f"""UPDATE cluster c
-        SET centroid = CASE WHEN c.centroid_sum IS NOT NULL THEN l2_normalize(c.centroid_sum) END
-        WHERE ({which}) AND CASE WHEN c.centroid IS NULL OR c.centroid_sum IS NULL
-                                 THEN (c.centroid IS NULL) <> (c.centroid_sum IS NULL)
-                                 ELSE (c.centroid <=> c.centroid_sum) > {CENTROID_TOLERANCE} END"""  # noqa: S608
-
-
 def settle_centroids(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> None:
-    conn.execute(settle_sql("c.id = ANY(%s)"), (list(cluster_ids),))
+    """Rewrite the centroid of these clusters whose normalised sum has moved beyond the tolerance,
+    and only those (their sums already changed, in this transaction)."""
+    conn.execute(
+        """UPDATE cluster c SET centroid = l2_normalize(c.centroid_sum)
+           WHERE c.id = ANY(%s) AND cluster_centroid_moved(c.centroid, c.centroid_sum)""",
+        (list(cluster_ids),),
+    )
 
 
 def add_detection(conn: psycopg.Connection, detection_id: int, cluster_id: int) -> None:

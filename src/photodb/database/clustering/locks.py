@@ -10,7 +10,9 @@
 4. Cluster rows, FOR UPDATE, in id order.
 
 A writer may skip a step, never go back to an earlier one. Only transaction-scoped (`_xact`)
-advisory locks are used, so everything works through PgBouncer in transaction mode.
+advisory locks are used, so everything works through PgBouncer in transaction mode. Their keys are
+written once, in the database functions clustering_model_lock and clustering_photo_lock (migration
+0006), which the assignment function calls too.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import psycopg
 
 def model_lock_sql(*, shared: bool) -> str:
     """The statement that takes the model lock (parameters: collection id, model name)."""
-    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    return f"SELECT {fn}(%s::int, hashtext(%s))"
+    return f"SELECT clustering_model_lock(%s::bigint, %s, {'true' if shared else 'false'})"
 
 
 def lock_model(conn: psycopg.Connection, collection_id: int, model: str, *, shared: bool) -> None:
@@ -39,7 +40,7 @@ def lock_models(conn: psycopg.Connection, collection_id: int, models: Iterable[s
 def lock_photo(conn: psycopg.Connection, photo_id: int) -> None:
     """Step 2 for assignments: one face of a photo at a time joins a cluster (single-key advisory
     locks do not overlap the two-key model locks)."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (photo_id,))
+    conn.execute("SELECT clustering_photo_lock(%s::bigint)", (photo_id,))
 
 
 def lock_clusters(conn: psycopg.Connection, cluster_ids: Iterable[int]) -> set[int]:
