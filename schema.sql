@@ -684,7 +684,7 @@ CREATE INDEX idx_detection_tag_label ON detection_tag(category, label);
 -- One row per photo: which models ran and what they found, in short.
 CREATE TABLE scene_analysis (
     photo_id          BIGINT PRIMARY KEY REFERENCES photo(id) ON DELETE CASCADE,
-    clip_model        TEXT NOT NULL,
+    clip_model        TEXT,                         -- NULL: only the labellers ran (no CLIP weights)
     taxonomy_model    TEXT,
     object_model      TEXT,
     scene_tags        JSONB NOT NULL DEFAULT '{}',  -- category -> [label, ...] as chosen

@@ -16,6 +16,7 @@ from photodb.prompts import CategorySpec
 from photodb.stages import PIPELINE_ORDER, stage_class
 from photodb.stages.base import StageFailure, StageSkipped
 from photodb.stages.scene_analysis import SceneAnalysisStage, _face_crop
+from tests.photos import add_normalized_photo
 from tests.scene import (
     add_image,
     count,
@@ -202,14 +203,39 @@ def test_the_defaults_are_stored_and_embedded_at_stage_start(db, tiny_settings):
     assert repository.to_embed("openclip:TinyCLIP-shapes") == []
 
 
-def test_without_the_clip_file_photos_are_skipped_with_the_message(db, settings, tmp_path):
-    stage = make_stage(db, settings.model_copy(update={"models_dir": tmp_path / "no-models"}))
+def test_without_the_clip_file_or_a_labeller_the_stage_skips_with_the_message(db, settings, tmp_path):
+    no_models = settings.model_copy(update={"models_dir": tmp_path / "no-models", "object_labels_enabled": False})
+    stage = make_stage(db, no_models)
     missing = tmp_path / "no-models" / "mobileclip_s2.safetensors"
     assert stage.skip_reason == f"model not found: {missing}: run scripts/download_models.sh or set CLIP_MODEL_PATH"
     photo = shape_photo(db, settings, tmp_path, "red", "circle", 1)
     with pytest.raises(StageSkipped, match=r"model not found: .*set CLIP_MODEL_PATH"):
         stage.process(photo)
     assert count(db, "scene_analysis") == 0
+
+
+def test_without_the_clip_file_object_labels_are_stored_and_the_photo_is_skipped(db, settings, tmp_path):
+    """Object labels need no download: a library gets them even before the CLIP weights arrive."""
+    pytest.importorskip("photodb.ml.object_labels")
+    from tests.samples import SAMPLES
+
+    stage = make_stage(db, settings.model_copy(update={"models_dir": tmp_path / "no-models"}))
+    try:
+        assert stage.skip_reason is None and stage.object_labeler is not None
+        photo = add_normalized_photo(db, settings, SAMPLES / "faces" / "face_recognition" / "obama.jpg")
+        for _ in range(2):  # a rerun replaces
+            with pytest.raises(StageSkipped, match=r"model not found: .*set CLIP_MODEL_PATH"):
+                stage.process(photo)
+    finally:
+        stage.close()
+    with db.connection() as conn:
+        labels = conn.execute(
+            "SELECT label FROM photo_tag WHERE photo_id = %s AND category = 'object' ORDER BY label", (photo.id,)
+        ).fetchall()
+        summary = conn.execute("SELECT clip_model, object_model FROM scene_analysis").fetchall()
+        embeddings = conn.execute("SELECT count(*) FROM photo_embedding").fetchone()
+    assert labels == [("person",), ("tie",)]
+    assert summary == [(None, stage.object_labeler.model_name)] and embeddings == (0,)
 
 
 def test_a_missing_normalized_file_is_a_clear_failure(db, tiny_settings, shapes_stage, tmp_path):

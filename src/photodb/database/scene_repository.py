@@ -64,8 +64,8 @@ class DetectionTag:
 class SceneResults:
     """Everything the stage found for one photo, written together."""
 
-    clip_model: str
-    image_embedding: np.ndarray
+    clip_model: str | None  # None: no CLIP weights here, only the labellers ran
+    image_embedding: np.ndarray | None
     taxonomy_model: str | None = None
     object_model: str | None = None
     outputs: list[ModelOutput] = field(default_factory=list)
@@ -128,15 +128,20 @@ class SceneRepository:
                     [(photo_id, t.category, t.label, _unit(t.confidence), t.model_name) for t in results.photo_tags],
                 )
             detection_tags = _insert_detection_tags(conn, photo_id, results.detection_tags)
-            dim = int(results.image_embedding.shape[-1])
-            conn.execute(
-                """INSERT INTO photo_embedding (photo_id, model_name, embedding_dim, embedding)
-                   VALUES (%s, %s, %s, %s)
-                   ON CONFLICT (photo_id, model_name) DO UPDATE
-                      SET embedding_dim = EXCLUDED.embedding_dim, embedding = EXCLUDED.embedding,
-                          created_at = now()""",
-                (photo_id, results.clip_model, dim, pad_embedding(results.image_embedding)),
-            )
+            if results.clip_model is not None and results.image_embedding is not None:
+                conn.execute(
+                    """INSERT INTO photo_embedding (photo_id, model_name, embedding_dim, embedding)
+                       VALUES (%s, %s, %s, %s)
+                       ON CONFLICT (photo_id, model_name) DO UPDATE
+                          SET embedding_dim = EXCLUDED.embedding_dim, embedding = EXCLUDED.embedding,
+                              created_at = now()""",
+                    (
+                        photo_id,
+                        results.clip_model,
+                        int(results.image_embedding.shape[-1]),
+                        pad_embedding(results.image_embedding),
+                    ),
+                )
             conn.execute(
                 """INSERT INTO scene_analysis
                        (photo_id, clip_model, taxonomy_model, object_model, scene_tags, faces_tagged)

@@ -7,8 +7,10 @@ photodb.prompts.classify); Apple Vision's taxonomy (macOS) and offline object la
 available, add photo tags of categories 'taxonomy' and 'object'. Everything of one photo is
 written in one transaction (database.scene_repository), replacing an earlier run's rows.
 
-Without the CLIP weights the stage cannot run here: `skip_reason` says "model not found: …" and
-the photos are skipped, never failed. With `--parallel > 1` on an accelerator, worker threads'
+Without the CLIP weights the photos are skipped ("model not found: …"), never failed, and the next
+run with the weights analyses them; object labels and Apple Vision need no download, so when either
+is available their tags are stored before the photo is recorded as skipped. With neither, the stage
+does not run at all (`skip_reason`). With `--parallel > 1` on an accelerator, worker threads'
 images go through the `clip_image` and `clip_face` BatchCoordinators (tensor mode); on a CPU
 batching loses (bench/scene_analysis.py: MobileCLIP-S2 batched at --parallel 8 ran at 0.45x of
 unbatched) and is off unless BATCH_COORDINATOR_ON_CPU. The model and every prompt category warm up in the constructor.
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from photodb.database.scene_repository import SceneResults
 from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable
 
 if TYPE_CHECKING:
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from photodb.database.models import Photo
-    from photodb.database.scene_repository import FaceBox, SceneResults
+    from photodb.database.scene_repository import FaceBox
     from photodb.ml.batch_coordinator import BatchCoordinator
 
 log = logging.getLogger(__name__)
@@ -63,9 +66,14 @@ class SceneAnalysisStage(BaseStage):
         self.clip_coordinator: BatchCoordinator | None = None
         self.face_coordinator: BatchCoordinator | None = None
         self.clip = create_clip_model(settings)
+        self.clip_missing: str | None = None
         if not settings.clip_model_file.is_file():
-            self.skip_reason = str(_model_not_found(settings.clip_model_file))
-            log.warning("scene_analysis: %s", self.skip_reason)
+            self.clip_missing = str(_model_not_found(settings.clip_model_file))
+            self.taxonomy = _apple_vision()
+            self.object_labeler = _object_labeler(settings)
+            if self.taxonomy is None and self.object_labeler is None:
+                self.skip_reason = self.clip_missing
+            log.warning("scene_analysis: %s%s", self.clip_missing, "" if self.skip_reason else " (labels only)")
             return
         try:
             self.clip.warm_up()
@@ -118,6 +126,10 @@ class SceneAnalysisStage(BaseStage):
                 image = opened.convert("RGB")
         except (UnidentifiedImageError, OSError) as error:
             raise StageFailure(f"cannot decode normalized image {path}: {error}") from error
+        if self.clip_missing:
+            labels_only = self._add_labels(SceneResults(clip_model=None, image_embedding=None), path, image)
+            self.context.db.call("storing labels", self.repository.replace_results, photo.id, labels_only)
+            raise StageSkipped(self.clip_missing)
         faces = self.context.db.call("reading faces", self.repository.face_boxes, photo.id)
         results = self.analyse(path, image, faces)
         counts = self.context.db.call("storing scene analysis", self.repository.replace_results, photo.id, results)
@@ -125,7 +137,7 @@ class SceneAnalysisStage(BaseStage):
 
     def analyse(self, path: Path, image: Image.Image, faces: list[FaceBox]) -> SceneResults:
         """Everything the stage finds in one image and its faces (no database writes)."""
-        from photodb.database.scene_repository import DetectionTag, ModelOutput, PhotoTag, SceneResults
+        from photodb.database.scene_repository import DetectionTag, ModelOutput, PhotoTag
         from photodb.prompts.classify import classify
 
         crops = [(face, _face_crop(image, face)) for face in faces if _big_enough(face, self.min_face_side)]
@@ -161,6 +173,12 @@ class SceneAnalysisStage(BaseStage):
                 for scores in scores_list
                 for t in scores.chosen
             ]
+        return self._add_labels(results, path, image)
+
+    def _add_labels(self, results: SceneResults, path: Path, image: Image.Image) -> SceneResults:
+        """Add the tags of the labellers that name things themselves (taxonomy, objects)."""
+        from photodb.database.scene_repository import ModelOutput, PhotoTag
+
         for category, name, version, labels in self._label_sources(path, image):
             results.outputs.append(ModelOutput(name, version, {"labels": [[label, float(c)] for label, c in labels]}))
             results.photo_tags += [PhotoTag(category, label, float(c), name) for label, c in labels]
