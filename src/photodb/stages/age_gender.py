@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable
+from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, require_ml_extra
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,11 +55,7 @@ class AgeGenderStage(BaseStage):
 
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
-        from photodb.ml.base import ML_EXTRA_HINT, missing_ml_modules
-
-        missing = missing_ml_modules()
-        if missing:  # like detection: without the extra there are no detections to estimate either
-            raise StageUnavailable(f"age_gender needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
+        require_ml_extra(self.name)  # without the extra there are no models (nor detections) to run
         from photodb.database.age_gender_repository import AgeGenderRepository
         from photodb.ml.age_gender import create_age_gender_model
 

@@ -55,6 +55,15 @@ class StageContext:
         return self.settings.images_dir / photo.normalized_path
 
 
+def require_ml_extra(stage: str) -> None:
+    """Stop a model stage at construction when the `ml` extra is not installed (one clear line)."""
+    from photodb.ml.base import ML_EXTRA_HINT, missing_ml_modules
+
+    missing = missing_ml_modules()
+    if missing:
+        raise StageUnavailable(f"{stage} needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
+
+
 class BaseStage(ABC):
     """A stage turns one photo into rows. It must be idempotent: rerunning replaces, never duplicates.
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photodb.stages.base import BaseStage, StageContext, StageFailure, StageUnavailable
+from photodb.stages.base import BaseStage, StageContext, StageFailure, StageUnavailable, require_ml_extra
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,11 +37,7 @@ class DetectionStage(BaseStage):
 
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
-        from photodb.ml.base import ML_EXTRA_HINT, missing_ml_modules
-
-        missing = missing_ml_modules()
-        if missing:
-            raise StageUnavailable(f"detection needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
+        require_ml_extra(self.name)  # without the extra there are no models (nor detections) to run
         from photodb.database.detection_repository import DetectionRepository
         from photodb.ml.base import ModelUnavailable, model_not_found
         from photodb.ml.face_embedding import create_embedder, resolve_face_embedder

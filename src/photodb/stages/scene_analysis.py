@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from photodb.database.scene_repository import SceneResults
-from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable
+from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable, require_ml_extra
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,14 +49,11 @@ class SceneAnalysisStage(BaseStage):
 
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
-        from photodb.ml.base import ML_EXTRA_HINT, ModelUnavailable, missing_ml_modules
-
-        missing = missing_ml_modules()
-        if missing:
-            raise StageUnavailable(f"scene_analysis needs the ml extra ({', '.join(missing)} missing): {ML_EXTRA_HINT}")
+        require_ml_extra(self.name)  # without the extra there are no models (nor detections) to run
         from photodb.database.prompt_repository import PromptRepository
         from photodb.database.scene_repository import SceneRepository
         from photodb.ml.alignment import EMBEDDING_COLUMN_DIM
+        from photodb.ml.base import ModelUnavailable
         from photodb.ml.clip import create_clip_model
         from photodb.prompts.cache import PromptCache
         from photodb.prompts.embedding import ensure_default_prompts
