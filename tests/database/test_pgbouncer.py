@@ -182,8 +182,9 @@ def test_detection_with_cluster_assignment_through_pgbouncer(tmp_path, pooled_ur
         ImageOps.mirror(image.convert("RGB")).save(library / "obama_mirrored.jpg", quality=92)
     second = process_local(str(library), "--json", env=env, timeout=600)
     assert second.returncode == 0, second.stderr
-    assigned = obama_clusters(database_url)
-    assert len(assigned) == 3 and None not in assigned.values() and len(set(assigned.values())) == 1, second.stderr
+    assigned = obama_clusters(database_url)  # the new face joined the cluster of his other photos
+    mirrored = assigned.pop("obama_mirrored.jpg")
+    assert mirrored is not None and mirrored in assigned.values(), (assigned, mirrored, second.stderr)
     # A parallel --force rerun takes faces out of their clusters and assigns them again: which
     # cluster each rejoins depends on which of its cluster-mates are out at that moment, so only
     # consistency is asserted after it.
