@@ -719,3 +719,17 @@ ALTER TABLE person_detection ADD COLUMN age_gender_at TIMESTAMPTZ;
 ALTER TABLE processing_status DROP CONSTRAINT processing_status_status_check;
 ALTER TABLE processing_status ADD CONSTRAINT processing_status_status_check
     CHECK (status IN ('pending', 'processing', 'completed', 'failed', 'blocked', 'skipped'));
+
+-- ==== 0010_people ====
+-- People: who made each identity decision, hidden persons, reviewed match candidates.
+-- created_by / linked_by / reviewed_by hold 'user' (or a user-given name) for a person's
+-- decision and 'auto:<task>' for what maintenance decided, so a re-run never overrides a person.
+ALTER TABLE person ADD COLUMN hidden BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE person ADD COLUMN created_by TEXT;
+ALTER TABLE cluster ADD COLUMN person_linked_by TEXT;
+ALTER TABLE cluster ADD COLUMN person_linked_at TIMESTAMPTZ;
+ALTER TABLE cluster_cannot_link ADD COLUMN created_by TEXT;
+ALTER TABLE cluster_person_cannot_link ADD COLUMN created_by TEXT;
+ALTER TABLE face_match_candidate ADD COLUMN reviewed_by TEXT;
+ALTER TABLE face_match_candidate ADD COLUMN reviewed_at TIMESTAMPTZ;
+CREATE INDEX idx_cluster_cannot_link_2 ON cluster_cannot_link(cluster_id_2);

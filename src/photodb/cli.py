@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from photodb.cli_cluster import main as cluster
+from photodb.cli_local import main as index
+from photodb.cli_maintenance import main as maintenance
 from photodb.cli_prompts import prompts
 
 
@@ -11,17 +14,24 @@ from photodb.cli_prompts import prompts
 def photodb() -> None:
     """PhotoDB: index, tag and search your photo library.
 
-    Indexing runs with `process-local FOLDER`; the commands here manage what it uses and finds.
     Settings come from the environment and `.env` (DATABASE_URL, PHOTODB_HOME, MODELS_DIR, ...).
+    The spec's commands (process-local, scripts/bootstrap_clusters.py, photodb-maintenance) run the
+    same code as `photodb index`, `photodb cluster` and `photodb maintenance`.
 
     \b
     Examples:
+      photodb index ~/Pictures             find faces, dates, places and tags in a folder
+      photodb cluster                      group every face into identities
+      photodb maintenance weekly           keep clusters and people healthy (cron-friendly)
       photodb prompts list                 the tagging categories and their labels
       photodb prompts add activity skiing  tag photos of skiing from now on
       photodb prompts rebuild              embed every label again with the CLIP model
     """
 
 
+photodb.add_command(index, "index")
+photodb.add_command(cluster, "cluster")
+photodb.add_command(maintenance, "maintenance")
 photodb.add_command(prompts)
 
 

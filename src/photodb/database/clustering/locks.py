@@ -8,6 +8,7 @@
    id) for an assignment, so that two faces of one photo are never placed at the same time.
 3. Detection rows, FOR UPDATE, in id order.
 4. Cluster rows, FOR UPDATE, in id order.
+5. Person rows, FOR UPDATE, in id order (`database.people_repository.lock_persons`).
 
 A writer may skip a step, never go back to an earlier one. Only transaction-scoped (`_xact`)
 advisory locks are used, so everything works through PgBouncer in transaction mode. Their keys are
