@@ -23,6 +23,22 @@ MEASURED_THRESHOLDS: dict[str, float] = {
     "arcface:w600k_mbf": 0.62,
     "sface": 0.53,
 }
+#: Auto-association's largest cosine distance between two cluster centroids, per embedding model
+#: (PERSON_ASSOCIATION_THRESHOLD, 0.8, is the ArcFace w600k_r50 value and applies to models without
+#: an entry). Each sits between the same-person and different-people distances measured with
+#: bench/association_thresholds.py on the labelled sample faces (examples/photos, Eileen Collins in
+#: tests/data; single faces and 3-variant centroids) and the 152 labelled faces of the model notes
+#: (face pairs: same-person 5th percentile / different-people maximum):
+#: - w600k_mbf: samples same <= 0.291 (Obama), different >= 0.794 (two women of the group photo);
+#:   152 faces 0.525 / 0.708. Threshold 0.60.
+#: - SFace: samples same <= 0.237, different >= 0.724 (Obama~Biden); 152 faces 0.466 / 0.600. 0.53.
+#: - dlib: samples same <= 0.034, different >= 0.102 (Grace Hopper~Eileen Collins); 152 faces
+#:   0.059 / 0.065 (its geometry is compressed: a 0.006 band). 0.06.
+MEASURED_ASSOCIATION_THRESHOLDS: dict[str, float] = {
+    "arcface:w600k_mbf": 0.60,
+    "sface": 0.53,
+    "dlib": 0.06,
+}
 
 
 def default_home() -> Path:
@@ -121,7 +137,11 @@ class Settings(BaseSettings):
     clustering_assign_on_detection: bool = True
     clustering_ambiguity_margin: float = Field(default=0.03, ge=0)  # cosine; closer calls go to review
     clustering_staleness_share: float = Field(default=0.2, gt=0)  # new-face share that asks for a rebuild
+    # Auto-association's largest centroid distance: see person_association_threshold_for.
+    # PERSON_ASSOCIATION_THRESHOLD is for ArcFace w600k_r50 and any model without an entry;
+    # PERSON_ASSOCIATION_THRESHOLDS (JSON, e.g. '{"dlib": 0.05}') overrides any entry.
     person_association_threshold: float = Field(default=0.8, gt=0)
+    person_association_thresholds: dict[str, float] = Field(default_factory=dict)
 
     # LLM
     llm_provider: Literal["anthropic", "bedrock"] = "anthropic"
@@ -180,7 +200,7 @@ class Settings(BaseSettings):
             raise ValueError("port is not a number")
         return value
 
-    @field_validator("clustering_thresholds")
+    @field_validator("clustering_thresholds", "person_association_thresholds")
     @classmethod
     def _positive_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
         bad = [name for name, threshold in value.items() if not threshold > 0]
@@ -198,6 +218,15 @@ class Settings(BaseSettings):
             if key in table:
                 return table[key]
         return self.clustering_threshold
+
+    def person_association_threshold_for(self, embedding_model: str) -> float:
+        """Auto-association's largest cosine distance between two cluster centroids of this model
+        (looked up like clustering_threshold_for)."""
+        table = {**MEASURED_ASSOCIATION_THRESHOLDS, **self.person_association_thresholds}
+        for key in (embedding_model, embedding_model.split(":", 1)[0]):
+            if key in table:
+                return table[key]
+        return self.person_association_threshold
 
     @property
     def models_root(self) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import psycopg
 
@@ -144,7 +145,21 @@ def delete_empty_auto_persons(conn: psycopg.Connection, collection_id: int | Non
     return cur.rowcount
 
 
-def merge_winner(persons: Sequence[PersonRow]) -> PersonRow:
+class MergeCandidate(Protocol):
+    """What merge priority looks at (PersonRow, or a planner's view of a person)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def cluster_count(self) -> int: ...
+    @property
+    def verified_clusters(self) -> int: ...
+
+
+Candidate = TypeVar("Candidate", bound=MergeCandidate)
+
+
+def merge_winner(persons: Sequence[Candidate]) -> Candidate:
     """The person a group merges into: one with verified clusters, then the most clusters, then
     the highest id (the spec's priority)."""
     return max(persons, key=lambda p: (p.verified_clusters > 0, p.cluster_count, p.id))

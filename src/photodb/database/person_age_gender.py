@@ -36,11 +36,14 @@ class PersonAgeGender:
     sample_count: int
 
 
-def person_ids(conn: psycopg.Connection, collection_id: int | None) -> list[int]:
-    """Every person of the collection (None: all), locked for the update, in id order."""
+def person_ids(conn: psycopg.Connection, collection_id: int | None, only: Sequence[int] | None = None) -> list[int]:
+    """Every person of the collection (None: all), or those of `only` that still exist, locked
+    for the update, in id order."""
     rows = conn.execute(
-        "SELECT id FROM person WHERE (%(c)s::bigint IS NULL OR collection_id = %(c)s) ORDER BY id FOR UPDATE",
-        {"c": collection_id},
+        """SELECT id FROM person
+           WHERE (%(c)s::bigint IS NULL OR collection_id = %(c)s) AND (%(only)s::bigint[] IS NULL OR id = ANY(%(only)s))
+           ORDER BY id FOR UPDATE""",
+        {"c": collection_id, "only": None if only is None else list(only)},
     ).fetchall()
     return [row[0] for row in rows]
 

@@ -125,10 +125,13 @@ def aggregate_person(person_id: int, samples: Sequence[PersonSample], min_confid
     return PersonAgeGender(person_id, birth_year, stddev, gender, confidence, len(samples))
 
 
-def aggregate_people(db: Database, collection_id: int | None, *, min_confidence: float) -> AggregationReport:
-    """Recompute every person of the collection (None: all) in one transaction."""
+def aggregate_people(
+    db: Database, collection_id: int | None, *, min_confidence: float, person_ids: Sequence[int] | None = None
+) -> AggregationReport:
+    """Recompute every person of the collection (None: all), or only `person_ids` (persons whose
+    faces just changed), in one transaction."""
     with db.connection() as conn, conn.transaction():
-        people = person_sql.person_ids(conn, collection_id)
+        people = person_sql.person_ids(conn, collection_id, person_ids)
         by_person: dict[int, list[PersonSample]] = defaultdict(list)
         for sample in person_sql.samples(conn, people):
             by_person[sample.person_id].append(sample)

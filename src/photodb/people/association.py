@@ -1,0 +1,210 @@
+"""auto_associate_clusters: clusters that are one person, grouped into a shared person record.
+
+Per collection and embedding model (embeddings of two models are never compared), in its own
+transaction: the centroids of the clusters that take part (not hidden, not left without a person
+by a user) are compared pairwise (numpy, exact; the same cosine distance as pgvector's `<=>`, and
+faster than one HNSW query per cluster: bench/association.py), pairs within the model's threshold
+(Settings.person_association_threshold_for) are grouped by complete linkage, and each group joins
+one person (association_plan): a new auto-created 'Unknown' person, the one person its clusters
+have, or the winner of a merge (verified > cluster count > id). Pairs and persons blocked by
+cannot-links or faces of one photo are kept apart.
+
+Safe while process-local runs: the model lock is taken shared, then the clusters concerned, then
+their persons, in id order (database.clustering.locks); what decides a link is read after the locks.
+Afterwards the age/gender aggregation runs again for the persons it touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from photodb.database import association_repository as repo
+from photodb.database import people_repository as people
+from photodb.database.clustering.locks import lock_clusters, lock_model
+from photodb.database.connection import Database
+from photodb.people.age_gender import AggregationReport, aggregate_people
+from photodb.people.association_plan import GroupPlan, Pair, Planner, complete_linkage, find_pairs
+
+logger = logging.getLogger(__name__)
+
+#: Who auto-association's links, persons and merges are recorded as.
+BY = "auto:associate"
+#: Attempts when persons gain clusters between the read and the locks.
+ATTEMPTS = 3
+
+
+class ThresholdError(ValueError):
+    """A threshold that is no cosine distance auto-association can use."""
+
+
+class _StateMoved(RuntimeError):
+    """A person gained a cluster between reading and locking: start the transaction again."""
+
+
+@dataclass
+class ModelReport:
+    collection_id: int
+    embedding_model: str
+    threshold: float
+    clusters: int = 0
+    pairs: int = 0
+    groups: list[GroupPlan] = field(default_factory=list)
+    persons_created: int = 0
+    clusters_linked: int = 0
+    persons_merged: int = 0
+    touched_persons: set[int] = field(default_factory=set)
+
+    @property
+    def conflicts(self) -> list[str]:
+        return [c for g in self.groups for c in g.conflicts]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "collection_id": self.collection_id,
+            "embedding_model": self.embedding_model,
+            "threshold": self.threshold,
+            "clusters": self.clusters,
+            "pairs": self.pairs,
+            "groups": len(self.groups),
+            "groups_changed": [g.as_dict() for g in self.groups if g.changed],
+            "persons_created": self.persons_created,
+            "clusters_linked": self.clusters_linked,
+            "persons_merged": self.persons_merged,
+            "conflicts": self.conflicts,
+        }
+
+
+@dataclass
+class AssociationReport:
+    dry_run: bool
+    models: list[ModelReport] = field(default_factory=list)
+    aggregation: AggregationReport | None = None
+
+    @property
+    def persons_created(self) -> int:
+        return sum(m.persons_created for m in self.models)
+
+    @property
+    def clusters_linked(self) -> int:
+        return sum(m.clusters_linked for m in self.models)
+
+    @property
+    def persons_merged(self) -> int:
+        return sum(m.persons_merged for m in self.models)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "persons_created": self.persons_created,
+            "clusters_linked": self.clusters_linked,
+            "persons_merged": self.persons_merged,
+            "models": [m.as_dict() for m in self.models],
+            "age_gender": self.aggregation.as_dict() if self.aggregation else None,
+        }
+
+
+def check_threshold(threshold: float | None) -> None:
+    """Cosine distances lie in [0, 2]; 0 or less would pair nothing, and NaN is not a number."""
+    if threshold is not None and not 0 < threshold <= 2:
+        raise ThresholdError(f"--threshold must be a cosine distance above 0 and at most 2, not {threshold}")
+
+
+def auto_associate(
+    db: Database, collection_id: int | None, *, threshold: float | None = None, dry_run: bool = False
+) -> AssociationReport:
+    """Group the clusters of a collection (None: every collection) into persons; `threshold`
+    overrides every model's own; `dry_run` plans the same groups and writes nothing."""
+    check_threshold(threshold)
+    report = AssociationReport(dry_run=dry_run)
+    with db.connection() as conn:
+        collections = repo.collections_with_clusters(conn, collection_id)
+        work = [(c, m) for c in collections for m in repo.cluster_models(conn, c)]
+    for collection, model in work:
+        limit = threshold if threshold is not None else db.settings.person_association_threshold_for(model)
+        result = db.retrying(lambda c=collection, m=model, t=limit: _associate_model(db, c, m, t, dry_run), "associate")
+        report.models.append(result)
+    touched = sorted({p for m in report.models for p in m.touched_persons})
+    if touched and not dry_run:
+        report.aggregation = aggregate_people(
+            db, None, min_confidence=db.settings.age_gender_gender_min_confidence, person_ids=touched
+        )
+    return report
+
+
+def _associate_model(db: Database, collection_id: int, model: str, threshold: float, dry_run: bool) -> ModelReport:
+    for attempt in range(ATTEMPTS):
+        try:
+            with db.connection() as conn, conn.transaction():
+                return _associate_in(conn, collection_id, model, threshold, dry_run)
+        except _StateMoved:
+            logger.info("persons changed while associating %s (attempt %d); again", model, attempt + 1)
+    raise RuntimeError(f"persons of collection {collection_id} kept changing during auto-association; run it again")
+
+
+def _associate_in(
+    conn: psycopg.Connection, collection_id: int, model: str, threshold: float, dry_run: bool
+) -> ModelReport:
+    report = ModelReport(collection_id, model, threshold)
+    lock_model(conn, collection_id, model, shared=True)
+    ids, vectors = repo.centroids(conn, collection_id, model)
+    report.clusters = len(ids)
+    pairs = find_pairs(ids, vectors, threshold)
+    report.pairs = len(pairs)
+    if not pairs:
+        return report
+    involved = sorted({p.a for p in pairs} | {p.b for p in pairs})
+    person_ids = repo.person_ids_of(conn, involved)
+    concerned = sorted(set(involved).union(*repo.clusters_of_persons(conn, person_ids).values()))
+    if not dry_run:
+        lock_clusters(conn, concerned)
+        person_ids = repo.person_ids_of(conn, concerned)
+        people.lock_persons(conn, person_ids)
+    person_clusters = repo.clusters_of_persons(conn, person_ids)
+    if not set().union(*person_clusters.values()) <= set(concerned):
+        raise _StateMoved
+    planner = Planner(
+        repo.cluster_states(conn, concerned),
+        repo.person_states(conn, person_ids),
+        person_clusters,
+        repo.blocked_pairs(conn, concerned),
+        repo.person_cannot_links(conn, concerned),
+    )
+    by_cluster = _pairs_by_group(pairs)
+    for members in complete_linkage(pairs, planner.blocked):
+        group = planner.plan(members, by_cluster(members))
+        report.groups.append(group)
+        if group.changed and not dry_run:
+            _write(conn, collection_id, group, report)
+    if dry_run:
+        report.persons_created = sum(1 for g in report.groups if g.changed and g.person_id is None)
+        report.clusters_linked = sum(len(g.link) for g in report.groups)
+        report.persons_merged = sum(len(g.merge) for g in report.groups)
+    return report
+
+
+def _pairs_by_group(pairs: list[Pair]) -> Callable[[list[int]], list[Pair]]:
+    """The pairs inside a group, looked up in the pair table."""
+    table = {(p.a, p.b): p for p in pairs}
+
+    def within(members: list[int]) -> list[Pair]:
+        return [table[(a, b)] for i, a in enumerate(members) for b in members[i + 1 :] if (a, b) in table]
+
+    return within
+
+
+def _write(conn: psycopg.Connection, collection_id: int, group: GroupPlan, report: ModelReport) -> None:
+    person_id = group.person_id
+    if person_id is None:
+        person_id = people.create_person(conn, collection_id, auto_created=True, by=BY)
+        report.persons_created += 1
+        group.joins = {c: person_id if p is not None and p < 0 else p for c, p in group.joins.items()}
+        group.person_id = person_id
+    for loser in group.merge:
+        people.merge_persons(conn, person_id, loser, by=BY)
+        report.persons_merged += 1
+    report.clusters_linked += people.link_clusters(conn, person_id, group.link, by=BY)
+    report.touched_persons.add(person_id)
