@@ -14,6 +14,7 @@ import pytest
 from photodb.database.connection import Database
 from photodb.people.association import auto_associate
 from tests.cli import MAINTENANCE, cli_env, run_command
+from tests.clustering.test_lock_order import Worker, wait_for_lock_waiters
 from tests.people.association_world import MBF, World, angle_for, at_angles
 
 
@@ -95,7 +96,8 @@ def test_cluster_cannot_link_blocks_the_pair(world: World, db: Database):
 def test_a_cannot_link_between_their_faces_blocks_the_pair(world: World, db: Database):
     a, b = close_pair(world)
     (fa,), (fb,) = world.faces_of(a), world.faces_of(b)
-    world.conn.execute("INSERT INTO cannot_link (detection_id_1, detection_id_2) VALUES (%s, %s)", tuple(sorted((fa, fb))))
+    pair = tuple(sorted((fa, fb)))
+    world.conn.execute("INSERT INTO cannot_link (detection_id_1, detection_id_2) VALUES (%s, %s)", pair)
     assert auto_associate(db, None).persons_created == 0
     assert world.person_of(a) is None and world.person_of(b) is None
 
@@ -240,7 +242,7 @@ def test_dry_run_reports_the_groups_and_writes_nothing(world: World, db: Databas
 
 
 def test_the_touched_persons_get_their_age_and_gender_aggregated(world: World, db: Database):
-    a, b = close_pair(world)
+    a, _ = close_pair(world)
     untouched = world.person()
     world.conn.execute("UPDATE person SET gender = 'M' WHERE id = %s", (untouched,))
     auto_associate(db, None)
@@ -249,6 +251,28 @@ def test_the_touched_persons_get_their_age_and_gender_aggregated(world: World, d
     ).fetchone()
     assert (gender, samples) == ("F", 2)
     assert world.conn.execute("SELECT gender FROM person WHERE id = %s", (untouched,)).fetchone() == ("M",)
+
+
+def test_a_person_changed_meanwhile_is_read_again_under_the_locks(world: World, db: Database, database_url: str):
+    # A people command holds cluster `first` and person `person` (lock order: clusters, persons)
+    # while it links a far cluster to that person; auto-association waits for the cluster lock,
+    # sees that the person gained a cluster it did not lock, and starts its transaction again: so
+    # it knows that the newcomer shares a photo with the person's new cluster.
+    person, photo = world.person(), world.photo()
+    a, b = at_angles(0, 30)
+    first, second = world.cluster(a, person=person), world.cluster(b, photo=photo)
+    far = world.cluster(world.far(), photo=photo)  # a face of the same photo as `second`'s
+    worker = Worker(lambda: auto_associate(db, None))
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT id FROM cluster WHERE id = ANY(%s) ORDER BY id FOR UPDATE", ([first, far],))
+        holder.execute("SELECT id FROM person WHERE id = %s FOR UPDATE", (person,))
+        worker.start()
+        wait_for_lock_waiters(database_url, 1, worker.is_alive)
+        holder.execute("UPDATE cluster SET person_id = %s, person_linked_by = 'user' WHERE id = %s", (person, far))
+        holder.commit()
+    report = worker.finish()
+    assert report.clusters_linked == 0 and report.persons_created == 0  # it would join a person with that photo
+    assert world.person_of(first) == world.person_of(far) == person and world.person_of(second) is None
 
 
 def maintenance(tmp_path: Path, database_url: str, *args: str):
