@@ -8,11 +8,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 
+from photodb.database import association_repository as repo
 from photodb.database.connection import Database
 from photodb.people.association import auto_associate
+from photodb.people.association_plan import find_pairs
 from tests.cli import MAINTENANCE, cli_env, run_command
 from tests.clustering.test_lock_order import Worker, wait_for_lock_waiters
 from tests.people.association_world import MBF, World, angle_for, at_angles
@@ -48,6 +51,26 @@ def test_complete_linkage_keeps_a_chain_apart(world: World, db: Database):
     assert row == ("Unknown", True, "auto:associate")
     linked_by = world.conn.execute("SELECT DISTINCT person_linked_by FROM cluster WHERE person_id IS NOT NULL")
     assert linked_by.fetchall() == [("auto:associate",)]
+
+
+def test_pairs_are_exactly_those_of_pgvectors_cosine_distance(world: World, db: Database):
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((20, 512))
+    for index in range(160):  # eight clusters around each of twenty centres: many pairs near 0.6
+        v = centres[index % 20] + rng.standard_normal(512) * rng.uniform(0.3, 1.2)
+        world.cluster((v / np.linalg.norm(v)).astype(np.float32))
+    with db.connection() as conn:
+        ids, vectors = repo.centroids(conn, world.collection, MBF)
+        expected = conn.execute(
+            """SELECT a.id, b.id, a.centroid <=> b.centroid FROM cluster a JOIN cluster b ON a.id < b.id
+               WHERE a.centroid <=> b.centroid <= 0.6"""
+        ).fetchall()
+    found = find_pairs(ids, vectors, 0.6)
+    assert 50 < len(expected) < 160 * 159 / 4
+    assert {(p.a, p.b) for p in found} == {(a, b) for a, b, _ in expected}
+    distances = {(a, b): d for a, b, d in expected}
+    assert all(abs(p.distance - distances[(p.a, p.b)]) < 1e-6 for p in found)
+    assert [p.distance for p in found] == sorted(p.distance for p in found)
 
 
 def test_three_clusters_within_reach_of_each_other_are_one_person(world: World, db: Database):

@@ -20,8 +20,10 @@ import numpy as np
 from photodb.database.association_repository import ClusterState, PersonState
 from photodb.database.people_repository import merge_winner
 
-#: Rows of centroids compared at once in pair discovery (block x all: 2048 x 5k doubles = 80 MB).
+#: Rows of centroids compared at once in pair discovery (block x all: 2048 x 5k floats = 40 MB).
 PAIR_BLOCK_ROWS = 2048
+#: Rounding of a float32 dot product of 512-d unit vectors is far below this.
+FLOAT32_SLACK = 1e-4
 
 
 @dataclass(frozen=True)
@@ -33,16 +35,20 @@ class Pair:
 
 def find_pairs(ids: np.ndarray, unit_vectors: np.ndarray, threshold: float) -> list[Pair]:
     """Every pair of clusters whose centroids are within `threshold` (cosine distance, as pgvector's
-    `<=>` gives it), in blocks so memory stays bounded at any number of clusters."""
+    `<=>` gives it), in blocks so memory stays bounded at any number of clusters. The products run
+    in float32 (three times faster); pairs near the threshold are settled in float64."""
+    single = unit_vectors.astype(np.float32)
     pairs: list[Pair] = []
     for start in range(0, len(ids), PAIR_BLOCK_ROWS):
-        block = unit_vectors[start : start + PAIR_BLOCK_ROWS]
-        distances = 1.0 - block @ unit_vectors[start:].T
-        rows, cols = np.nonzero(distances <= threshold)
-        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-            if col > row:  # columns start at this block's first row: col > row is j > i
-                a, b = int(ids[start + row]), int(ids[start + col])
-                pairs.append(Pair(min(a, b), max(a, b), max(0.0, float(distances[row, col]))))
+        distances = 1.0 - single[start : start + PAIR_BLOCK_ROWS] @ single[start:].T
+        rows, cols = np.nonzero(distances <= threshold + FLOAT32_SLACK)
+        upper = cols > rows  # columns start at this block's first row: col > row is j > i
+        left, right = rows[upper] + start, cols[upper] + start
+        exact = 1.0 - np.einsum("ij,ij->i", unit_vectors[left], unit_vectors[right])
+        for i, j, distance in zip(left.tolist(), right.tolist(), exact.tolist(), strict=True):
+            if distance <= threshold:
+                a, b = int(ids[i]), int(ids[j])
+                pairs.append(Pair(min(a, b), max(a, b), max(0.0, distance)))
     pairs.sort(key=lambda p: (p.distance, p.a, p.b))
     return pairs
 
