@@ -87,6 +87,30 @@ def link_clusters(conn: psycopg.Connection, person_id: int, cluster_ids: Sequenc
     return cur.rowcount
 
 
+def create_auto_persons(conn: psycopg.Connection, collection_id: int, count: int, *, by: str) -> list[int]:
+    """`count` new auto-created 'Unknown' persons in one statement (one per group a task found)."""
+    rows = conn.execute(
+        """INSERT INTO person (collection_id, first_name, auto_created, created_by)
+           SELECT %s, %s, true, %s FROM generate_series(1, %s) RETURNING id""",
+        (collection_id, UNKNOWN_NAME, by, count),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def link_clusters_to_persons(conn: psycopg.Connection, links: Sequence[tuple[int, int]], *, by: str) -> int:
+    """Link each (cluster, person) of `links` in one statement (the caller holds the locks)."""
+    if not links:
+        return 0
+    cur = conn.execute(
+        """UPDATE cluster c SET person_id = l.person_id, person_linked_by = %s, person_linked_at = now(),
+                  updated_at = now()
+           FROM unnest(%s::bigint[], %s::bigint[]) AS l(cluster_id, person_id)
+           WHERE c.id = l.cluster_id AND c.person_id IS DISTINCT FROM l.person_id""",
+        (by, [c for c, _ in links], [p for _, p in links]),
+    )
+    return cur.rowcount
+
+
 def unlink_clusters(conn: psycopg.Connection, cluster_ids: Sequence[int], *, by: str) -> int:
     cur = conn.execute(
         """UPDATE cluster SET person_id = NULL, person_linked_by = %s, person_linked_at = now(), updated_at = now()

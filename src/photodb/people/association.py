@@ -175,14 +175,13 @@ def _associate_in(
     )
     by_cluster = _pairs_by_group(pairs)
     for members in complete_linkage(pairs, planner.blocked):
-        group = planner.plan(members, by_cluster(members))
-        report.groups.append(group)
-        if group.changed and not dry_run:
-            _write(conn, collection_id, group, report)
-    if dry_run:
-        report.persons_created = sum(1 for g in report.groups if g.changed and g.person_id is None)
-        report.clusters_linked = sum(len(g.link) for g in report.groups)
-        report.persons_merged = sum(len(g.merge) for g in report.groups)
+        report.groups.append(planner.plan(members, by_cluster(members)))
+    changed = [g for g in report.groups if g.changed]
+    report.persons_created = sum(1 for g in changed if g.person_id is None)
+    report.clusters_linked = sum(len(g.link) for g in changed)
+    report.persons_merged = sum(len(g.merge) for g in changed)
+    if not dry_run:
+        _write(conn, collection_id, changed, report)
     return report
 
 
@@ -196,15 +195,21 @@ def _pairs_by_group(pairs: list[Pair]) -> Callable[[list[int]], list[Pair]]:
     return within
 
 
-def _write(conn: psycopg.Connection, collection_id: int, group: GroupPlan, report: ModelReport) -> None:
-    person_id = group.person_id
-    if person_id is None:
-        person_id = people.create_person(conn, collection_id, auto_created=True, by=BY)
-        report.persons_created += 1
-        group.joins = {c: person_id if p is not None and p < 0 else p for c, p in group.joins.items()}
-        group.person_id = person_id
-    for loser in group.merge:
-        people.merge_persons(conn, person_id, loser, by=BY)
-        report.persons_merged += 1
-    report.clusters_linked += people.link_clusters(conn, person_id, group.link, by=BY)
-    report.touched_persons.add(person_id)
+def _write(conn: psycopg.Connection, collection_id: int, groups: list[GroupPlan], report: ModelReport) -> None:
+    """Merges first, then new persons and every link in one statement each. The order does not
+    change the outcome: groups are disjoint, and a merged person appears in no later group."""
+    for group in groups:
+        for loser in group.merge:
+            assert group.person_id is not None  # a merge always has an existing winner
+            people.merge_persons(conn, group.person_id, loser, by=BY)
+    created = report.persons_created
+    fresh = iter(people.create_auto_persons(conn, collection_id, created, by=BY) if created else [])
+    links: list[tuple[int, int]] = []
+    for group in groups:
+        if group.person_id is None:
+            group.person_id = next(fresh)
+            group.joins = {c: group.person_id if p is not None and p < 0 else p for c, p in group.joins.items()}
+        person_id = group.person_id
+        links.extend((c, person_id) for c in group.link)
+        report.touched_persons.add(person_id)
+    report.clusters_linked = people.link_clusters_to_persons(conn, links, by=BY)
