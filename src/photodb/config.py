@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     clustering_ambiguity_margin: float = Field(default=0.03, ge=0)  # cosine; closer calls go to review
     clustering_staleness_share: float = Field(default=0.2, gt=0)  # new-face share that asks for a rebuild
     person_association_threshold: float = Field(default=0.8, gt=0)
+    # Weekly maintenance turns faces unassigned for longer than this into singleton clusters (0: all).
+    unassigned_singleton_days: int = Field(default=30, ge=0)
 
     # LLM
     llm_provider: Literal["anthropic", "bedrock"] = "anthropic"
