@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 
+from photodb.clustering.synthetic import SyntheticFaces, make_faces
 from photodb.database import maintenance_repository as repo
 from photodb.database.clustering import centroids
 from photodb.database.clustering import faces as face_db
@@ -15,6 +17,12 @@ from photodb.database.connection import Database
 from photodb.maintenance import Options, Task, run_task
 
 DIM = 512
+
+
+@pytest.fixture
+def faces() -> SyntheticFaces:
+    """The clustering tests' generated library: 700 faces of 40 identities, look-alikes among them."""
+    return make_faces(700, 40, lookalike_share=0.1, seed=11)
 
 
 class Library:

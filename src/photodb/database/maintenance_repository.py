@@ -115,17 +115,19 @@ def broken_medoid_cluster_ids(conn: psycopg.Connection, collection_id: int) -> l
     return [r[0] for r in rows]
 
 
-def stale_medoid_cluster_ids(conn: psycopg.Connection, collection_id: int, share: float) -> list[int]:
-    """Clusters whose medoid is due: none yet, or face_count moved by at least `share` of the count
-    at the last medoid (and by at least one face) since it was found."""
+def stale_medoid_cluster_ids(
+    conn: psycopg.Connection, collection_id: int, share: float, among: Sequence[int] | None = None
+) -> list[int]:
+    """Clusters (of the collection, or of `among`) whose medoid is due: none yet, or face_count
+    moved by at least `share` of the count at the last medoid (and by one face or more) since."""
     rows = conn.execute(
         """SELECT c.id FROM cluster c
-           WHERE c.collection_id = %s AND c.face_count > 0 AND (
+           WHERE c.collection_id = %s AND (%s::bigint[] IS NULL OR c.id = ANY(%s)) AND c.face_count > 0 AND (
                c.medoid_detection_id IS NULL
                OR abs(c.face_count - c.face_count_at_last_medoid)
                   >= greatest(1, ceil(%s * c.face_count_at_last_medoid)))
            ORDER BY c.id""",
-        (collection_id, share),
+        (collection_id, among, among, share),
     ).fetchall()
     return [r[0] for r in rows]
 

@@ -27,6 +27,13 @@ SPEC_KEYS = (
 )
 
 
+VIOLATIONS = {
+    "cannot_link_in_one_cluster": "cannot-linked faces in one cluster",
+    "same_photo_in_one_cluster": "faces of one photo in one cluster",
+    "must_link_split": "must-linked faces in two clusters",
+}
+
+
 @dataclass(frozen=True)
 class Health:
     figures: dict[str, Any]
@@ -44,16 +51,16 @@ def _problems(figures: dict[str, Any], violations: dict[str, list[str]]) -> list
     """Each wrong figure as one line that says what to run (kept empty clusters, verified or
     linked to a person, are a person's choice, not a fault)."""
     checks = [
-        ("removable_empty_clusters", "clusters have no faces (cleanup-empty deletes them)"),
-        ("clusters_without_centroids", "clusters with faces have no centroid (recompute-centroids)"),
-        ("face_count_mismatches", "clusters have a face_count that is not their number of faces (recompute-centroids)"),
-        ("clusters_without_medoids", "clusters with faces have no medoid (update-medoids)"),
+        ("removable_empty_clusters", "clusters without faces", "cleanup-empty deletes them"),
+        ("clusters_without_centroids", "clusters with faces but no centroid", "recompute-centroids"),
+        ("face_count_mismatches", "clusters whose face_count is not their number of faces", "recompute-centroids"),
+        ("clusters_without_medoids", "clusters with faces but no medoid", "update-medoids"),
     ]
-    lines = [f"{figures[key]} {text}" for key, text in checks if figures[key]]
+    lines = [f"{what}: {figures[key]} ({fix})" for key, what, fix in checks if figures[key]]
     for kind, found in violations.items():
         if found:
-            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-            lines.append(f"{len(found)} {kind.replace('_', ' ')} violation(s): {found[0]}{more}")
+            more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+            lines.append(f"{VIOLATIONS[kind]}: {len(found)}, e.g. {found[0]}{more}")
     return lines
 
 

@@ -14,7 +14,7 @@ from photodb.config import Settings
 from photodb.database import maintenance_links as links_db
 from photodb.database import maintenance_repository as repo
 from photodb.database.people_repository import lock_persons
-from photodb.maintenance.tasks import Options, Outcome, lock_collection_models
+from photodb.maintenance.tasks import MEDOID_CHANGE_SHARE, Options, Outcome, lock_collection_models
 
 MUST_LINK_BY = "auto:must-link"
 MERGE_MUST_LINKED_BY = "auto:merge-must-linked"
@@ -92,6 +92,7 @@ class MergeReport:
     faces_moved: int = 0
     refused: list[str] = field(default_factory=list)
     busy: list[list[int]] = field(default_factory=list)
+    targets: list[int] = field(default_factory=list)
 
 
 def merge_target(rows: Sequence[repo.ClusterRow]) -> repo.ClusterRow:
@@ -128,6 +129,10 @@ def apply_merges(
         losers = [c for c in group if c != target.id]
         report.faces_moved += links_db.merge_clusters(conn, target.id, losers, by=by)
         report.merged_away += len(losers)
+        report.targets.append(target.id)
+    # a cluster that grew enough gets its medoid now, by update-medoids' rule (weekly runs that
+    # task before merge-similar: so the next run has nothing left to do)
+    repo.set_medoids(conn, repo.stale_medoid_cluster_ids(conn, collection_id, MEDOID_CHANGE_SHARE, report.targets))
     return report
 
 
