@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from photodb import maintenance
-from photodb.cli_support import open_for_collection, settings_or_exit
+from photodb.cli_support import settings_or_exit
 from photodb.clustering.staleness import check_staleness
 from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database, DatabaseUnavailable
@@ -215,7 +215,7 @@ def health_command(collection: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def aggregate_age_gender_command(collection: str | None, as_json: bool) -> None:
     """Recompute each person's estimated birth year and gender from their detections' estimates."""
-    with open_for_collection(collection) as (db, collection_id):
+    with _database(collection) as (db, collection_id):
         report = aggregate_people(db, collection_id, min_confidence=db.settings.age_gender_gender_min_confidence)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
@@ -231,7 +231,7 @@ def aggregate_age_gender_command(collection: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def check_staleness_command(collection: str | None, as_json: bool) -> None:
     """Report new faces since the active run, parameter drift and model changes; exit 1 if stale."""
-    with open_for_collection(collection) as (db, collection_id):
+    with _database(collection) as (db, collection_id):
         reports = check_staleness(db, collection_id)
     stale = any(r.rebootstrap for r in reports)
     if as_json:

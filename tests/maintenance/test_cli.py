@@ -68,6 +68,7 @@ def test_bad_usage_is_one_line_exit_2_and_writes_nothing(tmp_path, database_url,
         (["merge-similar", "--similarity-threshold", "-0.2"], "cosine distance in (0, 2], got -0.2"),
         (["weekly", "--collection", "nowhere"], "no collection named 'nowhere'"),
         (["health", "--collection", "nowhere", "--json"], "no collection named 'nowhere'"),
+        (["check-staleness", "--collection", "nowhere"], "no collection named 'nowhere'"),
         (["cleanup-unassigned", "--older-than-days", "-1"], "--older-than-days must be 0 or more"),
     ):
         done = run_command([MAINTENANCE, *argv], env=env)

@@ -148,7 +148,8 @@ def merge_clusters(conn: psycopg.Connection, target: int, losers: Sequence[int],
     """Move every face of `losers` into `target` and delete them (all locked; the caller checked
     group_conflict and picked the target: a verified cluster is never a loser). The target takes
     a loser's person link when it has none (with who made it), their cannot-links (cluster and
-    person) and their review candidates; its count and sum are recounted from the members.
+    person) and their review candidates (a rejection wins: "this face is not that cluster" stays
+    said of the merged one); its count and sum are recounted from the members.
     Returns the faces moved."""
     losers = [c for c in losers if c != target]
     if not losers:
@@ -193,8 +194,10 @@ def merge_clusters(conn: psycopg.Connection, target: int, losers: Sequence[int],
                                              reviewed_by, reviewed_at)
            SELECT DISTINCT ON (detection_id) detection_id, %s, similarity, status, created_at, reviewed_by, reviewed_at
            FROM face_match_candidate WHERE cluster_id = ANY(%s)
-           ORDER BY detection_id, similarity DESC
-           ON CONFLICT (detection_id, cluster_id) DO NOTHING""",
+           ORDER BY detection_id, status = 'rejected' DESC, similarity DESC
+           ON CONFLICT (detection_id, cluster_id) DO UPDATE
+               SET status = EXCLUDED.status, reviewed_by = EXCLUDED.reviewed_by, reviewed_at = EXCLUDED.reviewed_at
+               WHERE EXCLUDED.status = 'rejected'""",
         (target, losers),
     )
     conn.execute("DELETE FROM cluster WHERE id = ANY(%s)", (losers,))
