@@ -119,3 +119,20 @@ def test_the_merged_cluster_keeps_a_person_link_and_who_made_it(db):
     assert len(moved) == 1 and b in moved[0][:2] and moved[0][2] == "user"  # the loser's cannot-link carried over
     assert set(cluster_of(db, first + second).values()) == {b}
     assert MERGE_SIMILAR_BY.startswith("auto:")
+
+
+def test_a_rejected_review_candidate_stays_rejected_for_the_merged_cluster(db):
+    lib = Library(db)
+    _, _, a, b = split(lib)
+    face = lib.faces(lib.centre(), 1)[0]
+    with db.connection() as conn:
+        conn.execute("UPDATE person_detection SET cluster_status = 'pending' WHERE id = %s", (face,))
+        conn.execute(
+            """INSERT INTO face_match_candidate (detection_id, cluster_id, similarity, status, reviewed_by)
+               VALUES (%s, %s, 0.6, 'pending', NULL), (%s, %s, 0.5, 'rejected', 'user')""",
+            (face, a, face, b),
+        )
+    assert run(db, maintenance.MERGE_SIMILAR)["clusters_merged_away"] == 1
+    with db.connection() as conn:
+        rows = conn.execute("SELECT cluster_id, status, reviewed_by FROM face_match_candidate").fetchall()
+    assert rows == [(a, "rejected", "user")]

@@ -104,8 +104,7 @@ def plan_merges(
 def merge_similar(conn: psycopg.Connection, settings: Settings, collection_id: int, options: Options) -> Outcome:
     """Plan on what the database holds now (no row locks), then merge under the locks, where each
     group is checked again (apply_merges); a group changed meanwhile waits for the next run."""
-    models = repo.cluster_models(conn, collection_id)
-    lock_collection_models(conn, collection_id)
+    models = lock_collection_models(conn, collection_id)
     rows = repo.clusters(conn, collection_id)
     blocked = links_db.blocked_cluster_pairs(conn, collection_id)
     person_blocks = links_db.person_blocks(conn, collection_id)

@@ -88,10 +88,12 @@ class TaskResult:
         }
 
 
-def lock_collection_models(conn: psycopg.Connection, collection_id: int) -> None:
+def lock_collection_models(conn: psycopg.Connection, collection_id: int) -> list[str]:
     """Lock order step 1: every model of the collection, shared (assignments and manual moves go
     on; a bootstrap, which takes it exclusively, waits for the task and the task for it)."""
-    locks.lock_models(conn, collection_id, repo.cluster_models(conn, collection_id))
+    models = repo.cluster_models(conn, collection_id)
+    locks.lock_models(conn, collection_id, models)
+    return models
 
 
 def collections_in_scope(db: Database, collection_id: int | None) -> list[int]:
