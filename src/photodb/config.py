@@ -142,6 +142,8 @@ class Settings(BaseSettings):
     # PERSON_ASSOCIATION_THRESHOLDS (JSON, e.g. '{"dlib": 0.05}') overrides any entry.
     person_association_threshold: float = Field(default=0.8, gt=0)
     person_association_thresholds: dict[str, float] = Field(default_factory=dict)
+    # Weekly maintenance turns faces unassigned for longer than this into singleton clusters (0: all).
+    unassigned_singleton_days: int = Field(default=30, ge=0)
 
     # LLM
     llm_provider: Literal["anthropic", "bedrock"] = "anthropic"
