@@ -277,9 +277,8 @@ def auto_associate_command(threshold: float | None, dry_run: bool, collection: s
     try:
         check_threshold(threshold)
     except ThresholdError as error:
-        Console(stderr=True).print(f"[red]error:[/] {error}", soft_wrap=True, highlight=False)
-        sys.exit(2)
-    with open_for_collection(collection) as (db, collection_id):
+        _usage_error(str(error))
+    with _database(collection) as (db, collection_id):
         report = auto_associate(db, collection_id, threshold=threshold, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))

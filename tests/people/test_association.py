@@ -329,4 +329,4 @@ def test_a_threshold_that_is_no_distance_is_one_line_and_exit_2(world: World, tm
 
 def test_an_unknown_collection_is_one_line(tmp_path: Path, database_url: str):
     result = maintenance(tmp_path, database_url, "--collection", "nope")
-    assert result.returncode == 1 and "no collection named 'nope'" in result.stderr
+    assert result.returncode == 2 and "no collection named 'nope'" in result.stderr

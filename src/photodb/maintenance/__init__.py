@@ -6,7 +6,7 @@ DAILY and WEEKLY are plain ordered lists of Task: a new task is appended where i
 
 from __future__ import annotations
 
-from photodb.maintenance import links, similar, upkeep
+from photodb.maintenance import association, links, similar, upkeep
 from photodb.maintenance.health import Health, health
 from photodb.maintenance.tasks import Options, Outcome, Task, TaskResult, run_task, run_tasks
 
@@ -19,6 +19,7 @@ CHECK_CONSTRAINTS = Task("check-constraints", links.check_constraints, "report c
 UPDATE_MEDOIDS = Task("update-medoids", upkeep.update_medoids, "medoids of clusters that changed enough")
 MERGE_SIMILAR = Task("merge-similar", similar.merge_similar, "merge clusters with close centroids")
 CLEANUP_UNASSIGNED = Task("cleanup-unassigned", upkeep.cleanup_unassigned, "old unassigned faces as singletons")
+AUTO_ASSOCIATE = Task("auto-associate", association.auto_associate, "link clusters of one person into persons")
 
 #: The spec's daily tasks, in its order.
 DAILY: list[Task] = [
@@ -30,12 +31,14 @@ DAILY: list[Task] = [
     CHECK_CONSTRAINTS,
 ]
 
-#: All daily tasks, then the spec's weekly ones, in its order.
+#: All daily tasks, then the spec's weekly ones, in its order, then auto-association (the spec
+#: runs it weekly; last, so that singletons made from the unassigned pool can join persons).
 WEEKLY: list[Task] = [
     *DAILY,
     UPDATE_MEDOIDS,
     MERGE_SIMILAR,
     CLEANUP_UNASSIGNED,
+    AUTO_ASSOCIATE,
 ]
 
 TASKS: dict[str, Task] = {task.name: task for task in WEEKLY}

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import psycopg
 
 from photodb.database import person_age_gender as person_sql
 from photodb.database.connection import Database
@@ -131,12 +132,23 @@ def aggregate_people(
     """Recompute every person of the collection (None: all), or only `person_ids` (persons whose
     faces just changed), in one transaction."""
     with db.connection() as conn, conn.transaction():
-        people = person_sql.person_ids(conn, collection_id, person_ids)
-        by_person: dict[int, list[PersonSample]] = defaultdict(list)
-        for sample in person_sql.samples(conn, people):
-            by_person[sample.person_id].append(sample)
-        results = [aggregate_person(pid, by_person.get(pid, []), min_confidence) for pid in people]
-        person_sql.store(conn, results)
+        return aggregate_people_in(conn, collection_id, min_confidence=min_confidence, person_ids=person_ids)
+
+
+def aggregate_people_in(
+    conn: psycopg.Connection,
+    collection_id: int | None,
+    *,
+    min_confidence: float,
+    person_ids: Sequence[int] | None = None,
+) -> AggregationReport:
+    """aggregate_people inside the caller's transaction (maintenance tasks run in their own)."""
+    people = person_sql.person_ids(conn, collection_id, person_ids)
+    by_person: dict[int, list[PersonSample]] = defaultdict(list)
+    for sample in person_sql.samples(conn, people):
+        by_person[sample.person_id].append(sample)
+    results = [aggregate_person(pid, by_person.get(pid, []), min_confidence) for pid in people]
+    person_sql.store(conn, results)
     return AggregationReport(
         people=len(results),
         with_birth_year=sum(r.birth_year is not None for r in results),

@@ -17,16 +17,17 @@ Afterwards the age/gender aggregation runs again for the persons it touched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 
+from photodb.config import Settings
 from photodb.database import association_repository as repo
 from photodb.database import people_repository as people
 from photodb.database.clustering.locks import lock_clusters, lock_model
 from photodb.database.connection import Database
-from photodb.people.age_gender import AggregationReport, aggregate_people
+from photodb.people.age_gender import AggregationReport, aggregate_people, aggregate_people_in
 from photodb.people.association_plan import GroupPlan, Pair, Planner, complete_linkage, find_pairs
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,30 @@ def auto_associate(
             db, None, min_confidence=db.settings.age_gender_gender_min_confidence, person_ids=touched
         )
     return report
+
+
+def associate_collection_in(
+    conn: psycopg.Connection, settings: Settings, collection_id: int, models: Sequence[str]
+) -> list[ModelReport]:
+    """Auto-association of one collection inside the caller's transaction (weekly maintenance,
+    which already holds every model lock shared); each model in a savepoint, redone when persons
+    moved under it. Touched persons get their age and gender again."""
+    reports = []
+    for model in models:
+        threshold = settings.person_association_threshold_for(model)
+        for attempt in range(ATTEMPTS):
+            try:
+                with conn.transaction():
+                    reports.append(_associate_in(conn, collection_id, model, threshold, False))
+                break
+            except _StateMoved:
+                logger.info("persons changed while associating %s (attempt %d); again", model, attempt + 1)
+        else:
+            raise RuntimeError(f"persons of collection {collection_id} kept changing during auto-association")
+    touched = sorted({p for m in reports for p in m.touched_persons})
+    if touched:
+        aggregate_people_in(conn, None, min_confidence=settings.age_gender_gender_min_confidence, person_ids=touched)
+    return reports
 
 
 def _associate_model(db: Database, collection_id: int, model: str, threshold: float, dry_run: bool) -> ModelReport:
