@@ -17,6 +17,7 @@ import psycopg
 BIN = Path(sys.executable).parent
 PROCESS_LOCAL = str(BIN / "process-local")
 MAINTENANCE = str(BIN / "photodb-maintenance")
+PHOTODB = str(BIN / "photodb")
 ENRICH = str(BIN / "enrich-photos")
 BOOTSTRAP_CLUSTERS = str(Path(__file__).resolve().parents[1] / "scripts" / "bootstrap_clusters.py")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.cli import MAINTENANCE, bootstrap_clusters, cli_env, process_local, run_command
+from tests.cli import MAINTENANCE, PHOTODB, bootstrap_clusters, cli_env, process_local, run_command
 from tests.clustering.test_real_faces import PEOPLE
 from tests.samples import SAMPLES
 
@@ -101,3 +101,53 @@ def test_sample_faces_end_in_one_person_each(tmp_path, database_url):
     after = persons_by_file(database_url)
     assert after["obama.jpg"] == after["obama2.jpg"] == [obama]
     assert after["hopper.jpg"] == after["grace_hopper.jpg"] == [hopper]
+
+
+def identities_by_file(database_url: str) -> dict[str, list[str | None]]:
+    """Each face's identity: its cluster's person, else the cluster itself (a person is made for a
+    group of two or more clusters, the spec's rule), else None."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            """SELECT p.filename, CASE WHEN c.person_id IS NOT NULL THEN 'person ' || c.person_id
+                                       WHEN c.id IS NOT NULL THEN 'cluster ' || c.id END
+               FROM person_detection d
+               JOIN photo p ON p.id = d.photo_id JOIN face_embedding f ON f.person_detection_id = d.id
+               LEFT JOIN cluster c ON c.id = d.cluster_id ORDER BY d.id"""
+        ).fetchall()
+    found: dict[str, list[str | None]] = {}
+    for filename, identity in rows:
+        found.setdefault(Path(filename).name, []).append(identity)
+    return found
+
+
+def test_index_cluster_weekly_on_the_sample_faces(tmp_path, database_url):
+    """The issue's end to end, as a user runs it: `photodb index`, `photodb cluster`, `photodb
+    maintenance weekly` (faces the bootstrap left as noise become singleton clusters, then
+    auto-association joins clusters of one person). Obama's two photos end as one identity, Grace
+    Hopper's two as another, and no person holds two faces of one photo."""
+    library = tmp_path / "lib"
+    library.mkdir()
+    for name, relative in PEOPLE.items():
+        shutil.copy(SAMPLES / relative, library / name)
+    env = cli_env(
+        tmp_path, database_url, DETECTION_BACKEND="offline", DETECTION_FORCE_CPU="true", UNASSIGNED_SINGLETON_DAYS="0"
+    )
+    for step in (["index", str(library)], ["cluster"], ["maintenance", "weekly", "--json"]):
+        done = run_command([PHOTODB, *step], env=env, timeout=600)
+        assert done.returncode == 0, (step, done.stdout, done.stderr)
+    weekly = {task["task"]: task for task in json.loads(done.stdout)["tasks"]}
+    assert weekly["auto-associate"]["ok"]
+    found = identities_by_file(database_url)
+    (obama,), (obama2,) = found["obama.jpg"], found["obama2.jpg"]
+    (hopper,), (grace_hopper,) = found["hopper.jpg"], found["grace_hopper.jpg"]
+    assert obama is not None and obama == obama2
+    assert hopper is not None and hopper == grace_hopper and hopper != obama
+    assert obama not in found["biden.jpg"] + found["group.jpg"]
+    assert hopper not in found["biden.jpg"] + found["group.jpg"]
+    assert None not in found["biden.jpg"] + found["group.jpg"]  # the rest: singletons after weekly
+    with psycopg.connect(database_url) as conn:
+        shared = conn.execute(
+            """SELECT c.person_id, d.photo_id FROM person_detection d JOIN cluster c ON c.id = d.cluster_id
+               WHERE c.person_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1"""
+        ).fetchall()
+    assert shared == []
