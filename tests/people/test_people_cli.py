@@ -150,7 +150,9 @@ def test_move_a_face_into_a_cluster_to_a_person_and_out(db, library, cli):
 
 def test_move_to_a_person_without_a_cluster_of_that_model_keeps_the_face_on_the_person(db, library, cli):
     with db.connection() as conn:
-        person = conn.execute("INSERT INTO person (collection_id, first_name) VALUES (1, 'Ada') RETURNING id").fetchone()
+        person = conn.execute(
+            "INSERT INTO person (collection_id, first_name) VALUES (1, 'Ada') RETURNING id"
+        ).fetchone()
     face = next(iter(library.clusters(db).values()))[0]
     ok_json(cli("people", "move", face, "--person", person[0], "--json"))
     shown = ok_json(cli("people", "show", person[0], "--json"))
