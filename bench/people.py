@@ -179,6 +179,7 @@ def commands(db: Database, lib: dict[str, list[int]]) -> Iterator[tuple[str, Cal
     yield "baseline: SELECT person by id", lambda: _bare(db, persons[0])
     yield "list", lambda: views.list_people(db, 1)
     yield "list --clusters", lambda: views.list_people(db, 1, with_clusters=True)
+    yield "list --clusters --limit 0 (all)", lambda: views.list_people(db, 1, with_clusters=True, limit=None)
     yield "show PERSON (largest)", lambda: views.show_person(db, linked and _largest_person(db))
     yield "show --cluster (largest)", lambda: views.show_cluster(db, clusters[0])
     yield "show --face", lambda: views.show_face(db, face_of(clusters[50]))

@@ -72,9 +72,13 @@ def people() -> None:
 @people.command("list")
 @click.option("--clusters", "with_clusters", is_flag=True, help="list the clusters too")
 @click.option("--all", "include_hidden", is_flag=True, help="include hidden persons and clusters")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="most persons/clusters listed (0: all)"
+)
 @common
-def list_command(with_clusters: bool, include_hidden: bool, collection: str | None, as_json: bool) -> None:
-    """Persons (unnamed ones as 'Unknown #id') with face and photo counts, ages and a sample photo."""
+def list_command(with_clusters: bool, include_hidden: bool, limit: int, collection: str | None, as_json: bool) -> None:
+    """Persons (unnamed ones as 'Unknown #id') with face and photo counts, ages and a sample photo,
+    most faces first."""
 
     def describe(result: dict[str, Any]) -> str:
         lines = [
@@ -82,18 +86,24 @@ def list_command(with_clusters: bool, include_hidden: bool, collection: str | No
             f"{_ages(p['age_range'])}{_hidden(p)}  {p['sample_path'] or ''}"
             for p in result["persons"]
         ] or ["no persons yet"]
+        if len(result["persons"]) < result["persons_total"]:
+            lines.append(f"({len(result['persons'])} of {result['persons_total']} persons; --limit 0 lists all)")
         for c in result.get("clusters", []):
             lines.append(
                 f"cluster {c['id']}: {c['faces']} faces, {c['photos']} photos{_ages(c['age_range'])}"
                 f"{' ' + c['person'] if c['person'] else ''}{' verified' if c['verified'] else ''}"
                 f"{_hidden(c)}  {c['sample_path'] or ''}"
             )
+        if len(result.get("clusters", [])) < result.get("clusters_total", 0):
+            lines.append(f"({len(result['clusters'])} of {result['clusters_total']} clusters; --limit 0 lists all)")
         return "\n".join(lines)
 
     run(
         collection,
         as_json,
-        lambda db, cid: views.list_people(db, cid, include_hidden=include_hidden, with_clusters=with_clusters),
+        lambda db, cid: views.list_people(
+            db, cid, include_hidden=include_hidden, with_clusters=with_clusters, limit=limit or None
+        ),
         describe,
     )
 

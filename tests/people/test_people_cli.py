@@ -31,6 +31,10 @@ def test_list_shows_persons_and_clusters_with_counts_ages_and_samples(db, librar
     assert by_id[big]["person_id"] == person
     text = cli("people", "list", "--clusters")
     assert text.exit_code == 0 and f"person {person}: Unknown #{person}" in text.stdout
+    page = ok_json(cli("people", "list", "--clusters", "--limit", 3, "--json"))
+    assert [c["id"] for c in page["clusters"]] == list(clusters)[:3] and page["clusters_total"] == len(clusters)
+    assert page["persons_total"] == 1
+    assert "(3 of " in cli("people", "list", "--clusters", "--limit", 3).stdout
 
 
 def test_name_a_cluster_then_rename_the_person_and_survive_a_rebootstrap(db, library, cli):

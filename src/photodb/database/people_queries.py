@@ -38,8 +38,16 @@ class FaceStats:
 
 _NO_FACES = FaceStats(0, 0, None, None, None, None, None)
 
-_STATS = """count(*), count(DISTINCT f.photo_id), min(f.age_estimate), max(f.age_estimate),
-            min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int, min(f.id)"""
+#: Per owner (person or cluster) of the faces in `f`: faces, photos, age and capture-year range and
+#: the first face, grouped per photo first so that no DISTINCT sort is needed.
+_GROUPED = """
+    SELECT g.owner, sum(g.n)::int, count(*)::int, min(g.age_min), max(g.age_max),
+           min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int, min(g.first)
+    FROM (SELECT owner, photo_id, count(*) AS n, min(age_estimate) AS age_min, max(age_estimate) AS age_max,
+                 min(id) AS first
+          FROM f GROUP BY owner, photo_id) g
+    LEFT JOIN metadata m ON m.photo_id = g.photo_id
+    GROUP BY g.owner"""
 
 
 def display_name(person_id: int, first: str | None, last: str | None, auto_created: bool) -> str:
@@ -61,14 +69,13 @@ def photo_paths(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[
 def person_face_stats(conn: psycopg.Connection, person_ids: Sequence[int]) -> dict[int, FaceStats]:
     rows = conn.execute(
         f"""WITH f AS (
-                SELECT c.person_id, d.id, d.photo_id, d.age_estimate
+                SELECT c.person_id AS owner, d.id, d.photo_id, d.age_estimate
                 FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
                 WHERE c.person_id = ANY(%(p)s)
                 UNION ALL
                 SELECT d.person_id, d.id, d.photo_id, d.age_estimate FROM person_detection d
                 WHERE d.person_id = ANY(%(p)s) AND d.cluster_id IS NULL)
-            SELECT f.person_id, {_STATS}
-            FROM f LEFT JOIN metadata m ON m.photo_id = f.photo_id GROUP BY f.person_id""",  # noqa: S608
+            {_GROUPED}""",  # noqa: S608
         {"p": list(person_ids)},
     ).fetchall()
     return {r[0]: FaceStats(*r[1:]) for r in rows}
@@ -76,10 +83,11 @@ def person_face_stats(conn: psycopg.Connection, person_ids: Sequence[int]) -> di
 
 def cluster_face_stats(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> dict[int, FaceStats]:
     rows = conn.execute(
-        f"""SELECT f.cluster_id, {_STATS}
-            FROM person_detection f LEFT JOIN metadata m ON m.photo_id = f.photo_id
-            WHERE f.cluster_id = ANY(%s) GROUP BY f.cluster_id""",  # noqa: S608
-        (list(cluster_ids),),
+        f"""WITH f AS (
+                SELECT d.cluster_id AS owner, d.id, d.photo_id, d.age_estimate FROM person_detection d
+                WHERE d.cluster_id = ANY(%(c)s))
+            {_GROUPED}""",  # noqa: S608
+        {"c": list(cluster_ids)},
     ).fetchall()
     return {r[0]: FaceStats(*r[1:]) for r in rows}
 
@@ -105,19 +113,27 @@ def _person_dict(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def list_persons(conn: psycopg.Connection, collection_id: int | None, *, include_hidden: bool) -> list[dict[str, Any]]:
-    """Every person (hidden ones only with include_hidden), most faces first."""
+def list_persons(
+    conn: psycopg.Connection, collection_id: int | None, *, include_hidden: bool, limit: int | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The persons with most faces (hidden ones only with include_hidden), up to `limit` (None:
+    all), and how many there are. Ordering uses the stored cluster face counts; photos and ages
+    are computed for the persons shown only, so a page costs the same in any library."""
     rows = conn.execute(
         f"""SELECT {_PERSON_COLUMNS}, count(c.id),
                    (array_agg(coalesce(c.medoid_detection_id, c.representative_detection_id)
-                              ORDER BY c.face_count DESC, c.id) FILTER (WHERE c.id IS NOT NULL))[1]
+                              ORDER BY c.face_count DESC, c.id) FILTER (WHERE c.id IS NOT NULL))[1],
+                   coalesce(sum(c.face_count), 0)
+                   + (SELECT count(*) FROM person_detection d WHERE d.person_id = p.id AND d.cluster_id IS NULL)
+                   AS faces,
+                   count(*) OVER ()
             FROM person p LEFT JOIN cluster c ON c.person_id = p.id
             WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND (%(all)s OR NOT p.hidden)
-            GROUP BY p.id""",  # noqa: S608
-        {"c": collection_id, "all": include_hidden},
+            GROUP BY p.id ORDER BY faces DESC, p.id LIMIT %(n)s""",  # noqa: S608
+        {"c": collection_id, "all": include_hidden, "n": limit},
     ).fetchall()
     stats = person_face_stats(conn, [r[0] for r in rows])
-    samples = {r[0]: r[-1] if r[-1] is not None else stats.get(r[0], _NO_FACES).any_face for r in rows}
+    samples = {r[0]: r[12] if r[12] is not None else stats.get(r[0], _NO_FACES).any_face for r in rows}
     paths = photo_paths(conn, [s for s in samples.values() if s is not None])
     persons = []
     for row in rows:
@@ -132,8 +148,16 @@ def list_persons(conn: psycopg.Connection, collection_id: int | None, *, include
                 "sample_path": paths.get(samples[row[0]]) if samples[row[0]] is not None else None,
             }
         )
-    persons.sort(key=lambda p: (-p["faces"], p["id"]))
-    return persons
+    return persons, rows[0][14] if rows else _count_persons(conn, collection_id, include_hidden)
+
+
+def _count_persons(conn: psycopg.Connection, collection_id: int | None, include_hidden: bool) -> int:
+    row = conn.execute(
+        """SELECT count(*) FROM person p
+           WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND (%(all)s OR NOT p.hidden)""",
+        {"c": collection_id, "all": include_hidden},
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def list_clusters(
@@ -143,21 +167,23 @@ def list_clusters(
     include_hidden: bool,
     person_id: int | None = None,
     cluster_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """Clusters (of one person, one cluster, or all), most faces first. Without include_hidden, hidden clusters
-    and clusters of hidden persons are left out."""
+    limit: int | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Clusters (of one person, one cluster, or all), most faces first, up to `limit` (None: all),
+    and how many there are. Without include_hidden, hidden clusters and clusters of hidden persons
+    are left out. Photos and ages are computed for the clusters shown only."""
     rows = conn.execute(
         """SELECT c.id, c.collection_id, c.embedding_model, c.face_count, c.person_id, c.verified,
                   c.verified_by, c.hidden, c.person_linked_by,
                   coalesce(c.medoid_detection_id, c.representative_detection_id),
-                  p.first_name, p.last_name, p.auto_created, p.estimated_birth_year
+                  p.first_name, p.last_name, p.auto_created, p.estimated_birth_year, count(*) OVER ()
            FROM cluster c LEFT JOIN person p ON p.id = c.person_id
            WHERE (%(c)s::bigint IS NULL OR c.collection_id = %(c)s)
              AND (%(p)s::bigint IS NULL OR c.person_id = %(p)s)
              AND (%(k)s::bigint IS NULL OR c.id = %(k)s)
              AND (%(all)s OR (NOT c.hidden AND NOT coalesce(p.hidden, false)))
-           ORDER BY c.face_count DESC, c.id""",
-        {"c": collection_id, "p": person_id, "k": cluster_id, "all": include_hidden},
+           ORDER BY c.face_count DESC, c.id LIMIT %(n)s""",
+        {"c": collection_id, "p": person_id, "k": cluster_id, "all": include_hidden, "n": limit},
     ).fetchall()
     stats = cluster_face_stats(conn, [r[0] for r in rows])
     samples = {r[0]: r[9] if r[9] is not None else stats.get(r[0], _NO_FACES).any_face for r in rows}
@@ -182,7 +208,7 @@ def list_clusters(
                 "sample_path": paths.get(samples[row[0]]) if samples[row[0]] is not None else None,
             }
         )
-    return clusters
+    return clusters, rows[0][14] if rows else 0
 
 
 def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int) -> dict[str, Any] | None:
@@ -191,14 +217,14 @@ def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int)
     if row is None:
         return None
     s = person_face_stats(conn, [person_id]).get(person_id, _NO_FACES)
-    clusters = list_clusters(conn, None, include_hidden=True, person_id=person_id)
+    clusters, _ = list_clusters(conn, None, include_hidden=True, person_id=person_id)
     photos = conn.execute(
-        f"""SELECT DISTINCT ON (ph.id) {_PATH}, m.captured_at, ph.id
-            FROM person_detection d
-            LEFT JOIN cluster c ON c.id = d.cluster_id
-            JOIN photo ph ON ph.id = d.photo_id JOIN collection col ON col.id = ph.collection_id
-            LEFT JOIN metadata m ON m.photo_id = ph.id
-            WHERE c.person_id = %(p)s OR (d.person_id = %(p)s AND d.cluster_id IS NULL)
+        f"""SELECT {_PATH} FROM photo ph JOIN collection col ON col.id = ph.collection_id
+            WHERE ph.id IN (SELECT d.photo_id FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
+                            WHERE c.person_id = %(p)s
+                            UNION
+                            SELECT d.photo_id FROM person_detection d
+                            WHERE d.person_id = %(p)s AND d.cluster_id IS NULL)
             ORDER BY ph.id LIMIT %(n)s""",  # noqa: S608
         {"p": person_id, "n": photo_limit},
     ).fetchall()
@@ -218,7 +244,7 @@ def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int)
 
 def cluster_detail(conn: psycopg.Connection, cluster_id: int, *, face_limit: int) -> dict[str, Any] | None:
     """One cluster and its faces (ids for chaining, up to face_limit; 0: all) with their photos."""
-    found = list_clusters(conn, None, include_hidden=True, cluster_id=cluster_id)
+    found, _ = list_clusters(conn, None, include_hidden=True, cluster_id=cluster_id)
     if not found:
         return None
     faces = conn.execute(

@@ -12,13 +12,21 @@ from photodb.people.identity import PeopleError, check_collection
 
 
 def list_people(
-    db: Database, collection_id: int | None, *, include_hidden: bool = False, with_clusters: bool = False
+    db: Database,
+    collection_id: int | None,
+    *,
+    include_hidden: bool = False,
+    with_clusters: bool = False,
+    limit: int | None = 50,
 ) -> dict[str, Any]:
-    """Persons (unnamed ones as 'Unknown #id'), and with `with_clusters` every cluster too."""
+    """The persons with most faces (unnamed ones as 'Unknown #id'), and with `with_clusters` the
+    clusters with most faces, each up to `limit` (None: all), with the totals."""
     with db.connection() as conn:
-        out: dict[str, Any] = {"persons": queries.list_persons(conn, collection_id, include_hidden=include_hidden)}
+        persons, total = queries.list_persons(conn, collection_id, include_hidden=include_hidden, limit=limit)
+        out: dict[str, Any] = {"persons": persons, "persons_total": total}
         if with_clusters:
-            out["clusters"] = queries.list_clusters(conn, collection_id, include_hidden=include_hidden)
+            clusters, total = queries.list_clusters(conn, collection_id, include_hidden=include_hidden, limit=limit)
+            out |= {"clusters": clusters, "clusters_total": total}
     return out
 
 
