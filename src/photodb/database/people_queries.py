@@ -38,17 +38,6 @@ class FaceStats:
 
 _NO_FACES = FaceStats(0, 0, None, None, None, None, None)
 
-#: Per owner (person or cluster) of the faces in `f`: faces, photos, age and capture-year range and
-#: the first face, grouped per photo first so that no DISTINCT sort is needed.
-_GROUPED = """
-    SELECT g.owner, sum(g.n)::int, count(*)::int, min(g.age_min), max(g.age_max),
-           min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int, min(g.first)
-    FROM (SELECT owner, photo_id, count(*) AS n, min(age_estimate) AS age_min, max(age_estimate) AS age_max,
-                 min(id) AS first
-          FROM f GROUP BY owner, photo_id) g
-    LEFT JOIN metadata m ON m.photo_id = g.photo_id
-    GROUP BY g.owner"""
-
 
 def display_name(person_id: int, first: str | None, last: str | None, auto_created: bool) -> str:
     """A person's name, or 'Unknown #id' until someone names them."""
@@ -67,27 +56,42 @@ def photo_paths(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[
 
 
 def person_face_stats(conn: psycopg.Connection, person_ids: Sequence[int]) -> dict[int, FaceStats]:
-    rows = conn.execute(
-        f"""WITH f AS (
-                SELECT c.person_id AS owner, d.id, d.photo_id, d.age_estimate
-                FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
-                WHERE c.person_id = ANY(%(p)s)
-                UNION ALL
-                SELECT d.person_id, d.id, d.photo_id, d.age_estimate FROM person_detection d
-                WHERE d.person_id = ANY(%(p)s) AND d.cluster_id IS NULL)
-            {_GROUPED}""",  # noqa: S608
-        {"p": list(person_ids)},
-    ).fetchall()
-    return {r[0]: FaceStats(*r[1:]) for r in rows}
+    """Faces, photos and ages of these persons: their clusters' faces and their own."""
+    rows = conn.execute("SELECT id, person_id FROM cluster WHERE person_id = ANY(%s)", (list(person_ids),)).fetchall()
+    return _face_stats(conn, [r[0] for r in rows], [r[1] for r in rows], person_ids)
 
 
 def cluster_face_stats(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> dict[int, FaceStats]:
+    return _face_stats(conn, cluster_ids, cluster_ids, [])
+
+
+def _face_stats(
+    conn: psycopg.Connection, cluster_ids: Sequence[int], owners: Sequence[int], direct_owners: Sequence[int]
+) -> dict[int, FaceStats]:
+    """Per owner: the faces of its clusters (each cluster's faces through the cluster index, one
+    cluster at a time: a few big clusters never turn into a scan of every face) and the faces
+    whose own person_id is the owner, grouped per photo first so that no DISTINCT sort is needed.
+    OFFSET 0 keeps the per-cluster lookup (an index-only scan of idx_person_detection_cluster_faces)
+    from being flattened into a scan of the whole table, and each photo's capture date is an
+    index-only lookup too (migration 0013)."""
     rows = conn.execute(
-        f"""WITH f AS (
-                SELECT d.cluster_id AS owner, d.id, d.photo_id, d.age_estimate FROM person_detection d
-                WHERE d.cluster_id = ANY(%(c)s))
-            {_GROUPED}""",  # noqa: S608
-        {"c": list(cluster_ids)},
+        """WITH f AS (
+               SELECT k.owner, d.id, d.photo_id, d.age_estimate
+               FROM unnest(%(c)s::bigint[], %(o)s::bigint[]) AS k(cluster_id, owner)
+               CROSS JOIN LATERAL (SELECT id, photo_id, age_estimate FROM person_detection
+                                   WHERE cluster_id = k.cluster_id OFFSET 0) d
+               UNION ALL
+               SELECT d.person_id, d.id, d.photo_id, d.age_estimate FROM person_detection d
+               WHERE d.person_id = ANY(%(p)s) AND d.cluster_id IS NULL)
+           SELECT g.owner, sum(g.n)::int, count(*)::int, min(g.age_min), max(g.age_max),
+                  min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int,
+                  min(g.first)
+           FROM (SELECT owner, photo_id, count(*) AS n, min(age_estimate) AS age_min,
+                        max(age_estimate) AS age_max, min(id) AS first
+                 FROM f GROUP BY owner, photo_id) g
+           LEFT JOIN metadata m ON m.photo_id = g.photo_id
+           GROUP BY g.owner""",
+        {"c": list(cluster_ids), "o": list(owners), "p": list(direct_owners)},
     ).fetchall()
     return {r[0]: FaceStats(*r[1:]) for r in rows}
 
