@@ -16,7 +16,8 @@ whose index is built).
 Timed: the function each command calls (photodb.people.identity, face_decisions, views) through a
 pooled Database as the CLI uses it, `--repeat` times on fresh targets; the table gives the median
 and the slowest, and each median as a multiple of the baseline's median (`SELECT id FROM person
-WHERE id = ...` through the same pool). CLI start-up (Python imports, settings, migrations check)
+WHERE id = ...` through the same pool); a second bare row, one sequential scan of every face, shows
+what reading the faces costs on the machine at that moment. CLI start-up (Python imports, settings, migrations check)
 is not included: it is the same for every command.
 """
 
@@ -177,6 +178,7 @@ def commands(db: Database, lib: dict[str, list[int]]) -> Iterator[tuple[str, Cal
         return members(db, cluster)[index]
 
     yield "baseline: SELECT person by id", lambda: _bare(db, persons[0])
+    yield "bare scan: count(*), max(age) of all faces", lambda: _bare_scan(db)
     yield "list", lambda: views.list_people(db, 1)
     yield "list --clusters", lambda: views.list_people(db, 1, with_clusters=True)
     yield "list --clusters --limit 0 (all)", lambda: views.list_people(db, 1, with_clusters=True, limit=None)
@@ -224,6 +226,12 @@ def _largest_person(db: Database) -> int:
                    GROUP BY 1 ORDER BY sum(face_count) DESC LIMIT 1"""
             ).fetchone()[0]
     return _largest["id"]
+
+
+def _bare_scan(db: Database) -> object:
+    """The floor of any listing that reads every face once: one sequential scan, nothing else."""
+    with db.connection() as conn:
+        return conn.execute("SELECT count(*), max(age_estimate) FROM person_detection").fetchone()
 
 
 def _bare(db: Database, person_id: int) -> object:
