@@ -747,5 +747,5 @@ ALTER TABLE cluster ADD COLUMN hidden_by TEXT;
 ALTER TABLE cluster ADD COLUMN hidden_at TIMESTAMPTZ;
 ALTER TABLE person_detection ADD COLUMN assigned_by TEXT;
 CREATE INDEX idx_cluster_person_cannot_link_person ON cluster_person_cannot_link(person_id);
-CREATE INDEX idx_person_detection_cluster_faces ON person_detection (cluster_id) INCLUDE (photo_id, age_estimate);
+CREATE INDEX idx_person_detection_cluster_faces ON person_detection (cluster_id) INCLUDE (photo_id, age_estimate, id);
 CREATE INDEX idx_metadata_photo_captured ON metadata (photo_id) INCLUDE (captured_at);

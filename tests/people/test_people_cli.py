@@ -35,6 +35,17 @@ def test_list_shows_persons_and_clusters_with_counts_ages_and_samples(db, librar
     assert [c["id"] for c in page["clusters"]] == list(clusters)[:3] and page["clusters_total"] == len(clusters)
     assert page["persons_total"] == 1
     assert "(3 of " in cli("people", "list", "--clusters", "--limit", 3).stdout
+    with db.connection() as conn:  # ages at capture: dated photos and an estimated birth year
+        conn.execute("UPDATE person SET estimated_birth_year = 1950 WHERE id = %s", (person,))
+        conn.execute(
+            """INSERT INTO metadata (photo_id, captured_at)
+               SELECT photo_id, make_timestamp(1980 + (id %% 3)::int, 1, 1, 0, 0, 0) FROM person_detection
+               WHERE cluster_id = %s""",
+            (big,),
+        )
+    shown = ok_json(cli("people", "show", person, "--json"))
+    assert shown["ages_at_capture"] == [30, 32] and shown["estimated_birth_year"] == 1950
+    assert shown["age_range"] == [min(ages), max(ages)] and len(shown["photo_paths"]) == min(20, len(clusters[big]))
 
 
 def test_name_a_cluster_then_rename_the_person_and_survive_a_rebootstrap(db, library, cli):

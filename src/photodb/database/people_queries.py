@@ -1,9 +1,11 @@
 """What `photodb people` shows: persons and clusters with their counts, ages and sample photos.
 
 Read-only statements. A face belongs to a person through its cluster's person_id, or through its
-own person_id when it has no cluster (a face placed on a person by hand). Age ranges come from the
-person's estimated birth year and the capture years of their dated photos, else from the faces'
-own age estimates. Paths are the collection's root joined with the photo's relative filename.
+own person_id when it has no cluster (a face placed on a person by hand). An age range is the
+youngest and oldest of the faces' own age estimates (read with the faces from one covering index,
+so a page of the biggest persons costs about one scan of the faces); one person's page also gives
+the ages at capture from the person's estimated birth year and their dated photos. Paths are the
+collection's root joined with the photo's relative filename.
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ class FaceStats:
     year_max: int | None
     any_face: int | None
 
-    def age_range(self, birth_year: int | None) -> list[int] | None:
-        """[youngest, oldest] age seen: capture years minus the birth year, else the faces' estimates."""
-        if birth_year is not None and self.year_min is not None and self.year_max is not None:
-            return [max(0, self.year_min - birth_year), max(0, self.year_max - birth_year)]
+    def age_range(self) -> list[int] | None:
+        """[youngest, oldest] of the faces' age estimates."""
         if self.age_min is not None and self.age_max is not None:
             return [round(self.age_min), round(self.age_max)]
+        return None
+
+    def ages_at_capture(self, birth_year: int | None) -> list[int] | None:
+        """[youngest, oldest] age in the dated photos: capture years minus the estimated birth year."""
+        if birth_year is not None and self.year_min is not None and self.year_max is not None:
+            return [max(0, self.year_min - birth_year), max(0, self.year_max - birth_year)]
         return None
 
 
@@ -55,42 +61,60 @@ def photo_paths(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[
     return {r[0]: r[1] for r in rows}
 
 
-def person_face_stats(conn: psycopg.Connection, person_ids: Sequence[int]) -> dict[int, FaceStats]:
+def person_face_stats(
+    conn: psycopg.Connection, person_ids: Sequence[int], *, with_years: bool = False
+) -> dict[int, FaceStats]:
     """Faces, photos and ages of these persons: their clusters' faces and their own."""
     rows = conn.execute("SELECT id, person_id FROM cluster WHERE person_id = ANY(%s)", (list(person_ids),)).fetchall()
-    return _face_stats(conn, [r[0] for r in rows], [r[1] for r in rows], person_ids)
+    return _face_stats(conn, [r[0] for r in rows], [r[1] for r in rows], person_ids, with_years=with_years)
 
 
 def cluster_face_stats(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> dict[int, FaceStats]:
     return _face_stats(conn, cluster_ids, cluster_ids, [])
 
 
+_FACES = """
+    WITH f AS (
+        SELECT k.owner, d.id, d.photo_id, d.age_estimate
+        FROM person_detection d
+        JOIN unnest(%(c)s::bigint[], %(o)s::bigint[]) AS k(cluster_id, owner) ON k.cluster_id = d.cluster_id
+        WHERE d.cluster_id = ANY(%(c)s)
+        UNION ALL
+        SELECT d.person_id, d.id, d.photo_id, d.age_estimate FROM person_detection d
+        WHERE d.person_id = ANY(%(p)s) AND d.cluster_id IS NULL)"""
+
+
 def _face_stats(
-    conn: psycopg.Connection, cluster_ids: Sequence[int], owners: Sequence[int], direct_owners: Sequence[int]
+    conn: psycopg.Connection,
+    cluster_ids: Sequence[int],
+    owners: Sequence[int],
+    direct_owners: Sequence[int],
+    *,
+    with_years: bool = False,
 ) -> dict[int, FaceStats]:
-    """Per owner: the faces of its clusters (each cluster's faces through the cluster index, one
-    cluster at a time: a few big clusters never turn into a scan of every face) and the faces
-    whose own person_id is the owner, grouped per photo first so that no DISTINCT sort is needed.
-    The repeated `cluster_id = ANY(...)` lets the planner estimate the faces from the cluster
-    index's statistics: a page of the biggest clusters is tens of thousands of faces, which it then
-    reads with one hash join instead of as many index lookups."""
+    """Per owner: the faces of its clusters and the faces whose own person_id is the owner.
+
+    The faces come from idx_person_detection_cluster_faces alone (an index-only scan; migration
+    0013), and the repeated `cluster_id = ANY(...)` lets the planner estimate them from the index's
+    statistics: a page of the biggest clusters is tens of thousands of faces. Capture years need a
+    lookup per photo, so only one person's or cluster's page asks for them (`with_years`)."""
+    if with_years:
+        query = f"""{_FACES}
+            SELECT g.owner, sum(g.n)::int, count(*)::int, min(g.age_min), max(g.age_max),
+                   min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int,
+                   min(g.first)
+            FROM (SELECT owner, photo_id, count(*) AS n, min(age_estimate) AS age_min,
+                         max(age_estimate) AS age_max, min(id) AS first
+                  FROM f GROUP BY owner, photo_id) g
+            LEFT JOIN metadata m ON m.photo_id = g.photo_id
+            GROUP BY g.owner"""  # noqa: S608 (only constants are formatted in)
+    else:
+        query = f"""{_FACES}
+            SELECT owner, count(*)::int, count(DISTINCT photo_id)::int, min(age_estimate), max(age_estimate),
+                   NULL::int, NULL::int, min(id)
+            FROM f GROUP BY owner"""  # noqa: S608 (only constants are formatted in)
     rows = conn.execute(
-        """WITH f AS (
-               SELECT k.owner, d.id, d.photo_id, d.age_estimate
-               FROM person_detection d
-               JOIN unnest(%(c)s::bigint[], %(o)s::bigint[]) AS k(cluster_id, owner) ON k.cluster_id = d.cluster_id
-               WHERE d.cluster_id = ANY(%(c)s)
-               UNION ALL
-               SELECT d.person_id, d.id, d.photo_id, d.age_estimate FROM person_detection d
-               WHERE d.person_id = ANY(%(p)s) AND d.cluster_id IS NULL)
-           SELECT g.owner, sum(g.n)::int, count(*)::int, min(g.age_min), max(g.age_max),
-                  min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int,
-                  min(g.first)
-           FROM (SELECT owner, photo_id, count(*) AS n, min(age_estimate) AS age_min,
-                        max(age_estimate) AS age_max, min(id) AS first
-                 FROM f GROUP BY owner, photo_id) g
-           LEFT JOIN metadata m ON m.photo_id = g.photo_id
-           GROUP BY g.owner""",
+        query,  # type: ignore[arg-type]
         {"c": list(cluster_ids), "o": list(owners), "p": list(direct_owners)},
     ).fetchall()
     return {r[0]: FaceStats(*r[1:]) for r in rows}
@@ -148,7 +172,7 @@ def list_persons(
                 "clusters": row[11],
                 "faces": s.faces,
                 "photos": s.photos,
-                "age_range": s.age_range(row[6]),
+                "age_range": s.age_range(),
                 "sample_path": paths.get(samples[row[0]]) if samples[row[0]] is not None else None,
             }
         )
@@ -208,7 +232,7 @@ def list_clusters(
                 "verified_by": row[6],
                 "hidden": row[7],
                 "person_linked_by": row[8],
-                "age_range": s.age_range(row[13]),
+                "age_range": s.age_range(),
                 "sample_path": paths.get(samples[row[0]]) if samples[row[0]] is not None else None,
             }
         )
@@ -220,7 +244,7 @@ def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int)
     row = conn.execute(f"SELECT {_PERSON_COLUMNS} FROM person p WHERE p.id = %s", (person_id,)).fetchone()  # noqa: S608
     if row is None:
         return None
-    s = person_face_stats(conn, [person_id]).get(person_id, _NO_FACES)
+    s = person_face_stats(conn, [person_id], with_years=True).get(person_id, _NO_FACES)
     clusters, _ = list_clusters(conn, None, include_hidden=True, person_id=person_id)
     photos = conn.execute(
         f"""SELECT {_PATH} FROM photo ph JOIN collection col ON col.id = ph.collection_id
@@ -238,7 +262,8 @@ def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int)
     return _person_dict(row) | {
         "faces": s.faces,
         "photos": s.photos,
-        "age_range": s.age_range(row[6]),
+        "age_range": s.age_range(),
+        "ages_at_capture": s.ages_at_capture(row[6]),
         "clusters": clusters,
         "faces_without_cluster": [r[0] for r in direct],
         "photo_paths": [r[0] for r in photos],
