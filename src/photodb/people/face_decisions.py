@@ -122,6 +122,8 @@ def reject_face(db: Database, face_id: int, *, by: str, collection_id: int | Non
             raise PeopleError(f"face {face_id} was moved just now; look again")
         live = lock_db.lock_clusters(conn, rejected)
         rejected = sorted(live)
+        if home is not None:  # as it is now that it is locked
+            home = people_db.get_clusters(conn, [home.id]).get(home.id)
         if rejected_person is not None:
             lock_person(conn, rejected_person, None)
         bound = links_db.faces_in_clusters(conn, links_db.must_link_set(conn, face_id) - {face_id}, rejected)
