@@ -7,6 +7,7 @@ import click
 from photodb.cli_cluster import main as cluster
 from photodb.cli_local import main as index
 from photodb.cli_maintenance import main as maintenance
+from photodb.cli_people import people
 from photodb.cli_prompts import prompts
 
 
@@ -33,6 +34,7 @@ photodb.add_command(index, "index")
 photodb.add_command(cluster, "cluster")
 photodb.add_command(maintenance, "maintenance")
 photodb.add_command(prompts)
+photodb.add_command(people)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Bootstrap: HDBSCAN over every face of one collection and embedding model, persisted as a run.
 
-Manual work survives: faces marked 'manual' and every face of a verified or named cluster are
-pinned (they keep their cluster, which keeps its id, person and verification). A new HDBSCAN
+Manual work survives: faces marked 'manual' and every face of a verified, named or hidden cluster
+are pinned (they keep their cluster, which keeps its id, person and verification). A new HDBSCAN
 cluster whose faces mostly sat in an old cluster takes over that cluster's id (so ids, and the
 "faces moved" count, mean something across runs); clusters nothing maps to are deleted, except
 verified or named ones. After HDBSCAN come the constraints, in this order: must-links; faces of
@@ -105,7 +105,7 @@ def _plan(
 ) -> tuple[_Plan, np.ndarray]:
     n = faces.ids.size
     previous = faces.cluster_ids
-    keep = {cid for cid, c in clusters.items() if c.verified or c.person_id is not None}
+    keep = {cid for cid, c in clusters.items() if c.verified or c.person_id is not None or c.hidden}
     manual = np.array([status == "manual" for status in faces.statuses], bool)
     pinned = manual | np.isin(previous, np.fromiter(keep, np.int64, len(keep)))
     retained = keep | {cid for cid, c in clusters.items() if c.constrained}
@@ -215,7 +215,9 @@ def bootstrap_model(
     report.reused_clusters = len(existing)
     report.new_clusters = len(groups) - len(existing)
     report.deleted_clusters = sum(
-        1 for cid, c in clusters.items() if ("cluster", cid) not in groups and not c.verified and c.person_id is None
+        1
+        for cid, c in clusters.items()
+        if ("cluster", cid) not in groups and not c.verified and c.person_id is None and not c.hidden
     )
     report.pinned_faces = int(pinned.sum())
     report.constrained_faces = len(plan.constrained)

@@ -305,18 +305,25 @@ def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
         raise LookupError(f"detection {detection_id} has no face embedding")
     with db.connection() as conn, conn.transaction():
         lock_db.lock_model(conn, info[0], info[1], shared=True)
-        face = manual_db.lock_face(conn, detection_id)
-        if face is None:
-            raise LookupError(f"detection {detection_id} was deleted (a detection rerun)")
-        old = face.cluster_id
-        live = lock_db.lock_clusters(conn, [c for c in (old, cluster_id) if c is not None])
-        if cluster_id is not None and cluster_id not in live:
-            raise LookupError(f"cluster {cluster_id} does not exist")
-        if old != cluster_id:
-            if old is not None:
-                centroid_db.subtract_detections(conn, [detection_id])
-            if cluster_id is not None:
-                centroid_db.add_detection(conn, detection_id, cluster_id)
-        manual_db.set_detection_cluster(conn, detection_id, cluster_id, "manual")
-        if old is not None and old != cluster_id:
-            manual_db.delete_cluster_if_empty(conn, old)
+        move_locked_face(conn, detection_id, cluster_id)
+
+
+def move_locked_face(conn: psycopg.Connection, detection_id: int, cluster_id: int | None) -> int | None:
+    """The move itself, in the caller's transaction once it holds the face's model lock (shared), so
+    that a command can compose it with its own writes; returns the cluster the face left."""
+    face = manual_db.lock_face(conn, detection_id)
+    if face is None:
+        raise LookupError(f"detection {detection_id} was deleted (a detection rerun)")
+    old = face.cluster_id
+    live = lock_db.lock_clusters(conn, [c for c in (old, cluster_id) if c is not None])
+    if cluster_id is not None and cluster_id not in live:
+        raise LookupError(f"cluster {cluster_id} does not exist")
+    if old != cluster_id:
+        if old is not None:
+            centroid_db.subtract_detections(conn, [detection_id])
+        if cluster_id is not None:
+            centroid_db.add_detection(conn, detection_id, cluster_id)
+    manual_db.set_detection_cluster(conn, detection_id, cluster_id, "manual")
+    if old is not None and old != cluster_id:
+        manual_db.delete_cluster_if_empty(conn, old)
+    return old

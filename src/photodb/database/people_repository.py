@@ -187,3 +187,116 @@ def merge_winner(persons: Sequence[Candidate]) -> Candidate:
     """The person a group merges into: one with verified clusters, then the most clusters, then
     the highest id (the spec's priority)."""
     return max(persons, key=lambda p: (p.verified_clusters > 0, p.cluster_count, p.id))
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    id: int
+    collection_id: int
+    embedding_model: str
+    person_id: int | None
+    verified: bool
+    hidden: bool
+    face_count: int
+
+
+def get_clusters(conn: psycopg.Connection, cluster_ids: Sequence[int], *, lock: bool = False) -> dict[int, ClusterRow]:
+    """These clusters; with `lock`, FOR UPDATE in id order (step 4 of the lock order)."""
+    rows = conn.execute(
+        f"""SELECT id, collection_id, embedding_model, person_id, verified, hidden, face_count
+            FROM cluster WHERE id = ANY(%s) ORDER BY id{" FOR UPDATE" if lock else ""}""",  # noqa: S608
+        (sorted(set(cluster_ids)),),
+    ).fetchall()
+    return {r[0]: ClusterRow(*r) for r in rows}
+
+
+def rename_person(conn: psycopg.Connection, person_id: int, first: str, last: str | None, *, by: str) -> None:
+    """A name a person gives: the person stops being an automatic 'Unknown'."""
+    conn.execute(
+        """UPDATE person SET first_name = %s, last_name = %s, auto_created = false, named_by = %s,
+               updated_at = now() WHERE id = %s""",
+        (first, last, by, person_id),
+    )
+
+
+def set_person_hidden(conn: psycopg.Connection, person_id: int, hidden: bool, *, by: str) -> None:
+    conn.execute(
+        """UPDATE person SET hidden = %s, hidden_by = %s, hidden_at = now(), updated_at = now()
+           WHERE id = %s""",
+        (hidden, by, person_id),
+    )
+
+
+def set_cluster_hidden(conn: psycopg.Connection, cluster_id: int, hidden: bool, *, by: str) -> None:
+    conn.execute(
+        """UPDATE cluster SET hidden = %s, hidden_by = %s, hidden_at = now(), updated_at = now()
+           WHERE id = %s""",
+        (hidden, by, cluster_id),
+    )
+
+
+def set_cluster_verified(conn: psycopg.Connection, cluster_id: int, verified: bool, *, by: str) -> None:
+    conn.execute(
+        """UPDATE cluster SET verified = %s, verified_at = CASE WHEN %s THEN now() END,
+               verified_by = CASE WHEN %s THEN %s END, updated_at = now() WHERE id = %s""",
+        (verified, verified, verified, by, cluster_id),
+    )
+
+
+def person_rejections(conn: psycopg.Connection, cluster_ids: Sequence[int], person_id: int) -> list[int]:
+    """The clusters among these that someone said are not this person (cluster_person_cannot_link)."""
+    rows = conn.execute(
+        """SELECT cluster_id FROM cluster_person_cannot_link
+           WHERE cluster_id = ANY(%s) AND person_id = %s ORDER BY cluster_id""",
+        (list(cluster_ids), person_id),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def reject_person(conn: psycopg.Connection, cluster_id: int, person_id: int, *, by: str) -> None:
+    """Record that a cluster is not this person, so automatic association never links them again."""
+    conn.execute(
+        """INSERT INTO cluster_person_cannot_link (cluster_id, person_id, created_by) VALUES (%s, %s, %s)
+           ON CONFLICT (cluster_id, person_id) DO NOTHING""",
+        (cluster_id, person_id, by),
+    )
+
+
+def forget_rejection(conn: psycopg.Connection, cluster_id: int, person_id: int) -> None:
+    conn.execute(
+        "DELETE FROM cluster_person_cannot_link WHERE cluster_id = %s AND person_id = %s", (cluster_id, person_id)
+    )
+
+
+def set_face_person(conn: psycopg.Connection, detection_id: int, person_id: int | None, *, by: str) -> None:
+    """Who placed a face by hand, and the person it belongs to without a cluster (if any)."""
+    conn.execute(
+        "UPDATE person_detection SET person_id = %s, assigned_by = %s WHERE id = %s",
+        (person_id, by, detection_id),
+    )
+
+
+def nearest_person_cluster(conn: psycopg.Connection, person_id: int, detection_id: int) -> int | None:
+    """The cluster of this person, of the face's embedding model, whose centroid is nearest the face."""
+    row = conn.execute(
+        """SELECT c.id FROM face_embedding fe JOIN cluster c
+             ON c.person_id = %s AND c.embedding_model = fe.embedding_model AND c.centroid IS NOT NULL
+           WHERE fe.person_detection_id = %s ORDER BY c.centroid <=> fe.embedding, c.id LIMIT 1""",
+        (person_id, detection_id),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def blocking_faces(conn: psycopg.Connection, detection_id: int, cluster_id: int) -> list[tuple[int, str]]:
+    """Faces of a cluster that forbid this face from joining it: a cannot-link, or the same photo."""
+    rows = conn.execute(
+        """SELECT d.id, 'cannot-link' FROM cannot_link l JOIN person_detection d
+             ON d.id = CASE WHEN l.detection_id_1 = %(f)s THEN l.detection_id_2 ELSE l.detection_id_1 END
+           WHERE (l.detection_id_1 = %(f)s OR l.detection_id_2 = %(f)s) AND d.cluster_id = %(c)s
+           UNION ALL
+           SELECT d.id, 'same photo' FROM person_detection d JOIN person_detection f ON f.id = %(f)s
+           WHERE d.photo_id = f.photo_id AND d.id <> f.id AND d.cluster_id = %(c)s
+           ORDER BY 1""",
+        {"f": detection_id, "c": cluster_id},
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]

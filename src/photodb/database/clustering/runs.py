@@ -21,6 +21,7 @@ class ClusterInfo:
     person_id: int | None
     constrained: bool  # takes part in a cluster-level cannot-link
     lambda_birth: float | None
+    hidden: bool = False  # hidden by a person: kept, like a verified or named cluster
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,11 @@ def load_clusters(conn: psycopg.Connection, collection_id: int, model: str) -> d
         """SELECT c.id, c.verified, c.person_id,
                   EXISTS (SELECT 1 FROM cluster_cannot_link l
                           WHERE l.cluster_id_1 = c.id OR l.cluster_id_2 = c.id),
-                  c.lambda_birth
+                  c.lambda_birth, c.hidden
            FROM cluster c WHERE c.collection_id = %s AND c.embedding_model = %s""",
         (collection_id, model),
     ).fetchall()
-    return {r[0]: ClusterInfo(r[0], r[1], r[2], r[3], r[4]) for r in rows}
+    return {r[0]: ClusterInfo(*r) for r in rows}
 
 
 def insert_run(
@@ -255,10 +256,11 @@ def settle_clusters(conn: psycopg.Connection, collection_id: int, model: str) ->
 
 
 def delete_empty_clusters(conn: psycopg.Connection, collection_id: int, model: str) -> int:
-    """Drop clusters with no faces, except verified or named ones: a person is never lost silently."""
+    """Drop clusters with no faces, except verified, named or hidden ones: a person's decision is
+    never lost silently."""
     cur = conn.execute(
         """DELETE FROM cluster c WHERE c.collection_id = %s AND c.embedding_model = %s
-               AND NOT c.verified AND c.person_id IS NULL
+               AND NOT c.verified AND c.person_id IS NULL AND NOT c.hidden
                AND NOT EXISTS (SELECT 1 FROM person_detection d WHERE d.cluster_id = c.id)""",
         (collection_id, model),
     )

@@ -1,0 +1,317 @@
+"""What `photodb people` shows: persons and clusters with their counts, ages and sample photos.
+
+Read-only statements. A face belongs to a person through its cluster's person_id, or through its
+own person_id when it has no cluster (a face placed on a person by hand). An age range is the
+youngest and oldest of the faces' own age estimates (read with the faces from one covering index,
+so a page of the biggest persons costs about one scan of the faces); one person's page also gives
+the ages at capture from the person's estimated birth year and their dated photos. Paths are the
+collection's root joined with the photo's relative filename.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+_PATH = "CASE WHEN col.root_path IS NULL THEN ph.filename ELSE col.root_path || '/' || ph.filename END"
+
+
+@dataclass(frozen=True)
+class FaceStats:
+    faces: int
+    photos: int
+    age_min: float | None
+    age_max: float | None
+    year_min: int | None
+    year_max: int | None
+    any_face: int | None
+
+    def age_range(self) -> list[int] | None:
+        """[youngest, oldest] of the faces' age estimates."""
+        if self.age_min is not None and self.age_max is not None:
+            return [round(self.age_min), round(self.age_max)]
+        return None
+
+    def ages_at_capture(self, birth_year: int | None) -> list[int] | None:
+        """[youngest, oldest] age in the dated photos: capture years minus the estimated birth year."""
+        if birth_year is not None and self.year_min is not None and self.year_max is not None:
+            return [max(0, self.year_min - birth_year), max(0, self.year_max - birth_year)]
+        return None
+
+
+_NO_FACES = FaceStats(0, 0, None, None, None, None, None)
+
+
+def display_name(person_id: int, first: str | None, last: str | None, auto_created: bool) -> str:
+    """A person's name, or 'Unknown #id' until someone names them."""
+    name = " ".join(part for part in (first, last) if part)
+    return f"Unknown #{person_id}" if auto_created or not name else name
+
+
+def photo_paths(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, str]:
+    """The photo path of each detection."""
+    rows = conn.execute(
+        f"""SELECT d.id, {_PATH} FROM person_detection d JOIN photo ph ON ph.id = d.photo_id
+            JOIN collection col ON col.id = ph.collection_id WHERE d.id = ANY(%s)""",  # noqa: S608
+        ([d for d in detection_ids if d is not None],),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def person_face_stats(
+    conn: psycopg.Connection, person_ids: Sequence[int], *, with_years: bool = False
+) -> dict[int, FaceStats]:
+    """Faces, photos and ages of these persons: their clusters' faces and their own."""
+    rows = conn.execute("SELECT id, person_id FROM cluster WHERE person_id = ANY(%s)", (list(person_ids),)).fetchall()
+    return _face_stats(conn, [r[0] for r in rows], [r[1] for r in rows], person_ids, with_years=with_years)
+
+
+def cluster_face_stats(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> dict[int, FaceStats]:
+    return _face_stats(conn, cluster_ids, cluster_ids, [])
+
+
+_FACES = """
+    WITH f AS (
+        SELECT k.owner, d.id, d.photo_id, d.age_estimate
+        FROM person_detection d
+        JOIN unnest(%(c)s::bigint[], %(o)s::bigint[]) AS k(cluster_id, owner) ON k.cluster_id = d.cluster_id
+        WHERE d.cluster_id = ANY(%(c)s)
+        UNION ALL
+        SELECT d.person_id, d.id, d.photo_id, d.age_estimate FROM person_detection d
+        WHERE d.person_id = ANY(%(p)s) AND d.cluster_id IS NULL)"""
+
+
+def _face_stats(
+    conn: psycopg.Connection,
+    cluster_ids: Sequence[int],
+    owners: Sequence[int],
+    direct_owners: Sequence[int],
+    *,
+    with_years: bool = False,
+) -> dict[int, FaceStats]:
+    """Per owner: the faces of its clusters and the faces whose own person_id is the owner.
+
+    The faces come from idx_person_detection_cluster_faces alone (an index-only scan; migration
+    0013), and the repeated `cluster_id = ANY(...)` lets the planner estimate them from the index's
+    statistics: a page of the biggest clusters is tens of thousands of faces. Capture years need a
+    lookup per photo, so only one person's or cluster's page asks for them (`with_years`)."""
+    if with_years:
+        query = f"""{_FACES}
+            SELECT g.owner, sum(g.n)::int, count(*)::int, min(g.age_min), max(g.age_max),
+                   min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int,
+                   min(g.first)
+            FROM (SELECT owner, photo_id, count(*) AS n, min(age_estimate) AS age_min,
+                         max(age_estimate) AS age_max, min(id) AS first
+                  FROM f GROUP BY owner, photo_id) g
+            LEFT JOIN metadata m ON m.photo_id = g.photo_id
+            GROUP BY g.owner"""  # noqa: S608 (only constants are formatted in)
+    else:
+        query = f"""{_FACES}
+            SELECT owner, count(*)::int, count(DISTINCT photo_id)::int, min(age_estimate), max(age_estimate),
+                   NULL::int, NULL::int, min(id)
+            FROM f GROUP BY owner"""  # noqa: S608 (only constants are formatted in)
+    rows = conn.execute(
+        query,  # type: ignore[arg-type]
+        {"c": list(cluster_ids), "o": list(owners), "p": list(direct_owners)},
+    ).fetchall()
+    return {r[0]: FaceStats(*r[1:]) for r in rows}
+
+
+_PERSON_COLUMNS = """p.id, p.collection_id, p.first_name, p.last_name, p.auto_created, p.hidden,
+    p.estimated_birth_year, p.gender, p.gender_confidence, p.created_by, p.named_by"""
+
+
+def _person_dict(row: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": row[0],
+        "collection_id": row[1],
+        "name": display_name(row[0], row[2], row[3], row[4]),
+        "first_name": row[2],
+        "last_name": row[3],
+        "auto_created": row[4],
+        "hidden": row[5],
+        "estimated_birth_year": row[6],
+        "gender": row[7],
+        "gender_confidence": row[8],
+        "created_by": row[9],
+        "named_by": row[10],
+    }
+
+
+def list_persons(
+    conn: psycopg.Connection, collection_id: int | None, *, include_hidden: bool, limit: int | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The persons with most faces (hidden ones only with include_hidden), up to `limit` (None:
+    all), and how many there are. Ordering uses the stored cluster face counts; photos and ages
+    are computed for the persons shown only, so a page costs the same in any library."""
+    rows = conn.execute(
+        f"""SELECT {_PERSON_COLUMNS}, count(c.id),
+                   (array_agg(coalesce(c.medoid_detection_id, c.representative_detection_id)
+                              ORDER BY c.face_count DESC, c.id) FILTER (WHERE c.id IS NOT NULL))[1],
+                   coalesce(sum(c.face_count), 0)
+                   + (SELECT count(*) FROM person_detection d WHERE d.person_id = p.id AND d.cluster_id IS NULL)
+                   AS faces,
+                   count(*) OVER ()
+            FROM person p LEFT JOIN cluster c ON c.person_id = p.id
+            WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND (%(all)s OR NOT p.hidden)
+            GROUP BY p.id ORDER BY faces DESC, p.id LIMIT %(n)s""",  # noqa: S608
+        {"c": collection_id, "all": include_hidden, "n": limit},
+    ).fetchall()
+    stats = person_face_stats(conn, [r[0] for r in rows])
+    samples = {r[0]: r[12] if r[12] is not None else stats.get(r[0], _NO_FACES).any_face for r in rows}
+    paths = photo_paths(conn, [s for s in samples.values() if s is not None])
+    persons = []
+    for row in rows:
+        s = stats.get(row[0], _NO_FACES)
+        persons.append(
+            _person_dict(row)
+            | {
+                "clusters": row[11],
+                "faces": s.faces,
+                "photos": s.photos,
+                "age_range": s.age_range(),
+                "sample_path": paths.get(samples[row[0]]) if samples[row[0]] is not None else None,
+            }
+        )
+    return persons, rows[0][14] if rows else _count_persons(conn, collection_id, include_hidden)
+
+
+def _count_persons(conn: psycopg.Connection, collection_id: int | None, include_hidden: bool) -> int:
+    row = conn.execute(
+        """SELECT count(*) FROM person p
+           WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND (%(all)s OR NOT p.hidden)""",
+        {"c": collection_id, "all": include_hidden},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def list_clusters(
+    conn: psycopg.Connection,
+    collection_id: int | None,
+    *,
+    include_hidden: bool,
+    person_id: int | None = None,
+    cluster_id: int | None = None,
+    limit: int | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Clusters (of one person, one cluster, or all), most faces first, up to `limit` (None: all),
+    and how many there are. Without include_hidden, hidden clusters and clusters of hidden persons
+    are left out. Photos and ages are computed for the clusters shown only."""
+    rows = conn.execute(
+        """SELECT c.id, c.collection_id, c.embedding_model, c.face_count, c.person_id, c.verified,
+                  c.verified_by, c.hidden, c.person_linked_by,
+                  coalesce(c.medoid_detection_id, c.representative_detection_id),
+                  p.first_name, p.last_name, p.auto_created, p.estimated_birth_year, count(*) OVER ()
+           FROM cluster c LEFT JOIN person p ON p.id = c.person_id
+           WHERE (%(c)s::bigint IS NULL OR c.collection_id = %(c)s)
+             AND (%(p)s::bigint IS NULL OR c.person_id = %(p)s)
+             AND (%(k)s::bigint IS NULL OR c.id = %(k)s)
+             AND (%(all)s OR (NOT c.hidden AND NOT coalesce(p.hidden, false)))
+           ORDER BY c.face_count DESC, c.id LIMIT %(n)s""",
+        {"c": collection_id, "p": person_id, "k": cluster_id, "all": include_hidden, "n": limit},
+    ).fetchall()
+    stats = cluster_face_stats(conn, [r[0] for r in rows])
+    samples = {r[0]: r[9] if r[9] is not None else stats.get(r[0], _NO_FACES).any_face for r in rows}
+    paths = photo_paths(conn, [s for s in samples.values() if s is not None])
+    clusters = []
+    for row in rows:
+        s = stats.get(row[0], _NO_FACES)
+        clusters.append(
+            {
+                "id": row[0],
+                "collection_id": row[1],
+                "embedding_model": row[2],
+                "faces": row[3],
+                "photos": s.photos,
+                "person_id": row[4],
+                "person": display_name(row[4], row[10], row[11], row[12]) if row[4] is not None else None,
+                "verified": row[5],
+                "verified_by": row[6],
+                "hidden": row[7],
+                "person_linked_by": row[8],
+                "age_range": s.age_range(),
+                "sample_path": paths.get(samples[row[0]]) if samples[row[0]] is not None else None,
+            }
+        )
+    return clusters, rows[0][14] if rows else 0
+
+
+def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int) -> dict[str, Any] | None:
+    """One person: its clusters, face and photo counts, photo paths (up to photo_limit), ages."""
+    row = conn.execute(f"SELECT {_PERSON_COLUMNS} FROM person p WHERE p.id = %s", (person_id,)).fetchone()  # noqa: S608
+    if row is None:
+        return None
+    s = person_face_stats(conn, [person_id], with_years=True).get(person_id, _NO_FACES)
+    clusters, _ = list_clusters(conn, None, include_hidden=True, person_id=person_id)
+    photos = conn.execute(
+        f"""SELECT {_PATH} FROM photo ph JOIN collection col ON col.id = ph.collection_id
+            WHERE ph.id IN (SELECT d.photo_id FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
+                            WHERE c.person_id = %(p)s
+                            UNION
+                            SELECT d.photo_id FROM person_detection d
+                            WHERE d.person_id = %(p)s AND d.cluster_id IS NULL)
+            ORDER BY ph.id LIMIT %(n)s""",  # noqa: S608
+        {"p": person_id, "n": photo_limit},
+    ).fetchall()
+    direct = conn.execute(
+        "SELECT id FROM person_detection WHERE person_id = %s AND cluster_id IS NULL ORDER BY id", (person_id,)
+    ).fetchall()
+    return _person_dict(row) | {
+        "faces": s.faces,
+        "photos": s.photos,
+        "age_range": s.age_range(),
+        "ages_at_capture": s.ages_at_capture(row[6]),
+        "clusters": clusters,
+        "faces_without_cluster": [r[0] for r in direct],
+        "photo_paths": [r[0] for r in photos],
+        "sample_paths": [c["sample_path"] for c in clusters if c["sample_path"]][:5],
+    }
+
+
+def cluster_detail(conn: psycopg.Connection, cluster_id: int, *, face_limit: int) -> dict[str, Any] | None:
+    """One cluster and its faces (ids for chaining, up to face_limit; 0: all) with their photos."""
+    found, _ = list_clusters(conn, None, include_hidden=True, cluster_id=cluster_id)
+    if not found:
+        return None
+    faces = conn.execute(
+        f"""SELECT d.id, {_PATH}, d.cluster_status, d.cluster_confidence, d.age_estimate, d.gender,
+                   d.assigned_by
+            FROM person_detection d JOIN photo ph ON ph.id = d.photo_id
+            JOIN collection col ON col.id = ph.collection_id
+            WHERE d.cluster_id = %s ORDER BY d.id LIMIT %s""",  # noqa: S608
+        (cluster_id, face_limit or None),
+    ).fetchall()
+    keys = ("id", "photo_path", "status", "confidence", "age_estimate", "gender", "assigned_by")
+    return found[0] | {"face_list": [dict(zip(keys, f, strict=True)) for f in faces]}
+
+
+def face_detail(conn: psycopg.Connection, detection_id: int) -> dict[str, Any] | None:
+    """One face: its photo, cluster, person, status, who placed it, and its must/cannot-links."""
+    row = conn.execute(
+        f"""SELECT d.id, {_PATH}, d.cluster_id, coalesce(c.person_id, d.person_id), d.cluster_status,
+                   d.assigned_by, fe.embedding_model, ph.collection_id, d.age_estimate, d.gender
+            FROM person_detection d JOIN photo ph ON ph.id = d.photo_id
+            JOIN collection col ON col.id = ph.collection_id
+            LEFT JOIN cluster c ON c.id = d.cluster_id
+            LEFT JOIN face_embedding fe ON fe.person_detection_id = d.id
+            WHERE d.id = %s""",  # noqa: S608
+        (detection_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    keys = (
+        "id",
+        "photo_path",
+        "cluster_id",
+        "person_id",
+        "status",
+        "assigned_by",
+        "embedding_model",
+        "collection_id",
+        "age_estimate",
+        "gender",
+    )
+    return dict(zip(keys, row, strict=True))

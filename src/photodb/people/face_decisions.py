@@ -1,0 +1,194 @@
+"""Face-level decisions of `photodb people`: move a face, "not this person", must/cannot-links.
+
+A face is a person_detection id. The rules of people.identity hold: one transaction per decision,
+locks in the one order (model lock shared, detections, clusters, persons), validation under the
+locks before any write, `by` recorded. Moves go through clustering.incremental.move_locked_face
+(the manual move every tool uses: the face is pinned, sums and counts follow). A rejected face is
+re-placed by the incremental assignment path (assign_new_faces) after the decision commits: that
+path never puts a face into a cluster holding a face it is cannot-linked with, so it skips the
+rejected clusters; with no active run, or no cluster near enough, the face stays unassigned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import psycopg
+
+from photodb.clustering.incremental import assign_new_faces, move_locked_face
+from photodb.database import face_constraints as links_db
+from photodb.database import people_repository as people_db
+from photodb.database.clustering import locks as lock_db
+from photodb.database.clustering import manual as manual_db
+from photodb.database.connection import Database
+from photodb.people.identity import PeopleError, check_collection, lock_person, transaction
+
+
+def _face(conn: psycopg.Connection, face_id: int, collection_id: int | None) -> links_db.FaceInfo:
+    face = links_db.get_faces(conn, [face_id]).get(face_id)
+    if face is None:
+        raise PeopleError(f"no face {face_id}")
+    if face.embedding_model is None:
+        raise PeopleError(f"detection {face_id} has no face embedding (a body without a face)")
+    check_collection("face", face_id, face.collection_id, collection_id)
+    return face
+
+
+def _lock_face(conn: psycopg.Connection, face: links_db.FaceInfo) -> links_db.FaceInfo:
+    """Model lock (shared), then the detection row; the face as it is now."""
+    assert face.embedding_model is not None
+    lock_db.lock_model(conn, face.collection_id, face.embedding_model, shared=True)
+    locked = links_db.get_faces(conn, [face.id], lock=True).get(face.id)
+    if locked is None:
+        raise PeopleError(f"no face {face.id} (deleted just now by a detection rerun)")
+    return locked
+
+
+def move_face(
+    db: Database,
+    face_id: int,
+    *,
+    cluster_id: int | None = None,
+    person_id: int | None = None,
+    by: str,
+    collection_id: int | None = None,
+) -> dict[str, Any]:
+    """Move a face by hand into a cluster, to a person (their nearest cluster of the face's model,
+    else the person alone), or out of every cluster (both None). The face is pinned ('manual')."""
+    with transaction(db) as conn:
+        face = _face(conn, face_id, collection_id)
+        target = cluster_id
+        if cluster_id is not None:
+            cluster = people_db.get_clusters(conn, [cluster_id]).get(cluster_id)
+            if cluster is None:
+                raise PeopleError(f"no cluster {cluster_id}")
+            if cluster.collection_id != face.collection_id:
+                raise PeopleError(f"face {face_id} and cluster {cluster_id} belong to different collections")
+            if cluster.embedding_model != face.embedding_model:
+                raise PeopleError(
+                    f"face {face_id} ({face.embedding_model}) cannot join cluster {cluster_id} "
+                    f"({cluster.embedding_model}): embeddings of different models are never compared"
+                )
+        if person_id is not None:
+            person = people_db.get_persons(conn, [person_id]).get(person_id)
+            if person is None:
+                raise PeopleError(f"no person {person_id}")
+            if person.collection_id != face.collection_id:
+                raise PeopleError(f"face {face_id} and person {person_id} belong to different collections")
+            target = people_db.nearest_person_cluster(conn, person_id, face_id)
+        _lock_face(conn, face)
+        if target is not None:
+            blocks = people_db.blocking_faces(conn, face_id, target)
+            if blocks:
+                other, why = blocks[0]
+                raise PeopleError(f"face {face_id} cannot join cluster {target}: {why} with its face {other}")
+        try:
+            left = move_locked_face(conn, face_id, target)
+        except LookupError as error:
+            raise PeopleError(str(error)) from None
+        own_person = person_id if target is None else None
+        if own_person is not None:
+            lock_person(conn, own_person, None)
+        people_db.set_face_person(conn, face_id, own_person, by=by)
+        return {"face_id": face_id, "from_cluster_id": left, "cluster_id": target, "person_id": person_id}
+
+
+def reject_face(db: Database, face_id: int, *, by: str, collection_id: int | None = None) -> dict[str, Any]:
+    """ "Not this person": the face is cannot-linked with every face of its cluster (and, when that
+    cluster is a person's, of all that person's clusters of its model) and re-placed without them.
+
+    A face alone in a person's cluster stays there; the cluster is unlinked from the person and
+    remembered as not them (cluster_person_cannot_link), which is the same decision one level up.
+    """
+    with transaction(db) as conn:
+        seen = _face(conn, face_id, collection_id)
+        if seen.cluster_id is None and seen.person_id is None:
+            raise PeopleError(f"face {face_id} is in no cluster and has no person")
+        home = people_db.get_clusters(conn, [seen.cluster_id]).get(seen.cluster_id) if seen.cluster_id else None
+        rejected_person = home.person_id if home is not None else seen.person_id
+        rejected = [home.id] if home is not None else []
+        if rejected_person is not None:
+            rejected += [
+                c.id
+                for c in people_db.get_clusters(conn, people_db.person_cluster_ids(conn, [rejected_person])).values()
+                if c.embedding_model == seen.embedding_model
+            ]
+        assert seen.embedding_model is not None
+        lock_db.lock_model(conn, seen.collection_id, seen.embedding_model, shared=True)
+        # the face and the faces it is about to be cannot-linked with, in one id order, then clusters
+        links_db.lock_faces_with_clusters(conn, face_id, rejected)
+        face = links_db.get_faces(conn, [face_id])[face_id]
+        if face.cluster_id != seen.cluster_id:
+            raise PeopleError(f"face {face_id} was moved just now; look again")
+        live = lock_db.lock_clusters(conn, rejected)
+        rejected = sorted(live)
+        if home is not None:  # as it is now that it is locked
+            home = people_db.get_clusters(conn, [home.id]).get(home.id)
+        if rejected_person is not None:
+            lock_person(conn, rejected_person, None)
+        bound = links_db.faces_in_clusters(conn, links_db.must_link_set(conn, face_id) - {face_id}, rejected)
+        if bound:
+            raise PeopleError(f"face {face_id} is must-linked to face {bound[0]} of cluster(s) {rejected}")
+        added = links_db.cannot_link_to_clusters(conn, face_id, rejected, by=by)
+        result: dict[str, Any] = {
+            "face_id": face_id,
+            "rejected_cluster_id": face.cluster_id,
+            "rejected_person_id": rejected_person,
+            "cannot_links_added": added,
+        }
+        alone = home is not None and home.face_count <= 1 and home.person_id is not None
+        if alone:
+            assert home is not None and home.person_id is not None
+            people_db.unlink_clusters(conn, [home.id], by=by)
+            people_db.reject_person(conn, home.id, home.person_id, by=by)
+            people_db.set_face_person(conn, face_id, None, by=by)
+            return result | {"cluster_id": home.id, "outcome": "cluster unlinked from the person"}
+        if face.cluster_id is not None:
+            manual_db.release_faces(conn, [face_id])
+            manual_db.delete_cluster_if_empty(conn, face.cluster_id)
+        people_db.set_face_person(conn, face_id, None, by=by)
+    report = assign_new_faces(db, [face_id], force=True)
+    outcome = next(iter(report.outcomes), "unassigned")
+    return result | {"cluster_id": report.cluster_of.get(face_id), "outcome": outcome}
+
+
+LinkKind = Literal["must", "cannot"]
+
+
+def link_faces(
+    db: Database, kind: LinkKind, first: int, second: int, *, by: str, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Store a must-link or cannot-link between two faces, refusing one that contradicts the other
+    kind anywhere in their must-linked sets (or a must-link between two faces of one photo)."""
+    if first == second:
+        raise PeopleError(f"a face cannot be {kind}-linked to itself ({first})")
+    with transaction(db) as conn:
+        faces = {face_id: _face(conn, face_id, collection_id) for face_id in (first, second)}
+        a, b = faces[first], faces[second]
+        if a.collection_id != b.collection_id:
+            raise PeopleError(f"faces {first} and {second} belong to different collections")
+        if a.embedding_model != b.embedding_model:
+            raise PeopleError(f"faces {first} and {second} come from different embedding models")
+        assert a.embedding_model is not None
+        lock_db.lock_model(conn, a.collection_id, a.embedding_model, shared=True)
+        locked = links_db.get_faces(conn, [first, second], lock=True)
+        if len(locked) < 2:
+            raise PeopleError(f"face {first} or {second} was deleted just now")
+        a, b = locked[first], locked[second]
+        set_a, set_b = links_db.must_link_set(conn, first), links_db.must_link_set(conn, second)
+        if kind == "must":
+            if a.photo_id == b.photo_id:
+                raise PeopleError(f"faces {first} and {second} are in one photo: they are two people")
+            against = links_db.cannot_links_between(conn, set_a, set_b)
+            if against:
+                x, y = against[0]
+                raise PeopleError(f"faces {first} and {second} contradict the cannot-link between {x} and {y}")
+        elif second in set_a:
+            raise PeopleError(f"faces {first} and {second} are must-linked (directly or through other faces)")
+        created = links_db.add_link(conn, "must_link" if kind == "must" else "cannot_link", first, second, by=by)
+        return {
+            "kind": f"{kind}-link",
+            "face_ids": sorted((first, second)),
+            "created": created,
+            "clusters": [a.cluster_id, b.cluster_id],
+        }

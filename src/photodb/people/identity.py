@@ -1,0 +1,220 @@
+"""Identity decisions a person makes with `photodb people`: names, links, verification, hiding,
+merges. Face-level decisions (moves, "not this person", must/cannot-links) are in
+people.face_decisions.
+
+Each command is one transaction: it reads what it names, takes the locks in the one order
+(database.clustering.locks: the model lock shared, detection rows, cluster rows, person rows, each
+in id order), validates under those locks, then writes, so bad input (PeopleError) writes nothing.
+`by` is who decided ('user' or a name a person gives), stored beside the decision, so automatic
+work (people_repository.is_user_decision) never overrides it and a re-bootstrap keeps it: it pins
+the faces of verified, person-linked and hidden clusters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from photodb.database import people_repository as people_db
+from photodb.database.clustering import locks as lock_db
+from photodb.database.connection import Database
+from photodb.database.people_queries import display_name
+
+#: Attempts when the clusters of a person changed between reading and locking them.
+ATTEMPTS = 3
+
+
+class PeopleError(Exception):
+    """Bad input for a people command: one line for the user, nothing written (exit 2)."""
+
+
+@contextmanager
+def transaction(db: Database) -> Iterator[psycopg.Connection]:
+    with db.connection() as conn, conn.transaction():
+        yield conn
+
+
+def check_collection(kind: str, object_id: int, found_in: int, collection_id: int | None) -> None:
+    if collection_id is not None and found_in != collection_id:
+        raise PeopleError(f"{kind} {object_id} belongs to another collection")
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """'Grace Brewster Hopper' -> ('Grace', 'Brewster Hopper'): first word, then the rest."""
+    first, _, last = " ".join(name.split()).partition(" ")
+    if not first:
+        raise PeopleError("a name cannot be empty")
+    return first, last or None
+
+
+def lock_cluster(conn: psycopg.Connection, cluster_id: int, collection_id: int | None) -> people_db.ClusterRow:
+    """The model lock (shared) of the cluster's model, then the cluster row."""
+    seen = people_db.get_clusters(conn, [cluster_id]).get(cluster_id)
+    if seen is None:
+        raise PeopleError(f"no cluster {cluster_id}")
+    check_collection("cluster", cluster_id, seen.collection_id, collection_id)
+    lock_db.lock_model(conn, seen.collection_id, seen.embedding_model, shared=True)
+    row = people_db.get_clusters(conn, [cluster_id], lock=True).get(cluster_id)
+    if row is None:
+        raise PeopleError(f"no cluster {cluster_id} (deleted just now)")
+    return row
+
+
+def lock_person(conn: psycopg.Connection, person_id: int, collection_id: int | None) -> people_db.PersonRow:
+    if not people_db.lock_persons(conn, [person_id]):
+        raise PeopleError(f"no person {person_id}")
+    person = people_db.get_persons(conn, [person_id])[person_id]
+    check_collection("person", person_id, person.collection_id, collection_id)
+    return person
+
+
+def _person_result(conn: psycopg.Connection, person_id: int) -> dict[str, Any]:
+    row = conn.execute("SELECT first_name, last_name, auto_created FROM person WHERE id = %s", (person_id,)).fetchone()
+    assert row is not None
+    return {"person_id": person_id, "name": display_name(person_id, *row)}
+
+
+def name_person(
+    db: Database, person_id: int, name: str, *, by: str, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Name or rename a person."""
+    first, last = split_name(name)
+    with transaction(db) as conn:
+        lock_person(conn, person_id, collection_id)
+        people_db.rename_person(conn, person_id, first, last, by=by)
+        return _person_result(conn, person_id) | {"created": False}
+
+
+def name_cluster(
+    db: Database, cluster_id: int, name: str, *, by: str, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Name the person of a cluster: its person is renamed, or a new person is made and linked."""
+    first, last = split_name(name)
+    with transaction(db) as conn:
+        cluster = lock_cluster(conn, cluster_id, collection_id)
+        created = cluster.person_id is None
+        if created:
+            person_id = people_db.create_person(
+                conn, cluster.collection_id, first_name=first, last_name=last, auto_created=False, by=by
+            )
+            people_db.link_clusters(conn, person_id, [cluster_id], by=by)
+        else:
+            person_id = cluster.person_id
+            lock_person(conn, person_id, collection_id)
+        people_db.rename_person(conn, person_id, first, last, by=by)
+        return _person_result(conn, person_id) | {"cluster_id": cluster_id, "created": created}
+
+
+def link_cluster(
+    db: Database, cluster_id: int, person_id: int, *, by: str, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Link a cluster to a person. A user's link overrides an earlier "not this person" of theirs."""
+    with transaction(db) as conn:
+        cluster = lock_cluster(conn, cluster_id, collection_id)
+        person = lock_person(conn, person_id, collection_id)
+        if person.collection_id != cluster.collection_id:
+            raise PeopleError(f"cluster {cluster_id} and person {person_id} belong to different collections")
+        overridden = bool(people_db.person_rejections(conn, [cluster_id], person_id))
+        if overridden:
+            people_db.forget_rejection(conn, cluster_id, person_id)
+        changed = people_db.link_clusters(conn, person_id, [cluster_id], by=by) > 0
+        return _person_result(conn, person_id) | {
+            "cluster_id": cluster_id,
+            "previous_person_id": cluster.person_id,
+            "changed": changed,
+            "rejection_overridden": overridden,
+        }
+
+
+def unlink_cluster(db: Database, cluster_id: int, *, by: str, collection_id: int | None = None) -> dict[str, Any]:
+    """Unlink a cluster from its person, and remember that it is not that person, so automatic
+    association never links them again."""
+    with transaction(db) as conn:
+        cluster = lock_cluster(conn, cluster_id, collection_id)
+        if cluster.person_id is not None:
+            lock_person(conn, cluster.person_id, None)
+            people_db.unlink_clusters(conn, [cluster_id], by=by)
+            people_db.reject_person(conn, cluster_id, cluster.person_id, by=by)
+        return {
+            "cluster_id": cluster_id,
+            "previous_person_id": cluster.person_id,
+            "changed": cluster.person_id is not None,
+        }
+
+
+def verify_cluster(
+    db: Database, cluster_id: int, *, by: str, verified: bool = True, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Mark a cluster as checked by a person (its faces are then pinned by every re-bootstrap)."""
+    with transaction(db) as conn:
+        lock_cluster(conn, cluster_id, collection_id)
+        people_db.set_cluster_verified(conn, cluster_id, verified, by=by)
+        return {"cluster_id": cluster_id, "verified": verified, "verified_by": by if verified else None}
+
+
+def hide_cluster(
+    db: Database, cluster_id: int, *, by: str, hidden: bool = True, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Hide a cluster (strangers, junk): left out of listings and of incremental assignment."""
+    with transaction(db) as conn:
+        lock_cluster(conn, cluster_id, collection_id)
+        people_db.set_cluster_hidden(conn, cluster_id, hidden, by=by)
+        return {"cluster_id": cluster_id, "hidden": hidden}
+
+
+def hide_person(
+    db: Database, person_id: int, *, by: str, hidden: bool = True, collection_id: int | None = None
+) -> dict[str, Any]:
+    with transaction(db) as conn:
+        lock_person(conn, person_id, collection_id)
+        people_db.set_person_hidden(conn, person_id, hidden, by=by)
+        return {"person_id": person_id, "hidden": hidden}
+
+
+def merge_persons(
+    db: Database, keep_id: int, other_id: int, *, by: str, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Merge person `other` into `keep` (its clusters, faces and rejections move; `other` is deleted)."""
+    if keep_id == other_id:
+        raise PeopleError(f"cannot merge person {keep_id} into itself")
+    for _ in range(ATTEMPTS):
+        with transaction(db) as conn:
+            result = _merge_locked(conn, keep_id, other_id, by=by, collection_id=collection_id)
+            if result is not None:
+                return result
+    raise PeopleError(f"persons {keep_id} and {other_id} keep changing; try again")
+
+
+def _merge_locked(
+    conn: psycopg.Connection, keep_id: int, other_id: int, *, by: str, collection_id: int | None
+) -> dict[str, Any] | None:
+    """One attempt: None when a cluster was linked to either person between reading and locking."""
+    persons = people_db.get_persons(conn, [keep_id, other_id])
+    for person_id in (keep_id, other_id):
+        if person_id not in persons:
+            raise PeopleError(f"no person {person_id}")
+        check_collection("person", person_id, persons[person_id].collection_id, collection_id)
+    if persons[keep_id].collection_id != persons[other_id].collection_id:
+        raise PeopleError(f"persons {keep_id} and {other_id} belong to different collections")
+    seen = people_db.get_clusters(conn, people_db.person_cluster_ids(conn, [keep_id, other_id]))
+    lock_db.lock_models(conn, persons[keep_id].collection_id, {c.embedding_model for c in seen.values()})
+    lock_db.lock_clusters(conn, seen)
+    if people_db.lock_persons(conn, [keep_id, other_id]) != {keep_id, other_id}:
+        raise PeopleError(f"person {keep_id} or {other_id} was deleted just now")
+    clusters = people_db.get_clusters(conn, people_db.person_cluster_ids(conn, [keep_id, other_id]))
+    if set(clusters) != set(seen):
+        return None
+    for person_id, partner in ((keep_id, other_id), (other_id, keep_id)):
+        own = [c.id for c in clusters.values() if c.person_id == person_id]
+        rejected = people_db.person_rejections(conn, own, partner)
+        if rejected:
+            raise PeopleError(
+                f"cluster {rejected[0]} of person {person_id} was marked as not person {partner} "
+                f"(`photodb people link {rejected[0]} {partner}` overrides that)"
+            )
+    moved = [c.id for c in clusters.values() if c.person_id == other_id]
+    people_db.merge_persons(conn, keep_id, other_id, by=by)
+    return _person_result(conn, keep_id) | {"merged_person_id": other_id, "clusters_moved": sorted(moved)}
