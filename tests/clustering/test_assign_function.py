@@ -201,6 +201,31 @@ def test_an_assignment_writes_one_version_of_its_cluster_and_a_still_centroid_no
     assert_clusters_exact(db)
 
 
+def cluster_reads(conn: psycopg.Connection) -> int:
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    return conn.execute("SELECT idx_scan FROM pg_stat_user_tables WHERE relname = 'cluster'").fetchone()[0]
+
+
+def test_the_joined_cluster_is_locked_by_its_update_with_no_separate_read(db):
+    """Migration 0015: a still centroid is one HOT update that also locks the row (the reads of
+    `cluster` are that update and the foreign-key check of the face's new cluster_id); a moving one
+    adds the update that rewrites it. 0006 read and locked the row first, one index probe more."""
+    rng = np.random.default_rng(5)
+    big, big_ids = make_cluster(db, rng.normal(size=512) + rng.normal(size=(1001, 512)) * 0.02)
+    small, small_ids = make_cluster(db, rng.normal(size=512) + rng.normal(size=(3, 512)) * 0.3)
+    with db.connection() as conn:
+        faces = assignment.faces_to_assign(conn, [big_ids[-1], small_ids[-1]])
+    for face, cluster, reads in ((faces[big_ids[-1]], big, 2), (faces[small_ids[-1]], small, 3)):
+        with db.autocommit() as conn:
+            before = cluster_reads(conn), cluster_updates(conn)
+            done = assignment.assign_face(conn, face, cluster_id=cluster, confidence=0.9, **options(db))
+            after = cluster_reads(conn), cluster_updates(conn)
+        assert done.cluster_id == cluster
+        assert after[0] - before[0] == reads
+        assert after[1][0] - before[1][0] == 1  # still one row version per assignment
+    assert_clusters_exact(db)
+
+
 def test_the_assignment_keeps_its_plans_for_the_session_without_prepared_statements(tmp_path, database_url, faces):
     """As behind PgBouncer: nothing prepared on the client's behalf, yet after the first face the
     function's statements run from plans the session keeps."""

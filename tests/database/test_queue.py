@@ -229,8 +229,10 @@ def test_skipped_rows_go_back_to_pending_for_the_stages_that_can_run_now(db, que
             """UPDATE processing_status SET status = 'skipped', error_message = 'no model', processed_at = now()
                WHERE stage IN ('normalize', 'metadata')"""
         )
-    assert repo.requeue_skipped(scope, ["normalize"]) == 4
-    assert repo.requeue_skipped(Scope(scope.collection_id, "elsewhere"), ["metadata"]) == 0
+    assert repo.requeue_skipped(scope, {"metadata": "no model"}) == 0, "skipped for the reason it has now"
+    assert repo.requeue_skipped(scope, {"normalize": None}) == 4
+    assert repo.requeue_skipped(Scope(scope.collection_id, "elsewhere"), {"metadata": None}) == 0
     counts = repo.stage_counts(scope, PLAN.stages)
     assert (counts["normalize"].pending, counts["metadata"].skipped) == (4, 4)
     assert repo.skip_reasons(scope, ["normalize"]) == {"normalize": {}}
+    assert repo.requeue_skipped(scope, {"metadata": "no model; labels stored"}) == 4, "it can do more now"

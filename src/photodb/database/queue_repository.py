@@ -12,7 +12,8 @@ Rules (docs/DESIGN.md repeats them):
 - 'skipped' means the stage could not run here (its model is missing): never a failure, no
   attempt counted, and nothing a later stage needs, so dependents count it as done. A stage that
   cannot run at all is never claimed: its pending rows become 'skipped' in one statement. The
-  next run that has the stage available puts them back to 'pending', again in one statement.
+  next run whose stage can do more than the run that skipped them (the stored reason is not the
+  stage's current `partial_reason`) puts them back to 'pending', again in one statement.
 - Claims of dead processes on this machine, and claims older than the lease anywhere, go back to
   'pending' when a run starts or idles.
 """
@@ -38,10 +39,15 @@ class QueuePlan:
     requires: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # dependencies inside this run
     ancestors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # every stage it depends on
     skipping: Mapping[str, str] = field(default_factory=dict)  # stage -> why it cannot run here: never claimed
+    partial: Mapping[str, str] = field(default_factory=dict)  # stage -> why it skips each photo after partial work
 
     @property
     def claimable(self) -> tuple[str, ...]:
         return tuple(stage for stage in self.stages if stage not in self.skipping)
+
+    def current_skip_reasons(self) -> dict[str, str | None]:
+        """Per claimable stage, the reason it would skip a photo with now (None: it does everything)."""
+        return {stage: self.partial.get(stage) for stage in self.claimable}
 
     @staticmethod
     def _pairs(mapping: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
@@ -232,24 +238,34 @@ class QueueRepository:
         return [r[0] for r in rows]
 
     def requeue_failed(self, scope: Scope, stages: Sequence[str]) -> int:
-        return self._requeue("failed", scope, stages)
-
-    def requeue_skipped(self, scope: Scope, stages: Sequence[str]) -> int:
-        """Back to pending: rows skipped by an earlier run, now that `stages` can run (a model was installed)."""
-        return self._requeue("skipped", scope, stages)
-
-    def _requeue(self, status: Literal["failed", "skipped"], scope: Scope, stages: Sequence[str]) -> int:
-        if not stages:
-            return 0
         with self.db.autocommit() as conn:
             return conn.execute(
                 f"""UPDATE processing_status ps SET status = 'pending', error_message = NULL, updated_at = now()
                     FROM photo p
-                    WHERE p.id = ps.photo_id AND ps.status = %(status)s AND ps.stage = ANY(%(stages)s)
+                    WHERE p.id = ps.photo_id AND ps.status = 'failed' AND ps.stage = ANY(%(stages)s)
+                      AND {_SCOPE}""",  # noqa: S608
+                {"stages": list(stages), "collection": scope.collection_id, "pattern": scope.like_pattern},
+            ).rowcount
+
+    def requeue_skipped(self, scope: Scope, current: Mapping[str, str | None]) -> int:
+        """Back to pending: rows an earlier run skipped that the stage can now do more for.
+
+        `current` maps each stage to the reason it would skip a photo with now (None when it can
+        do all its work). A row skipped with that same reason stays skipped: rerunning it would
+        only redo the partial work (e.g. object labels without the CLIP weights).
+        """
+        if not current:
+            return 0
+        with self.db.autocommit() as conn:
+            return conn.execute(
+                f"""UPDATE processing_status ps SET status = 'pending', error_message = NULL, updated_at = now()
+                    FROM photo p, unnest(%(stages)s::text[], %(reasons)s::text[]) AS s(stage, reason)
+                    WHERE p.id = ps.photo_id AND ps.status = 'skipped' AND ps.stage = s.stage
+                      AND (s.reason IS NULL OR ps.error_message IS DISTINCT FROM s.reason)
                       AND {_SCOPE}""",  # noqa: S608
                 {
-                    "status": status,
-                    "stages": list(stages),
+                    "stages": list(current),
+                    "reasons": list(current.values()),
                     "collection": scope.collection_id,
                     "pattern": scope.like_pattern,
                 },

@@ -57,9 +57,12 @@ class RunOptions:
     collection: str = "default"
 
 
-def queue_plan(stages: Iterable[str], skipping: dict[str, str] | None = None) -> QueuePlan:
-    """Run order, in-run dependencies, every (transitive) dependency of each implemented stage, and
-    the stages that cannot run here (`skipping`: stage -> reason)."""
+def queue_plan(
+    stages: Iterable[str], skipping: dict[str, str] | None = None, partial: dict[str, str] | None = None
+) -> QueuePlan:
+    """Run order, in-run dependencies, every (transitive) dependency of each implemented stage, the
+    stages that cannot run here (`skipping`: stage -> reason) and those that skip each photo after
+    part of the work (`partial`: stage -> reason)."""
     names = list(stages)
     direct = {name: stage_class(name).depends_on for name in implemented_stages()}
 
@@ -76,6 +79,7 @@ def queue_plan(stages: Iterable[str], skipping: dict[str, str] | None = None) ->
         requires={name: tuple(d for d in direct.get(name, ()) if d in names) for name in names},
         ancestors={name: ancestors(name) for name in direct if ancestors(name)},
         skipping=dict(skipping or {}),
+        partial=dict(partial or {}),
     )
 
 
@@ -177,7 +181,8 @@ class LocalProcessor:
         if not stages:
             summary.elapsed_seconds = time.monotonic() - started
             return summary
-        plan = queue_plan(stages, skipping)
+        partial = {name: stage.partial_reason for name, stage in stages.items() if stage.partial_reason is not None}
+        plan = queue_plan(stages, skipping, partial)
         if self.progress is not None and skipping:
             self.progress.skipping(skipping)
         try:
@@ -207,7 +212,7 @@ class LocalProcessor:
         self._recover_claims()
         if self.options.retry_failed:
             self.db.call("re-queueing failures", self.queue.requeue_failed, scope, plan.stages)
-        self.db.call("re-queueing skipped photos", self.queue.requeue_skipped, scope, plan.claimable)
+        self.db.call("re-queueing skipped photos", self.queue.requeue_skipped, scope, plan.current_skip_reasons())
         self.db.call("finding blocked photos", self.queue.refresh_blocked, plan, scope=scope)
         self.db.call("skipping photos", self.queue.skip_unavailable, plan, scope=scope)
 

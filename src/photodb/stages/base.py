@@ -77,6 +77,10 @@ class BaseStage(ABC):
     #: Set in __init__ when the stage cannot run at all here (its model file is missing): the runner
     #: records this run's photos as skipped with this reason, once, instead of calling `process`.
     skip_reason: str | None = None
+    #: Set in __init__ when the stage does only part of its work here and then raises StageSkipped
+    #: with exactly this reason for every photo (labels without the CLIP weights). Photos an
+    #: earlier run skipped with this same reason are not re-queued: a rerun would do nothing more.
+    partial_reason: str | None = None
 
     def __init__(self, context: StageContext) -> None:
         self.context = context

@@ -9,9 +9,11 @@ written in one transaction (database.scene_repository), replacing an earlier run
 
 Without the CLIP weights the photos are skipped ("model not found: …"), never failed, and the next
 run with the weights analyses them; object labels and Apple Vision need no download, so when either
-is available their tags are stored before the photo is recorded as skipped. With neither, the stage
-does not run at all (`skip_reason`). With `--parallel > 1` on an accelerator, worker threads'
-images go through the `clip_image` and `clip_face` BatchCoordinators (tensor mode); on a CPU
+is available their tags are stored before the photo is recorded as skipped with `partial_reason`
+(the line plus the labellers that ran), which keeps the next run without the weights from labelling
+them again. With neither, the stage does not run at all (`skip_reason`). With `--parallel > 1` on
+an accelerator, worker threads' images go through the `clip_image` and `clip_face`
+BatchCoordinators (tensor mode); on a CPU
 batching loses (bench/scene_analysis.py: MobileCLIP-S2 batched at --parallel 8 ran at 0.45x of
 unbatched) and is off unless BATCH_COORDINATOR_ON_CPU. The model and every prompt category warm up in the constructor.
 """
@@ -63,14 +65,16 @@ class SceneAnalysisStage(BaseStage):
         self.clip_coordinator: BatchCoordinator | None = None
         self.face_coordinator: BatchCoordinator | None = None
         self.clip = create_clip_model(settings)
-        self.clip_missing: str | None = None
         if not settings.clip_model_file.is_file():
-            self.clip_missing = str(_model_not_found(settings.clip_model_file))
+            missing = str(_model_not_found(settings.clip_model_file))
             self.taxonomy = _apple_vision()
             self.object_labeler = _object_labeler(settings)
-            if self.taxonomy is None and self.object_labeler is None:
-                self.skip_reason = self.clip_missing
-            log.warning("scene_analysis: %s%s", self.clip_missing, "" if self.skip_reason else " (labels only)")
+            labellers = [m.model_name for m in (self.taxonomy, self.object_labeler) if m is not None]
+            if labellers:
+                self.partial_reason = f"{missing} (labels only: {', '.join(labellers)})"
+            else:
+                self.skip_reason = missing
+            log.warning("scene_analysis: %s", self.partial_reason or self.skip_reason)
             return
         try:
             self.clip.warm_up()
@@ -123,10 +127,10 @@ class SceneAnalysisStage(BaseStage):
                 image = opened.convert("RGB")
         except (UnidentifiedImageError, OSError) as error:
             raise StageFailure(f"cannot decode normalized image {path}: {error}") from error
-        if self.clip_missing:
+        if self.partial_reason:
             labels_only = self._add_labels(SceneResults(clip_model=None, image_embedding=None), path, image)
             self.context.db.call("storing labels", self.repository.replace_results, photo.id, labels_only)
-            raise StageSkipped(self.clip_missing)
+            raise StageSkipped(self.partial_reason)
         faces = self.context.db.call("reading faces", self.repository.face_boxes, photo.id)
         results = self.analyse(path, image, faces)
         counts = self.context.db.call("storing scene analysis", self.repository.replace_results, photo.id, results)
