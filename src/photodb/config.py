@@ -123,10 +123,18 @@ class Settings(BaseSettings):
     clustering_staleness_share: float = Field(default=0.2, gt=0)  # new-face share that asks for a rebuild
     person_association_threshold: float = Field(default=0.8, gt=0)
 
-    # LLM
+    # LLM (enrich-photos). LLM_MODEL: an Anthropic model id the pinned SDK lists (the spec's
+    # claude-3-5-sonnet-20241022 is retired). ANTHROPIC_BASE_URL: another endpoint (a proxy, a test
+    # server). LLM_MAX_RETRIES: the SDK's retries of 429/5xx/overloaded (backoff, jitter,
+    # retry-after); LLM_REASKS: how often a schema-invalid sync reply is sent back with the error.
     llm_provider: Literal["anthropic", "bedrock"] = "anthropic"
     anthropic_api_key: SecretStr | None = None
-    llm_model: str = "claude-3-5-sonnet-20241022"
+    anthropic_base_url: str | None = None
+    llm_model: str = "claude-sonnet-5-5"
+    llm_max_tokens: int = Field(default=2048, ge=256, le=64_000)
+    llm_max_retries: int = Field(default=4, ge=0, le=20)
+    llm_reasks: int = Field(default=1, ge=0, le=5)
+    llm_timeout_seconds: float = Field(default=120.0, gt=0)
     bedrock_model_id: str = "anthropic.claude-3-5-sonnet-20241022-v2:0"
     aws_region: str = "us-east-1"
     aws_profile: str | None = None
@@ -148,7 +156,10 @@ class Settings(BaseSettings):
 
     @field_validator(
         "aws_profile",
+        "anthropic_api_key",
+        "anthropic_base_url",
         "bedrock_batch_s3_bucket",
+        "bedrock_batch_role_arn",
         "database_url",
         "models_dir",
         "detection_model_path",
