@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     # Batch processing
     batch_size: int = Field(default=100, ge=1)
     min_batch_size: int = Field(default=10, ge=1)
-    batch_check_interval: int = Field(default=300, ge=1)
+    batch_check_interval: float = Field(default=300, gt=0)  # seconds between looks at running batches
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
