@@ -129,8 +129,9 @@ def main(
     console = Console(stderr=True)
     settings = settings_or_exit()
     configure_logging(settings, console, verbose)
-    if not verbose:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The SDK's and httpx's debug logs carry whole requests (image data): never below INFO.
+    for name in ("anthropic", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.INFO if name == "anthropic" else logging.WARNING)
     if path is None and not (check_batches or check_config):
         raise click.UsageError("give a PATH to enrich, or --check-batches / --check-config")
     if path is not None and (check_batches or check_config):

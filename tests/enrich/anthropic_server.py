@@ -156,8 +156,9 @@ class AnthropicServer:
             def _record(self) -> bytes:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                headers = {name.lower(): value for name, value in self.headers.items()}
                 with server.lock:
-                    server.log.append((self.command, self.path.split("?")[0], dict(self.headers), body))
+                    server.log.append((self.command, self.path.split("?")[0], headers, body))
                 return body
 
             def do_POST(self) -> None:
