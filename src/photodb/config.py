@@ -135,11 +135,18 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=4, ge=0, le=20)
     llm_reasks: int = Field(default=1, ge=0, le=5)
     llm_timeout_seconds: float = Field(default=120.0, gt=0)
-    bedrock_model_id: str = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+    # Bedrock: BEDROCK_MODEL_ID a Claude model enabled in the account (docs/BEDROCK_SETUP.md);
+    # batch jobs read and write s3://BEDROCK_BATCH_S3_BUCKET/BEDROCK_BATCH_S3_PREFIX/ as the role
+    # BEDROCK_BATCH_ROLE_ARN. *_ENDPOINT_URL: another endpoint (VPC endpoint, proxy, test server).
+    bedrock_model_id: str = "anthropic.claude-sonnet-4-5-20250929-v1:0"
     aws_region: str = "us-east-1"
     aws_profile: str | None = None
     bedrock_batch_s3_bucket: str | None = None
+    bedrock_batch_s3_prefix: str = "photodb-batches"
     bedrock_batch_role_arn: SecretStr | None = None
+    bedrock_runtime_endpoint_url: str | None = None
+    bedrock_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
 
     # Batch processing
     batch_size: int = Field(default=100, ge=1)
@@ -160,6 +167,9 @@ class Settings(BaseSettings):
         "anthropic_base_url",
         "bedrock_batch_s3_bucket",
         "bedrock_batch_role_arn",
+        "bedrock_runtime_endpoint_url",
+        "bedrock_endpoint_url",
+        "s3_endpoint_url",
         "database_url",
         "models_dir",
         "detection_model_path",

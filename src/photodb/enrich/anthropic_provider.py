@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import anthropic
@@ -79,6 +79,52 @@ def usage_of(usage: Any) -> Usage:
     )
 
 
+def result_from_message(custom_id: str, message: dict[str, Any]) -> ItemResult:
+    """A batch item from a Messages API reply (Anthropic batch results and Bedrock's modelOutput alike)."""
+    usage = usage_of(message.get("usage"))
+    if message.get("stop_reason") == "refusal":
+        return ItemResult(custom_id, error="the model declined to analyse this photo", usage=usage)
+    text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
+    try:
+        response = parse_reply(text)
+    except ValidationError as error:
+        problem = describe_validation_error(error)
+        return ItemResult(custom_id, error=f"reply does not match the schema: {problem}", usage=usage)
+    return ItemResult(custom_id, analysis=Analysis(response, usage), usage=usage)
+
+
+def analyze_with_reasks(
+    send: Callable[[list[dict[str, Any]]], dict[str, Any]], request: AnalysisRequest, reasks: int
+) -> Analysis:
+    """Send the photo; a reply that does not fit the schema goes back with the error, `reasks` times at most."""
+    started = time.monotonic()
+    messages: list[dict[str, Any]] = [user_message(request)]
+    usage = Usage()
+    problem = "no reply"
+    for _ in range(reasks + 1):
+        message = send(messages)
+        usage += usage_of(message.get("usage"))
+        if message.get("stop_reason") == "refusal":
+            raise AnalysisFailed("the model declined to analyse this photo", usage)
+        text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
+        try:
+            response = parse_reply(text)
+        except ValidationError as error:
+            problem = describe_validation_error(error)
+            messages = [
+                *messages,
+                {"role": "assistant", "content": text or "(empty reply)"},
+                {
+                    "role": "user",
+                    "content": f"That answer does not fit the schema ({problem}). "
+                    "Reply again with only the corrected JSON object.",
+                },
+            ]
+            continue
+        return Analysis(response, usage, int((time.monotonic() - started) * 1000))
+    raise AnalysisFailed(f"reply does not match the schema after {reasks + 1} tries: {problem}", usage)
+
+
 class AnthropicProvider:
     name = "anthropic"
 
@@ -99,34 +145,16 @@ class AnthropicProvider:
     # -- one photo ---------------------------------------------------------------------------
 
     def analyze(self, request: AnalysisRequest) -> Analysis:
-        started = time.monotonic()
-        messages: list[dict[str, Any]] = [user_message(request)]
-        usage = Usage()
-        problem = "no reply"
-        for _ in range(self.reasks + 1):
-            message = self._call(lambda sent=messages: self.client.messages.create(**self._static, messages=sent))
-            usage += usage_of(message.usage)
-            if message.stop_reason == "refusal":
-                raise AnalysisFailed("the model declined to analyse this photo", usage)
-            text = "".join(block.text for block in message.content if block.type == "text")
-            try:
-                response = parse_reply(text)
-            except ValidationError as error:
-                problem = describe_validation_error(error)
-                messages = [
-                    *messages,
-                    {"role": "assistant", "content": text or "(empty reply)"},
-                    {
-                        "role": "user",
-                        "content": f"That answer does not fit the schema ({problem}). "
-                        "Reply again with only the corrected JSON object.",
-                    },
-                ]
-                continue
-            return Analysis(response, usage, int((time.monotonic() - started) * 1000))
-        raise AnalysisFailed(f"reply does not match the schema after {self.reasks + 1} tries: {problem}", usage)
+        def send(messages: list[dict[str, Any]]) -> dict[str, Any]:
+            message = self._call(lambda: self.client.messages.create(**self._static, messages=messages))
+            return message.to_dict()
+
+        return analyze_with_reasks(send, request, self.reasks)
 
     # -- batches -----------------------------------------------------------------------------
+
+    def ensure_batch_ready(self) -> None:
+        """Nothing beyond the key, which the constructor already required."""
 
     def submit_batch(self, requests: Iterable[AnalysisRequest]) -> str:
         items = (
@@ -167,17 +195,7 @@ class AnthropicProvider:
         if kind == "errored":
             error = (result.get("error") or {}).get("error") or {}
             return ItemResult(custom_id, error=self._scrub(f"{error.get('type', 'error')}: {error.get('message', '')}"))
-        message = result.get("message") or {}
-        usage = usage_of(message.get("usage"))
-        if message.get("stop_reason") == "refusal":
-            return ItemResult(custom_id, error="the model declined to analyse this photo", usage=usage)
-        text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
-        try:
-            response = parse_reply(text)
-        except ValidationError as error:
-            problem = describe_validation_error(error)
-            return ItemResult(custom_id, error=f"reply does not match the schema: {problem}", usage=usage)
-        return ItemResult(custom_id, analysis=Analysis(response, usage), usage=usage)
+        return result_from_message(custom_id, result.get("message") or {})
 
     # -- configuration -----------------------------------------------------------------------
 

@@ -125,6 +125,8 @@ class EnrichRunner:
     def run(self, scope: Scope, options: EnrichOptions) -> EnrichSummary:
         mode = "sync" if options.no_batch else "batch"
         summary = EnrichSummary(self.provider.name, self.provider.model, mode)
+        if not options.no_batch:
+            self.provider.ensure_batch_ready()
         self._recover_claims()
         summary.queued = self.repo.prepare(scope, force=options.force, retry_failed=options.retry_failed)
         try:
