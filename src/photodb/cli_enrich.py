@@ -140,6 +140,8 @@ def main(
         raise click.UsageError("--flush and --wait are for batches; --no-batch sends photo by photo")
     try:
         provider, limits = create_provider(settings)  # a missing key is one line, before anything is sent
+        if path is not None and not no_batch:
+            provider.ensure_batch_ready()  # and so is a missing bucket
     except ProviderError as error:
         _fail(console, str(error), EXIT_USAGE)
     if check_config:
