@@ -86,20 +86,34 @@ def build_row(kind: str, photos: int, parallel: int) -> dict:
             "KiB/request": sum(sizes) / len(sizes) / 1024}  # fmt: skip
 
 
-def submit_row(requests: int, batch_size: int) -> dict:
-    from tests.enrich.anthropic_server import running
+_SERVER = """
+import sys
+from tests.enrich.anthropic_server import running
+with running() as server:
+    server.keep_params = False
+    print(server.url, flush=True)
+    sys.stdin.read()
+"""
 
+
+def submit_row(requests: int, batch_size: int) -> dict:
+    """The server runs in its own process: only the client's memory is measured."""
     buffer = io.BytesIO()
     Image.new("RGB", (256, 192), "gray").save(buffer, "JPEG")
     image = EncodedImage("image/jpeg", base64.b64encode(buffer.getvalue()).decode() * 8, 256, 192)  # ~10 KiB
-    with running() as server:
-        settings = Settings(_env_file=None, anthropic_api_key=SecretStr("sk-bench"), anthropic_base_url=server.url)  # type: ignore[call-arg]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    with subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True, env=env) as server:  # fmt: skip
+        assert server.stdout is not None and server.stdin is not None
+        url = server.stdout.readline().strip()
+        settings = Settings(_env_file=None, anthropic_api_key=SecretStr("sk-bench"), anthropic_base_url=url)  # type: ignore[call-arg]
         provider = AnthropicProvider(settings)
         started = time.perf_counter()
         for first in range(0, requests, batch_size):
             count = min(batch_size, requests - first)
             provider.submit_batch(AnalysisRequest(first + i, image, PhotoContext()) for i in range(count))
         wall = time.perf_counter() - started
+        server.stdin.close()
     return {"row": f"submit {requests} requests, BATCH_SIZE {batch_size}", "requests/s": requests / wall,
             "wall s": wall, "peak MiB": peak_rss_mib()}  # fmt: skip
 

@@ -82,6 +82,7 @@ class AnthropicServer:
         self.batch_script: dict[str, dict[str, Any]] = {}  # custom_id -> result object
         self.extra_results: list[str] = []  # raw JSONL lines added to every result file
         self.batch_usage = dict(USAGE)
+        self.keep_params = True  # False: keep only the custom ids of a batch (benchmarks send thousands)
         self.create_replies: list[Reply] = []  # scripted answers to POST /v1/messages/batches
         self.log: list[tuple[str, str, dict[str, str], bytes]] = []
         self.retrieved = threading.Event()
@@ -178,7 +179,7 @@ class AnthropicServer:
                     batch = Batch(
                         f"msgbatch_{uuid.uuid4().hex[:16]}",
                         [r["custom_id"] for r in requests],
-                        [r["params"] for r in requests],
+                        [r["params"] for r in requests] if server.keep_params else [],
                         datetime.now(UTC),
                     )
                     with server.lock:

@@ -156,6 +156,16 @@ def test_small_remainder_waits_unless_flushed(
     assert flushed.sent == 2
 
 
+def test_max_photos_below_the_minimum_is_sent(
+    db: Database, enrich_settings: Settings, server: AnthropicServer, tmp_path: Path
+) -> None:
+    add_photos(db, enrich_settings, tmp_path / "lib", 6)
+    settings = enrich_settings.model_copy(update={"batch_size": 5, "min_batch_size": 4})
+    summary = runner_for(settings, db).run(Scope(1), EnrichOptions(max_photos=2))
+    assert summary.sent == 2 and summary.waiting == 0
+    assert sorted(statuses(db).values()) == ["pending"] * 4 + ["submitted"] * 2
+
+
 def test_idempotent_rerun(db: Database, enrich_settings: Settings, server: AnthropicServer, tmp_path: Path) -> None:
     ids = add_photos(db, enrich_settings, tmp_path / "lib", 3)
     runner = runner_for(enrich_settings, db)

@@ -182,7 +182,7 @@ class EnrichRunner:
             photo_ids = self.repo.claim(self.holder, scope, budget)
             if not photo_ids:
                 return
-            if len(photo_ids) < minimum and not options.flush:
+            if len(photo_ids) < min(minimum, budget) and not options.flush:  # --max-photos below it is meant
                 self.repo.hand_back(self.holder, photo_ids)
                 summary.waiting = len(photo_ids)
                 return
