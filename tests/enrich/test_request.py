@@ -118,3 +118,16 @@ def test_context_has_date_place_camera_people_names_and_tags(db: Database, setti
         "- known persons in the photo: Anna Berg, Ben",
         "- scene tags: beach, sunset",
     ]
+
+
+def test_default_models_are_current_and_priced() -> None:
+    from typing import get_args
+
+    from anthropic.types import ModelParam
+
+    from photodb.enrich.pricing import price_for
+
+    listed = get_args(get_args(ModelParam)[0])
+    default = Settings.model_fields["llm_model"].default
+    assert default in listed and price_for(default) is not None
+    assert price_for(Settings.model_fields["bedrock_model_id"].default) is not None
