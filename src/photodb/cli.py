@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from photodb.cli_cluster import main as cluster
+from photodb.cli_enrich import main as enrich
 from photodb.cli_local import main as index
 from photodb.cli_maintenance import main as maintenance
 from photodb.cli_people import people
@@ -27,6 +28,7 @@ def photodb() -> None:
       photodb prompts list                 the tagging categories and their labels
       photodb prompts add activity skiing  tag photos of skiing from now on
       photodb prompts rebuild              embed every label again with the CLIP model
+      photodb enrich ~/Pictures            LLM descriptions and tags (same as enrich-photos)
     """
 
 
@@ -35,6 +37,7 @@ photodb.add_command(cluster, "cluster")
 photodb.add_command(maintenance, "maintenance")
 photodb.add_command(prompts)
 photodb.add_command(people)
+photodb.add_command(enrich, "enrich")
 
 
 def main() -> None:

@@ -145,20 +145,35 @@ class Settings(BaseSettings):
     # Weekly maintenance turns faces unassigned for longer than this into singleton clusters (0: all).
     unassigned_singleton_days: int = Field(default=30, ge=0)
 
-    # LLM
+    # LLM (enrich-photos). LLM_MODEL: an Anthropic model id the pinned SDK lists (the spec's
+    # claude-3-5-sonnet-20241022 is retired). ANTHROPIC_BASE_URL: another endpoint (a proxy, a test
+    # server). LLM_MAX_RETRIES: the SDK's retries of 429/5xx/overloaded (backoff, jitter,
+    # retry-after); LLM_REASKS: how often a schema-invalid sync reply is sent back with the error.
     llm_provider: Literal["anthropic", "bedrock"] = "anthropic"
     anthropic_api_key: SecretStr | None = None
-    llm_model: str = "claude-3-5-sonnet-20241022"
-    bedrock_model_id: str = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+    anthropic_base_url: str | None = None
+    llm_model: str = "claude-sonnet-5-5"
+    llm_max_tokens: int = Field(default=2048, ge=256, le=64_000)
+    llm_max_retries: int = Field(default=4, ge=0, le=20)
+    llm_reasks: int = Field(default=1, ge=0, le=5)
+    llm_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Bedrock: BEDROCK_MODEL_ID a Claude model enabled in the account (docs/BEDROCK_SETUP.md);
+    # batch jobs read and write s3://BEDROCK_BATCH_S3_BUCKET/BEDROCK_BATCH_S3_PREFIX/ as the role
+    # BEDROCK_BATCH_ROLE_ARN. *_ENDPOINT_URL: another endpoint (VPC endpoint, proxy, test server).
+    bedrock_model_id: str = "anthropic.claude-sonnet-4-5-20250929-v1:0"
     aws_region: str = "us-east-1"
     aws_profile: str | None = None
     bedrock_batch_s3_bucket: str | None = None
+    bedrock_batch_s3_prefix: str = "photodb-batches"
     bedrock_batch_role_arn: SecretStr | None = None
+    bedrock_runtime_endpoint_url: str | None = None
+    bedrock_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
 
     # Batch processing
     batch_size: int = Field(default=100, ge=1)
     min_batch_size: int = Field(default=10, ge=1)
-    batch_check_interval: int = Field(default=300, ge=1)
+    batch_check_interval: float = Field(default=300, gt=0)  # seconds between looks at running batches
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -170,7 +185,13 @@ class Settings(BaseSettings):
 
     @field_validator(
         "aws_profile",
+        "anthropic_api_key",
+        "anthropic_base_url",
         "bedrock_batch_s3_bucket",
+        "bedrock_batch_role_arn",
+        "bedrock_runtime_endpoint_url",
+        "bedrock_endpoint_url",
+        "s3_endpoint_url",
         "database_url",
         "models_dir",
         "detection_model_path",

@@ -1,0 +1,234 @@
+"""Anthropic: one photo through the Messages API, many through the Message Batches API.
+
+Structured output: the analysis schema goes as `output_config.format` (json_schema, made
+compatible by the SDK's `transform_schema`), and every reply is validated with Pydantic. An
+invalid reply in sync mode is answered once more with the validation error (LLM_REASKS times,
+bounded); in a batch it is that photo's failure. The static part (instructions + schema) is one
+system block marked for prompt caching, identical in every request.
+
+Retries: the SDK's own (LLM_MAX_RETRIES): 408/409/429/5xx and overloaded (529) with exponential
+backoff and jitter, honouring retry-after / retry-after-ms. What still fails after them stops
+the run (ProviderError) and the claimed photos go back to the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import anthropic
+from pydantic import ValidationError
+
+from photodb.config import Settings
+from photodb.enrich.pricing import Usage, price_for
+from photodb.enrich.provider import (
+    Analysis,
+    AnalysisFailed,
+    BatchState,
+    BatchStatus,
+    ItemResult,
+    ProviderError,
+    describe_validation_error,
+    parse_reply,
+)
+from photodb.enrich.request import ANTHROPIC_IMAGE_LIMITS, AnalysisRequest, system_prompt
+from photodb.models.photo_analysis import PhotoAnalysisResponse
+
+IMAGE_LIMITS = ANTHROPIC_IMAGE_LIMITS
+
+
+def static_params(model: str, max_tokens: int) -> dict[str, Any]:
+    """Everything of a request that is the same for every photo (cached by the provider)."""
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "system": [{"type": "text", "text": system_prompt(), "cache_control": {"type": "ephemeral"}}],
+        "output_config": {
+            "format": {
+                "type": "json_schema",
+                "schema": anthropic.transform_schema(PhotoAnalysisResponse.model_json_schema()),
+            }
+        },
+    }
+
+
+def user_message(request: AnalysisRequest) -> dict[str, Any]:
+    image = request.image
+    return {
+        "role": "user",
+        "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.data}},
+            {"type": "text", "text": request.context.render()},
+        ],
+    }
+
+
+def usage_of(usage: Any) -> Usage:
+    """Token counts of a Message's usage (an SDK object or the dict of a batch result line)."""
+
+    def get(name: str) -> int:
+        value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+        return int(value or 0)
+
+    if usage is None:
+        return Usage()
+    return Usage(
+        get("input_tokens"), get("output_tokens"), get("cache_creation_input_tokens"), get("cache_read_input_tokens")
+    )
+
+
+def result_from_message(custom_id: str, message: dict[str, Any]) -> ItemResult:
+    """A batch item from a Messages API reply (Anthropic batch results and Bedrock's modelOutput alike)."""
+    usage = usage_of(message.get("usage"))
+    if message.get("stop_reason") == "refusal":
+        return ItemResult(custom_id, error="the model declined to analyse this photo", usage=usage)
+    text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
+    try:
+        response = parse_reply(text)
+    except ValidationError as error:
+        problem = describe_validation_error(error)
+        return ItemResult(custom_id, error=f"reply does not match the schema: {problem}", usage=usage)
+    return ItemResult(custom_id, analysis=Analysis(response, usage), usage=usage)
+
+
+def analyze_with_reasks(
+    send: Callable[[list[dict[str, Any]]], dict[str, Any]], request: AnalysisRequest, reasks: int
+) -> Analysis:
+    """Send the photo; a reply that does not fit the schema goes back with the error, `reasks` times at most."""
+    started = time.monotonic()
+    messages: list[dict[str, Any]] = [user_message(request)]
+    usage = Usage()
+    problem = "no reply"
+    for _ in range(reasks + 1):
+        message = send(messages)
+        usage += usage_of(message.get("usage"))
+        if message.get("stop_reason") == "refusal":
+            raise AnalysisFailed("the model declined to analyse this photo", usage)
+        text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
+        try:
+            response = parse_reply(text)
+        except ValidationError as error:
+            problem = describe_validation_error(error)
+            messages = [
+                *messages,
+                {"role": "assistant", "content": text or "(empty reply)"},
+                {
+                    "role": "user",
+                    "content": f"That answer does not fit the schema ({problem}). "
+                    "Reply again with only the corrected JSON object.",
+                },
+            ]
+            continue
+        return Analysis(response, usage, int((time.monotonic() - started) * 1000))
+    raise AnalysisFailed(f"reply does not match the schema after {reasks + 1} tries: {problem}", usage)
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, settings: Settings, *, client: anthropic.Anthropic | None = None) -> None:
+        if settings.anthropic_api_key is None:
+            raise ProviderError("ANTHROPIC_API_KEY is not set: enrich-photos needs it for LLM_PROVIDER=anthropic")
+        self.model = settings.llm_model
+        self.reasks = settings.llm_reasks
+        self._secret = settings.anthropic_api_key.get_secret_value()
+        self.client = client or anthropic.Anthropic(
+            api_key=self._secret,
+            base_url=settings.anthropic_base_url,
+            max_retries=settings.llm_max_retries,
+            timeout=settings.llm_timeout_seconds,
+        )
+        self._static = static_params(self.model, settings.llm_max_tokens)
+
+    # -- one photo ---------------------------------------------------------------------------
+
+    def analyze(self, request: AnalysisRequest) -> Analysis:
+        def send(messages: list[dict[str, Any]]) -> dict[str, Any]:
+            message = self._call(lambda: self.client.messages.create(**self._static, messages=messages))
+            return message.to_dict()
+
+        return analyze_with_reasks(send, request, self.reasks)
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def ensure_batch_ready(self) -> None:
+        """Nothing beyond the key, which the constructor already required."""
+
+    def submit_batch(self, requests: Iterable[AnalysisRequest]) -> str:
+        items = (
+            {"custom_id": r.custom_id, "params": {**self._static, "messages": [user_message(r)]}} for r in requests
+        )
+        batch = self._call(lambda: self.client.messages.batches.create(requests=items))
+        return batch.id
+
+    def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = self._call(lambda: self.client.messages.batches.retrieve(batch_id))
+        counts = batch.request_counts
+        total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+        if batch.processing_status != "ended":
+            return BatchStatus(BatchState.IN_PROGRESS, total - counts.processing, total)
+        return BatchStatus(BatchState.ENDED, total, total)
+
+    def batch_results(self, batch_id: str) -> Iterator[ItemResult]:
+        """The result lines one at a time, read from the stream, never the whole file in memory."""
+        manager = self.client.messages.batches.with_streaming_response.results(batch_id)
+        response = self._call(manager.__enter__)
+        try:
+            for line in response.iter_lines():
+                if line.strip():
+                    yield self._item(line)
+        finally:
+            manager.__exit__(None, None, None)
+
+    def _item(self, line: str) -> ItemResult:
+        try:
+            item = json.loads(line)
+            custom_id = str(item["custom_id"])
+            result = item["result"]
+            kind = result["type"]
+        except (ValueError, KeyError, TypeError):
+            return ItemResult(custom_id="", error="malformed result line")
+        if kind in ("expired", "canceled"):
+            return ItemResult(custom_id, unprocessed=True, error=f"batch request {kind}")
+        if kind == "errored":
+            error = (result.get("error") or {}).get("error") or {}
+            return ItemResult(custom_id, error=self._scrub(f"{error.get('type', 'error')}: {error.get('message', '')}"))
+        return result_from_message(custom_id, result.get("message") or {})
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Key and model access through GET /v1/models/{model} (free), and whether the model has a price."""
+        findings = []
+        model = self._call(lambda: self.client.models.retrieve(self.model))
+        findings.append(f"ok: Anthropic accepts the API key and serves {model.id}")
+        if price_for(self.model) is None:
+            findings.append(f"warning: no price known for {self.model}: costs will not be estimated")
+        return findings
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _call(self, call: Any) -> Any:
+        try:
+            return call()
+        except anthropic.BadRequestError as error:
+            raise AnalysisFailed(self._describe(error)) from None
+        except anthropic.APIStatusError as error:
+            raise ProviderError(self._describe(error)) from None
+        except anthropic.APIConnectionError as error:
+            raise ProviderError(self._scrub(f"Anthropic API unreachable: {error}")) from None
+        except anthropic.APIResponseValidationError as error:
+            raise AnalysisFailed(self._scrub(f"malformed response from the Anthropic API: {error.message}")) from None
+
+    def _describe(self, error: anthropic.APIStatusError) -> str:
+        body = error.body if isinstance(error.body, dict) else {}
+        detail = body.get("error") if isinstance(body.get("error"), dict) else {}
+        kind = detail.get("type") or type(error).__name__
+        message = detail.get("message") or ""
+        retried = "" if error.status_code in (400, 401, 403, 404) else " (after retries)"
+        return self._scrub(f"Anthropic API error {error.status_code}{retried}: {kind}: {message}".rstrip(": "))
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
