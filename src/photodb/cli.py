@@ -8,6 +8,7 @@ from photodb.cli_cluster import main as cluster
 from photodb.cli_local import main as index
 from photodb.cli_maintenance import main as maintenance
 from photodb.cli_prompts import prompts
+from photodb.cli_search import search_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,6 +27,7 @@ def photodb() -> None:
       photodb prompts list                 the tagging categories and their labels
       photodb prompts add activity skiing  tag photos of skiing from now on
       photodb prompts rebuild              embed every label again with the CLIP model
+      photodb search --person Grace --year 1985   find photos (text, people, dates, places, tags)
     """
 
 
@@ -33,6 +35,7 @@ photodb.add_command(index, "index")
 photodb.add_command(cluster, "cluster")
 photodb.add_command(maintenance, "maintenance")
 photodb.add_command(prompts)
+photodb.add_command(search_command, "search")
 
 
 def main() -> None:

@@ -23,6 +23,15 @@ MEASURED_THRESHOLDS: dict[str, float] = {
     "arcface:w600k_mbf": 0.62,
     "sface": 0.53,
 }
+#: Text -> photo search: the smallest cosine similarity between a query's CLIP text embedding and a
+#: photo's image embedding that counts as a match, per CLIP model (name, then family). Not measured
+#: here (no registry ships CLIP weights): 0.2 sits under LAION-400M's image-caption filter for
+#: CLIP ViT-B/32 (0.28: a short query scores below a full caption) and above the 0.1-0.18 that
+#: unrelated text-image pairs score with CLIP-family models, MobileCLIP included.
+SEARCH_SIMILARITY_FLOORS: dict[str, float] = {
+    "mobileclip": 0.2,
+    "openclip": 0.2,
+}
 
 
 def default_home() -> Path:
@@ -123,6 +132,13 @@ class Settings(BaseSettings):
     clustering_staleness_share: float = Field(default=0.2, gt=0)  # new-face share that asks for a rebuild
     person_association_threshold: float = Field(default=0.8, gt=0)
 
+    # Search: SEARCH_MIN_SIMILARITY (JSON, e.g. '{"mobileclip:s2": 0.22}') overrides the similarity
+    # floor of text -> photo search per CLIP model name or family (see SEARCH_SIMILARITY_FLOORS);
+    # SEARCH_TEXT_LANGUAGE is the PostgreSQL text search configuration (stemming, stop words) of
+    # full-text search on LLM descriptions ("english", "german", "simple", ...: \dF in psql).
+    search_min_similarity: dict[str, float] = Field(default_factory=dict)
+    search_text_language: str = Field(default="english", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
     # LLM
     llm_provider: Literal["anthropic", "bedrock"] = "anthropic"
     anthropic_api_key: SecretStr | None = None
@@ -198,6 +214,22 @@ class Settings(BaseSettings):
             if key in table:
                 return table[key]
         return self.clustering_threshold
+
+    @field_validator("search_min_similarity")
+    @classmethod
+    def _similarities(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, floor in value.items() if not -1 <= floor <= 1]
+        if bad:
+            raise ValueError(f"similarity floors are cosine similarities in -1..1: {', '.join(bad)}")
+        return value
+
+    def search_min_similarity_for(self, clip_model: str) -> float:
+        """The similarity floor of text -> photo search for embeddings of this CLIP model."""
+        table = {**SEARCH_SIMILARITY_FLOORS, **self.search_min_similarity}
+        for key in (clip_model, clip_model.split(":", 1)[0]):
+            if key in table:
+                return table[key]
+        return SEARCH_SIMILARITY_FLOORS["openclip"]
 
     @property
     def models_root(self) -> Path:
