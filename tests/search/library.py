@@ -1,12 +1,15 @@
 """A small generated library whose every search answer is known, written with plain SQL.
 
-    photo  file   captured             camera              GPS         tags          faces (person / cluster)          LLM words
-    1      a.jpg  2019-07-04 10:00     Apple iPhone 12     Paris       beach         Grace (cluster 10, smiling),      birthday cake on the beach
-                                                                                     Alan (own person_id)
-    2      b.jpg  2019-12-25 09:00     Canon EOS 5D        London      snow          Grace (own person_id)             children running in snowy streets
-    3      c.jpg  2021-07-04 18:30     Apple iPhone 8      -           beach         Alan (cluster 11)                 a dog runs after a ball
-    4      d.jpg  -  (no metadata)     -                   -           -             unnamed cluster 12                -
-    5      e.jpg  2020-03-01 12:00     NIKON D750          near Paris  -             -                                 -
+    photo  captured          camera             GPS         tags        faces (person / cluster)
+    1      2019-07-04 10:00  Apple iPhone 12    Paris       beach       Grace (cluster 10, smiling), Alan (own id)
+    2      2019-12-25 09:00  Canon EOS 5D       London      snow        Grace (own person_id)
+    3      2021-07-04 18:30  Apple iPhone 8     -           beach, dog  Alan (cluster 11)
+    4      - (no metadata)   -                  -           -           unnamed cluster 12
+    5      2020-03-01 12:00  NIKON D750         near Paris  -           -
+
+LLM analyses: 1 "birthday cake on the beach" (objects cake, umbrella; tags party, summer; a sandy
+beach), 2 "children running through snowy streets" (sled; winter; a city street), 3 "a dog runs
+after a ball". Files are a.jpg ... e.jpg under /photos.
 
 Image embeddings (model mobileclip:s2): photos 1, 2, 3, 5 along directions whose nearest to photo
 1 is 2, then 5, then 3. Face embeddings (arcface:w600k_r50): Grace's face in photo 1 (detection
@@ -32,7 +35,13 @@ def unit(*values: float) -> np.ndarray:
 
 
 IMAGE_VECTORS = {1: unit(1, 0, 0), 2: unit(1, 0.2, 0), 3: unit(0, 0, 1), 5: unit(1, 1, 0)}
-FACE_VECTORS = {101: unit(0, 1, 0), 102: unit(1, 0, 0), 103: unit(0.1, 1, 0), 104: unit(0.5, 1, 0.6), 105: unit(0, 0, 1)}
+FACE_VECTORS = {
+    101: unit(0, 1, 0),
+    102: unit(1, 0, 0),
+    103: unit(0.1, 1, 0),
+    104: unit(0.5, 1, 0.6),
+    105: unit(0, 0, 1),
+}
 
 
 def build_library(db: Database) -> None:

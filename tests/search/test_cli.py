@@ -30,7 +30,8 @@ def test_json_gives_each_photo_its_paths_date_score_and_persons(tmp_path, databa
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["photo_id"] for r in rows] == [2, 1]
-    assert all(set(r) == {"photo_id", "original_path", "normalized_path", "captured_at", "score", "persons"} for r in rows)
+    keys = {"photo_id", "original_path", "normalized_path", "captured_at", "score", "persons"}
+    assert all(set(r) == keys for r in rows)
     first = rows[1]
     assert first["original_path"] == "/photos/a.jpg"
     assert first["normalized_path"] == str(tmp_path / "images" / "norm" / "1.png")
