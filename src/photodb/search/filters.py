@@ -42,8 +42,20 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-#: The person a detection belongs to: its own person_id, else its cluster's (the aggregator's rule).
-_DETECTION_PERSON = sql.SQL("COALESCE(d.person_id, k.person_id)")
+def _photos_of_persons(match: sql.Composable) -> sql.Composable:
+    """Photos with a face of the persons `match` (`= x` or `= ANY(xs)`) selects: through the face's own
+    person_id, or, when it has none, its cluster's (the aggregator's rule). Two index lookups
+    (idx_person_detection_person; idx_cluster_person then idx_person_detection_cluster_id) instead
+    of COALESCE over every face."""
+    return sql.SQL(
+        "p.id IN (SELECT d.photo_id FROM person_detection d WHERE d.person_id {match} "
+        "UNION ALL SELECT d.photo_id FROM cluster k JOIN person_detection d ON d.cluster_id = k.id "
+        "WHERE k.person_id {match} AND d.person_id IS NULL)"
+    ).format(match=match)
+
+
+def _photos_of_clusters(match: sql.Composable) -> sql.Composable:
+    return sql.SQL("p.id IN (SELECT d.photo_id FROM person_detection d WHERE d.cluster_id {})").format(match)
 
 
 @dataclass(frozen=True)
@@ -54,28 +66,17 @@ class People:
     cluster_ids: tuple[int, ...] = ()
     any_of: bool = False
 
-    def _faces(self, params: Params, match: sql.Composable) -> sql.Composable:
-        return sql.SQL(
-            "EXISTS (SELECT 1 FROM person_detection d LEFT JOIN cluster k ON k.id = d.cluster_id "
-            "WHERE d.photo_id = p.id AND {})"
-        ).format(match)
-
     def where(self, params: Params) -> sql.Composable:
         if self.any_of:
-            matches: list[sql.Composable] = []
+            anyone: list[sql.Composable] = []
             if self.person_ids:
-                matches.append(sql.SQL("{} = ANY({})").format(_DETECTION_PERSON, params(list(self.person_ids))))
+                anyone.append(_photos_of_persons(sql.SQL("= ANY({})").format(params(list(self.person_ids)))))
             if self.cluster_ids:
-                matches.append(sql.SQL("d.cluster_id = ANY({})").format(params(list(self.cluster_ids))))
-            return self._faces(params, sql.SQL("({})").format(sql.SQL(" OR ").join(matches)))
-        terms = [
-            self._faces(params, sql.SQL("{} = {}").format(_DETECTION_PERSON, params(person)))
-            for person in self.person_ids
-        ]
-        terms += [
-            self._faces(params, sql.SQL("d.cluster_id = {}").format(params(cluster))) for cluster in self.cluster_ids
-        ]
-        return sql.SQL(" AND ").join(terms)
+                anyone.append(_photos_of_clusters(sql.SQL("= ANY({})").format(params(list(self.cluster_ids)))))
+            return sql.SQL("({})").format(sql.SQL(" OR ").join(anyone))
+        everyone = [_photos_of_persons(sql.SQL("= {}").format(params(person))) for person in self.person_ids]
+        everyone += [_photos_of_clusters(sql.SQL("= {}").format(params(cluster))) for cluster in self.cluster_ids]
+        return sql.SQL(" AND ").join(everyone)
 
 
 @dataclass(frozen=True)

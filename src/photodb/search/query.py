@@ -117,23 +117,29 @@ class ByFace:
 
 @dataclass(frozen=True)
 class ByWords:
-    """Photos by the full-text rank of their LLM analyses (the Words filter must be among the filters)."""
+    """Photos whose LLM analyses match the words, by full-text rank (the best analysis of a photo).
+
+    The match is this ranking's own join (served by the GIN index), so the Words filter is not
+    among the filters too; the rank is computed once per matching analysis.
+    """
 
     words: Words
     uses_vector_index: bool = False
 
     def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
+        query = self.words.tsquery(params)
         return sql.SQL(
-            "SELECT p.id AS photo_id, (SELECT MAX(ts_rank(a.search_vector, {q})) FROM llm_analysis a "
-            "WHERE a.photo_id = p.id AND a.search_vector @@ {q}) AS score FROM photo p "
-            "LEFT JOIN metadata m ON m.photo_id = p.id WHERE {where} ORDER BY score DESC NULLS LAST, p.id LIMIT {limit}"
-        ).format(q=self.words.tsquery(params), where=where, limit=params(limit))
+            "SELECT a.photo_id, MAX(ts_rank(a.search_vector, {q})) AS score FROM llm_analysis a {join} "
+            "WHERE a.search_vector @@ {q} AND {where} GROUP BY a.photo_id ORDER BY score DESC, a.photo_id LIMIT {limit}"
+        ).format(
+            q=query, join=_PHOTO_AND_METADATA.format(photo=sql.SQL("a.photo_id")), where=where, limit=params(limit)
+        )
 
     def outer_where(self, params: Params) -> sql.Composable:
         return sql.SQL("TRUE")
 
     def outer_order(self) -> sql.Composable:
-        return sql.SQL("h.score DESC NULLS LAST, p.id")
+        return sql.SQL("h.score DESC, p.id")
 
 
 @dataclass(frozen=True)
@@ -160,11 +166,12 @@ class ByDate:
         return self._order("p.id")
 
 
-_PERSONS_IN_PHOTO = sql.SQL(
-    "(SELECT COALESCE(jsonb_agg(DISTINCT jsonb_build_object('id', pr.id, "
-    "'name', NULLIF(CONCAT_WS(' ', pr.first_name, pr.last_name), ''))), '[]'::jsonb) "
-    "FROM person_detection d LEFT JOIN cluster k ON k.id = d.cluster_id "
-    "JOIN person pr ON pr.id = COALESCE(d.person_id, k.person_id) WHERE d.photo_id = p.id)"
+#: The persons in each hit, in one pass over the hits' faces (a face's own person, else its cluster's).
+_PERSONS_OF_HITS = sql.SQL(
+    "SELECT d.photo_id, jsonb_agg(DISTINCT jsonb_build_object('id', pr.id, "
+    "'name', NULLIF(CONCAT_WS(' ', pr.first_name, pr.last_name), ''))) AS persons "
+    "FROM hits h JOIN person_detection d ON d.photo_id = h.photo_id LEFT JOIN cluster k ON k.id = d.cluster_id "
+    "JOIN person pr ON pr.id = COALESCE(d.person_id, k.person_id) GROUP BY d.photo_id"
 )
 
 
@@ -182,13 +189,14 @@ def build_search(filters: Sequence[Filter], ranking: Ranking, limit: int) -> Sea
         sql.SQL(" AND ").join(sql.SQL("({})").format(f.where(params)) for f in filters) if filters else sql.SQL("TRUE")
     )
     query = sql.SQL(
-        "WITH hits AS MATERIALIZED ({inner}) "
-        "SELECT p.id, c.root_path, p.filename, p.normalized_path, m.captured_at, h.score, {persons} AS persons "
-        "FROM hits h JOIN photo p ON p.id = h.photo_id JOIN collection c ON c.id = p.collection_id "
-        "LEFT JOIN metadata m ON m.photo_id = p.id WHERE {outer_where} ORDER BY {order}"
+        "WITH hits AS MATERIALIZED ({inner}), persons AS ({persons}) "
+        "SELECT p.id, c.root_path, p.filename, p.normalized_path, m.captured_at, h.score, "
+        "COALESCE(s.persons, '[]'::jsonb) FROM hits h JOIN photo p ON p.id = h.photo_id "
+        "JOIN collection c ON c.id = p.collection_id LEFT JOIN metadata m ON m.photo_id = p.id "
+        "LEFT JOIN persons s ON s.photo_id = p.id WHERE {outer_where} ORDER BY {order}"
     ).format(
         inner=ranking.inner(params, where, limit),
-        persons=_PERSONS_IN_PHOTO,
+        persons=_PERSONS_OF_HITS,
         outer_where=ranking.outer_where(params),
         order=ranking.outer_order(),
     )

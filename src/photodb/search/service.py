@@ -190,6 +190,7 @@ def _ranking(
         return ByFace(found[0], found[1], request.like_face)
     words = next((x for x in filters if isinstance(x, f.Words)), None)
     if words is not None:
+        filters.remove(words)  # the ranking matches the words itself
         return ByWords(words)
     return ByDate(newest=True)
 
