@@ -307,7 +307,7 @@ def run_case(
                 with conn.transaction():
                     found = conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
             else:
-                found = repo.search(conn, statement, 50)  # type: ignore[arg-type]
+                found = repo.search(conn, statement)  # type: ignore[arg-type]
             timings.append((time.perf_counter() - started) * 1000)
             rows += len(found)
     return sorted(timings), rows / len(photos)
@@ -315,7 +315,7 @@ def run_case(
 
 def explain(db: Database, statement: object) -> list[str]:
     with db.connection() as conn, conn.transaction():
-        repo.set_vector_scan(conn, 50)
+        repo.set_vector_scan(conn, statement.vector_candidates)
         plan = conn.execute(
             sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ") + statement.query, statement.params
         )  # type: ignore[attr-defined]

@@ -110,23 +110,24 @@ def face_embedding(conn: psycopg.Connection, detection_id: int) -> tuple[np.ndar
     return None if row is None else (array_of(row[0]).astype(np.float32), row[1])
 
 
-def set_vector_scan(conn: psycopg.Connection, limit: int) -> None:
+def set_vector_scan(conn: psycopg.Connection, candidates: int) -> None:
     """HNSW settings for the current transaction only (never the session: poolers share it).
 
-    Iterative scans (pgvector 0.8) keep reading the index until `limit` rows pass the filters;
-    relaxed order is re-sorted by the statement itself. ef_search is the candidate list per step.
+    Iterative scans (pgvector 0.8) keep reading the index until enough rows pass the filters;
+    relaxed order is re-sorted by the statement itself. ef_search, the candidate list, is what the
+    statement asks for (at least pgvector's default 40), so an unfiltered search needs one pass.
     """
     conn.execute(
         """SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
                   set_config('hnsw.ef_search', %s, true)""",
-        (str(min(1000, max(40, limit))),),
+        (str(min(1000, max(40, candidates))),),
     )
 
 
-def search(conn: psycopg.Connection, statement: SearchStatement, limit: int) -> list[SearchRow]:
+def search(conn: psycopg.Connection, statement: SearchStatement) -> list[SearchRow]:
     """Run a built search in a transaction of its own (its vector settings die with it)."""
     with conn.transaction():
         if statement.uses_vector_index:
-            set_vector_scan(conn, limit)
+            set_vector_scan(conn, statement.vector_candidates)
         rows = conn.execute(statement.query, statement.params).fetchall()
     return [SearchRow(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else float(r[5]), r[6]) for r in rows]

@@ -21,7 +21,7 @@ from photodb.search.filters import Filter, Params, Words
 #: Width of the vector columns; shorter embeddings are zero-padded (cosine is unchanged).
 VECTOR_WIDTH = 512
 #: Faces looked at per photo returned by a face search: a photo may hold several near faces.
-FACES_PER_RESULT = 4
+FACES_PER_RESULT = 2
 
 
 def padded(vector: np.ndarray) -> np.ndarray:
@@ -34,6 +34,10 @@ def padded(vector: np.ndarray) -> np.ndarray:
 
 class Ranking(Protocol):
     uses_vector_index: bool
+
+    def candidates(self, limit: int) -> int:
+        """Index entries the vector scan must return (its ef_search), 0 for no vector scan."""
+        ...
 
     def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
         """SELECT photo_id, score of the best `limit` photos passing `where` (over p and m)."""
@@ -57,6 +61,9 @@ class BySimilarity:
     model_name: str
     min_similarity: float | None = None
     uses_vector_index: bool = True
+
+    def candidates(self, limit: int) -> int:
+        return limit
 
     def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
         query = params(padded(self.vector), "vector")
@@ -88,6 +95,9 @@ class ByFace:
     model_name: str
     detection_id: int
     uses_vector_index: bool = True
+
+    def candidates(self, limit: int) -> int:
+        return limit * FACES_PER_RESULT
 
     def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
         query = params(padded(self.vector), "vector")
@@ -126,6 +136,9 @@ class ByWords:
     words: Words
     uses_vector_index: bool = False
 
+    def candidates(self, limit: int) -> int:
+        return 0
+
     def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
         query = self.words.tsquery(params)
         return sql.SQL(
@@ -148,6 +161,9 @@ class ByDate:
 
     newest: bool = True
     uses_vector_index: bool = False
+
+    def candidates(self, limit: int) -> int:
+        return 0
 
     def _order(self, photo: str) -> sql.Composable:
         direction = sql.SQL("DESC") if self.newest else sql.SQL("ASC")
@@ -180,6 +196,7 @@ class SearchStatement:
     query: sql.Composed
     params: dict[str, Any]
     uses_vector_index: bool
+    vector_candidates: int = 0  # hnsw.ef_search for the statement
 
 
 def build_search(filters: Sequence[Filter], ranking: Ranking, limit: int) -> SearchStatement:
@@ -200,4 +217,4 @@ def build_search(filters: Sequence[Filter], ranking: Ranking, limit: int) -> Sea
         outer_where=ranking.outer_where(params),
         order=ranking.outer_order(),
     )
-    return SearchStatement(query, params.values, ranking.uses_vector_index)
+    return SearchStatement(query, params.values, ranking.uses_vector_index, ranking.candidates(limit))

@@ -225,7 +225,7 @@ def search(
                 except PgvectorTooOld as error:
                     raise SearchError(str(error)) from error
         statement = build_search(filters, ranking, request.limit)
-        rows = repo.search(conn, statement, request.limit)
+        rows = repo.search(conn, statement)
     images = settings.images_dir
     return [
         SearchResult(
