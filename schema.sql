@@ -762,3 +762,7 @@ CREATE INDEX idx_llm_analysis_search_language ON llm_analysis(search_language);
 -- Tag filters name a label without its category.
 CREATE INDEX idx_photo_tag_label_only ON photo_tag(label, photo_id);
 CREATE INDEX idx_detection_tag_label_only ON detection_tag(label, person_detection_id);
+-- A person's photos without visiting the faces' rows (index-only scans): through faces linked
+-- to the person directly, and through the faces of the person's clusters that have no person_id.
+CREATE INDEX idx_person_detection_person_photo ON person_detection(person_id, photo_id) WHERE person_id IS NOT NULL;
+CREATE INDEX idx_person_detection_cluster_photo ON person_detection(cluster_id, photo_id) WHERE person_id IS NULL;

@@ -44,9 +44,9 @@ def like_pattern(term: str) -> str:
 
 def _photos_of_persons(match: sql.Composable) -> sql.Composable:
     """Photos with a face of the persons `match` (`= x` or `= ANY(xs)`) selects: through the face's own
-    person_id, or, when it has none, its cluster's (the aggregator's rule). Two index lookups
-    (idx_person_detection_person; idx_cluster_person then idx_person_detection_cluster_id) instead
-    of COALESCE over every face."""
+    person_id, or, when it has none, its cluster's (the aggregator's rule). Index-only lookups
+    (idx_person_detection_person_photo; idx_cluster_person, then idx_person_detection_cluster_photo)
+    instead of COALESCE over every face."""
     return sql.SQL(
         "p.id IN (SELECT d.photo_id FROM person_detection d WHERE d.person_id {match} "
         "UNION ALL SELECT d.photo_id FROM cluster k JOIN person_detection d ON d.cluster_id = k.id "
