@@ -10,6 +10,7 @@ from photodb.cli_local import main as index
 from photodb.cli_maintenance import main as maintenance
 from photodb.cli_people import people
 from photodb.cli_prompts import prompts
+from photodb.cli_search import search_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -29,6 +30,7 @@ def photodb() -> None:
       photodb prompts add activity skiing  tag photos of skiing from now on
       photodb prompts rebuild              embed every label again with the CLIP model
       photodb enrich ~/Pictures            LLM descriptions and tags (same as enrich-photos)
+      photodb search --person Grace --year 1985   find photos (text, people, dates, places, tags)
     """
 
 
@@ -38,6 +40,7 @@ photodb.add_command(maintenance, "maintenance")
 photodb.add_command(prompts)
 photodb.add_command(people)
 photodb.add_command(enrich, "enrich")
+photodb.add_command(search_command, "search")
 
 
 def main() -> None:

@@ -39,6 +39,15 @@ MEASURED_ASSOCIATION_THRESHOLDS: dict[str, float] = {
     "sface": 0.53,
     "dlib": 0.06,
 }
+#: Text -> photo search: the smallest cosine similarity between a query's CLIP text embedding and a
+#: photo's image embedding that counts as a match, per CLIP model (name, then family). Not measured
+#: here (no registry ships CLIP weights): 0.2 sits under LAION-400M's image-caption filter for
+#: CLIP ViT-B/32 (0.28: a short query scores below a full caption) and above the 0.1-0.18 that
+#: unrelated text-image pairs score with CLIP-family models, MobileCLIP included.
+SEARCH_SIMILARITY_FLOORS: dict[str, float] = {
+    "mobileclip": 0.2,
+    "openclip": 0.2,
+}
 
 
 def default_home() -> Path:
@@ -145,6 +154,13 @@ class Settings(BaseSettings):
     # Weekly maintenance turns faces unassigned for longer than this into singleton clusters (0: all).
     unassigned_singleton_days: int = Field(default=30, ge=0)
 
+    # Search: SEARCH_MIN_SIMILARITY (JSON, e.g. '{"mobileclip:s2": 0.22}') overrides the similarity
+    # floor of text -> photo search per CLIP model name or family (see SEARCH_SIMILARITY_FLOORS);
+    # SEARCH_TEXT_LANGUAGE is the PostgreSQL text search configuration (stemming, stop words) of
+    # full-text search on LLM descriptions ("english", "german", "simple", ...: \dF in psql).
+    search_min_similarity: dict[str, float] = Field(default_factory=dict)
+    search_text_language: str = Field(default="english", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
     # LLM (enrich-photos). LLM_MODEL: an Anthropic model id the pinned SDK lists (the spec's
     # claude-3-5-sonnet-20241022 is retired). ANTHROPIC_BASE_URL: another endpoint (a proxy, a test
     # server). LLM_MAX_RETRIES: the SDK's retries of 429/5xx/overloaded (backoff, jitter,
@@ -250,6 +266,22 @@ class Settings(BaseSettings):
             if key in table:
                 return table[key]
         return self.person_association_threshold
+
+    @field_validator("search_min_similarity")
+    @classmethod
+    def _similarities(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, floor in value.items() if not -1 <= floor <= 1]
+        if bad:
+            raise ValueError(f"similarity floors are cosine similarities in -1..1: {', '.join(bad)}")
+        return value
+
+    def search_min_similarity_for(self, clip_model: str) -> float:
+        """The similarity floor of text -> photo search for embeddings of this CLIP model."""
+        table = {**SEARCH_SIMILARITY_FLOORS, **self.search_min_similarity}
+        for key in (clip_model, clip_model.split(":", 1)[0]):
+            if key in table:
+                return table[key]
+        return SEARCH_SIMILARITY_FLOORS["openclip"]
 
     @property
     def models_root(self) -> Path:

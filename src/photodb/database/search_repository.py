@@ -1,0 +1,133 @@
+"""SQL of `photodb search`: looking up what a search names, and running the statement it builds.
+
+Functions take a connection, so the caller runs the look-ups and the search in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from photodb.database.clustering.faces import array_of
+from photodb.search.query import SearchStatement
+
+#: Columns the places stage adds to metadata (migration 0017), in the order a name is tried.
+PLACE_COLUMNS = ("place_country", "place_region", "place_city", "place_country_code")
+
+
+@dataclass(frozen=True)
+class PersonMatch:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    photo_id: int
+    root_path: str | None
+    filename: str
+    normalized_path: str | None
+    captured_at: datetime | None
+    score: float | None
+    persons: list[dict[str, Any]]
+
+
+def persons_named(conn: psycopg.Connection, name: str, collection_id: int | None) -> list[PersonMatch]:
+    """Persons whose full name is `name` (any case); failing that, whose first or last name is."""
+    rows = conn.execute(
+        """WITH named AS (
+               SELECT id, CONCAT_WS(' ', first_name, last_name) AS full_name, first_name, last_name
+               FROM person WHERE %(collection)s::bigint IS NULL OR collection_id = %(collection)s)
+           SELECT id, full_name FROM named WHERE LOWER(full_name) = LOWER(%(name)s)
+           UNION ALL
+           SELECT id, full_name FROM named
+           WHERE NOT EXISTS (SELECT 1 FROM named WHERE LOWER(full_name) = LOWER(%(name)s))
+             AND (LOWER(first_name) = LOWER(%(name)s) OR LOWER(last_name) = LOWER(%(name)s))
+           ORDER BY id""",
+        {"name": name.strip(), "collection": collection_id},
+    ).fetchall()
+    return [PersonMatch(r[0], r[1]) for r in rows]
+
+
+def missing_clusters(conn: psycopg.Connection, cluster_ids: list[int]) -> list[int]:
+    """The ids among `cluster_ids` that name no cluster."""
+    rows = conn.execute(
+        "SELECT i FROM unnest(%s::bigint[]) i WHERE NOT EXISTS (SELECT 1 FROM cluster WHERE id = i) ORDER BY i",
+        (cluster_ids,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def place_columns(conn: psycopg.Connection) -> tuple[str, ...]:
+    """The place columns metadata has (none before the places migration)."""
+    rows = conn.execute(
+        """SELECT column_name FROM information_schema.columns
+           WHERE table_schema = current_schema() AND table_name = 'metadata' AND column_name = ANY(%s)""",
+        (list(PLACE_COLUMNS),),
+    ).fetchall()
+    present = {r[0] for r in rows}
+    return tuple(c for c in PLACE_COLUMNS if c in present)
+
+
+def text_search_configurations(conn: psycopg.Connection) -> list[str]:
+    """Names of the server's text search configurations (english, german, simple, ...)."""
+    return [r[0] for r in conn.execute("SELECT cfgname FROM pg_ts_config ORDER BY cfgname").fetchall()]
+
+
+def relanguage_analyses(conn: psycopg.Connection, language: str) -> int:
+    """Rebuild the words of analyses indexed in another language; how many were.
+
+    Two range scans of idx_llm_analysis_search_language when every row is current.
+    """
+    return conn.execute(
+        """UPDATE llm_analysis SET search_language = %(language)s
+           WHERE search_language < %(language)s OR search_language > %(language)s""",
+        {"language": language},
+    ).rowcount
+
+
+def photo_embedding(conn: psycopg.Connection, photo_id: int, model_name: str) -> np.ndarray | None:
+    """The photo's stored CLIP image embedding for `model_name`, or None."""
+    row = conn.execute(
+        "SELECT embedding FROM photo_embedding WHERE photo_id = %s AND model_name = %s", (photo_id, model_name)
+    ).fetchone()
+    return None if row is None else array_of(row[0]).astype(np.float32)
+
+
+def photo_exists(conn: psycopg.Connection, photo_id: int) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM photo WHERE id = %s)", (photo_id,)).fetchone() == (True,)
+
+
+def face_embedding(conn: psycopg.Connection, detection_id: int) -> tuple[np.ndarray, str] | None:
+    """A face's embedding and its model, or None when the detection has none."""
+    row = conn.execute(
+        "SELECT embedding, embedding_model FROM face_embedding WHERE person_detection_id = %s", (detection_id,)
+    ).fetchone()
+    return None if row is None else (array_of(row[0]).astype(np.float32), row[1])
+
+
+def set_vector_scan(conn: psycopg.Connection, candidates: int) -> None:
+    """HNSW settings for the current transaction only (never the session: poolers share it).
+
+    Iterative scans (pgvector 0.8) keep reading the index until enough rows pass the filters;
+    relaxed order is re-sorted by the statement itself. ef_search, the candidate list, is what the
+    statement asks for (at least pgvector's default 40), so an unfiltered search needs one pass.
+    """
+    conn.execute(
+        """SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
+                  set_config('hnsw.ef_search', %s, true)""",
+        (str(min(1000, max(40, candidates))),),
+    )
+
+
+def search(conn: psycopg.Connection, statement: SearchStatement) -> list[SearchRow]:
+    """Run a built search in a transaction of its own (its vector settings die with it)."""
+    with conn.transaction():
+        if statement.uses_vector_index:
+            set_vector_scan(conn, statement.vector_candidates)
+        rows = conn.execute(statement.query, statement.params).fetchall()
+    return [SearchRow(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else float(r[5]), r[6]) for r in rows]

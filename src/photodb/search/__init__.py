@@ -1,0 +1,1 @@
+"""`photodb search`: composable filters over photos, built into one parameterised statement."""

@@ -1,0 +1,232 @@
+"""Search filters: each one a predicate on a photo, composed with psycopg.sql and bound by name.
+
+Every filter reads the aliases the statement gives it: `p` (photo) and `m` (metadata, left
+joined: a photo without metadata has NULLs there). Values never enter the SQL text: a filter
+asks `Params` for a placeholder and the value travels with the statement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Protocol
+
+from psycopg import sql
+
+#: Mean Earth radius (IUGG), for the haversine distance of --near.
+EARTH_RADIUS_KM = 6371.0088
+
+
+class Params:
+    """The values of one statement, each under a generated name (%(p0)s, %(p1)s, ...)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, value: Any, cast: str | None = None) -> sql.Composable:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        placeholder = sql.Placeholder(name)
+        return sql.SQL("{}::{}").format(placeholder, sql.SQL(cast)) if cast else placeholder
+
+
+class Filter(Protocol):
+    def where(self, params: Params) -> sql.Composable:
+        """A boolean SQL expression over `p` and `m`."""
+        ...
+
+
+def like_pattern(term: str) -> str:
+    """`term` as an ILIKE pattern matching it anywhere, its own % and _ taken literally."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _photos_of_persons(match: sql.Composable) -> sql.Composable:
+    """Photos with a face of the persons `match` (`= x` or `= ANY(xs)`) selects: through the face's own
+    person_id, or, when it has none, its cluster's (the aggregator's rule). Index-only lookups
+    (idx_person_detection_person_photo; idx_cluster_person, then idx_person_detection_cluster_photo)
+    instead of COALESCE over every face."""
+    return sql.SQL(
+        "p.id IN (SELECT d.photo_id FROM person_detection d WHERE d.person_id {match} "
+        "UNION ALL SELECT d.photo_id FROM cluster k JOIN person_detection d ON d.cluster_id = k.id "
+        "WHERE k.person_id {match} AND d.person_id IS NULL)"
+    ).format(match=match)
+
+
+def _photos_of_clusters(match: sql.Composable) -> sql.Composable:
+    return sql.SQL("p.id IN (SELECT d.photo_id FROM person_detection d WHERE d.cluster_id {})").format(match)
+
+
+@dataclass(frozen=True)
+class People:
+    """Photos showing persons (by id) and unnamed clusters: all of them together, or any of them."""
+
+    person_ids: tuple[int, ...] = ()
+    cluster_ids: tuple[int, ...] = ()
+    any_of: bool = False
+
+    def where(self, params: Params) -> sql.Composable:
+        if self.any_of:
+            anyone: list[sql.Composable] = []
+            if self.person_ids:
+                anyone.append(_photos_of_persons(sql.SQL("= ANY({})").format(params(list(self.person_ids)))))
+            if self.cluster_ids:
+                anyone.append(_photos_of_clusters(sql.SQL("= ANY({})").format(params(list(self.cluster_ids)))))
+            return sql.SQL("({})").format(sql.SQL(" OR ").join(anyone))
+        everyone = [_photos_of_persons(sql.SQL("= {}").format(params(person))) for person in self.person_ids]
+        everyone += [_photos_of_clusters(sql.SQL("= {}").format(params(cluster))) for cluster in self.cluster_ids]
+        return sql.SQL(" AND ").join(everyone)
+
+
+@dataclass(frozen=True)
+class CapturedBetween:
+    """Captured on or after `start` and on or before `end` (whole days; either may be open)."""
+
+    start: date | None = None
+    end: date | None = None
+
+    def where(self, params: Params) -> sql.Composable:
+        terms: list[sql.Composable] = []
+        if self.start is not None:
+            terms.append(sql.SQL("m.captured_at >= {}").format(params(self.start, "timestamp")))
+        if self.end is not None:
+            terms.append(sql.SQL("m.captured_at < {}").format(params(self.end + timedelta(days=1), "timestamp")))
+        return sql.SQL(" AND ").join(terms) if terms else sql.SQL("m.captured_at IS NOT NULL")
+
+
+@dataclass(frozen=True)
+class CapturedMonth:
+    """Captured in this month of any year (a month of one year is a CapturedBetween)."""
+
+    month: int
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL("EXTRACT(MONTH FROM m.captured_at) = {}").format(params(self.month))
+
+
+@dataclass(frozen=True)
+class CapturedOnDay:
+    """Captured on this day of the year, in any year ("on this day")."""
+
+    month: int
+    day: int
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL("EXTRACT(MONTH FROM m.captured_at) = {} AND EXTRACT(DAY FROM m.captured_at) = {}").format(
+            params(self.month), params(self.day)
+        )
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Camera make or model containing the term (any case), e.g. "iphone" or "Canon EOS"."""
+
+    term: str
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL("CONCAT_WS(' ', m.camera_make, m.camera_model) ILIKE {}").format(params(like_pattern(self.term)))
+
+
+@dataclass(frozen=True)
+class Near:
+    """Taken within `radius_km` of a point (haversine on the GPS position), a latitude band first."""
+
+    latitude: float
+    longitude: float
+    radius_km: float
+
+    def where(self, params: Params) -> sql.Composable:
+        lat, lon = params(self.latitude, "float8"), params(self.longitude, "float8")
+        band = self.radius_km / EARTH_RADIUS_KM * 57.29577951308232  # degrees of latitude
+        return sql.SQL(
+            "m.latitude BETWEEN {low} AND {high} AND 2 * {r} * ASIN(SQRT(LEAST(1, "
+            "POWER(SIN(RADIANS(m.latitude - {lat}) / 2), 2) + COS(RADIANS({lat})) * COS(RADIANS(m.latitude)) "
+            "* POWER(SIN(RADIANS(m.longitude - {lon}) / 2), 2)))) <= {radius}"
+        ).format(
+            low=params(self.latitude - band, "float8"),
+            high=params(self.latitude + band, "float8"),
+            r=params(EARTH_RADIUS_KM, "float8"),
+            lat=lat,
+            lon=lon,
+            radius=params(self.radius_km, "float8"),
+        )
+
+
+@dataclass(frozen=True)
+class Place:
+    """A country, region or city name (or country code) equal to the term, any case."""
+
+    name: str
+    columns: tuple[str, ...] = field(default=())
+
+    def where(self, params: Params) -> sql.Composable:
+        value = params(self.name)
+        return sql.SQL("({})").format(
+            sql.SQL(" OR ").join(
+                sql.SQL("LOWER(m.{}) = LOWER({})").format(sql.Identifier(column), value) for column in self.columns
+            )
+        )
+
+
+@dataclass(frozen=True)
+class SceneTags:
+    """Every label tagged on the photo (scene, taxonomy or object tags)."""
+
+    labels: tuple[str, ...]
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("EXISTS (SELECT 1 FROM photo_tag t WHERE t.photo_id = p.id AND t.label = {})").format(params(label))
+            for label in self.labels
+        )
+
+
+@dataclass(frozen=True)
+class FaceTags:
+    """Every label tagged on a face of the photo (expression, emotion, gaze ...)."""
+
+    labels: tuple[str, ...]
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL(
+                "EXISTS (SELECT 1 FROM detection_tag t JOIN person_detection d ON d.id = t.person_detection_id "
+                "WHERE d.photo_id = p.id AND t.label = {})"
+            ).format(params(label))
+            for label in self.labels
+        )
+
+
+@dataclass(frozen=True)
+class Words:
+    """A web-search style query (`"exact phrase"`, `or`, `-word`) over the LLM analyses' words."""
+
+    query: str
+    language: str
+
+    def tsquery(self, params: Params) -> sql.Composable:
+        return sql.SQL("websearch_to_tsquery({}, {})").format(params(self.language, "regconfig"), params(self.query))
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL(
+            "EXISTS (SELECT 1 FROM llm_analysis a WHERE a.photo_id = p.id AND a.search_vector @@ {})"
+        ).format(self.tsquery(params))
+
+
+@dataclass(frozen=True)
+class InCollection:
+    collection_id: int
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL("p.collection_id = {}").format(params(self.collection_id))
+
+
+@dataclass(frozen=True)
+class NotPhoto:
+    """Leaves out the photo a "like this photo" search started from."""
+
+    photo_id: int
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL("p.id <> {}").format(params(self.photo_id))

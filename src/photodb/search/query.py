@@ -1,0 +1,220 @@
+"""One search as one parameterised statement: the filters, a ranking, a limit.
+
+The ranking decides the statement's inner part, which picks the `limit` best photos passing every
+filter; the outer part adds paths, dates and the persons in each photo. Vector rankings order by
+the pgvector distance itself, so the HNSW indexes serve them (with iterative scans, the filters
+do not starve the result: `repository.search` sets them for the statement's transaction), and
+the similarity floor is applied to those nearest photos, so a nonsense text returns nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from psycopg import sql
+
+from photodb.search.filters import Filter, Params, Words
+
+#: Width of the vector columns; shorter embeddings are zero-padded (cosine is unchanged).
+VECTOR_WIDTH = 512
+#: Faces looked at per photo returned by a face search: a photo may hold several near faces.
+FACES_PER_RESULT = 2
+
+
+def padded(vector: np.ndarray) -> np.ndarray:
+    """A query vector as stored vectors are: float32, zero-padded to VECTOR_WIDTH."""
+    flat = np.asarray(vector, dtype=np.float32).ravel()
+    if flat.size > VECTOR_WIDTH:
+        raise ValueError(f"a {flat.size}-d vector does not fit the {VECTOR_WIDTH}-d columns")
+    return np.pad(flat, (0, VECTOR_WIDTH - flat.size))
+
+
+class Ranking(Protocol):
+    uses_vector_index: bool
+
+    def candidates(self, limit: int) -> int:
+        """Index entries the vector scan must return (its ef_search), 0 for no vector scan."""
+        ...
+
+    def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
+        """SELECT photo_id, score of the best `limit` photos passing `where` (over p and m)."""
+        ...
+
+    def outer_where(self, params: Params) -> sql.Composable:
+        """A condition on the hits `h` (the similarity floor), TRUE when none."""
+        ...
+
+    def outer_order(self) -> sql.Composable: ...
+
+
+_PHOTO_AND_METADATA = sql.SQL("JOIN photo p ON p.id = {photo} LEFT JOIN metadata m ON m.photo_id = p.id")
+
+
+@dataclass(frozen=True)
+class BySimilarity:
+    """Photos nearest a CLIP vector (a text's, or a photo's own), at or above `min_similarity`."""
+
+    vector: np.ndarray
+    model_name: str
+    min_similarity: float | None = None
+    uses_vector_index: bool = True
+
+    def candidates(self, limit: int) -> int:
+        return limit
+
+    def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
+        query = params(padded(self.vector), "vector")
+        return sql.SQL(
+            "SELECT e.photo_id, 1 - (e.embedding <=> {q}) AS score FROM photo_embedding e {join} "
+            "WHERE e.model_name = {model} AND {where} ORDER BY e.embedding <=> {q} LIMIT {limit}"
+        ).format(
+            q=query,
+            join=_PHOTO_AND_METADATA.format(photo=sql.SQL("e.photo_id")),
+            model=params(self.model_name),
+            where=where,
+            limit=params(limit),
+        )
+
+    def outer_where(self, params: Params) -> sql.Composable:
+        if self.min_similarity is None:
+            return sql.SQL("TRUE")
+        return sql.SQL("h.score >= {}").format(params(self.min_similarity, "float8"))
+
+    def outer_order(self) -> sql.Composable:
+        return sql.SQL("h.score DESC, p.id")
+
+
+@dataclass(frozen=True)
+class ByFace:
+    """Photos holding a face nearest a face embedding (same model), the face itself left out."""
+
+    vector: np.ndarray
+    model_name: str
+    detection_id: int
+    uses_vector_index: bool = True
+
+    def candidates(self, limit: int) -> int:
+        return limit * FACES_PER_RESULT
+
+    def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
+        query = params(padded(self.vector), "vector")
+        return sql.SQL(
+            "SELECT photo_id, MAX(score) AS score FROM ("
+            "SELECT d.photo_id, 1 - (f.embedding <=> {q}) AS score FROM face_embedding f "
+            "JOIN person_detection d ON d.id = f.person_detection_id {join} "
+            "WHERE f.embedding_model = {model} AND f.person_detection_id <> {face} AND {where} "
+            "ORDER BY f.embedding <=> {q} LIMIT {faces}) nearest "
+            "GROUP BY photo_id ORDER BY score DESC, photo_id LIMIT {limit}"
+        ).format(
+            q=query,
+            join=_PHOTO_AND_METADATA.format(photo=sql.SQL("d.photo_id")),
+            model=params(self.model_name),
+            face=params(self.detection_id),
+            where=where,
+            faces=params(limit * FACES_PER_RESULT),
+            limit=params(limit),
+        )
+
+    def outer_where(self, params: Params) -> sql.Composable:
+        return sql.SQL("TRUE")
+
+    def outer_order(self) -> sql.Composable:
+        return sql.SQL("h.score DESC, p.id")
+
+
+@dataclass(frozen=True)
+class ByWords:
+    """Photos whose LLM analyses match the words, by full-text rank (the best analysis of a photo).
+
+    The match is this ranking's own join (served by the GIN index), so the Words filter is not
+    among the filters too; the rank is computed once per matching analysis.
+    """
+
+    words: Words
+    uses_vector_index: bool = False
+
+    def candidates(self, limit: int) -> int:
+        return 0
+
+    def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
+        query = self.words.tsquery(params)
+        return sql.SQL(
+            "SELECT a.photo_id, MAX(ts_rank(a.search_vector, {q})) AS score FROM llm_analysis a {join} "
+            "WHERE a.search_vector @@ {q} AND {where} GROUP BY a.photo_id ORDER BY score DESC, a.photo_id LIMIT {limit}"
+        ).format(
+            q=query, join=_PHOTO_AND_METADATA.format(photo=sql.SQL("a.photo_id")), where=where, limit=params(limit)
+        )
+
+    def outer_where(self, params: Params) -> sql.Composable:
+        return sql.SQL("TRUE")
+
+    def outer_order(self) -> sql.Composable:
+        return sql.SQL("h.score DESC, p.id")
+
+
+@dataclass(frozen=True)
+class ByDate:
+    """Newest (or oldest) capture first; photos without a date last."""
+
+    newest: bool = True
+    uses_vector_index: bool = False
+
+    def candidates(self, limit: int) -> int:
+        return 0
+
+    def _order(self, photo: str) -> sql.Composable:
+        direction = sql.SQL("DESC") if self.newest else sql.SQL("ASC")
+        return sql.SQL("m.captured_at {d} NULLS LAST, {photo} {d}").format(d=direction, photo=sql.SQL(photo))
+
+    def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
+        return sql.SQL(
+            "SELECT p.id AS photo_id, NULL::float8 AS score FROM photo p LEFT JOIN metadata m ON m.photo_id = p.id "
+            "WHERE {where} ORDER BY {order} LIMIT {limit}"
+        ).format(where=where, order=self._order("p.id"), limit=params(limit))
+
+    def outer_where(self, params: Params) -> sql.Composable:
+        return sql.SQL("TRUE")
+
+    def outer_order(self) -> sql.Composable:
+        return self._order("p.id")
+
+
+#: The persons in each hit, in one pass over the hits' faces (a face's own person, else its cluster's).
+_PERSONS_OF_HITS = sql.SQL(
+    "SELECT d.photo_id, jsonb_agg(DISTINCT jsonb_build_object('id', pr.id, "
+    "'name', NULLIF(CONCAT_WS(' ', pr.first_name, pr.last_name), ''))) AS persons "
+    "FROM hits h JOIN person_detection d ON d.photo_id = h.photo_id LEFT JOIN cluster k ON k.id = d.cluster_id "
+    "JOIN person pr ON pr.id = COALESCE(d.person_id, k.person_id) GROUP BY d.photo_id"
+)
+
+
+@dataclass(frozen=True)
+class SearchStatement:
+    query: sql.Composed
+    params: dict[str, Any]
+    uses_vector_index: bool
+    vector_candidates: int = 0  # hnsw.ef_search for the statement
+
+
+def build_search(filters: Sequence[Filter], ranking: Ranking, limit: int) -> SearchStatement:
+    """The statement returning (photo_id, root_path, filename, normalized_path, captured_at, score, persons)."""
+    params = Params()
+    where: sql.Composable = (
+        sql.SQL(" AND ").join(sql.SQL("({})").format(f.where(params)) for f in filters) if filters else sql.SQL("TRUE")
+    )
+    query = sql.SQL(
+        "WITH hits AS MATERIALIZED ({inner}), persons AS ({persons}) "
+        "SELECT p.id, c.root_path, p.filename, p.normalized_path, m.captured_at, h.score, "
+        "COALESCE(s.persons, '[]'::jsonb) FROM hits h JOIN photo p ON p.id = h.photo_id "
+        "JOIN collection c ON c.id = p.collection_id LEFT JOIN metadata m ON m.photo_id = p.id "
+        "LEFT JOIN persons s ON s.photo_id = p.id WHERE {outer_where} ORDER BY {order}"
+    ).format(
+        inner=ranking.inner(params, where, limit),
+        persons=_PERSONS_OF_HITS,
+        outer_where=ranking.outer_where(params),
+        order=ranking.outer_order(),
+    )
+    return SearchStatement(query, params.values, ranking.uses_vector_index, ranking.candidates(limit))
