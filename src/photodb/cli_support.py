@@ -41,6 +41,9 @@ def open_for_collection(collection: str | None) -> Iterator[tuple[Database, int 
         if collection is not None:
             with db.connection() as conn:
                 collection_id = face_db.collection_id_by_name(conn, collection)
-            if collection_id is None:
-                raise click.ClickException(f"no collection named {collection!r}")
+            if collection_id is None:  # bad usage, like an unknown id: one line, exit 2
+                Console(stderr=True).print(
+                    f"[red]error:[/] no collection named {escape(repr(collection))}", soft_wrap=True, highlight=False
+                )
+                sys.exit(EXIT_CONFIG)
         yield db, collection_id

@@ -82,6 +82,7 @@ CASES = [
     (["--collection", "default", "move", "foreign", "--unassign"], "another collection"),
     (["--collection", "other", "show", "P"], "another collection"),
     (["--collection", "other", "verify", "C"], "another collection"),
+    (["--collection", "nowhere", "list"], "no collection named 'nowhere'"),
 ]
 
 
