@@ -7,6 +7,7 @@ import click
 from photodb.cli_cluster import main as cluster
 from photodb.cli_local import main as index
 from photodb.cli_maintenance import main as maintenance
+from photodb.cli_places import places
 from photodb.cli_prompts import prompts
 
 
@@ -26,6 +27,7 @@ def photodb() -> None:
       photodb prompts list                 the tagging categories and their labels
       photodb prompts add activity skiing  tag photos of skiing from now on
       photodb prompts rebuild              embed every label again with the CLIP model
+      photodb places backfill              name the places of photos indexed before
     """
 
 
@@ -33,6 +35,7 @@ photodb.add_command(index, "index")
 photodb.add_command(cluster, "cluster")
 photodb.add_command(maintenance, "maintenance")
 photodb.add_command(prompts)
+photodb.add_command(places)
 
 
 def main() -> None:
