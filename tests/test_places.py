@@ -34,7 +34,9 @@ KNOWN_PLACES = [
 
 
 @pytest.mark.parametrize(
-    ("what", "latitude", "longitude", "code", "country", "region", "city"), KNOWN_PLACES, ids=[p[0] for p in KNOWN_PLACES]
+    ("what", "latitude", "longitude", "code", "country", "region", "city"),
+    KNOWN_PLACES,
+    ids=[p[0] for p in KNOWN_PLACES],
 )
 def test_known_coordinates_get_their_country_region_and_city(
     what: str, latitude: float, longitude: float, code: str, country: str, region: str, city: str
