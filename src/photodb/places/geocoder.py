@@ -86,7 +86,8 @@ class PlaceIndex:
         self.countries = countries
         self.country_codes = np.array([p["country_code"] for p in places])
         self.cities: list[str] = [p["city"] for p in places]
-        self.regions = np.array([p.get("state") or "" for p in places])
+        region_names = [p.get("state") or "" for p in places]
+        self.region_names, self.region_ids = np.unique(np.array(region_names, dtype=object), return_inverse=True)
         population = np.array([max(0, int(p.get("population") or 0)) for p in places], dtype=np.float64)
         self.reach_km = np.maximum(MIN_REACH_KM, REACH_KM_PER_SQRT_PEOPLE * np.sqrt(population))
         latitudes = np.array([p["latitude"] for p in places], dtype=np.float64)
@@ -113,7 +114,7 @@ class PlaceIndex:
         distance = _chord_to_km(chord)
         nearest_country = self.country_codes[index[:, 0]]
         same_region = (self.country_codes[index] == nearest_country[:, None]) & (
-            self.regions[index] == self.regions[index[:, :1]]
+            self.region_ids[index] == self.region_ids[index[:, :1]]
         )
         competing = same_region & (distance <= CITY_MAX_KM)
         best = np.argmin(np.where(competing, distance / self.reach_km[index], np.inf), axis=1)
@@ -125,7 +126,7 @@ class PlaceIndex:
             if has_city[n]:
                 code = str(nearest_country[n])
                 place_index = int(winner[n])
-                region = str(self.regions[place_index]) or None
+                region = str(self.region_names[self.region_ids[place_index]]) or None
                 city = self.cities[place_index]
                 places.append(Place(code, self.countries.get(code), region, city, float(winner_km[n])))
             elif distance[n, 0] <= COUNTRY_MAX_KM:
