@@ -125,9 +125,9 @@ class PlaceIndex:
         for n in range(len(lat)):
             if has_city[n]:
                 code = str(nearest_country[n])
-                place_index = int(winner[n])
-                region = str(self.region_names[self.region_ids[place_index]]) or None
-                city = self.cities[place_index]
+                chosen = int(winner[n])
+                region = str(self.region_names[self.region_ids[chosen]]) or None
+                city = self.cities[chosen]
                 places.append(Place(code, self.countries.get(code), region, city, float(winner_km[n])))
             elif distance[n, 0] <= COUNTRY_MAX_KM:
                 code = str(nearest_country[n])
