@@ -9,6 +9,7 @@ from photodb.cli_enrich import main as enrich
 from photodb.cli_local import main as index
 from photodb.cli_maintenance import main as maintenance
 from photodb.cli_people import people
+from photodb.cli_places import places
 from photodb.cli_prompts import prompts
 from photodb.cli_search import search_command
 
@@ -31,6 +32,7 @@ def photodb() -> None:
       photodb prompts rebuild              embed every label again with the CLIP model
       photodb enrich ~/Pictures            LLM descriptions and tags (same as enrich-photos)
       photodb search --person Grace --year 1985   find photos (text, people, dates, places, tags)
+      photodb places backfill              name the places of photos indexed before
     """
 
 
@@ -41,6 +43,7 @@ photodb.add_command(prompts)
 photodb.add_command(people)
 photodb.add_command(enrich, "enrich")
 photodb.add_command(search_command, "search")
+photodb.add_command(places)
 
 
 def main() -> None:

@@ -58,7 +58,6 @@ def test_the_table_and_an_empty_result(tmp_path, database_url, library):
         (("--to", "yesterday"), "--to 'yesterday' is not a date (YYYY-MM-DD)"),
         (("--person", "Nobody"), "no person named 'Nobody'"),
         (("--near", "48.8"), "--near '48.8' is not LAT,LON"),
-        (("--place", "Paris"), "places not indexed yet"),
         (("a dog on the beach",), "text search needs the CLIP model: model not found"),
     ],
 )

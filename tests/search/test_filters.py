@@ -119,18 +119,19 @@ def test_like_face_ranks_photos_by_their_nearest_face(library, settings):
     assert ids(library, settings, like_face=101, persons=("Alan",)) == [3, 1]
 
 
-def test_place_reports_that_places_are_not_indexed_yet(library, settings):
-    with pytest.raises(SearchError, match="places not indexed yet"):
-        search(library, settings, SearchRequest(place="Paris"))
-
-
-def test_place_matches_country_region_and_city_once_they_exist(library, settings):
+def test_place_matches_country_region_city_and_country_code(library, settings):
     with library.connection() as conn:
-        conn.execute("ALTER TABLE metadata ADD COLUMN place_country TEXT, ADD COLUMN place_city TEXT")
-        conn.execute("UPDATE metadata SET place_country = 'France', place_city = 'Paris' WHERE photo_id IN (1, 5)")
-        conn.execute("UPDATE metadata SET place_country = 'United Kingdom', place_city = 'London' WHERE photo_id = 2")
+        conn.execute(
+            """INSERT INTO photo_place (photo_id, latitude, longitude, country_code, country, region, city,
+                                        distance_km, source)
+               VALUES (1, 48.86, 2.35, 'FR', 'France', 'Île-de-France', 'Paris', 0.5, 'test'),
+                      (5, 48.85, 2.30, 'FR', 'France', 'Île-de-France', 'Paris', 1.5, 'test'),
+                      (2, 51.50, -0.12, 'GB', 'United Kingdom', 'England', 'London', 0.2, 'test')"""
+        )
     assert found(library, settings, place="paris") == {1, 5}
     assert found(library, settings, place="United Kingdom") == {2}
+    assert found(library, settings, place="england") == {2}
+    assert found(library, settings, place="fr") == {1, 5}
     assert found(library, settings, place="Berlin") == set()
 
 

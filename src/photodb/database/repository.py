@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from photodb.database.connection import Database
 from photodb.database.models import Collection, Photo
+from photodb.database.place_repository import GeocodedPlace, delete_stale_place, write_place
 
 _PHOTO_COLUMNS = (
     "p.id, p.collection_id, p.uuid, p.filename, p.file_size, p.content_hash, p.normalized_path, "
@@ -244,7 +245,9 @@ class PhotoRepository:
                 (normalized_path, *size, *normalized_size, scale, photo_id),
             )
 
-    def upsert_metadata(self, photo_id: int, values: dict[str, Any]) -> None:
+    def upsert_metadata(self, photo_id: int, values: dict[str, Any], place: GeocodedPlace | None = None) -> None:
+        """Store a photo's metadata and, in the same transaction, its place: `place` when the GPS was
+        geocoded; without one a place of other (or no) coordinates is dropped, a current one stays."""
         columns = [
             "captured_at", "captured_at_offset", "captured_at_source", "latitude", "longitude", "altitude",
             "camera_make", "camera_model", "lens_model", "iso", "aperture", "exposure_time", "focal_length",
@@ -254,13 +257,16 @@ class PhotoRepository:
         row["notes"] = list(values.get("notes") or [])
         row["extra"] = Jsonb(values.get("extra") or {})
         assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
-        with self.db.autocommit() as conn:
+        with self.db.autocommit() as conn, conn.transaction():
             conn.execute(
                 f"""INSERT INTO metadata (photo_id, {", ".join(columns)})
                     VALUES (%(photo_id)s, {", ".join(f"%({c})s" for c in columns)})
                     ON CONFLICT (photo_id) DO UPDATE SET {assignments}, updated_at = now()""",  # noqa: S608
                 {"photo_id": photo_id, **row},
             )
+            delete_stale_place(conn, photo_id)
+            if place is not None and row["latitude"] is not None and row["longitude"] is not None:
+                write_place(conn, photo_id, row["latitude"], row["longitude"], place.place, place.source)
 
     def get_metadata(self, photo_id: int) -> dict[str, Any] | None:
         with self.db.autocommit() as conn:

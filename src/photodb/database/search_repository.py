@@ -16,7 +16,6 @@ from photodb.database.clustering.faces import array_of
 from photodb.search.query import SearchStatement
 
 #: Columns the places stage adds to metadata (migration 0017), in the order a name is tried.
-PLACE_COLUMNS = ("place_country", "place_region", "place_city", "place_country_code")
 
 
 @dataclass(frozen=True)
@@ -60,17 +59,6 @@ def missing_clusters(conn: psycopg.Connection, cluster_ids: list[int]) -> list[i
         (cluster_ids,),
     ).fetchall()
     return [r[0] for r in rows]
-
-
-def place_columns(conn: psycopg.Connection) -> tuple[str, ...]:
-    """The place columns metadata has (none before the places migration)."""
-    rows = conn.execute(
-        """SELECT column_name FROM information_schema.columns
-           WHERE table_schema = current_schema() AND table_name = 'metadata' AND column_name = ANY(%s)""",
-        (list(PLACE_COLUMNS),),
-    ).fetchall()
-    present = {r[0] for r in rows}
-    return tuple(c for c in PLACE_COLUMNS if c in present)
 
 
 def text_search_configurations(conn: psycopg.Connection) -> list[str]:

@@ -7,7 +7,7 @@ asks `Params` for a placeholder and the value travels with the statement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -155,18 +155,18 @@ class Near:
 
 @dataclass(frozen=True)
 class Place:
-    """A country, region or city name (or country code) equal to the term, any case."""
+    """A country, region or city name (any case) or a country code where the photo was taken
+    (photo_place, filled by the metadata stage and `photodb places backfill`)."""
 
     name: str
-    columns: tuple[str, ...] = field(default=())
 
     def where(self, params: Params) -> sql.Composable:
         value = params(self.name)
-        return sql.SQL("({})").format(
-            sql.SQL(" OR ").join(
-                sql.SQL("LOWER(m.{}) = LOWER({})").format(sql.Identifier(column), value) for column in self.columns
-            )
-        )
+        return sql.SQL(
+            """EXISTS (SELECT 1 FROM photo_place pl WHERE pl.photo_id = p.id
+                   AND (lower(pl.country) = lower({v}) OR lower(pl.region) = lower({v})
+                        OR lower(pl.city) = lower({v}) OR pl.country_code = upper({v})))"""
+        ).format(v=value)
 
 
 @dataclass(frozen=True)

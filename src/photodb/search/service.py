@@ -121,10 +121,7 @@ def _filters(conn: psycopg.Connection, settings: Settings, request: SearchReques
     if request.camera:
         out.append(f.Camera(request.camera))
     if request.place:
-        columns = repo.place_columns(conn)
-        if not columns:
-            raise SearchError("places not indexed yet: --place needs the places migration; --near LAT,LON works now")
-        out.append(f.Place(request.place, columns))
+        out.append(f.Place(request.place))
     if request.near is not None:
         out.append(f.Near(request.near[0], request.near[1], request.radius_km))
     if request.tags:
