@@ -733,3 +733,30 @@ ALTER TABLE cluster_person_cannot_link ADD COLUMN created_by TEXT;
 ALTER TABLE face_match_candidate ADD COLUMN reviewed_by TEXT;
 ALTER TABLE face_match_candidate ADD COLUMN reviewed_at TIMESTAMPTZ;
 CREATE INDEX idx_cluster_cannot_link_2 ON cluster_cannot_link(cluster_id_2);
+
+-- ==== 0014_quality_gate ====
+-- The quality gate of clustering (photodb.clustering.quality): faces too small, blurred, doubtful
+-- to the detector or outliers of their run stay out of clusters, in the unassigned pool, with the
+-- reason. face_sharpness is measured by the detection stage (variance of the Laplacian of the face
+-- box as a 64 x 64 gray crop); quality_issue is what the last bootstrap or assignment decided.
+ALTER TABLE person_detection ADD COLUMN face_sharpness DOUBLE PRECISION CHECK (face_sharpness >= 0);
+ALTER TABLE person_detection ADD COLUMN quality_issue TEXT
+    CHECK (quality_issue IN ('small', 'low_confidence', 'blurry', 'outlier'));
+
+-- The rule, the one place it is written: the first floor a face falls below, NULL when it passes.
+-- A floor of 0 (a ceiling of 1 for the outlier score) is off; a value never measured passes (faces
+-- detected before this migration have no sharpness, boxes of photos without a normalized_scale no
+-- size in original pixels). Short side in original pixels = normalized box side / normalized_scale.
+CREATE FUNCTION face_quality_issue(
+    width double precision, height double precision, scale double precision,
+    sharpness double precision, confidence double precision, outlier double precision,
+    min_size double precision, min_sharpness double precision,
+    min_confidence double precision, max_outlier double precision
+) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT CASE
+        WHEN min_size > 0 AND scale > 0 AND least(width, height) / scale < min_size THEN 'small'
+        WHEN min_confidence > 0 AND confidence < min_confidence THEN 'low_confidence'
+        WHEN min_sharpness > 0 AND sharpness < min_sharpness THEN 'blurry'
+        WHEN max_outlier < 1 AND outlier > max_outlier THEN 'outlier'
+    END $$;

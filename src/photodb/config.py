@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     clustering_ambiguity_margin: float = Field(default=0.03, ge=0)  # cosine; closer calls go to review
     clustering_staleness_share: float = Field(default=0.2, gt=0)  # new-face share that asks for a rebuild
     person_association_threshold: float = Field(default=0.8, gt=0)
+    # Quality gate (photodb.clustering.quality): faces below a floor stay in the unassigned pool,
+    # with the reason. 0 turns a floor off (1 the outlier ceiling). Size: short side of the face in
+    # original pixels; sharpness: variance of the Laplacian of the face as a 64 x 64 gray crop;
+    # confidence: the face detector's; outlier: the bootstrap's GLOSH score.
+    cluster_min_face_size: float = Field(default=36, ge=0)
+    cluster_min_sharpness: float = Field(default=50, ge=0)
+    cluster_min_face_confidence: float = Field(default=0.6, ge=0, le=1)
+    cluster_max_outlier_score: float = Field(default=0.9, ge=0, le=1)
 
     # LLM
     llm_provider: Literal["anthropic", "bedrock"] = "anthropic"

@@ -12,6 +12,9 @@ serves clusters without a lambda. The cap matters in small libraries: there a cl
 the distance of the nearest other person, so its uncapped ball reaches exactly to them. A face
 inside two balls by nearly the same margin goes to review as face_match_candidate rows.
 
+Faces the quality gate keeps out (clustering.quality: too small, blurred, doubtful to the detector,
+or an outlier by their stored score) are not placed: they go to the unassigned pool with the reason.
+
 Tier 1's cluster and tier 2's candidates exclude every cluster that holds a face of the same
 photo or a face the new one has a cannot-link with: a blocked tier-1 choice falls through to tier 2.
 
@@ -38,12 +41,14 @@ from threadpoolctl import ThreadpoolController
 
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.predictor import Predictor
+from photodb.clustering.quality import QualityGate
 from photodb.clustering.run_state import Reducer, RunState, RunStateError
 from photodb.database.clustering import assignment as assign_db
 from photodb.database.clustering import centroids as centroid_db
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import manual as manual_db
+from photodb.database.clustering import quality as quality_db
 from photodb.database.clustering import runs as run_db
 from photodb.database.clustering import server as server_db
 from photodb.database.connection import Database
@@ -168,10 +173,12 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
     with db.autocommit() as conn:
         check_server(db, conn)
         faces = assign_db.faces_to_assign(conn, detection_ids)
+        waiting = [d for d, f in faces.items() if f.run_id is not None and _waiting(f)]
+        gated = _gate(conn, waiting, QualityGate.from_settings(db.settings))
         tier1: dict[int, tuple[int, float]] = {}
         runs = {f.run_id: f.embedding_model for f in faces.values() if f.run_id is not None}
         for run_id, embedding_model in runs.items():
-            ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f)]
+            ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f) and d not in gated]
             model = load_run_model(db, run_id, embedding_model) if ids else None
             if model is None:
                 continue
@@ -190,6 +197,8 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
                 continue
             if not _waiting(face):
                 outcome, cluster_id = "already", face.cluster_id
+            elif detection_id in gated:
+                outcome, cluster_id = "gated", None
             else:
                 outcome, cluster_id = _assign_one(db, conn, face, tier1.get(detection_id))
             report.outcomes[outcome] += 1
@@ -231,6 +240,12 @@ def single_threaded_blas(faces: int) -> Iterator[None]:
             if _blas_depth == 0:
                 for library, threads in zip(_blas_libraries, _blas_saved, strict=True):
                     library.set_num_threads(threads)
+
+
+def _gate(conn: Any, waiting: list[int], gate: QualityGate) -> set[int]:
+    """Send the waiting faces the quality gate keeps out to the unassigned pool (with the reason);
+    the others lose any reason an earlier verdict left. Returns the faces kept out."""
+    return set(quality_db.gate_waiting_faces(conn, waiting, gate))
 
 
 def _waiting(face: assign_db.NewFace) -> bool:
