@@ -319,19 +319,28 @@ def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
     if info is None:
         raise LookupError(f"detection {detection_id} has no face embedding")
     with db.connection() as conn, conn.transaction():
-        lock_db.lock_model(conn, info[0], info[1], shared=True)
-        face = manual_db.lock_face(conn, detection_id)
-        if face is None:
-            raise LookupError(f"detection {detection_id} was deleted (a detection rerun)")
-        old = face.cluster_id
-        live = lock_db.lock_clusters(conn, [c for c in (old, cluster_id) if c is not None])
-        if cluster_id is not None and cluster_id not in live:
-            raise LookupError(f"cluster {cluster_id} does not exist")
-        if old != cluster_id:
-            if old is not None:
-                centroid_db.subtract_detections(conn, [detection_id])
-            if cluster_id is not None:
-                centroid_db.add_detection(conn, detection_id, cluster_id)
-        manual_db.set_detection_cluster(conn, detection_id, cluster_id, "manual")
-        if old is not None and old != cluster_id:
-            manual_db.delete_cluster_if_empty(conn, old)
+        move_face_in(conn, detection_id, cluster_id, collection_id=info[0], model=info[1])
+
+
+def move_face_in(
+    conn: psycopg.Connection, detection_id: int, cluster_id: int | None, *, collection_id: int, model: str
+) -> int | None:
+    """move_face inside the caller's transaction, which has taken no clustering lock yet (the
+    caller may go on with later steps of the lock order). Returns the cluster the face left."""
+    lock_db.lock_model(conn, collection_id, model, shared=True)
+    face = manual_db.lock_face(conn, detection_id)
+    if face is None:
+        raise LookupError(f"detection {detection_id} was deleted (a detection rerun)")
+    old = face.cluster_id
+    live = lock_db.lock_clusters(conn, [c for c in (old, cluster_id) if c is not None])
+    if cluster_id is not None and cluster_id not in live:
+        raise LookupError(f"cluster {cluster_id} does not exist")
+    if old != cluster_id:
+        if old is not None:
+            centroid_db.subtract_detections(conn, [detection_id])
+        if cluster_id is not None:
+            centroid_db.add_detection(conn, detection_id, cluster_id)
+    manual_db.set_detection_cluster(conn, detection_id, cluster_id, "manual")
+    if old is not None and old != cluster_id:
+        manual_db.delete_cluster_if_empty(conn, old)
+    return old
