@@ -155,3 +155,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(db, merged, tmp_path, d
         before = snapshot(db)
         split(db, cluster_id=cluster, keep=1, shown=shown)
     assert snapshot(db) == before
+
+
+def test_at_a_terminal_the_user_picks_the_half_after_seeing_them(db, merged, tmp_path, database_url, monkeypatch):
+    import photodb.cli_people_review as cli
+
+    cluster, ada, bob = merged
+    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    done = run(split_command, tmp_path, database_url, "--cluster", str(cluster), stdin="2\n")
+    assert done.exit_code == 0, done.output
+    assert "half 1: 6 faces" in done.stdout and "half 2: 4 faces" in done.stdout and f"{bob[0]}" in done.stdout
+    new = int(done.stdout.split("new cluster ")[1].split()[0])
+    assert cluster_of(db, ada + bob) == dict.fromkeys(bob, cluster) | dict.fromkeys(ada, new)
