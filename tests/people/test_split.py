@@ -97,6 +97,11 @@ def test_a_person_splits_into_a_new_unknown_person(db, tmp_path, database_url):
     only_ada = make_cluster(db, ada[:5], person_id=person)
     mixed = make_cluster(db, ada[5:] + bob[:3], person_id=person)
     only_bob = make_cluster(db, bob[3:], person_id=person)
+    with db.connection() as conn:  # the age/gender stage's answers: the person's gender follows its faces
+        for ids, gender in ((ada, "F"), (bob, "M")):
+            conn.execute(
+                "UPDATE person_detection SET gender = %s, gender_confidence = 0.9 WHERE id = ANY(%s)", (gender, ids)
+            )
     done = run(split_command, tmp_path, database_url, "--person", str(person), "--keep", "1", "--json")
     assert done.exit_code == 0, done.stderr
     result = json.loads(done.stdout)
@@ -110,11 +115,13 @@ def test_a_person_splits_into_a_new_unknown_person(db, tmp_path, database_url):
     )
     assert_clusters_exact(db)
     with db.connection() as conn:
-        persons = conn.execute("SELECT id, first_name, auto_created, created_by FROM person ORDER BY id").fetchall()
+        persons = conn.execute(
+            "SELECT id, first_name, auto_created, created_by, gender FROM person ORDER BY id"
+        ).fetchall()
         links = dict(conn.execute("SELECT id, person_id FROM cluster").fetchall())
         apart = set(conn.execute("SELECT cluster_id_1, cluster_id_2 FROM cluster_cannot_link").fetchall())
         blocked = set(conn.execute("SELECT cluster_id, person_id FROM cluster_person_cannot_link").fetchall())
-    assert persons == [(person, "Ada", False, "user"), (new_person, "Unknown", True, "user")]
+    assert persons == [(person, "Ada", False, "user", "F"), (new_person, "Unknown", True, "user", "M")]
     assert links == {only_ada: person, mixed: person, only_bob: new_person, new_cluster: new_person}
     assert apart == {(min(a, b), max(a, b)) for a in (only_ada, mixed) for b in (only_bob, new_cluster)}
     assert blocked == {(only_bob, person), (new_cluster, person), (only_ada, new_person), (mixed, new_person)}

@@ -29,10 +29,12 @@ import numpy as np
 import psycopg
 
 from photodb.database import people_repository as people_db
+from photodb.database import person_age_gender as person_sql
 from photodb.database import split_repository as split_db
 from photodb.database.clustering import centroids as centroid_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.connection import Database
+from photodb.people.age_gender import aggregate_person
 from photodb.people.halves import CannotSplit, two_halves
 
 #: Faces shown per half: those nearest the half's centre.
@@ -199,8 +201,19 @@ def split(
             kept, other = plan.halves[keep - 1], plan.halves[2 - keep]
             if target.kind == "cluster":
                 return _split_cluster(conn, target, plan, kept, other, members, by)
-            return _split_person(conn, target, plan, kept, other, members, by)
+            result = _split_person(conn, target, plan, kept, other, members, by)
+            assert result.new_person_id is not None
+            _aggregate(conn, [target.id, result.new_person_id], db.settings.age_gender_gender_min_confidence)
+            return result
     raise SplitError(f"{'cluster' if cluster_id is not None else 'person'} kept changing while it was split: try again")
+
+
+def _aggregate(conn: psycopg.Connection, person_ids: list[int], min_confidence: float) -> None:
+    """Birth year and gender of the two persons, from their faces after the split."""
+    samples: dict[int, list[person_sql.PersonSample]] = {p: [] for p in person_ids}
+    for sample in person_sql.samples(conn, person_ids):
+        samples[sample.person_id].append(sample)
+    person_sql.store(conn, [aggregate_person(p, samples[p], min_confidence) for p in person_ids])
 
 
 def _medoids(members: list[split_db.Member], placed: dict[int, int]) -> dict[int, int]:
