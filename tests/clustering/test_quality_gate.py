@@ -250,3 +250,23 @@ def test_real_sample_faces_pass_the_default_gate_and_spoiled_copies_do_not(tmp_p
     again = bootstrap_clusters("--min-cluster-size", "2", "--min-samples", "1", "--json", env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)[0]["gated_faces"] == {"blurry": 1, "small": 1}
+
+
+def test_tier_one_scores_new_faces_and_an_outlier_stays_out(settings):
+    rng = np.random.default_rng(13)
+    faces = identities(rng, 3, 10)
+    gated_db = with_gate(settings, cluster_max_outlier_score=0.9)
+    try:
+        insert(gated_db, faces[np.r_[0:9, 10:19, 20:29]])
+        bootstrap(gated_db, min_cluster_size=3, min_samples=2)
+        stranger = rng.normal(size=512)
+        near, far = insert(gated_db, np.vstack([faces[9], stranger / np.linalg.norm(stranger)]))
+        report = assign_new_faces(gated_db, [near, far], force=True)
+        assert report.outcomes == {"tier1": 1, "gated": 1}
+        state = faces_state(gated_db, [near, far])
+        assert state[far] == (None, "unassigned", "outlier") and state[near][0] is not None
+        with gated_db.connection() as conn:
+            score = conn.execute("SELECT outlier_score FROM person_detection WHERE id = %s", (far,)).fetchone()[0]
+        assert score > 0.9
+    finally:
+        gated_db.close()

@@ -13,7 +13,8 @@ the distance of the nearest other person, so its uncapped ball reaches exactly t
 inside two balls by nearly the same margin goes to review as face_match_candidate rows.
 
 Faces the quality gate keeps out (clustering.quality: too small, blurred, doubtful to the detector,
-or an outlier by their stored score) are not placed: they go to the unassigned pool with the reason.
+or an outlier by the stored GLOSH score, else tier 1's approximation) are not placed: they go
+to the unassigned pool with the reason.
 
 Tier 1's cluster and tier 2's candidates exclude every cluster that holds a face of the same
 photo or a face the new one has a cannot-link with: a blocked tier-1 choice falls through to tier 2.
@@ -142,14 +143,17 @@ def _tier1_off(run_id: int, error: Exception) -> None:
     log.debug("tier 1 turned off by", exc_info=error)
 
 
-def _predict_tier1(db: Database, model: RunModel, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Tier 1's labels and strengths; None (and tier 1 off for the run) if prediction fails.
+def _predict_tier1(
+    db: Database, model: RunModel, embeddings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Tier 1's labels, strengths and outlier scores; None (and tier 1 off for the run) if
+    prediction fails.
 
     Tier 1 only saves work that tier 2 also does, so any failure inside it turns it off rather
     than failing a photo.
     """
     try:
-        return model.predictor.predict(embeddings)
+        return model.predictor.predict_scored(embeddings)
     except Exception as error:  # tier 1 is an optimisation: see the docstring
         with _models_lock:
             if _models.get((db.url, model.run_id), model) is not None:  # warn once per run
@@ -174,11 +178,11 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
         check_server(db, conn)
         faces = assign_db.faces_to_assign(conn, detection_ids)
         waiting = [d for d, f in faces.items() if f.run_id is not None and _waiting(f)]
-        gated = _gate(conn, waiting, QualityGate.from_settings(db.settings))
         tier1: dict[int, tuple[int, float]] = {}
+        scores: dict[int, float] = {}
         runs = {f.run_id: f.embedding_model for f in faces.values() if f.run_id is not None}
         for run_id, embedding_model in runs.items():
-            ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f) and d not in gated]
+            ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f)]
             model = load_run_model(db, run_id, embedding_model) if ids else None
             if model is None:
                 continue
@@ -186,10 +190,12 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
                 predicted = _predict_tier1(db, model, np.vstack([faces[d].embedding for d in ids]))
             if predicted is None:
                 continue
-            labels, strengths = predicted
+            labels, strengths, outlier_scores = predicted
+            scores.update(zip(ids, outlier_scores.tolist(), strict=True))
             for d, label, strength in zip(ids, labels, strengths, strict=True):
                 if label >= 0 and int(label) in model.label_to_cluster:
                     tier1[d] = (model.label_to_cluster[int(label)], float(strength))
+        gated = _gate(conn, waiting, QualityGate.from_settings(db.settings), scores)
         for detection_id in detection_ids:
             face = faces.get(detection_id)
             if face is None or face.run_id is None:
@@ -242,10 +248,11 @@ def single_threaded_blas(faces: int) -> Iterator[None]:
                     library.set_num_threads(threads)
 
 
-def _gate(conn: Any, waiting: list[int], gate: QualityGate) -> set[int]:
-    """Send the waiting faces the quality gate keeps out to the unassigned pool (with the reason);
-    the others lose any reason an earlier verdict left. Returns the faces kept out."""
-    return set(quality_db.gate_waiting_faces(conn, waiting, gate))
+def _gate(conn: Any, waiting: list[int], gate: QualityGate, scores: dict[int, float]) -> set[int]:
+    """Send the waiting faces the quality gate keeps out to the unassigned pool (with the reason;
+    tier 1's outlier score counts where no bootstrap scored the face); the others lose any reason an earlier verdict
+    left. Returns the faces kept out."""
+    return set(quality_db.gate_waiting_faces(conn, waiting, gate, scores))
 
 
 def _waiting(face: assign_db.NewFace) -> bool:
