@@ -760,3 +760,33 @@ CREATE FUNCTION face_quality_issue(
         WHEN min_sharpness > 0 AND sharpness < min_sharpness THEN 'blurry'
         WHEN max_outlier < 1 AND outlier > max_outlier THEN 'outlier'
     END $$;
+
+-- faces_to_assign (migration 0006) also gives each face's verdict under the static floors (size,
+-- confidence, sharpness; the outlier score is the caller's, who may have a fresh one from tier 1)
+-- and what is stored, so incremental assignment gates faces without another round trip.
+DROP FUNCTION faces_to_assign(bigint[]);
+CREATE FUNCTION faces_to_assign(
+    detections bigint[], min_size double precision, min_sharpness double precision, min_confidence double precision
+) RETURNS TABLE (
+    detection_id bigint, collection_id bigint, embedding_model text, embedding vector,
+    cluster_id bigint, cluster_status text, run_id bigint, photo_id bigint,
+    gate_issue text, stored_issue text, stored_outlier double precision
+)
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode = force_generic_plan
+    AS $$
+BEGIN
+    RETURN QUERY
+    SELECT pd.id, p.collection_id, fe.embedding_model, fe.embedding, pd.cluster_id, pd.cluster_status, r.id,
+           pd.photo_id,
+           face_quality_issue(pd.face_bbox_width, pd.face_bbox_height, p.normalized_scale, pd.face_sharpness,
+                              pd.face_confidence, NULL, min_size, min_sharpness, min_confidence, 1.0),
+           pd.quality_issue, pd.outlier_score
+    FROM person_detection pd
+    JOIN face_embedding fe ON fe.person_detection_id = pd.id
+    JOIN photo p ON p.id = pd.photo_id
+    LEFT JOIN hdbscan_run r ON r.is_active AND r.collection_id = p.collection_id
+                           AND r.embedding_model = fe.embedding_model
+    WHERE pd.id = ANY (detections);
+END
+$$;

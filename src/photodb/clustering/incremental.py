@@ -42,7 +42,7 @@ from threadpoolctl import ThreadpoolController
 
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.predictor import Predictor
-from photodb.clustering.quality import QualityGate
+from photodb.clustering.quality import OUTLIER, QualityGate
 from photodb.clustering.run_state import Reducer, RunState, RunStateError
 from photodb.database.clustering import assignment as assign_db
 from photodb.database.clustering import centroids as centroid_db
@@ -176,7 +176,8 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
         return report
     with db.autocommit() as conn:
         check_server(db, conn)
-        faces = assign_db.faces_to_assign(conn, detection_ids)
+        gate = QualityGate.from_settings(db.settings)
+        faces = assign_db.faces_to_assign(conn, detection_ids, gate)
         waiting = [d for d, f in faces.items() if f.run_id is not None and _waiting(f)]
         tier1: dict[int, tuple[int, float]] = {}
         scores: dict[int, float] = {}
@@ -195,7 +196,7 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
             for d, label, strength in zip(ids, labels, strengths, strict=True):
                 if label >= 0 and int(label) in model.label_to_cluster:
                     tier1[d] = (model.label_to_cluster[int(label)], float(strength))
-        gated = _gate(conn, waiting, QualityGate.from_settings(db.settings), scores)
+        gated = _gate(conn, [faces[d] for d in waiting], gate, scores)
         for detection_id in detection_ids:
             face = faces.get(detection_id)
             if face is None or face.run_id is None:
@@ -248,11 +249,17 @@ def single_threaded_blas(faces: int) -> Iterator[None]:
                     library.set_num_threads(threads)
 
 
-def _gate(conn: Any, waiting: list[int], gate: QualityGate, scores: dict[int, float]) -> set[int]:
-    """Send the waiting faces the quality gate keeps out to the unassigned pool (with the reason;
-    tier 1's outlier score counts where no bootstrap scored the face); the others lose any reason an earlier verdict
-    left. Returns the faces kept out."""
-    return set(quality_db.gate_waiting_faces(conn, waiting, gate, scores))
+def _gate(conn: Any, waiting: list[assign_db.NewFace], gate: QualityGate, scores: dict[int, float]) -> set[int]:
+    """The waiting faces the quality gate keeps out (the stored measures' verdict, else the outlier
+    score: the bootstrap's, else tier 1's), sent to the unassigned pool with the reason; faces that
+    pass lose a reason an earlier verdict left. Writes only when some face's verdict changes."""
+    verdicts: dict[int, str | None] = {}
+    for face in waiting:
+        score = face.stored_outlier if face.stored_outlier is not None else scores.get(face.id)
+        issue = face.gate_issue or (OUTLIER if gate.is_outlier(score) else None)
+        if issue is not None or face.stored_issue is not None:
+            verdicts[face.id] = issue
+    return quality_db.record_verdicts(conn, verdicts, scores)
 
 
 def _waiting(face: assign_db.NewFace) -> bool:

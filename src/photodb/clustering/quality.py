@@ -44,6 +44,9 @@ class QualityGate:
             settings.cluster_max_outlier_score,
         )
 
+    def is_outlier(self, score: float | None) -> bool:
+        return score is not None and self.max_outlier < 1 and score > self.max_outlier
+
     def outliers(self, scores: np.ndarray) -> np.ndarray:
         """Which GLOSH scores are above the ceiling (NaN, never scored, is not)."""
         if self.max_outlier >= 1:

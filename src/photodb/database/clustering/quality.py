@@ -7,7 +7,8 @@ clause, so a face the gate keeps out stays out whoever looks at it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping
 
 import psycopg
 from psycopg import sql
@@ -16,24 +17,20 @@ from photodb.clustering.quality import QualityGate
 
 
 def quality_issue_sql(
-    gate: QualityGate, *, detection: str = "pd", photo: str = "p", outlier: bool | sql.Composable = True
+    gate: QualityGate, *, detection: str = "pd", photo: str = "p", outlier: bool = True
 ) -> sql.Composed:
     """face_quality_issue(...) for the detection row aliased `detection` joined to its photo
     aliased `photo`: the reason as SQL text, NULL when the face passes. The floors are inlined as
-    literals, so the fragment composes into a query with either placeholder style. `outlier`:
-    True reads the stored GLOSH score, False none, or an SQL expression for the score."""
+    literals, so the fragment composes into a query with either placeholder style. Without
+    `outlier` the stored GLOSH score is not consulted."""
     d, p = sql.Identifier(detection), sql.Identifier(photo)
-    if outlier is True:
-        score: sql.Composable = sql.SQL("{}.outlier_score").format(d)
-    else:
-        score = sql.SQL("NULL") if outlier is False else outlier
     return sql.SQL(
         "face_quality_issue({d}.face_bbox_width, {d}.face_bbox_height, {p}.normalized_scale, {d}.face_sharpness,"
         " {d}.face_confidence, {outlier}, {size}, {sharpness}, {confidence}, {ceiling})"
     ).format(
         d=d,
         p=p,
-        outlier=score,
+        outlier=sql.SQL("{}.outlier_score").format(d) if outlier else sql.SQL("NULL"),
         size=sql.Literal(float(gate.min_size)),
         sharpness=sql.Literal(float(gate.min_sharpness)),
         confidence=sql.Literal(float(gate.min_confidence)),
@@ -49,49 +46,34 @@ def passes_quality_gate(gate: QualityGate, *, detection: str = "pd", photo: str 
     return sql.SQL("{} IS NULL").format(quality_issue_sql(gate, detection=detection, photo=photo))
 
 
-def quality_issues(
-    conn: psycopg.Connection, detection_ids: Sequence[int], gate: QualityGate, *, outlier: bool = True
-) -> dict[int, str]:
-    """The faces among these that the gate keeps out, with the reason (no locks)."""
-    query = sql.SQL(
-        """SELECT pd.id, {issue} FROM person_detection pd JOIN photo p ON p.id = pd.photo_id
-           WHERE pd.id = ANY(%s) AND {issue} IS NOT NULL"""
-    ).format(issue=quality_issue_sql(gate, outlier=outlier))
-    return {r[0]: r[1] for r in conn.execute(query, (list(detection_ids),)).fetchall()}
-
-
-def gate_waiting_faces(
-    conn: psycopg.Connection,
-    detection_ids: Sequence[int],
-    gate: QualityGate,
-    scores: Mapping[int, float] | None = None,
-) -> dict[int, str]:
-    """One statement over faces waiting for a cluster: those the gate keeps out go to the
-    unassigned pool with their reason, those that pass lose any reason an earlier verdict left
-    (the floors may have been lowered). The outlier score is the stored one (the bootstrap's exact
-    GLOSH: a face that existed at the last bootstrap has one), else tier 1's approximation from
-    `scores`, which is then stored with the verdict. Only these detection rows are locked. Returns
-    the faces kept out, with the reason."""
-    if not detection_ids:
-        return {}
-    scored = {d: v for d, v in (scores or {}).items() if v == v}  # NaN: not scored
-    query = sql.SQL(
+def record_verdicts(
+    conn: psycopg.Connection, verdicts: Mapping[int, str | None], scores: Mapping[int, float]
+) -> set[int]:
+    """Store the quality gate's verdicts on faces still waiting for a cluster, in one statement
+    (only these detection rows are locked): a face kept out goes to the unassigned pool with its
+    reason and, when no bootstrap scored it, tier 1's outlier score from `scores`; a face that
+    passes (None) loses the reason an earlier verdict left. Returns the faces kept out."""
+    if not verdicts:
+        return set()
+    ids = list(verdicts)
+    rows = conn.execute(
         """UPDATE person_detection d
-           SET quality_issue = g.issue, outlier_score = coalesce(d.outlier_score, g.score),
-               cluster_status = CASE WHEN g.issue IS NULL THEN d.cluster_status ELSE 'unassigned' END,
-               unassigned_since = CASE WHEN g.issue IS NULL THEN d.unassigned_since
+           SET quality_issue = v.issue, outlier_score = coalesce(d.outlier_score, v.score),
+               cluster_status = CASE WHEN v.issue IS NULL THEN d.cluster_status ELSE 'unassigned' END,
+               unassigned_since = CASE WHEN v.issue IS NULL THEN d.unassigned_since
                                        ELSE coalesce(d.unassigned_since, now()) END
-           FROM (SELECT pd.id, s.score, {issue} AS issue
-                 FROM person_detection pd JOIN photo p ON p.id = pd.photo_id
-                 LEFT JOIN unnest(%s::bigint[], %s::float8[]) AS s(id, score) ON s.id = pd.id
-                 WHERE pd.id = ANY(%s)) g
-           WHERE d.id = g.id AND d.cluster_id IS NULL
+           FROM unnest(%s::bigint[], %s::text[], %s::float8[]) AS v(id, issue, score)
+           WHERE d.id = v.id AND d.cluster_id IS NULL
              AND (d.cluster_status IS NULL OR d.cluster_status NOT IN ('manual', 'pending'))
-             AND (g.issue IS NOT NULL OR d.quality_issue IS NOT NULL)
-           RETURNING d.id, g.issue"""
-    ).format(issue=quality_issue_sql(gate, outlier=sql.SQL("coalesce(pd.outlier_score, s.score)")))
-    rows = conn.execute(query, (list(scored), list(scored.values()), list(detection_ids))).fetchall()
-    return {r[0]: r[1] for r in rows if r[1] is not None}
+           RETURNING d.id, v.issue""",
+        (ids, [verdicts[d] for d in ids], [_score(scores.get(d)) for d in ids]),
+    ).fetchall()
+    return {r[0] for r in rows if r[1] is not None}
+
+
+def _score(value: float | None) -> float | None:
+    """A score to store: NaN (tier 1 had no cluster to measure against) is none."""
+    return None if value is None or math.isnan(value) else value
 
 
 def unassigned_by_reason(conn: psycopg.Connection, collection_id: int | None = None) -> dict[str, int]:
