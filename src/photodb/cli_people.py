@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from photodb.cli_people_review import review_command, split_command
 from photodb.cli_support import open_for_collection
 from photodb.database.connection import Database
 from photodb.people import face_decisions, identity, views
@@ -66,6 +67,8 @@ def people() -> None:
       photodb people name --cluster 12 "Grace Hopper"
       photodb people not 4711                face 4711 is not this cluster's person
       photodb people merge 3 8               person 8 is person 3
+      photodb people split --cluster 12      two people in one cluster: pick the half that keeps it
+      photodb people review                  faces close to two clusters, one by one
     """
 
 
@@ -352,3 +355,5 @@ def _link_command(kind: face_decisions.LinkKind) -> click.Command:
 
 people.add_command(_link_command("must"))
 people.add_command(_link_command("cannot"))
+people.add_command(split_command)
+people.add_command(review_command)

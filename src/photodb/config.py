@@ -153,6 +153,14 @@ class Settings(BaseSettings):
     person_association_thresholds: dict[str, float] = Field(default_factory=dict)
     # Weekly maintenance turns faces unassigned for longer than this into singleton clusters (0: all).
     unassigned_singleton_days: int = Field(default=30, ge=0)
+    # Quality gate (photodb.clustering.quality): faces below a floor stay in the unassigned pool,
+    # with the reason. 0 turns a floor off (1 the outlier ceiling). Size: short side of the face in
+    # original pixels; sharpness: variance of the Laplacian of the face as a 64 x 64 gray crop;
+    # confidence: the face detector's; outlier: the bootstrap's GLOSH score.
+    cluster_min_face_size: float = Field(default=36, ge=0)
+    cluster_min_sharpness: float = Field(default=50, ge=0)
+    cluster_min_face_confidence: float = Field(default=0.6, ge=0, le=1)
+    cluster_max_outlier_score: float = Field(default=0.9, ge=0, le=1)
 
     # Search: SEARCH_MIN_SIMILARITY (JSON, e.g. '{"mobileclip:s2": 0.22}') overrides the similarity
     # floor of text -> photo search per CLIP model name or family (see SEARCH_SIMILARITY_FLOORS);

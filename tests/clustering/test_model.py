@@ -35,6 +35,11 @@ def test_predictor_from_arrays_matches_hdbscan_approximate_predict():
     assert (got_labels >= 0).sum() > 50  # the comparison is not between two all-noise answers
     assert (got_labels == want_labels).all()
     assert np.allclose(got_strengths, want_strengths, atol=1e-4)  # float32 distances here, float64 there
+    # and the outlier scores (the quality gate's, for new faces) are hdbscan's approximate_predict_scores
+    _, _, got_scores = ours.predict_scored(new)
+    want_scores = np.clip(hdbscan.approximate_predict_scores(fitted, new), 0, 1)
+    assert np.ptp(want_scores) > 0.2
+    assert np.allclose(got_scores, want_scores, atol=1e-3)
 
 
 def test_cell_search_matches_exhaustive_prediction(monkeypatch):

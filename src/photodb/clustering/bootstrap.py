@@ -7,7 +7,9 @@ cluster whose faces mostly sat in an old cluster takes over that cluster's id (s
 verified or named ones. After HDBSCAN come the constraints, in this order: must-links; faces of
 one photo, which are different people (of a photo's faces in one cluster the one nearest its
 centre stays, each other goes to the nearest cluster within tier 2's reach that holds no face of
-that photo, else to noise); then cannot-links. The run stores plain arrays (run_state), no pickle.
+that photo, else to noise); then cannot-links. Faces the quality gate keeps out (too small,
+blurred, doubtful to the detector, or scored an outlier by this run: clustering.quality) go to
+noise with their reason, unless pinned or must-linked. The run stores plain arrays (run_state), no pickle.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import numpy as np
 from photodb.clustering import constraints
 from photodb.clustering.incremental import check_server
 from photodb.clustering.model import Fit, fit_clusters
+from photodb.clustering.quality import OUTLIER, QualityGate
 from photodb.config import Settings
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import locks as lock_db
+from photodb.database.clustering import quality as quality_db
 from photodb.database.clustering import runs as run_db
 from photodb.database.connection import Database
 
@@ -48,6 +52,7 @@ class BootstrapReport:
     faces_to_noise: int = 0
     pinned_faces: int = 0
     constrained_faces: int = 0
+    gated_faces: dict[str, int] = field(default_factory=dict)  # kept out of clusters, by reason
     conflicts: list[str] = field(default_factory=list)
     run_id: int | None = None
     dry_run: bool = False
@@ -65,6 +70,7 @@ class _Plan:
     label_key: dict[int, constraints.Key]
     key_labels: dict[constraints.Key, int]
     constrained: set[int]
+    issues: dict[int, str]  # face index -> why the quality gate sent it to noise
 
 
 def run_parameters(settings: Settings, min_cluster_size: int, min_samples: int) -> dict[str, Any]:
@@ -102,6 +108,7 @@ def _plan(
     links: tuple[list[tuple[int, int]], list[tuple[int, int]]],
     threshold: float,
     conflicts: list[str],
+    gate: tuple[QualityGate, dict[int, str]],
 ) -> tuple[_Plan, np.ndarray]:
     n = faces.ids.size
     previous = faces.cluster_ids
@@ -132,8 +139,11 @@ def _plan(
     must_i = [(index[a], index[b]) for a, b in links[0] if a in index and b in index]
     cannot_i = [(index[a], index[b]) for a, b in links[1] if a in index and b in index]
     units = constraints.must_link_units(n, must_i)
-    moved = constraints.apply_must_links(keys, pinned, units, conflicts)
     unit_sizes = np.bincount(np.asarray(units, np.int64), minlength=n)
+    issues = _gated(gate, fit, faces.ids, pinned | (unit_sizes[np.asarray(units, np.int64)] > 1))
+    for i in issues:
+        keys[i] = None
+    moved = constraints.apply_must_links(keys, pinned, units, conflicts)
     anchored = pinned | (unit_sizes[np.asarray(units, np.int64)] > 1)
     label_of_key = {key: label for label, key in label_key.items()}
 
@@ -153,7 +163,21 @@ def _plan(
     key_labels = {key: label for label, key in label_key.items() if key[0] == "label"}
     for label, key in label_key.items():
         key_labels.setdefault(key, label)
-    return _Plan(keys, statuses, label_key, key_labels, moved), pinned
+    return _Plan(keys, statuses, label_key, key_labels, moved, issues), pinned
+
+
+def _gated(gate: tuple[QualityGate, dict[int, str]], fit: Fit, ids: np.ndarray, exempt: np.ndarray) -> dict[int, str]:
+    """Face index -> reason, for the faces the quality gate keeps out: the stored measures' verdict
+    (by detection id), else an outlier score of this run above the ceiling. Exempt faces (pinned,
+    must-linked: a person placed them) never are."""
+    rule, stored = gate
+    outliers = rule.outliers(fit.outlier_scores)
+    issues: dict[int, str] = {}
+    for i, detection_id in enumerate(ids.tolist()):
+        reason = stored.get(detection_id) or (OUTLIER if outliers[i] else None)
+        if reason is not None and not exempt[i]:
+            issues[i] = reason
+    return issues
 
 
 def _summaries(embeddings: np.ndarray, ids: np.ndarray, members: list[int]) -> tuple[np.ndarray, int]:
@@ -186,6 +210,8 @@ def bootstrap_model(
         clusters = run_db.load_clusters(conn, collection_id, model)
         must = face_db.load_links(conn, "must_link", collection_id, model)
         cannot = face_db.load_links(conn, "cannot_link", collection_id, model)
+        gate = QualityGate.from_settings(settings)
+        stored_issues = quality_db.model_issues(conn, collection_id, model, gate)
     parameters = run_parameters(settings, mcs, ms)
     report = BootstrapReport(collection_id, model, int(faces.ids.size), dry_run=dry_run, parameters=parameters)
     if faces.ids.size <= mcs:
@@ -203,7 +229,9 @@ def bootstrap_model(
     )
     say(f"{model}: applying constraints")
     threshold = settings.clustering_threshold_for(model)
-    plan, pinned = _plan(faces, fit, clusters, (must, cannot), threshold, report.conflicts)
+    plan, pinned = _plan(faces, fit, clusters, (must, cannot), threshold, report.conflicts, (gate, stored_issues))
+    for reason in plan.issues.values():
+        report.gated_faces[reason] = report.gated_faces.get(reason, 0) + 1
 
     groups: dict[constraints.Key, list[int]] = {}
     for i, key in enumerate(plan.keys):
@@ -281,7 +309,8 @@ def bootstrap_model(
             confidence = float(np.clip(fit.probabilities[i], 0, 1)) if plan.statuses[i] == "auto" else None
             lam = float(fit.lambda_vals[i]) if np.isfinite(fit.lambda_vals[i]) else None
             outlier = float(np.clip(fit.outlier_scores[i], 0, 1)) if np.isfinite(fit.outlier_scores[i]) else None
-            rows.append((int(faces.ids[i]), cluster_id, plan.statuses[i], confidence, lam, outlier, key is None))
+            issue = plan.issues.get(i)
+            rows.append((int(faces.ids[i]), cluster_id, plan.statuses[i], confidence, lam, outlier, key is None, issue))
         # detection rows first, then cluster rows: the one lock order (database.clustering.locks)
         run_db.write_assignments(conn, rows)
         run_db.update_clusters(conn, run_id, reused)

@@ -29,6 +29,8 @@ class Internals:
     outlier_scores: Callable[..., Any]  # condensed tree -> GLOSH outlier score per point
     cluster_tree_lookup: Callable[..., Any]  # cluster rows -> {child: (parent, lambda)}
     find_cluster_and_probability: Callable[..., Any]  # approximate_predict's per-point step
+    find_neighbor_and_lambda: Callable[..., Any]  # approximate_predict_scores' per-point step
+    group_by_parent: Callable[..., Any]  # condensed tree -> ({parent: max lambda}, {parent: rows})
 
 
 def installed_version() -> str:
@@ -46,6 +48,19 @@ def internals() -> Internals:
     from hdbscan._hdbscan_linkage import label
     from hdbscan._hdbscan_tree import outlier_scores
     from hdbscan.hdbscan_ import _tree_to_labels
-    from hdbscan.prediction import _cluster_tree_lookup, _find_cluster_and_probability
+    from hdbscan.prediction import (
+        _cluster_tree_lookup,
+        _find_cluster_and_probability,
+        _find_neighbor_and_lambda,
+        _group_by_parent,
+    )
 
-    return Internals(label, _tree_to_labels, outlier_scores, _cluster_tree_lookup, _find_cluster_and_probability)
+    return Internals(
+        label,
+        _tree_to_labels,
+        outlier_scores,
+        _cluster_tree_lookup,
+        _find_cluster_and_probability,
+        _find_neighbor_and_lambda,
+        _group_by_parent,
+    )

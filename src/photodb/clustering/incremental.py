@@ -12,6 +12,10 @@ serves clusters without a lambda. The cap matters in small libraries: there a cl
 the distance of the nearest other person, so its uncapped ball reaches exactly to them. A face
 inside two balls by nearly the same margin goes to review as face_match_candidate rows.
 
+Faces the quality gate keeps out (clustering.quality: too small, blurred, doubtful to the detector,
+or an outlier by the stored GLOSH score, else tier 1's approximation) are not placed: they go
+to the unassigned pool with the reason.
+
 Tier 1's cluster and tier 2's candidates exclude every cluster that holds a face of the same
 photo or a face the new one has a cannot-link with: a blocked tier-1 choice falls through to tier 2.
 
@@ -38,12 +42,14 @@ from threadpoolctl import ThreadpoolController
 
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.predictor import Predictor
+from photodb.clustering.quality import OUTLIER, QualityGate
 from photodb.clustering.run_state import Reducer, RunState, RunStateError
 from photodb.database.clustering import assignment as assign_db
 from photodb.database.clustering import centroids as centroid_db
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import manual as manual_db
+from photodb.database.clustering import quality as quality_db
 from photodb.database.clustering import runs as run_db
 from photodb.database.clustering import server as server_db
 from photodb.database.connection import Database
@@ -137,14 +143,17 @@ def _tier1_off(run_id: int, error: Exception) -> None:
     log.debug("tier 1 turned off by", exc_info=error)
 
 
-def _predict_tier1(db: Database, model: RunModel, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Tier 1's labels and strengths; None (and tier 1 off for the run) if prediction fails.
+def _predict_tier1(
+    db: Database, model: RunModel, embeddings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Tier 1's labels, strengths and outlier scores; None (and tier 1 off for the run) if
+    prediction fails.
 
     Tier 1 only saves work that tier 2 also does, so any failure inside it turns it off rather
     than failing a photo.
     """
     try:
-        return model.predictor.predict(embeddings)
+        return model.predictor.predict_scored(embeddings)
     except Exception as error:  # tier 1 is an optimisation: see the docstring
         with _models_lock:
             if _models.get((db.url, model.run_id), model) is not None:  # warn once per run
@@ -167,8 +176,11 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
         return report
     with db.autocommit() as conn:
         check_server(db, conn)
-        faces = assign_db.faces_to_assign(conn, detection_ids)
+        gate = QualityGate.from_settings(db.settings)
+        faces = assign_db.faces_to_assign(conn, detection_ids, gate)
+        waiting = [d for d, f in faces.items() if f.run_id is not None and _waiting(f)]
         tier1: dict[int, tuple[int, float]] = {}
+        scores: dict[int, float] = {}
         runs = {f.run_id: f.embedding_model for f in faces.values() if f.run_id is not None}
         for run_id, embedding_model in runs.items():
             ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f)]
@@ -179,10 +191,12 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
                 predicted = _predict_tier1(db, model, np.vstack([faces[d].embedding for d in ids]))
             if predicted is None:
                 continue
-            labels, strengths = predicted
+            labels, strengths, outlier_scores = predicted
+            scores.update(zip(ids, outlier_scores.tolist(), strict=True))
             for d, label, strength in zip(ids, labels, strengths, strict=True):
                 if label >= 0 and int(label) in model.label_to_cluster:
                     tier1[d] = (model.label_to_cluster[int(label)], float(strength))
+        gated = _gate(conn, [faces[d] for d in waiting], gate, scores)
         for detection_id in detection_ids:
             face = faces.get(detection_id)
             if face is None or face.run_id is None:
@@ -190,6 +204,8 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
                 continue
             if not _waiting(face):
                 outcome, cluster_id = "already", face.cluster_id
+            elif detection_id in gated:
+                outcome, cluster_id = "gated", None
             else:
                 outcome, cluster_id = _assign_one(db, conn, face, tier1.get(detection_id))
             report.outcomes[outcome] += 1
@@ -231,6 +247,19 @@ def single_threaded_blas(faces: int) -> Iterator[None]:
             if _blas_depth == 0:
                 for library, threads in zip(_blas_libraries, _blas_saved, strict=True):
                     library.set_num_threads(threads)
+
+
+def _gate(conn: Any, waiting: list[assign_db.NewFace], gate: QualityGate, scores: dict[int, float]) -> set[int]:
+    """The waiting faces the quality gate keeps out (the stored measures' verdict, else the outlier
+    score: the bootstrap's, else tier 1's), sent to the unassigned pool with the reason; faces that
+    pass lose a reason an earlier verdict left. Writes only when some face's verdict changes."""
+    verdicts: dict[int, str | None] = {}
+    for face in waiting:
+        score = face.stored_outlier if face.stored_outlier is not None else scores.get(face.id)
+        issue = face.gate_issue or (OUTLIER if gate.is_outlier(score) else None)
+        if issue is not None or face.stored_issue is not None:
+            verdicts[face.id] = issue
+    return quality_db.record_verdicts(conn, verdicts, scores)
 
 
 def _waiting(face: assign_db.NewFace) -> bool:
@@ -304,8 +333,16 @@ def move_face(db: Database, detection_id: int, cluster_id: int | None) -> None:
     if info is None:
         raise LookupError(f"detection {detection_id} has no face embedding")
     with db.connection() as conn, conn.transaction():
-        lock_db.lock_model(conn, info[0], info[1], shared=True)
-        move_locked_face(conn, detection_id, cluster_id)
+        move_face_in(conn, detection_id, cluster_id, collection_id=info[0], model=info[1])
+
+
+def move_face_in(
+    conn: psycopg.Connection, detection_id: int, cluster_id: int | None, *, collection_id: int, model: str
+) -> int | None:
+    """move_face inside the caller's transaction, which has taken no clustering lock yet (the
+    caller may go on with later steps of the lock order). Returns the cluster the face left."""
+    lock_db.lock_model(conn, collection_id, model, shared=True)
+    return move_locked_face(conn, detection_id, cluster_id)
 
 
 def move_locked_face(conn: psycopg.Connection, detection_id: int, cluster_id: int | None) -> int | None:

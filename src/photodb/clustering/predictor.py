@@ -63,6 +63,7 @@ class Predictor:
             dims = state.points.shape[1]
             raise RunStateError(f"stored PCA gives {reducer.dims} dimensions, the run's points have {dims}")
         self._step = internals().find_cluster_and_probability
+        self._neighbour_and_lambda = internals().find_neighbor_and_lambda
         self.state = state
         self.reducer = reducer
         self.tree = SimpleNamespace(_raw_tree=state.tree)  # the one attribute the per-point step reads
@@ -71,6 +72,12 @@ class Predictor:
         self.root = int(self.cluster_tree["parent"].min()) if self.cluster_tree.size else None
         self.cluster_map, self.max_lambdas = cluster_maps(state.tree, state.selected)
         self._exact = _Exact(state.points)
+        self._glosh_lambdas = glosh_max_lambdas(state.tree)
+        points = state.tree[state.tree["child"] < state.points.shape[0]]
+        self._point_parent = np.full(state.points.shape[0], -1, np.int64)
+        self._point_lambda = np.zeros(state.points.shape[0])
+        self._point_parent[points["child"]] = points["parent"]
+        self._point_lambda[points["child"]] = points["lambda_val"]
         self._cells: _Cells | None = None
         if state.points.shape[0] > EXHAUSTIVE_UP_TO and state.selected.size > PROBE_CLUSTERS:
             self._cells = _Cells(state.points, state.labels)
@@ -82,14 +89,22 @@ class Predictor:
 
     def predict(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels (-1 = noise) and membership strengths of new faces in the run's tree."""
+        labels, strengths, _ = self.predict_scored(embeddings)
+        return labels, strengths
+
+    def predict_scored(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labels, strengths and approximate GLOSH outlier scores (hdbscan's
+        approximate_predict_scores: NaN when the run has no cluster) of new faces."""
         points = self.reducer.transform(embeddings).astype(np.float64)
         labels = np.full(points.shape[0], -1, dtype=np.int64)
         strengths = np.zeros(points.shape[0])
+        scores = np.full(points.shape[0], np.nan)
         if self.root is None:
-            return labels, strengths
+            return labels, strengths, scores
         min_samples = self.state.min_samples
         distances, indices = self.neighbours(points, 2 * min_samples)
         for i in range(points.shape[0]):
+            scores[i] = self._outlier_score(indices[i], distances[i])
             labels[i], strengths[i], _ = self._step(
                 self.tree,
                 self.cluster_tree,
@@ -102,7 +117,29 @@ class Predictor:
                 self.lookup,
                 self.root,
             )
-        return labels, strengths
+        return labels, strengths, scores
+
+    def _outlier_score(self, indices: np.ndarray, distances: np.ndarray) -> float:
+        """GLOSH of one new point: how far below its nearest neighbour's cluster's densest
+        lambda the point joins it (0 inside the core, towards 1 far outside)."""
+        neighbour, lambda_ = self._neighbour_and_lambda(
+            indices, distances, self.state.core_distances, self.state.min_samples
+        )
+        if distances.min() == 0:  # the point is one of the run's: its own lambda, without rounding
+            lambda_ = self._point_lambda[neighbour]
+        top = self._glosh_lambdas.get(int(self._point_parent[neighbour]), 0.0)
+        return float(np.clip((top - lambda_) / top, 0.0, 1.0)) if top > 0 else 0.0
+
+
+def glosh_max_lambdas(tree: np.ndarray) -> dict[int, float]:
+    """Per cluster node, the largest lambda at which any point below it leaves (what GLOSH
+    measures a point against), children before parents as the condensed tree is ordered."""
+    top, _ = internals().group_by_parent(tree)
+    top = {int(k): float(v) for k, v in top.items()}
+    for parent, child in zip(tree["parent"][::-1].tolist(), tree["child"][::-1].tolist(), strict=True):
+        if child in top and top[child] > top.get(parent, 0.0):
+            top[parent] = top[child]
+    return top
 
 
 class _Exact:

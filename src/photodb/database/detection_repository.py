@@ -46,6 +46,7 @@ class NewDetection:
     embedding_model: str | None = None
     embedding_dim: int | None = None
     aligned: bool = False
+    face_sharpness: float | None = None  # photodb.clustering.quality.face_sharpness of the face box
 
     def __post_init__(self) -> None:
         if self.face is None and self.body is None:
@@ -170,8 +171,8 @@ class DetectionRepository:
                     """INSERT INTO person_detection (
                            photo_id, face_bbox_x, face_bbox_y, face_bbox_width, face_bbox_height, face_confidence,
                            face_landmarks, body_bbox_x, body_bbox_y, body_bbox_width, body_bbox_height,
-                           body_confidence, detector_model, detector_version)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                           body_confidence, detector_model, detector_version, face_sharpness)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                        RETURNING id""",
                     (
                         photo_id,
@@ -180,6 +181,7 @@ class DetectionRepository:
                         *_box_values(detection.body),
                         detector_model,
                         detector_version,
+                        detection.face_sharpness,
                     ),
                 ).fetchone()
                 assert row is not None

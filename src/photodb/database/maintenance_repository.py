@@ -192,7 +192,7 @@ def old_unassigned_faces(conn: psycopg.Connection, collection_id: int | None, ol
            JOIN face_embedding fe ON fe.person_detection_id = d.id
            JOIN photo p ON p.id = d.photo_id
            WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s)
-             AND d.cluster_id IS NULL AND d.cluster_status = 'unassigned'
+             AND d.cluster_id IS NULL AND d.cluster_status = 'unassigned' AND d.quality_issue IS NULL
              AND coalesce(d.unassigned_since, '-infinity') <= now() - %(age)s::interval
            ORDER BY d.id""",
         {"c": collection_id, "age": older_than},

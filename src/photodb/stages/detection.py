@@ -157,6 +157,7 @@ class DetectionStage(BaseStage):
         log.debug("photo %s: cluster assignment %s", photo.id, dict(report.outcomes))
 
     def _rows(self, image: np.ndarray, found: Detections) -> list[NewDetection]:
+        from photodb.clustering.quality import face_sharpness
         from photodb.database.detection_repository import NewDetection
         from photodb.ml.alignment import pad_embedding, sharpness
         from photodb.ml.boxes import match_faces_to_bodies
@@ -182,6 +183,7 @@ class DetectionStage(BaseStage):
         for face_index, body_index in pairs:
             face: Box | None = found.faces[face_index] if face_index is not None else None
             body = found.bodies[body_index] if body_index is not None else None
+            measured = face_sharpness(image, face) if face is not None else None
             if face_index is not None and face_index in chip_of:
                 chip_index, aligned = chip_of[face_index]
                 rows.append(
@@ -192,10 +194,11 @@ class DetectionStage(BaseStage):
                         embedding_model=self.embedder.model_name,
                         embedding_dim=self.embedder.dim,
                         aligned=aligned,
+                        face_sharpness=measured,
                     )
                 )
             else:
-                rows.append(NewDetection(face, body))
+                rows.append(NewDetection(face, body, face_sharpness=measured))
         return rows
 
     def _embed(self, chips: list[np.ndarray]) -> list[np.ndarray]:

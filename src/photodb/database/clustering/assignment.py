@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from photodb.clustering.quality import QualityGate
 from photodb.database.clustering.faces import FaceRow, array_of
+
+#: Every floor off: faces_to_assign's verdicts when the caller gives no gate.
+NO_GATE = QualityGate(0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -24,14 +28,28 @@ class NewFace(FaceRow):
 
     run_id: int | None
     photo_id: int
+    gate_issue: str | None = None  # the quality gate's verdict on the stored measures (not the outlier score)
+    stored_issue: str | None = None  # the verdict stored with the face
+    stored_outlier: float | None = None  # the bootstrap's GLOSH score, if a bootstrap saw the face
 
 
-def faces_to_assign(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, NewFace]:
-    """Every face asked for, with its embedding and active run, in one query (no locks), through
-    the database function of the same name (migration 0006), whose plan PL/pgSQL keeps."""
+def faces_to_assign(
+    conn: psycopg.Connection, detection_ids: Sequence[int], gate: QualityGate = NO_GATE
+) -> dict[int, NewFace]:
+    """Every face asked for, with its embedding, active run and the quality gate's verdict, in one
+    query (no locks), through the database function of the same name (migrations 0006, 0014),
+    whose plan PL/pgSQL keeps."""
     with conn.cursor(binary=True) as cur:
-        cur.execute("SELECT * FROM faces_to_assign(%s::bigint[])", (list(detection_ids),))
-        return {r[0]: NewFace(r[0], r[1], r[2], array_of(r[3]).astype(np.float32), r[4], r[5], r[6], r[7]) for r in cur}
+        cur.execute(
+            "SELECT * FROM faces_to_assign(%s::bigint[], %s, %s, %s)",
+            (list(detection_ids), float(gate.min_size), float(gate.min_sharpness), float(gate.min_confidence)),
+        )
+        return {
+            r[0]: NewFace(
+                r[0], r[1], r[2], array_of(r[3]).astype(np.float32), r[4], r[5], r[6], r[7], r[8], r[9], r[10]
+            )
+            for r in cur
+        }
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ def lock_face(conn: psycopg.Connection, detection_id: int) -> FaceRow | None:
 def set_detection_cluster(conn: psycopg.Connection, detection_id: int, cluster_id: int | None, status: str) -> None:
     conn.execute(
         """UPDATE person_detection SET cluster_id = %s, cluster_status = %s, cluster_confidence = NULL,
+               quality_issue = NULL,
                unassigned_since = CASE WHEN %s::bigint IS NULL THEN coalesce(unassigned_since, now()) END
            WHERE id = %s""",
         (cluster_id, status, cluster_id, detection_id),

@@ -210,7 +210,8 @@ def update_clusters(conn: psycopg.Connection, run_id: int, clusters: dict[int, N
 
 
 def write_assignments(conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Bulk-set (id, cluster_id, status, confidence, lambda_val, outlier_score, unassigned) by COPY.
+    """Bulk-set (id, cluster_id, status, confidence, lambda_val, outlier_score, unassigned,
+    quality_issue) by COPY.
 
     A face that is 'manual' now keeps its cluster: the bootstrap pinned the faces that were manual
     when it loaded them, and one set by hand while it ran is newer than its plan. Faces deleted
@@ -220,7 +221,7 @@ def write_assignments(conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]])
     conn.execute(
         """CREATE TEMP TABLE cluster_assignment (id BIGINT PRIMARY KEY, cluster_id BIGINT,
                status TEXT, confidence DOUBLE PRECISION, lambda_val DOUBLE PRECISION,
-               outlier_score DOUBLE PRECISION, unassigned BOOLEAN) ON COMMIT DROP"""
+               outlier_score DOUBLE PRECISION, unassigned BOOLEAN, quality_issue TEXT) ON COMMIT DROP"""
     )
     with conn.cursor() as cur, cur.copy("COPY cluster_assignment FROM STDIN") as copy:
         for row in rows:
@@ -228,7 +229,7 @@ def write_assignments(conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]])
     conn.execute(
         """UPDATE person_detection d SET cluster_id = a.cluster_id, cluster_status = a.status,
                cluster_confidence = a.confidence, lambda_val = a.lambda_val,
-               outlier_score = a.outlier_score,
+               outlier_score = a.outlier_score, quality_issue = a.quality_issue,
                unassigned_since = CASE WHEN a.unassigned THEN coalesce(d.unassigned_since, now()) END
            FROM cluster_assignment a WHERE d.id = a.id AND d.cluster_status IS DISTINCT FROM 'manual'"""
     )
