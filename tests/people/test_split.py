@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from photodb import maintenance
 from photodb.cli_people_review import split_command
 from photodb.clustering.bootstrap import bootstrap
 from photodb.people.split import SplitError, plan_split, split
@@ -174,3 +175,37 @@ def test_at_a_terminal_the_user_picks_the_half_after_seeing_them(db, merged, tmp
     assert "half 1: 6 faces" in done.stdout and "half 2: 4 faces" in done.stdout and f"{bob[0]}" in done.stdout
     new = int(done.stdout.split("new cluster ")[1].split()[0])
     assert cluster_of(db, ada + bob) == dict.fromkeys(bob, cluster) | dict.fromkeys(ada, new)
+
+
+def test_the_halves_stay_apart_through_weekly_maintenance(db, merged):
+    """merge-similar and auto-association would join the halves at a threshold that reaches them
+    (the control run proves it); the split's cannot-link keeps them apart."""
+    cluster, ada, bob = merged
+    everything = maintenance.Options(similarity_threshold=2.0)
+    model = cluster_model(db, cluster)
+    db.settings.person_association_thresholds = {model: 2.0}
+
+    result = split(db, cluster_id=cluster, keep=1)
+    new = result.new_cluster_id
+    with db.connection() as conn:
+        link = conn.execute("SELECT id FROM cluster_cannot_link").fetchall()
+    results = maintenance.run_tasks(db, maintenance.WEEKLY, None, everything)
+    assert all(r.error is None for r in results), [r.as_dict() for r in results]
+    assert cluster_of(db, ada + bob) == dict.fromkeys(ada, cluster) | dict.fromkeys(bob, new)
+    with db.connection() as conn:
+        persons = conn.execute("SELECT person_id FROM cluster WHERE id = ANY(%s)", ([cluster, new],)).fetchall()
+    assert not (persons[0][0] is not None and persons[0][0] == persons[1][0])
+
+    # the control: without the cannot-link, the same weekly run merges the halves
+    with db.connection() as conn:
+        conn.execute("DELETE FROM cluster_cannot_link WHERE id = %s", (link[0][0],))
+        conn.execute("DELETE FROM cluster_person_cannot_link")
+        conn.execute("DELETE FROM cannot_link")
+    maintenance.run_tasks(db, maintenance.WEEKLY, None, everything)
+    after = cluster_of(db, ada + bob)
+    assert len(set(after.values())) == 1
+
+
+def cluster_model(db, cluster_id):
+    with db.connection() as conn:
+        return conn.execute("SELECT embedding_model FROM cluster WHERE id = %s", (cluster_id,)).fetchone()[0]
