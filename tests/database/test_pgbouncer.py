@@ -204,9 +204,11 @@ def test_detection_with_cluster_assignment_through_pgbouncer(tmp_path, pooled_ur
 
 
 def obama_clusters(database_url: str) -> dict[str, int | None]:
+    """The cluster of the face in each photo of Obama (his one face; body-only rows left out)."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             """SELECT p.filename, d.cluster_id FROM person_detection d JOIN photo p ON p.id = d.photo_id
+               JOIN face_embedding fe ON fe.person_detection_id = d.id
                WHERE p.filename LIKE '%obama%'"""
         ).fetchall()
     return dict(rows)
