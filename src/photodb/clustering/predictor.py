@@ -180,15 +180,17 @@ class _Cells:
         self.ends = np.searchsorted(sorted_labels, np.arange(count), side="right")
         sums = np.add.reduceat(self.data[self.noise_end :], self.starts - self.noise_end, axis=0)
         self.centroids = (sums / (self.ends - self.starts)[:, None]).astype(np.float32)
+        self.centroid_squared = np.einsum("ij,ij->i", self.centroids, self.centroids)
 
     def query(self, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         points = np.atleast_2d(np.asarray(points, dtype=np.float32))
         out_d = np.empty((points.shape[0], k))
         out_i = np.empty((points.shape[0], k), dtype=np.int64)
-        gaps = ((self.centroids - points[:, None, :]) ** 2).sum(-1) if points.shape[0] <= 8 else None
+        # squared distance to each cell's centroid, less the query's own norm (the same for every
+        # cell of a row): one matrix product, no (points x cells x dims) temporary
+        gaps = self.centroid_squared[None, :] - 2 * (points @ self.centroids.T)
         for row, q in enumerate(points):
-            gap = gaps[row] if gaps is not None else ((self.centroids - q) ** 2).sum(-1)
-            near = np.argpartition(gap, PROBE_CLUSTERS)[:PROBE_CLUSTERS]
+            near = np.argpartition(gaps[row], PROBE_CLUSTERS)[:PROBE_CLUSTERS]
             members = np.concatenate([np.arange(self.starts[c], self.ends[c]) for c in near])
             rows = np.concatenate([np.arange(self.noise_end), members])
             noise = self.squared[: self.noise_end] - 2 * (self.data[: self.noise_end] @ q)
