@@ -10,21 +10,7 @@ from photodb.database import maintenance_repository as repo
 from photodb.database.connection import Database
 
 #: The spec's health dict, in its order; health() returns these keys first.
-SPEC_KEYS = (
-    "total_clusters",
-    "empty_clusters",
-    "clusters_without_centroids",
-    "clusters_without_medoids",
-    "avg_cluster_size",
-    "min_cluster_size",
-    "max_cluster_size",
-    "total_faces",
-    "unclustered_faces",
-    "must_link_count",
-    "cannot_link_count",
-    "verified_clusters",
-    "unassigned_pool_size",
-)
+SPEC_KEYS = repo.HEALTH_FIGURES[: repo.HEALTH_FIGURES.index("unassigned_pool_size") + 1]
 
 
 VIOLATIONS = {
