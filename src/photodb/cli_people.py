@@ -145,11 +145,16 @@ def show_command(
         action = lambda db, cid: views.show_face(db, face_id, collection_id=cid)  # noqa: E731
     else:
         assert person_id is not None
-        action = lambda db, cid: {  # noqa: E731
-            **views.show_person(db, person_id, photos=photos, collection_id=cid),
-            "ages": dates.person_ages(db, person_id)[:photos],
-        }
+        action = lambda db, cid: _show_person(db, person_id, photos, cid)  # noqa: E731
     run(collection, as_json, action, _describe_shown)
+
+
+def _show_person(db: Database, person_id: int, photos: int, collection_id: int | None) -> dict[str, Any]:
+    """views.show_person plus the person's age in each dated photo (captured or estimated)."""
+    return {
+        **views.show_person(db, person_id, photos=photos, collection_id=collection_id),
+        "ages": dates.person_ages(db, person_id)[:photos],
+    }
 
 
 def _describe_shown(r: dict[str, Any]) -> str:
@@ -169,7 +174,9 @@ def _describe_shown(r: dict[str, Any]) -> str:
     ]
     lines += [f"  cluster {c['id']}: {c['faces']} faces  {c['sample_path'] or ''}" for c in r["clusters"]]
     lines += [f"  photo {path}" for path in r["photo_paths"]]
-    lines += [f"  age {a['age']} in photo {a['photo_id']} ({_when(a)})" for a in r.get("ages", []) if a["age"] is not None]
+    lines += [
+        f"  age {a['age']} in photo {a['photo_id']} ({_when(a)})" for a in r.get("ages", []) if a["age"] is not None
+    ]
     return "\n".join(lines)
 
 
@@ -195,8 +202,10 @@ def set_birthdate_command(
         collection,
         as_json,
         lambda db, cid: dates.set_birth_date(db, person_id, birth_date, by=by, collection_id=cid),
-        lambda r: f"person {r['person_id']}: born {r['birth_date'] or 'unknown (estimated)'}, "
-        f"{r['estimated']} undated photos estimated",
+        lambda r: (
+            f"person {r['person_id']}: born {r['birth_date'] or 'unknown (estimated)'}, "
+            f"{r['estimated']} undated photos estimated"
+        ),
     )
 
 

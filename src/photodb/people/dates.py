@@ -85,7 +85,12 @@ def combine(faces: Sequence[DatingFace]) -> tuple[float, float, list[dict[str, A
     total = sum(weights)
     year = sum(w * y for w, (_, (y, _)) in zip(weights, used, strict=True)) / total
     persons = [
-        {"person_id": f.person_id, "detection_id": f.detection_id, "year": round(y, 4), "stddev": round(math.sqrt(v), 4)}
+        {
+            "person_id": f.person_id,
+            "detection_id": f.detection_id,
+            "year": round(y, 4),
+            "stddev": round(math.sqrt(v), 4),
+        }
         for f, (y, v) in used
     ]
     return year, math.sqrt(1.0 / total), persons
