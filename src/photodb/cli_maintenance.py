@@ -21,8 +21,8 @@ from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database, DatabaseUnavailable
 from photodb.database.migrations import MigrationError
 from photodb.people.age_gender import aggregate_people
-from photodb.people.dates import estimate_photo_dates
 from photodb.people.association import ThresholdError, auto_associate, check_threshold
+from photodb.people.dates import estimate_photo_dates
 
 EXIT_OK, EXIT_WRONG, EXIT_USAGE = 0, 1, 2
 #: Problem lines shown per task without --json (which lists them all).
