@@ -108,15 +108,18 @@ def replace_estimates(conn: psycopg.Connection, collection_id: int | None, estim
 def person_photos(conn: psycopg.Connection, person_id: int) -> list[PhotoAge]:
     """The person's photos with a capture date or an estimated one, oldest first, with the face's age estimate."""
     rows = conn.execute(
-        """SELECT d.photo_id, m.captured_at, CASE WHEN m.captured_at IS NULL THEN e.estimated_year END,
-                  MAX(d.age_estimate)
-           FROM person_detection d
-           LEFT JOIN cluster c ON c.id = d.cluster_id
-           LEFT JOIN metadata m ON m.photo_id = d.photo_id
-           LEFT JOIN photo_date_estimate e ON e.photo_id = d.photo_id
-           WHERE COALESCE(d.person_id, c.person_id) = %s AND (m.captured_at IS NOT NULL OR e.photo_id IS NOT NULL)
-           GROUP BY 1, 2, 3
-           ORDER BY COALESCE(EXTRACT(YEAR FROM m.captured_at), e.estimated_year), 1""",
+        """SELECT photo_id, captured_at, estimated_year, age FROM (
+               SELECT d.photo_id, m.captured_at, MAX(d.age_estimate) AS age,
+                      CASE WHEN m.captured_at IS NULL THEN e.estimated_year END AS estimated_year
+               FROM person_detection d
+               LEFT JOIN cluster c ON c.id = d.cluster_id
+               LEFT JOIN metadata m ON m.photo_id = d.photo_id
+               LEFT JOIN photo_date_estimate e ON e.photo_id = d.photo_id
+               WHERE COALESCE(d.person_id, c.person_id) = %s
+                 AND (m.captured_at IS NOT NULL OR e.photo_id IS NOT NULL)
+               GROUP BY d.photo_id, m.captured_at, e.estimated_year) dated
+           ORDER BY COALESCE(EXTRACT(YEAR FROM captured_at) + (EXTRACT(DOY FROM captured_at) - 1) / 366.0,
+                             estimated_year), photo_id""",
         (person_id,),
     ).fetchall()
     return [PhotoAge(*row) for row in rows]
