@@ -22,6 +22,7 @@ from photodb.database.connection import Database, DatabaseUnavailable
 from photodb.database.migrations import MigrationError
 from photodb.people.age_gender import aggregate_people
 from photodb.people.association import ThresholdError, auto_associate, check_threshold
+from photodb.people.dates import estimate_photo_dates
 
 EXIT_OK, EXIT_WRONG, EXIT_USAGE = 0, 1, 2
 #: Problem lines shown per task without --json (which lists them all).
@@ -225,6 +226,19 @@ def aggregate_age_gender_command(collection: str | None, as_json: bool) -> None:
             f"{report.people} people: {report.with_birth_year} with an estimated birth year, "
             f"{report.with_gender} with a gender"
         )
+
+
+@main.command("estimate-dates")
+@click.option("--collection", default=None, help="collection name (default: all)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def estimate_dates_command(collection: str | None, as_json: bool) -> None:
+    """Estimate the capture year of photos without a date from the ages and birth years of the people in them."""
+    with _database(collection) as (db, collection_id):
+        report = estimate_photo_dates(db, collection_id)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(f"{report.estimated} undated photos estimated from faces, {report.removed} estimates removed")
 
 
 @main.command("check-staleness")

@@ -13,7 +13,7 @@ import click
 from photodb.cli_people_review import review_command, split_command
 from photodb.cli_support import open_for_collection
 from photodb.database.connection import Database
-from photodb.people import face_decisions, identity, views
+from photodb.people import dates, face_decisions, identity, views
 from photodb.people.identity import PeopleError
 
 #: Bad input (unknown ids, self-links, contradictions): one line, nothing written.
@@ -145,8 +145,16 @@ def show_command(
         action = lambda db, cid: views.show_face(db, face_id, collection_id=cid)  # noqa: E731
     else:
         assert person_id is not None
-        action = lambda db, cid: views.show_person(db, person_id, photos=photos, collection_id=cid)  # noqa: E731
+        action = lambda db, cid: _show_person(db, person_id, photos, cid)  # noqa: E731
     run(collection, as_json, action, _describe_shown)
+
+
+def _show_person(db: Database, person_id: int, photos: int, collection_id: int | None) -> dict[str, Any]:
+    """views.show_person plus the person's age in each dated photo (captured or estimated)."""
+    return {
+        **views.show_person(db, person_id, photos=photos, collection_id=collection_id),
+        "ages": dates.person_ages(db, person_id)[:photos],
+    }
 
 
 def _describe_shown(r: dict[str, Any]) -> str:
@@ -166,7 +174,39 @@ def _describe_shown(r: dict[str, Any]) -> str:
     ]
     lines += [f"  cluster {c['id']}: {c['faces']} faces  {c['sample_path'] or ''}" for c in r["clusters"]]
     lines += [f"  photo {path}" for path in r["photo_paths"]]
+    lines += [
+        f"  age {a['age']} in photo {a['photo_id']} ({_when(a)})" for a in r.get("ages", []) if a["age"] is not None
+    ]
     return "\n".join(lines)
+
+
+def _when(age: dict[str, Any]) -> str:
+    if age["captured_at"] is not None:
+        return f"{age['captured_at']:%Y-%m-%d}"
+    return f"about {age['estimated_year']:.0f}, estimated"
+
+
+@people.command("set-birthdate")
+@click.argument("person_id", type=int)
+@click.argument("birth_date", required=False)
+@click.option("--clear", is_flag=True, help="forget the birth date (the estimated birth year is used again)")
+@by_option
+@common
+def set_birthdate_command(
+    person_id: int, birth_date: str | None, clear: bool, by: str, collection: str | None, as_json: bool
+) -> None:
+    """Give a person's birth date (YYYY-MM-DD): ages and undated photos' years follow from it."""
+    if clear == (birth_date is not None):
+        raise click.UsageError("give a birth date (YYYY-MM-DD) or --clear")
+    run(
+        collection,
+        as_json,
+        lambda db, cid: dates.set_birth_date(db, person_id, birth_date, by=by, collection_id=cid),
+        lambda r: (
+            f"person {r['person_id']}: born {r['birth_date'] or 'unknown (estimated)'}, "
+            f"{r['estimated']} undated photos estimated"
+        ),
+    )
 
 
 @people.command("name")

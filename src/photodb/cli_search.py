@@ -54,7 +54,18 @@ def _as_json(result: SearchResult) -> dict[str, Any]:
         "captured_at": result.captured_at.isoformat() if result.captured_at else None,
         "score": result.score,
         "persons": [{"id": p.id, "name": p.name} for p in result.persons],
+        "date_estimated": result.estimated_year is not None,
+        "estimated_year": result.estimated_year,
+        "estimated_stddev_years": result.estimated_stddev,
     }
+
+
+def _captured(r: SearchResult) -> str:
+    if r.captured_at is not None:
+        return r.captured_at.strftime("%Y-%m-%d %H:%M")
+    if r.estimated_year is not None:
+        return f"~{r.estimated_year:.0f} ±{r.estimated_stddev or 0:.0f} (faces)"
+    return "-"
 
 
 def _show(results: list[SearchResult]) -> None:
@@ -65,7 +76,7 @@ def _show(results: list[SearchResult]) -> None:
     for r in results:
         table.add_row(
             str(r.photo_id),
-            r.captured_at.strftime("%Y-%m-%d %H:%M") if r.captured_at else "-",
+            _captured(r),
             f"{r.score:.3f}" if r.score is not None else "-",
             ", ".join(p.name or f"person {p.id}" for p in r.persons) or "-",
             escape(str(r.original_path or "-")),

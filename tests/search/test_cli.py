@@ -31,6 +31,7 @@ def test_json_gives_each_photo_its_paths_date_score_and_persons(tmp_path, databa
     rows = json.loads(result.stdout)
     assert [r["photo_id"] for r in rows] == [2, 1]
     keys = {"photo_id", "original_path", "normalized_path", "captured_at", "score", "persons"}
+    keys |= {"date_estimated", "estimated_year", "estimated_stddev_years"}
     assert all(set(r) == keys for r in rows)
     first = rows[1]
     assert first["original_path"] == "/photos/a.jpg"

@@ -33,6 +33,8 @@ class SearchRow:
     captured_at: datetime | None
     score: float | None
     persons: list[dict[str, Any]]
+    estimated_year: float | None = None  # photos without captured_at: the year estimated from faces
+    estimated_stddev: float | None = None
 
 
 def persons_named(conn: psycopg.Connection, name: str, collection_id: int | None) -> list[PersonMatch]:
@@ -118,4 +120,6 @@ def search(conn: psycopg.Connection, statement: SearchStatement) -> list[SearchR
         if statement.uses_vector_index:
             set_vector_scan(conn, statement.vector_candidates)
         rows = conn.execute(statement.query, statement.params).fetchall()
-    return [SearchRow(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else float(r[5]), r[6]) for r in rows]
+    return [
+        SearchRow(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else float(r[5]), r[6], r[7], r[8]) for r in rows
+    ]

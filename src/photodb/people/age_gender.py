@@ -15,7 +15,8 @@
   original pixels: small or doubtful faces count less (a body alone counts half).
 
 Run after clustering (scripts/bootstrap_clusters.py) and by `photodb-maintenance
-aggregate-age-gender`.
+aggregate-age-gender`; each run ends by re-estimating the capture years of undated photos
+(photodb.people.dates).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import psycopg
 from photodb.database import person_age_gender as person_sql
 from photodb.database.connection import Database
 from photodb.database.person_age_gender import PersonAgeGender, PersonSample
+from photodb.people import dates as photo_dates
 
 #: Tukey's biweight tuning constant (95 % efficiency for normal data).
 BIWEIGHT_C = 4.685
@@ -149,6 +151,7 @@ def aggregate_people_in(
         by_person[sample.person_id].append(sample)
     results = [aggregate_person(pid, by_person.get(pid, []), min_confidence) for pid in people]
     person_sql.store(conn, results)
+    photo_dates.estimate_photo_dates_in(conn, collection_id)  # birth years moved: re-date undated photos
     return AggregationReport(
         people=len(results),
         with_birth_year=sum(r.birth_year is not None for r in results),

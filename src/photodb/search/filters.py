@@ -79,20 +79,45 @@ class People:
         return sql.SQL(" AND ").join(everyone)
 
 
+def _fractional_year(day: date) -> float:
+    """The start of `day` as a fractional year, the scale of photo_date_estimate.estimated_year."""
+    first = date(day.year, 1, 1)
+    return day.year + (day - first).days / (date(day.year + 1, 1, 1) - first).days
+
+
 @dataclass(frozen=True)
 class CapturedBetween:
-    """Captured on or after `start` and on or before `end` (whole days; either may be open)."""
+    """Captured on or after `start` and on or before `end` (whole days; either may be open).
+
+    A photo without a capture date matches when its estimated year from faces, as the window
+    estimated_year ± stddev_years, overlaps the range [start, end + 1 day) in fractional years.
+    """
 
     start: date | None = None
     end: date | None = None
 
     def where(self, params: Params) -> sql.Composable:
         terms: list[sql.Composable] = []
+        estimated: list[sql.Composable] = []
         if self.start is not None:
             terms.append(sql.SQL("m.captured_at >= {}").format(params(self.start, "timestamp")))
+            estimated.append(
+                sql.SQL("e.estimated_year + e.stddev_years >= {}").format(
+                    params(_fractional_year(self.start), "float8")
+                )
+            )
         if self.end is not None:
-            terms.append(sql.SQL("m.captured_at < {}").format(params(self.end + timedelta(days=1), "timestamp")))
-        return sql.SQL(" AND ").join(terms) if terms else sql.SQL("m.captured_at IS NOT NULL")
+            following = self.end + timedelta(days=1)
+            terms.append(sql.SQL("m.captured_at < {}").format(params(following, "timestamp")))
+            estimated.append(
+                sql.SQL("e.estimated_year - e.stddev_years < {}").format(params(_fractional_year(following), "float8"))
+            )
+        if not terms:
+            return sql.SQL("m.captured_at IS NOT NULL")
+        return sql.SQL(
+            "({captured}) OR (m.captured_at IS NULL AND EXISTS "
+            "(SELECT 1 FROM photo_date_estimate e WHERE e.photo_id = p.id AND {estimated}))"
+        ).format(captured=sql.SQL(" AND ").join(terms), estimated=sql.SQL(" AND ").join(estimated))
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,8 @@ class SearchStatement:
 
 
 def build_search(filters: Sequence[Filter], ranking: Ranking, limit: int) -> SearchStatement:
-    """The statement returning (photo_id, root_path, filename, normalized_path, captured_at, score, persons)."""
+    """The statement returning (photo_id, root_path, filename, normalized_path, captured_at, score, persons,
+    estimated_year, stddev_years); the last two only for a photo without captured_at that has an estimate."""
     params = Params()
     where: sql.Composable = (
         sql.SQL(" AND ").join(sql.SQL("({})").format(f.where(params)) for f in filters) if filters else sql.SQL("TRUE")
@@ -208,8 +209,10 @@ def build_search(filters: Sequence[Filter], ranking: Ranking, limit: int) -> Sea
     query = sql.SQL(
         "WITH hits AS MATERIALIZED ({inner}), persons AS ({persons}) "
         "SELECT p.id, c.root_path, p.filename, p.normalized_path, m.captured_at, h.score, "
-        "COALESCE(s.persons, '[]'::jsonb) FROM hits h JOIN photo p ON p.id = h.photo_id "
+        "COALESCE(s.persons, '[]'::jsonb), e.estimated_year, e.stddev_years "
+        "FROM hits h JOIN photo p ON p.id = h.photo_id "
         "JOIN collection c ON c.id = p.collection_id LEFT JOIN metadata m ON m.photo_id = p.id "
+        "LEFT JOIN photo_date_estimate e ON e.photo_id = p.id AND m.captured_at IS NULL "
         "LEFT JOIN persons s ON s.photo_id = p.id WHERE {outer_where} ORDER BY {order}"
     ).format(
         inner=ranking.inner(params, where, limit),

@@ -71,6 +71,8 @@ class SearchResult:
     captured_at: datetime | None
     score: float | None
     persons: tuple[PersonRef, ...] = field(default=())
+    estimated_year: float | None = None  # no captured_at: the capture year estimated from faces
+    estimated_stddev: float | None = None
 
 
 def _persons(conn: psycopg.Connection, request: SearchRequest) -> list[int]:
@@ -234,6 +236,8 @@ def search(
             persons=tuple(
                 sorted((PersonRef(p["id"], p["name"]) for p in r.persons), key=lambda p: (p.name or "", p.id))
             ),
+            estimated_year=r.estimated_year,
+            estimated_stddev=r.estimated_stddev,
         )
         for r in rows
     ]
