@@ -1,0 +1,99 @@
+"""The Starlette application of `photodb web`: server-rendered pages, one POST route for every
+change (actions.ACTIONS), face thumbnails. Database work runs in Starlette's thread pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from photodb.database.connection import Database
+from photodb.web import actions, pages, security
+from photodb.web.thumbnails import ThumbnailMissing, face_thumbnail
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class WebContext:
+    db: Database
+    images_dir: Path
+    thumbnail_cache: Path
+    collection_id: int | None
+    token: str
+
+
+def create_app(context: WebContext) -> Starlette:
+    templates = Environment(loader=PackageLoader("photodb.web"), autoescape=select_autoescape(["html"]))
+
+    def render(request: Request, template: str, **values: Any) -> HTMLResponse:
+        security.check_host(request)
+        html = templates.get_template(template).render(
+            token=context.token, message=request.query_params.get("message"), path=request.url.path, **values
+        )
+        response = HTMLResponse(html)
+        response.set_cookie(security.COOKIE, context.token, httponly=True, samesite="strict")
+        return response
+
+    async def people_page(request: Request) -> Response:
+        data = await run_in_threadpool(pages.people, context.db, context.collection_id)
+        return render(request, "people.html", **data)
+
+    async def review_page(request: Request) -> Response:
+        data = await run_in_threadpool(pages.review_page, context.db, context.collection_id)
+        return render(request, "review.html", **data)
+
+    async def face_image(request: Request) -> Response:
+        security.check_host(request)
+        face_id = request.path_params["face_id"]
+        try:
+            path = await run_in_threadpool(
+                face_thumbnail, context.db, context.images_dir, context.thumbnail_cache, face_id
+            )
+        except ThumbnailMissing as error:
+            return PlainTextResponse(str(error), status_code=404)
+        return FileResponse(path, media_type="image/jpeg")
+
+    async def action(request: Request) -> Response:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        security.check_post(request, form.get(security.FIELD), context.token)
+        name = request.path_params["name"]
+        try:
+            message = await run_in_threadpool(actions.run, context.db, name, form, context.collection_id)
+        except actions.USER_ERRORS as error:
+            page = templates.get_template("error.html").render(error=str(error), back=_local(form.get("next")))
+            return HTMLResponse(page, status_code=400)
+        return RedirectResponse(f"{_local(form.get('next'))}?message={quote(message)}", status_code=303)
+
+    async def forbidden(_request: Request, error: Exception) -> Response:
+        return PlainTextResponse(f"forbidden: {error}", status_code=403)
+
+    return Starlette(
+        routes=[
+            Route("/", people_page),
+            Route("/review", review_page),
+            Route("/face/{face_id:int}.jpg", face_image),
+            Route("/action/{name}", action, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        exception_handlers={security.Forbidden: forbidden},
+    )
+
+
+def _local(target: str | None) -> str:
+    """Where to go after a change: a path of this server only (never another site)."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return "/"
+    return parts.path

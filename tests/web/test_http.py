@@ -1,0 +1,161 @@
+"""The page's HTTP rules with Starlette's TestClient against a real database: pages render with
+real thumbnails, every POST needs the session token and a same-site Origin, and each action
+changes the database through the `photodb people` services."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from photodb.config import Settings
+from photodb.database.connection import Database
+from photodb.web import security
+from photodb.web.app import WebContext, create_app
+from photodb.web.thumbnails import cache_dir
+
+ORIGIN = "http://127.0.0.1:8765"
+
+
+@pytest.fixture
+def client(db: Database, settings: Settings, world) -> TestClient:
+    context = WebContext(db, settings.images_dir, cache_dir(settings.photodb_home), None, security.new_token())
+    return TestClient(create_app(context), base_url=ORIGIN)
+
+
+def token_of(client: TestClient, page: str = "/") -> str:
+    response = client.get(page)
+    assert response.status_code == 200
+    match = re.search(r'name="token" value="([^"]+)"', response.text)
+    assert match and client.cookies.get(security.COOKIE) == match.group(1)
+    return match.group(1)
+
+
+def post(client: TestClient, action: str, token: str | None, **fields: object) -> object:
+    data = {k: str(v) for k, v in fields.items()} | ({"token": token} if token is not None else {})
+    return client.post(f"/action/{action}", data=data, headers={"origin": ORIGIN}, follow_redirects=False)
+
+
+def scalar(db: Database, query: str, *params: object) -> object:
+    with db.connection() as conn:
+        row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def test_people_page_lists_persons_and_clusters_with_cropped_cached_thumbnails(client, world, settings):
+    page = client.get("/").text
+    assert f"Unknown #{world.ada_person}" in page and "Bob" in page
+    assert f'id="cluster-{world.clusters["cyd"]}"' in page and "6 faces" in page
+    face = world.faces["ada"][0]
+    assert f'src="/face/{face}.jpg"' in page
+    thumbnail = client.get(f"/face/{face}.jpg")
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    cached = cache_dir(settings.photodb_home) / f"{face}.jpg"
+    assert cached.is_file()
+    with Image.open(cached) as image:  # the box with its margin (60x70 + 20%), not the whole 160x120 photo
+        assert image.size == (84, 98)
+        red, green, blue = image.getpixel((42, 30))
+        assert red > 150 and green < 100  # ada's face colour above the eyes
+    assert client.get("/face/999999.jpg").status_code == 404
+
+
+def test_a_post_without_the_token_or_with_a_wrong_one_is_refused_and_writes_nothing(client, world, db):
+    token_of(client)
+    for token in (None, "wrong"):
+        response = post(client, "name-person", token, person_id=world.ada_person, name="Mallory")
+        assert response.status_code == 403 and "token" in response.text
+    client.cookies.clear()  # the form field alone (a page that copied it) is not enough either
+    token = security.new_token()
+    assert post(client, "name-person", token, person_id=world.ada_person, name="Mallory").status_code == 403
+    assert scalar(db, "SELECT first_name FROM person WHERE id = %s", world.ada_person) is None
+
+
+def test_a_foreign_origin_or_host_is_refused_even_with_the_token(client, world, db):
+    token = token_of(client)
+    data = {"token": token, "person_id": str(world.ada_person), "name": "Mallory"}
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"}, {"sec-fetch-site": "cross-site"}):
+        response = client.post("/action/name-person", data=data, headers=headers, follow_redirects=False)
+        assert response.status_code == 403, headers
+    rebound = client.post(
+        "/action/name-person", data=data, headers={"host": "evil.example:8765", "origin": "http://evil.example:8765"}
+    )
+    assert rebound.status_code == 403
+    assert client.get("/", headers={"host": "evil.example"}).status_code == 403
+    assert scalar(db, "SELECT first_name FROM person WHERE id = %s", world.ada_person) is None
+
+
+def test_each_action_changes_the_database_through_the_people_services(client, world, db):
+    token = token_of(client)
+    named = post(client, "name-person", token, person_id=world.ada_person, name="Ada Lovelace", next="/")
+    assert named.status_code == 303 and named.headers["location"].startswith("/?message=")
+    assert scalar(db, "SELECT first_name || ' ' || last_name FROM person WHERE id = %s", world.ada_person) == (
+        "Ada Lovelace"
+    )
+    assert "Ada Lovelace" in client.get(named.headers["location"]).text
+
+    cyd = world.clusters["cyd"]
+    assert post(client, "verify", token, cluster_id=cyd, verified=1).status_code == 303
+    assert scalar(db, "SELECT verified_by FROM cluster WHERE id = %s", cyd) == "user"
+    assert post(client, "name-cluster", token, cluster_id=cyd, name="Cyd").status_code == 303
+    cyd_person = scalar(db, "SELECT person_id FROM cluster WHERE id = %s", cyd)
+    assert scalar(db, "SELECT first_name FROM person WHERE id = %s", cyd_person) == "Cyd"
+
+    rejected = world.faces["bob"][1]
+    assert post(client, "not-this-person", token, face_id=rejected).status_code == 303
+    assert scalar(db, "SELECT cluster_id FROM person_detection WHERE id = %s", rejected) != world.clusters["bob"]
+    assert scalar(
+        db, "SELECT count(*) FROM cannot_link WHERE %s IN (detection_id_1, detection_id_2)", rejected
+    ) == len(world.faces["bob"]) - 1
+
+    assert post(client, "merge", token, keep_id=world.ada_person, other_id=world.bob_person).status_code == 303
+    assert scalar(db, "SELECT count(*) FROM person WHERE id = %s", world.bob_person) == 0
+    assert scalar(db, "SELECT person_id FROM cluster WHERE id = %s", world.clusters["bob"]) == world.ada_person
+
+    assert post(client, "hide-person", token, person_id=cyd_person).status_code == 303
+    assert scalar(db, "SELECT hidden FROM person WHERE id = %s", cyd_person) is True
+    assert "Cyd" not in client.get("/").text
+
+
+def test_a_refused_change_is_one_line_and_writes_nothing(client, world, db):
+    token = token_of(client)
+    same = post(client, "merge", token, keep_id=world.ada_person, other_id=world.ada_person)
+    assert same.status_code == 400 and "into itself" in same.text
+    missing = post(client, "name-person", token, person_id=999999, name="Nobody")
+    assert missing.status_code == 400 and "999999" in missing.text
+    assert post(client, "name-person", token, person_id="x", name="A").status_code == 400
+    assert post(client, "drop-tables", token).status_code == 400
+    assert scalar(db, "SELECT count(*) FROM person") == 2
+
+
+def test_review_page_shows_pending_pairs_and_accept_and_reject_decide_them(client, world, db):
+    page = client.get("/review").text
+    candidates = dict(
+        (int(cluster), int(cid))
+        for cid, cluster in re.findall(r'id="candidate-(\d+)".*?cluster (\d+)', page, flags=re.S)
+    )
+    assert set(candidates) == {world.clusters["ada"], world.clusters["bob"]}
+    assert f'src="/face/{world.pending_face}.jpg"' in page
+    token = token_of(client, "/review")
+    rejected = post(client, "reject", token, candidate_id=candidates[world.clusters["bob"]], next="/review")
+    assert rejected.status_code == 303 and rejected.headers["location"].startswith("/review?")
+    accepted = post(client, "accept", token, candidate_id=candidates[world.clusters["ada"]], next="/review")
+    assert accepted.status_code == 303
+    assert scalar(db, "SELECT cluster_id FROM person_detection WHERE id = %s", world.pending_face) == (
+        world.clusters["ada"]
+    )
+    statuses = scalar(
+        db, "SELECT array_agg(status ORDER BY cluster_id) FROM face_match_candidate WHERE detection_id = %s",
+        world.pending_face,
+    )  # fmt: skip
+    assert sorted(statuses) == ["accepted", "rejected"]
+    assert "Nothing to review" in client.get("/review").text
+    again = post(client, "accept", token, candidate_id=candidates[world.clusters["ada"]])
+    assert again.status_code == 400 and "already" in again.text
+
+
+def test_redirects_stay_on_this_server(client, world):
+    token = token_of(client)
+    response = post(client, "verify", token, cluster_id=world.clusters["cyd"], next="http://evil.example/x")
+    assert response.headers["location"].startswith("/?")
