@@ -32,4 +32,4 @@ def web_command(port: int, collection: str | None) -> None:
             token=security.new_token(),
         )
         click.echo(f"photodb web: http://{HOST}:{port}/ (Ctrl-C stops)")
-        uvicorn.run(create_app(context), host=HOST, port=port, log_level="warning")
+        uvicorn.run(create_app(context), host=HOST, port=port, log_level="info", access_log=False)

@@ -56,7 +56,7 @@ def test_people_page_lists_persons_and_clusters_with_cropped_cached_thumbnails(c
     assert cached.is_file()
     with Image.open(cached) as image:  # the box with its margin (60x70 + 20%), not the whole 160x120 photo
         assert image.size == (84, 98)
-        red, green, blue = image.getpixel((42, 30))
+        red, green, _blue = image.getpixel((42, 30))
         assert red > 150 and green < 100  # ada's face colour above the eyes
     assert client.get("/face/999999.jpg").status_code == 404
 
@@ -105,9 +105,10 @@ def test_each_action_changes_the_database_through_the_people_services(client, wo
     rejected = world.faces["bob"][1]
     assert post(client, "not-this-person", token, face_id=rejected).status_code == 303
     assert scalar(db, "SELECT cluster_id FROM person_detection WHERE id = %s", rejected) != world.clusters["bob"]
-    assert scalar(
-        db, "SELECT count(*) FROM cannot_link WHERE %s IN (detection_id_1, detection_id_2)", rejected
-    ) == len(world.faces["bob"]) - 1
+    assert (
+        scalar(db, "SELECT count(*) FROM cannot_link WHERE %s IN (detection_id_1, detection_id_2)", rejected)
+        == len(world.faces["bob"]) - 1
+    )
 
     assert post(client, "merge", token, keep_id=world.ada_person, other_id=world.bob_person).status_code == 303
     assert scalar(db, "SELECT count(*) FROM person WHERE id = %s", world.bob_person) == 0
@@ -142,8 +143,9 @@ def test_review_page_shows_pending_pairs_and_accept_and_reject_decide_them(clien
     assert rejected.status_code == 303 and rejected.headers["location"].startswith("/review?")
     accepted = post(client, "accept", token, candidate_id=candidates[world.clusters["ada"]], next="/review")
     assert accepted.status_code == 303
-    assert scalar(db, "SELECT cluster_id FROM person_detection WHERE id = %s", world.pending_face) == (
-        world.clusters["ada"]
+    assert (
+        scalar(db, "SELECT cluster_id FROM person_detection WHERE id = %s", world.pending_face)
+        == (world.clusters["ada"])
     )
     statuses = scalar(
         db, "SELECT array_agg(status ORDER BY cluster_id) FROM face_match_candidate WHERE detection_id = %s",

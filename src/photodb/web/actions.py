@@ -68,7 +68,8 @@ def _verify(db: Database, form: Form, cid: int | None) -> str:
 
 def _not_this_person(db: Database, form: Form, cid: int | None) -> str:
     r = face_decisions.reject_face(db, number(form, "face_id"), by=BY, collection_id=cid)
-    return f"face {r['face_id']} is not cluster {r['rejected_cluster_id']}; now cluster {r['cluster_id']}"
+    placed = f"cluster {r['cluster_id']}" if r["cluster_id"] is not None else "no cluster"
+    return f"face {r['face_id']} is not cluster {r['rejected_cluster_id']}; now in {placed}"
 
 
 def _review(decide: Callable[..., review.ReviewResult]) -> Action:
