@@ -161,3 +161,20 @@ def test_redirects_stay_on_this_server(client, world):
     token = token_of(client)
     response = post(client, "verify", token, cluster_id=world.clusters["cyd"], next="http://evil.example/x")
     assert response.headers["location"].startswith("/?")
+
+
+def test_timeline_lists_a_persons_photos_by_date_with_the_age_from_the_birth_year(client, world, db):
+    first, second, undated = world.faces["ada"][3], world.faces["ada"][0], world.faces["ada"][1]
+    with db.connection() as conn:
+        for face, when in ((first, "1990-06-01 12:00"), (second, "2001-03-04 08:00")):
+            conn.execute(
+                "INSERT INTO metadata (photo_id, captured_at) SELECT photo_id, %s FROM person_detection WHERE id = %s",
+                (when, face),
+            )
+        conn.execute("UPDATE person_detection SET age_estimate = 31.6 WHERE id = %s", (undated,))
+        conn.execute("UPDATE person SET estimated_birth_year = 1980 WHERE id = %s", (world.ada_person,))
+    page = client.get(f"/person/{world.ada_person}").text
+    moments = re.findall(r'src="/face/(\d+)\.jpg".*?class="date">([^<]*)</span> <span class="age">([^<]*)<', page, re.S)
+    assert moments[:2] == [(str(first), "1990-06-01", "age 10"), (str(second), "2001-03-04", "age 21")]
+    assert (str(undated), "undated", "looks 32") in moments and len(moments) == len(world.faces["ada"])
+    assert client.get("/person/999999").status_code == 404

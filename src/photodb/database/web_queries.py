@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -44,3 +45,28 @@ def cluster_faces(conn: psycopg.Connection, cluster_ids: Sequence[int], per_clus
     for cluster_id, face_id in rows:
         faces.setdefault(cluster_id, []).append(face_id)
     return faces
+
+
+@dataclass(frozen=True)
+class TimelineFace:
+    detection_id: int
+    photo_id: int
+    captured_at: datetime | None
+    age_estimate: float | None
+
+
+def person_timeline(conn: psycopg.Connection, person_id: int, limit: int) -> list[TimelineFace]:
+    """One face per photo of a person (through its clusters, or placed on it by hand), oldest capture
+    first, undated photos last."""
+    rows = conn.execute(
+        """SELECT DISTINCT ON (m.captured_at, f.photo_id) f.id, f.photo_id, m.captured_at, f.age_estimate
+           FROM (SELECT d.id, d.photo_id, d.age_estimate FROM cluster c
+                 JOIN person_detection d ON d.cluster_id = c.id WHERE c.person_id = %(p)s
+                 UNION ALL
+                 SELECT d.id, d.photo_id, d.age_estimate FROM person_detection d
+                 WHERE d.person_id = %(p)s AND d.cluster_id IS NULL) f
+           LEFT JOIN metadata m ON m.photo_id = f.photo_id
+           ORDER BY m.captured_at NULLS LAST, f.photo_id, f.id LIMIT %(n)s""",
+        {"p": person_id, "n": limit},
+    ).fetchall()
+    return [TimelineFace(*row) for row in rows]

@@ -52,6 +52,15 @@ def create_app(context: WebContext) -> Starlette:
         data = await run_in_threadpool(pages.review_page, context.db, context.collection_id)
         return render(request, "review.html", **data)
 
+    async def timeline_page(request: Request) -> Response:
+        try:
+            data = await run_in_threadpool(
+                pages.timeline, context.db, request.path_params["person_id"], context.collection_id
+            )
+        except actions.USER_ERRORS as error:
+            return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/"), 404)
+        return render(request, "timeline.html", **data)
+
     async def face_image(request: Request) -> Response:
         security.check_host(request)
         face_id = request.path_params["face_id"]
@@ -81,6 +90,7 @@ def create_app(context: WebContext) -> Starlette:
         routes=[
             Route("/", people_page),
             Route("/review", review_page),
+            Route("/person/{person_id:int}", timeline_page),
             Route("/face/{face_id:int}.jpg", face_image),
             Route("/action/{name}", action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

@@ -8,6 +8,8 @@ from photodb.database import web_queries
 from photodb.database.connection import Database
 from photodb.people import review, views
 
+#: Photos shown on a person's timeline.
+TIMELINE_PHOTOS = 500
 #: Faces shown per cluster card (the medoid first).
 FACES_PER_CLUSTER = 8
 
@@ -40,3 +42,23 @@ def review_page(db: Database, collection_id: int | None) -> dict[str, Any]:
     with db.connection() as conn:
         faces = web_queries.cluster_faces(conn, sorted({r.cluster_id for r in rows}), 4)
     return {"candidates": [r.as_dict() | {"cluster_faces": faces.get(r.cluster_id, [])} for r in rows]}
+
+
+def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[str, Any]:
+    """A person's photos by capture date, with the age in each from the estimated birth year (or
+    the face's own age estimate for an undated photo)."""
+    person = views.show_person(db, person_id, photos=0, collection_id=collection_id)
+    with db.connection() as conn:
+        faces = web_queries.person_timeline(conn, person_id, TIMELINE_PHOTOS)
+    birth_year = person["estimated_birth_year"]
+    entries = []
+    for face in faces:
+        if face.captured_at is not None and birth_year is not None:
+            age = f"age {max(0, face.captured_at.year - birth_year)}"
+        elif face.age_estimate is not None:
+            age = f"looks {round(face.age_estimate)}"
+        else:
+            age = ""
+        date = face.captured_at.date().isoformat() if face.captured_at else "undated"
+        entries.append({"face_id": face.detection_id, "photo_id": face.photo_id, "date": date, "age": age})
+    return {"person": person, "entries": entries}
