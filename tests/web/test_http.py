@@ -11,6 +11,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from photodb.config import Settings
+from photodb.database.clustering.centroids import recount_clusters
 from photodb.database.connection import Database
 from photodb.web import security
 from photodb.web.app import WebContext, create_app
@@ -178,3 +179,17 @@ def test_timeline_lists_a_persons_photos_by_date_with_the_age_from_the_birth_yea
     assert moments[:2] == [(str(first), "1990-06-01", "age 10"), (str(second), "2001-03-04", "age 21")]
     assert (str(undated), "undated", "looks 32") in moments and len(moments) == len(world.faces["ada"])
     assert client.get("/person/999999").status_code == 404
+
+
+def test_quality_page_puts_the_widest_cluster_and_its_farthest_face_first(client, world, db):
+    stranger = world.faces["cyd"][0]
+    with db.connection() as conn:  # one face of ada's cluster is really cyd's: ada's cluster widens
+        conn.execute("UPDATE person_detection SET cluster_id = %s WHERE id = %s", (world.clusters["ada"], stranger))
+        recount_clusters(conn, list(world.clusters.values()))
+    page = client.get("/quality").text
+    order = [int(c) for c in re.findall(r'id="spread-(\d+)"', page)]
+    assert order[0] == world.clusters["ada"] and set(order) == set(world.clusters.values())
+    first_card = page.split(f'id="spread-{world.clusters["ada"]}"')[1].split("</article>")[0]
+    distances = [float(d) for d in re.findall(r'data-distance="([0-9.]+)"', first_card)]
+    assert re.search(r'id="face-(\d+)"', first_card).group(1) == str(stranger)
+    assert distances == sorted(distances, reverse=True)

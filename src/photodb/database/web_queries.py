@@ -70,3 +70,43 @@ def person_timeline(conn: psycopg.Connection, person_id: int, limit: int) -> lis
         {"p": person_id, "n": limit},
     ).fetchall()
     return [TimelineFace(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class ClusterSpread:
+    cluster_id: int
+    faces: int
+    person_id: int | None
+    mean_distance: float
+    outliers: list[tuple[int, float]]  # (face id, cosine distance to the centroid), farthest first
+
+
+def cluster_spreads(
+    conn: psycopg.Connection, collection_id: int | None, *, limit: int, outliers: int
+) -> list[ClusterSpread]:
+    """The clusters whose faces lie farthest from their centroid on average (cosine distance), each
+    with its farthest faces: the clusters most likely to hold someone else, worst first. It reads
+    every clustered face's embedding once (a page a user opens, not a hot path)."""
+    rows = conn.execute(
+        """WITH spread AS (
+               SELECT c.id, c.face_count, c.person_id, avg(e.embedding <=> c.centroid) AS mean_distance
+               FROM cluster c
+               JOIN person_detection d ON d.cluster_id = c.id
+               JOIN face_embedding e ON e.person_detection_id = d.id AND e.embedding_model = c.embedding_model
+               WHERE c.centroid IS NOT NULL AND NOT c.hidden
+                 AND (%(c)s::bigint IS NULL OR c.collection_id = %(c)s)
+               GROUP BY c.id ORDER BY mean_distance DESC, c.id LIMIT %(n)s)
+           SELECT s.id, s.face_count, s.person_id, s.mean_distance,
+                  array(SELECT ARRAY[d.id, (e.embedding <=> c.centroid)]::float8[]
+                        FROM person_detection d
+                        JOIN face_embedding e ON e.person_detection_id = d.id AND e.embedding_model = c.embedding_model
+                        WHERE d.cluster_id = s.id
+                        ORDER BY e.embedding <=> c.centroid DESC, d.id LIMIT %(k)s)
+           FROM spread s JOIN cluster c ON c.id = s.id
+           ORDER BY s.mean_distance DESC, s.id""",
+        {"c": collection_id, "n": limit, "k": outliers},
+    ).fetchall()
+    return [
+        ClusterSpread(r[0], r[1], r[2], float(r[3]), [(int(face), float(distance)) for face, distance in r[4]])
+        for r in rows
+    ]

@@ -52,6 +52,10 @@ def create_app(context: WebContext) -> Starlette:
         data = await run_in_threadpool(pages.review_page, context.db, context.collection_id)
         return render(request, "review.html", **data)
 
+    async def quality_page(request: Request) -> Response:
+        data = await run_in_threadpool(pages.quality, context.db, context.collection_id)
+        return render(request, "quality.html", **data)
+
     async def timeline_page(request: Request) -> Response:
         try:
             data = await run_in_threadpool(
@@ -91,6 +95,7 @@ def create_app(context: WebContext) -> Starlette:
             Route("/", people_page),
             Route("/review", review_page),
             Route("/person/{person_id:int}", timeline_page),
+            Route("/quality", quality_page),
             Route("/face/{face_id:int}.jpg", face_image),
             Route("/action/{name}", action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

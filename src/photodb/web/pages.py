@@ -10,6 +10,9 @@ from photodb.people import review, views
 
 #: Photos shown on a person's timeline.
 TIMELINE_PHOTOS = 500
+#: Clusters on the quality page, and outlier faces shown for each.
+QUALITY_CLUSTERS = 50
+QUALITY_OUTLIERS = 6
 #: Faces shown per cluster card (the medoid first).
 FACES_PER_CLUSTER = 8
 
@@ -62,3 +65,10 @@ def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[st
         date = face.captured_at.date().isoformat() if face.captured_at else "undated"
         entries.append({"face_id": face.detection_id, "photo_id": face.photo_id, "date": date, "age": age})
     return {"person": person, "entries": entries}
+
+
+def quality(db: Database, collection_id: int | None) -> dict[str, Any]:
+    """Clusters by spread (mean distance to the centroid), outlier faces first, so the worst is fixed first."""
+    with db.connection() as conn:
+        spreads = web_queries.cluster_spreads(conn, collection_id, limit=QUALITY_CLUSTERS, outliers=QUALITY_OUTLIERS)
+    return {"spreads": spreads}
