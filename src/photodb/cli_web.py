@@ -26,6 +26,7 @@ def web_command(port: int, collection: str | None) -> None:
     with open_for_collection(collection) as (db, collection_id):
         context = WebContext(
             db=db,
+            settings=settings,
             images_dir=settings.images_dir,
             thumbnail_cache=cache_dir(settings.photodb_home),
             collection_id=collection_id,

@@ -22,7 +22,9 @@ ORIGIN = "http://127.0.0.1:8765"
 
 @pytest.fixture
 def client(db: Database, settings: Settings, world) -> TestClient:
-    context = WebContext(db, settings.images_dir, cache_dir(settings.photodb_home), None, security.new_token())
+    context = WebContext(
+        db, settings, settings.images_dir, cache_dir(settings.photodb_home), None, security.new_token()
+    )
     return TestClient(create_app(context), base_url=ORIGIN)
 
 
@@ -193,3 +195,23 @@ def test_quality_page_puts_the_widest_cluster_and_its_farthest_face_first(client
     distances = [float(d) for d in re.findall(r'data-distance="([0-9.]+)"', first_card)]
     assert re.search(r'id="face-(\d+)"', first_card).group(1) == str(stranger)
     assert distances == sorted(distances, reverse=True)
+
+
+def test_search_page_runs_photodb_search_with_the_form_filters(client, world, db):
+    with db.connection() as conn:
+        for face, when in ((world.faces["bob"][0], "1999-05-01 10:00"), (world.faces["bob"][1], "2004-05-01 10:00")):
+            conn.execute(
+                "INSERT INTO metadata (photo_id, captured_at) SELECT photo_id, %s FROM person_detection WHERE id = %s",
+                (when, face),
+            )
+    photo = scalar(db, "SELECT photo_id FROM person_detection WHERE id = %s", world.faces["bob"][0])
+    page = client.get("/search", params={"person": "Bob", "year": "1999"}).text
+    assert re.findall(r'id="result-(\d+)"', page) == [str(photo)] and "1999-05-01" in page
+    assert 'value="Bob"' in page
+    thumbnail = client.get(f"/photo/{photo}.jpg")
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    assert len(re.findall(r'id="result-\d+"', client.get("/search", params={"person": "Bob"}).text)) == 6
+    unknown = client.get("/search", params={"person": "Nobody"}).text
+    assert "no person named" in unknown and 'id="result-count"' not in unknown
+    assert "year must be a number" in client.get("/search", params={"year": "abc"}).text
+    assert 'id="result-count"' not in client.get("/search").text

@@ -110,3 +110,9 @@ def cluster_spreads(
         ClusterSpread(r[0], r[1], r[2], float(r[3]), [(int(face), float(distance)) for face, distance in r[4]])
         for r in rows
     ]
+
+
+def normalized_path(conn: psycopg.Connection, photo_id: int) -> str | None:
+    """A photo's normalized PNG, relative to IMG_PATH."""
+    row = conn.execute("SELECT normalized_path FROM photo WHERE id = %s", (photo_id,)).fetchone()
+    return row[0] if row else None

@@ -16,9 +16,10 @@ from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.web import actions, pages, security
-from photodb.web.thumbnails import ThumbnailMissing, face_thumbnail
+from photodb.web.thumbnails import ThumbnailMissing, face_thumbnail, photo_thumbnail
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -26,6 +27,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 @dataclass(frozen=True)
 class WebContext:
     db: Database
+    settings: Settings
     images_dir: Path
     thumbnail_cache: Path
     collection_id: int | None
@@ -65,12 +67,20 @@ def create_app(context: WebContext) -> Starlette:
             return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/"), 404)
         return render(request, "timeline.html", **data)
 
-    async def face_image(request: Request) -> Response:
+    async def search_page(request: Request) -> Response:
+        query = dict(request.query_params)
+        try:
+            data = await run_in_threadpool(pages.search, context.db, context.settings, query, context.collection_id)
+        except pages.SEARCH_ERRORS as error:
+            return render(request, "search.html", query=query, results=None, error=str(error))
+        return render(request, "search.html", query=query, error=None, **data)
+
+    async def thumbnail(request: Request) -> Response:
         security.check_host(request)
-        face_id = request.path_params["face_id"]
+        make = face_thumbnail if request.path_params["kind"] == "face" else photo_thumbnail
         try:
             path = await run_in_threadpool(
-                face_thumbnail, context.db, context.images_dir, context.thumbnail_cache, face_id
+                make, context.db, context.images_dir, context.thumbnail_cache, request.path_params["object_id"]
             )
         except ThumbnailMissing as error:
             return PlainTextResponse(str(error), status_code=404)
@@ -96,7 +106,8 @@ def create_app(context: WebContext) -> Starlette:
             Route("/review", review_page),
             Route("/person/{person_id:int}", timeline_page),
             Route("/quality", quality_page),
-            Route("/face/{face_id:int}.jpg", face_image),
+            Route("/search", search_page),
+            Route("/{kind:str}/{object_id:int}.jpg", thumbnail),
             Route("/action/{name}", action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],

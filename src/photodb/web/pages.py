@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
+from photodb.config import Settings
 from photodb.database import web_queries
 from photodb.database.connection import Database
 from photodb.people import review, views
+from photodb.search.service import SearchError, SearchRequest
+from photodb.search.service import search as run_search
 
 #: Photos shown on a person's timeline.
 TIMELINE_PHOTOS = 500
 #: Clusters on the quality page, and outlier faces shown for each.
 QUALITY_CLUSTERS = 50
 QUALITY_OUTLIERS = 6
+#: Search results shown.
+SEARCH_LIMIT = 60
 #: Faces shown per cluster card (the medoid first).
 FACES_PER_CLUSTER = 8
 
@@ -72,3 +78,48 @@ def quality(db: Database, collection_id: int | None) -> dict[str, Any]:
     with db.connection() as conn:
         spreads = web_queries.cluster_spreads(conn, collection_id, limit=QUALITY_CLUSTERS, outliers=QUALITY_OUTLIERS)
     return {"spreads": spreads}
+
+
+class BadQuery(ValueError):
+    """A search field is malformed (a year that is not a number...)."""
+
+
+SEARCH_ERRORS: tuple[type[Exception], ...] = (SearchError, BadQuery)
+
+
+def _field(query: dict[str, str], name: str) -> str | None:
+    value = query.get(name, "").strip()
+    return value or None
+
+
+def _date(query: dict[str, str], name: str) -> date | None:
+    value = _field(query, name)
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError as error:
+        raise BadQuery(f"{name} must be a date (YYYY-MM-DD), got {value!r}") from error
+
+
+def search(db: Database, settings: Settings, query: dict[str, str], collection_id: int | None) -> dict[str, Any]:
+    """The search form's fields as a `photodb search` request; no field: no search yet."""
+    if not any(_field(query, k) for k in ("text", "words", "person", "year", "from", "to", "place", "camera", "tag")):
+        return {"results": None}
+    year = _field(query, "year")
+    if year is not None and not year.isdigit():
+        raise BadQuery(f"year must be a number, got {year!r}")
+    person = _field(query, "person")
+    tag = _field(query, "tag")
+    request = SearchRequest(
+        text=_field(query, "text"),
+        words=_field(query, "words"),
+        persons=tuple(name.strip() for name in person.split(",") if name.strip()) if person else (),
+        year=int(year) if year else None,
+        start=_date(query, "from"),
+        end=_date(query, "to"),
+        place=_field(query, "place"),
+        camera=_field(query, "camera"),
+        tags=(tag,) if tag else (),
+        collection_id=collection_id,
+        limit=SEARCH_LIMIT,
+    )
+    return {"results": run_search(db, settings, request)}

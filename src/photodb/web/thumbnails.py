@@ -13,6 +13,7 @@ from photodb.database import web_queries
 from photodb.database.connection import Database
 
 THUMBNAIL_SIZE = 160
+PHOTO_SIZE = 320
 #: Context around the face box, as a share of its size on each side.
 MARGIN = 0.2
 
@@ -26,8 +27,7 @@ def cache_dir(photodb_home: Path) -> Path:
 
 
 def face_thumbnail(db: Database, images_dir: Path, cache: Path, detection_id: int) -> Path:
-    """The cached thumbnail of a face, made on first use (written to a temporary name, then renamed,
-    so a concurrent reader never sees half a file)."""
+    """The cached thumbnail of a face, made on first use."""
     target = cache / f"{detection_id}.jpg"
     if target.exists():
         return target
@@ -48,10 +48,29 @@ def face_thumbnail(db: Database, images_dir: Path, cache: Path, detection_id: in
                 min(image.height, int(box.y + box.height + pad_y)),
             )
         )
-    crop.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-    cache.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=cache, suffix=".part")
+    return _save(crop, target, THUMBNAIL_SIZE)
+
+
+def photo_thumbnail(db: Database, images_dir: Path, cache: Path, photo_id: int) -> Path:
+    """The cached thumbnail of a whole photo (its normalized PNG), for search results."""
+    target = cache / f"photo-{photo_id}.jpg"
+    if target.exists():
+        return target
+    with db.connection() as conn:
+        relative = web_queries.normalized_path(conn, photo_id)
+    source = images_dir / relative if relative else None
+    if source is None or not source.is_file():
+        raise ThumbnailMissing(f"photo {photo_id} has no normalized image")
+    with Image.open(source) as image:
+        return _save(image.convert("RGB"), target, PHOTO_SIZE)
+
+
+def _save(image: Image.Image, target: Path, size: int) -> Path:
+    """Shrink and store as JPEG under a temporary name, then rename: a reader never sees half a file."""
+    image.thumbnail((size, size))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
     with os.fdopen(handle, "wb") as out:
-        crop.save(out, format="JPEG", quality=85)
+        image.save(out, format="JPEG", quality=85)
     os.replace(temporary, target)
     return target
