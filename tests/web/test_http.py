@@ -215,3 +215,35 @@ def test_search_page_runs_photodb_search_with_the_form_filters(client, world, db
     assert "no person named" in unknown and 'id="result-count"' not in unknown
     assert "year must be a number" in client.get("/search", params={"year": "abc"}).text
     assert 'id="result-count"' not in client.get("/search").text
+
+
+def test_photo_page_shows_its_faces_tags_description_place_and_camera(client, world, db):
+    face = world.faces["bob"][0]
+    photo = scalar(db, "SELECT photo_id FROM person_detection WHERE id = %s", face)
+    with db.connection() as conn:
+        conn.execute(
+            """INSERT INTO metadata (photo_id, captured_at, camera_make, camera_model)
+               VALUES (%s, '2003-07-14 09:30', 'Canon', 'EOS 300D')""",
+            (photo,),
+        )
+        conn.execute(
+            """INSERT INTO photo_place (photo_id, latitude, longitude, country_code, country, region, city,
+                   distance_km, source)
+               VALUES (%s, 48.85, 2.35, 'FR', 'France', 'Île-de-France', 'Paris', 1, 'test')""",
+            (photo,),
+        )
+        conn.execute(
+            "INSERT INTO llm_analysis (photo_id, model_name, description) VALUES (%s, 'test', 'A man <b>waves</b>')",
+            (photo,),
+        )
+        conn.execute(
+            """INSERT INTO photo_tag (photo_id, category, label, confidence, model_name)
+               VALUES (%s, 'setting', 'city street', 0.8, 'test')""",
+            (photo,),
+        )
+    page = client.get(f"/photo/{photo}").text
+    assert "Canon EOS 300D" in page and "Paris, Île-de-France, France" in page and "2003-07-14" in page
+    assert "A man &lt;b&gt;waves&lt;/b&gt;" in page  # the description is escaped, never markup
+    assert "setting: city street" in page
+    assert f'id="face-{face}"' in page and f'<a href="/person/{world.bob_person}">Bob</a>' in page
+    assert client.get("/photo/999999").status_code == 404

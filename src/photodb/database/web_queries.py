@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
+
+from photodb.database.people_queries import PHOTO_PATH, display_name
 
 
 @dataclass(frozen=True)
@@ -116,3 +119,50 @@ def normalized_path(conn: psycopg.Connection, photo_id: int) -> str | None:
     """A photo's normalized PNG, relative to IMG_PATH."""
     row = conn.execute("SELECT normalized_path FROM photo WHERE id = %s", (photo_id,)).fetchone()
     return row[0] if row else None
+
+
+def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | None:
+    """One photo for its page: path, date, camera, place, LLM description, tags and faces."""
+    row = conn.execute(
+        f"""SELECT ph.id, {PHOTO_PATH}, ph.normalized_path, m.captured_at, m.camera_make, m.camera_model,
+                   pl.city, pl.region, pl.country,
+                   (SELECT l.description FROM llm_analysis l WHERE l.photo_id = ph.id AND l.description IS NOT NULL
+                    ORDER BY l.processed_at DESC LIMIT 1)
+            FROM photo ph JOIN collection col ON col.id = ph.collection_id
+            LEFT JOIN metadata m ON m.photo_id = ph.id LEFT JOIN photo_place pl ON pl.photo_id = ph.id
+            WHERE ph.id = %s""",  # noqa: S608 (only a constant is formatted in)
+        (photo_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    tags = conn.execute(
+        "SELECT DISTINCT category, label FROM photo_tag WHERE photo_id = %s ORDER BY 1, 2", (photo_id,)
+    ).fetchall()
+    faces = conn.execute(
+        """SELECT d.id, d.cluster_id, p.id, p.first_name, p.last_name, p.auto_created, d.age_estimate
+           FROM person_detection d LEFT JOIN cluster c ON c.id = d.cluster_id
+           LEFT JOIN person p ON p.id = coalesce(c.person_id, d.person_id)
+           WHERE d.photo_id = %s AND d.face_bbox_x IS NOT NULL ORDER BY d.face_bbox_x, d.id""",
+        (photo_id,),
+    ).fetchall()
+    camera = " ".join(part for part in (row[4], row[5]) if part)
+    return {
+        "id": row[0],
+        "path": row[1],
+        "normalized_path": row[2],
+        "captured_at": row[3],
+        "camera": camera or None,
+        "place": ", ".join(part for part in (row[6], row[7], row[8]) if part) or None,
+        "description": row[9],
+        "tags": [f"{category}: {label}" for category, label in tags],
+        "faces": [
+            {
+                "id": f[0],
+                "cluster_id": f[1],
+                "person_id": f[2],
+                "person": display_name(f[2], f[3], f[4], f[5]) if f[2] is not None else None,
+                "age_estimate": round(f[6]) if f[6] is not None else None,
+            }
+            for f in faces
+        ],
+    }

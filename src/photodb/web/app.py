@@ -75,6 +75,13 @@ def create_app(context: WebContext) -> Starlette:
             return render(request, "search.html", query=query, results=None, error=str(error))
         return render(request, "search.html", query=query, error=None, **data)
 
+    async def photo_page(request: Request) -> Response:
+        try:
+            data = await run_in_threadpool(pages.photo, context.db, request.path_params["photo_id"])
+        except pages.BadQuery as error:
+            return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/search"), 404)
+        return render(request, "photo.html", **data)
+
     async def thumbnail(request: Request) -> Response:
         security.check_host(request)
         make = face_thumbnail if request.path_params["kind"] == "face" else photo_thumbnail
@@ -107,6 +114,7 @@ def create_app(context: WebContext) -> Starlette:
             Route("/person/{person_id:int}", timeline_page),
             Route("/quality", quality_page),
             Route("/search", search_page),
+            Route("/photo/{photo_id:int}", photo_page),
             Route("/{kind:str}/{object_id:int}.jpg", thumbnail),
             Route("/action/{name}", action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

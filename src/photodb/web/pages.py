@@ -123,3 +123,11 @@ def search(db: Database, settings: Settings, query: dict[str, str], collection_i
         limit=SEARCH_LIMIT,
     )
     return {"results": run_search(db, settings, request)}
+
+
+def photo(db: Database, photo_id: int) -> dict[str, Any]:
+    with db.connection() as conn:
+        detail = web_queries.photo_detail(conn, photo_id)
+    if detail is None:
+        raise BadQuery(f"no photo {photo_id}")
+    return {"photo": detail}
