@@ -247,3 +247,34 @@ def test_photo_page_shows_its_faces_tags_description_place_and_camera(client, wo
     assert "setting: city street" in page
     assert f'id="face-{face}"' in page and f'<a href="/person/{world.bob_person}">Bob</a>' in page
     assert client.get("/photo/999999").status_code == 404
+
+
+def test_split_page_shows_two_halves_and_the_picked_half_keeps_the_cluster(client, world, db):
+    ada_cluster = world.clusters["ada"]
+    with db.connection() as conn:  # cyd's faces wrongly in ada's cluster
+        conn.execute(
+            "UPDATE person_detection SET cluster_id = %s WHERE id = ANY(%s)", (ada_cluster, world.faces["cyd"])
+        )
+        conn.execute("DELETE FROM cluster WHERE id = %s", (world.clusters["cyd"],))
+        recount_clusters(conn, [ada_cluster])
+    page = client.get("/split", params={"cluster": ada_cluster}).text
+    halves = [set(map(int, re.findall(r'src="/face/(\d+)\.jpg"', part))) for part in page.split('id="half-')[1:]]
+    assert len(halves) == 2 and all(halves)
+    ada_half = next(n for n, faces in enumerate(halves, 1) if faces <= set(world.faces["ada"]))
+    key = re.search(r'name="halves" value="([^"]+)"', page).group(1)
+    token = token_of(client)
+    stale = post(client, "split", token, kind="cluster", target_id=ada_cluster, keep=ada_half, halves="1|2")
+    assert stale.status_code == 400 and "changed" in stale.text
+    done = post(client, "split", token, kind="cluster", target_id=ada_cluster, keep=ada_half, halves=key)
+    assert done.status_code == 303
+    with db.connection() as conn:
+        placed = dict(
+            conn.execute(
+                "SELECT id, cluster_id FROM person_detection WHERE id = ANY(%s)",
+                (world.faces["ada"] + world.faces["cyd"],),
+            ).fetchall()
+        )
+    assert {placed[f] for f in world.faces["ada"]} == {ada_cluster}
+    assert len({placed[f] for f in world.faces["cyd"]}) == 1 and placed[world.faces["cyd"][0]] != ada_cluster
+    assert scalar(db, "SELECT person_id FROM cluster WHERE id = %s", ada_cluster) == world.ada_person
+    assert client.get("/split", params={"cluster": "x"}).status_code == 400

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from photodb.database.connection import Database
-from photodb.people import face_decisions, identity, review
+from photodb.people import face_decisions, identity, review, split
 
 #: Who decided, as `photodb people --by` records a person's decision.
 BY = "user"
@@ -72,6 +72,24 @@ def _not_this_person(db: Database, form: Form, cid: int | None) -> str:
     return f"face {r['face_id']} is not cluster {r['rejected_cluster_id']}; now in {placed}"
 
 
+def halves_key(plan: split.SplitPlan) -> str:
+    """The faces of each half as the page showed them, to refuse a split whose halves changed since."""
+    return "|".join(",".join(map(str, sorted(half.detection_ids))) for half in plan.halves)
+
+
+def _split(db: Database, form: Form, _cid: int | None) -> str:
+    kind = form.get("kind")
+    if kind not in ("cluster", "person"):
+        raise BadForm(f"kind must be cluster or person, got {kind!r}")
+    target = {f"{kind}_id": number(form, "target_id")}
+    plan = split.plan_split(db, **target)
+    if halves_key(plan) != form.get("halves"):
+        raise BadForm("the faces of this cluster changed since the page was shown: look at the halves again")
+    r = split.split(db, **target, keep=number(form, "keep"), shown=plan, by=BY)
+    made = f"new cluster {r.new_cluster_id}" if r.new_cluster_id else f"new person {r.new_person_id}"
+    return f"{kind} {plan.target_id} split: half {r.kept} kept it, the other half is {made}"
+
+
 def _review(decide: Callable[..., review.ReviewResult]) -> Action:
     def action(db: Database, form: Form, _cid: int | None) -> str:
         r = decide(db, number(form, "candidate_id"), by=BY)
@@ -88,12 +106,13 @@ ACTIONS: dict[str, Action] = {
     "hide-cluster": _hide_cluster,
     "verify": _verify,
     "not-this-person": _not_this_person,
+    "split": _split,
     "accept": _review(review.accept),
     "reject": _review(review.reject),
 }
 
 #: The errors an action reports as one line (nothing was written).
-USER_ERRORS: tuple[type[Exception], ...] = (BadForm, identity.PeopleError, review.ReviewError)
+USER_ERRORS: tuple[type[Exception], ...] = (BadForm, identity.PeopleError, review.ReviewError, split.SplitError)
 
 
 def run(db: Database, name: str, form: Form, collection_id: int | None) -> str:

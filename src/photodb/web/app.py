@@ -82,6 +82,13 @@ def create_app(context: WebContext) -> Starlette:
             return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/search"), 404)
         return render(request, "photo.html", **data)
 
+    async def split_page(request: Request) -> Response:
+        try:
+            data = await run_in_threadpool(pages.split_page, context.db, dict(request.query_params))
+        except pages.SPLIT_ERRORS as error:
+            return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/"), 400)
+        return render(request, "split.html", **data)
+
     async def thumbnail(request: Request) -> Response:
         security.check_host(request)
         make = face_thumbnail if request.path_params["kind"] == "face" else photo_thumbnail
@@ -113,6 +120,7 @@ def create_app(context: WebContext) -> Starlette:
             Route("/review", review_page),
             Route("/person/{person_id:int}", timeline_page),
             Route("/quality", quality_page),
+            Route("/split", split_page),
             Route("/search", search_page),
             Route("/photo/{photo_id:int}", photo_page),
             Route("/{kind:str}/{object_id:int}.jpg", thumbnail),

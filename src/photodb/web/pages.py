@@ -8,9 +8,10 @@ from typing import Any
 from photodb.config import Settings
 from photodb.database import web_queries
 from photodb.database.connection import Database
-from photodb.people import review, views
+from photodb.people import review, split, views
 from photodb.search.service import SearchError, SearchRequest
 from photodb.search.service import search as run_search
+from photodb.web.actions import halves_key
 
 #: Photos shown on a person's timeline.
 TIMELINE_PHOTOS = 500
@@ -85,6 +86,7 @@ class BadQuery(ValueError):
 
 
 SEARCH_ERRORS: tuple[type[Exception], ...] = (SearchError, BadQuery)
+SPLIT_ERRORS: tuple[type[Exception], ...] = (split.SplitError, BadQuery)
 
 
 def _field(query: dict[str, str], name: str) -> str | None:
@@ -131,3 +133,13 @@ def photo(db: Database, photo_id: int) -> dict[str, Any]:
     if detail is None:
         raise BadQuery(f"no photo {photo_id}")
     return {"photo": detail}
+
+
+def split_page(db: Database, query: dict[str, str]) -> dict[str, Any]:
+    """The two halves a split would make (nothing written), for the user to pick the one that keeps it."""
+    kind = "cluster" if "cluster" in query else "person"
+    value = query.get(kind, "")
+    if not value.isdigit():
+        raise BadQuery("give ?cluster=ID or ?person=ID")
+    plan = split.plan_split(db, **{f"{kind}_id": int(value)})
+    return {"plan": plan, "kind": kind, "halves_key": halves_key(plan)}
