@@ -83,7 +83,8 @@ def scalar(db: Database, query: str, *params: object) -> object:
 
 
 @pytest.mark.timeout(180)
-def test_name_merge_and_reject_in_a_real_browser(server, browser, world, db, tmp_path):
+def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, db, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
@@ -118,3 +119,14 @@ def test_name_merge_and_reject_in_a_real_browser(server, browser, world, db, tmp
     assert scalar(db, "SELECT cluster_id FROM person_detection WHERE id = %s", rejected) != world.clusters["ada"]
     assert not browser.find_elements(By.CSS_SELECTOR, f"#cluster-{world.clusters['ada']} #face-{rejected}")
     shoot(browser, tmp_path, "4-rejected")
+
+    browser.get(server + "/review")
+    pairs = browser.find_elements(By.CSS_SELECTOR, "article.pair")
+    assert len(pairs) == 2
+    first = int(pairs[0].get_attribute("id").removeprefix("candidate-"))
+    shoot(browser, tmp_path, "5-review")
+    ActionChains(browser).send_keys("r").perform()  # one key rejects the first pair
+    assert "rejected" in browser.find_element(By.ID, "message").text
+    assert scalar(db, "SELECT status FROM face_match_candidate WHERE candidate_id = %s", first) == "rejected"
+    assert not browser.find_elements(By.ID, f"candidate-{first}")
+    shoot(browser, tmp_path, "6-reviewed")

@@ -20,13 +20,15 @@ QUALITY_CLUSTERS = 50
 QUALITY_OUTLIERS = 6
 #: Search results shown.
 SEARCH_LIMIT = 60
+#: Persons and clusters on the people page (most faces first); the page says how many there are.
+PEOPLE_LIMIT = 200
 #: Faces shown per cluster card (the medoid first).
 FACES_PER_CLUSTER = 8
 
 
 def people(db: Database, collection_id: int | None) -> dict[str, Any]:
     """Persons and clusters, most faces first, each cluster with a few of its faces."""
-    listing = views.list_people(db, collection_id, with_clusters=True, limit=None)
+    listing = views.list_people(db, collection_id, with_clusters=True, limit=PEOPLE_LIMIT)
     clusters = listing["clusters"]
     with db.connection() as conn:
         faces = web_queries.cluster_faces(conn, [c["id"] for c in clusters], FACES_PER_CLUSTER)
@@ -42,7 +44,8 @@ def people(db: Database, collection_id: int | None) -> dict[str, Any]:
     return {
         "persons": listing["persons"],
         "unnamed_clusters": [c for c in clusters if c["person_id"] is None],
-        "clusters": clusters,
+        "persons_total": listing["persons_total"],
+        "clusters_total": listing["clusters_total"],
     }
 
 
