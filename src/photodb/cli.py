@@ -12,6 +12,7 @@ from photodb.cli_people import people
 from photodb.cli_places import places
 from photodb.cli_prompts import prompts
 from photodb.cli_search import search_command
+from photodb.cli_web import web_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,6 +34,7 @@ def photodb() -> None:
       photodb enrich ~/Pictures            LLM descriptions and tags (same as enrich-photos)
       photodb search --person Grace --year 1985   find photos (text, people, dates, places, tags)
       photodb places backfill              name the places of photos indexed before
+      photodb web                          review people in a browser on 127.0.0.1
     """
 
 
@@ -44,6 +46,7 @@ photodb.add_command(people)
 photodb.add_command(enrich, "enrich")
 photodb.add_command(search_command, "search")
 photodb.add_command(places)
+photodb.add_command(web_command)
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 
 _PATH = "CASE WHEN col.root_path IS NULL THEN ph.filename ELSE col.root_path || '/' || ph.filename END"
+#: A photo's path in SQL over `photo ph JOIN collection col` (the web page's photo page reads it too).
+PHOTO_PATH = _PATH
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,122 @@
+"""The changes the page can make, each one call of the same service functions as `photodb people`
+(people.identity, people.face_decisions, people.review): form fields in, a one-line message out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from photodb.database.connection import Database
+from photodb.people import face_decisions, identity, review, split
+
+#: Who decided, as `photodb people --by` records a person's decision.
+BY = "user"
+
+Form = Mapping[str, str]
+Action = Callable[[Database, Form, int | None], str]
+
+
+class BadForm(ValueError):
+    """A field is missing or not a number: one line, nothing written."""
+
+
+def number(form: Form, field: str) -> int:
+    value = form.get(field, "").strip()
+    if not value.isdigit():
+        raise BadForm(f"{field} must be a number, got {value!r}")
+    return int(value)
+
+
+def text(form: Form, field: str) -> str:
+    value = form.get(field, "").strip()
+    if not value:
+        raise BadForm(f"{field} is empty")
+    return value
+
+
+def _name_person(db: Database, form: Form, cid: int | None) -> str:
+    r = identity.name_person(db, number(form, "person_id"), text(form, "name"), by=BY, collection_id=cid)
+    return f"person {r['person_id']} is now {r['name']}"
+
+
+def _name_cluster(db: Database, form: Form, cid: int | None) -> str:
+    r = identity.name_cluster(db, number(form, "cluster_id"), text(form, "name"), by=BY, collection_id=cid)
+    return f"cluster {r['cluster_id']}: person {r['person_id']} {r['name']}" + (" (new)" if r["created"] else "")
+
+
+def _merge(db: Database, form: Form, cid: int | None) -> str:
+    r = identity.merge_persons(db, number(form, "keep_id"), number(form, "other_id"), by=BY, collection_id=cid)
+    return f"person {r['merged_person_id']} merged into person {r['person_id']} {r['name']}"
+
+
+def _hide_person(db: Database, form: Form, cid: int | None) -> str:
+    hidden = form.get("hidden", "1") == "1"
+    r = identity.hide_person(db, number(form, "person_id"), by=BY, hidden=hidden, collection_id=cid)
+    return f"person {r['person_id']} {'hidden' if r['hidden'] else 'shown'}"
+
+
+def _hide_cluster(db: Database, form: Form, cid: int | None) -> str:
+    hidden = form.get("hidden", "1") == "1"
+    r = identity.hide_cluster(db, number(form, "cluster_id"), by=BY, hidden=hidden, collection_id=cid)
+    return f"cluster {r['cluster_id']} {'hidden' if r['hidden'] else 'shown'}"
+
+
+def _verify(db: Database, form: Form, cid: int | None) -> str:
+    verified = form.get("verified", "1") == "1"
+    r = identity.verify_cluster(db, number(form, "cluster_id"), by=BY, verified=verified, collection_id=cid)
+    return f"cluster {r['cluster_id']} {'verified' if r['verified'] else 'not verified'}"
+
+
+def _not_this_person(db: Database, form: Form, cid: int | None) -> str:
+    r = face_decisions.reject_face(db, number(form, "face_id"), by=BY, collection_id=cid)
+    placed = f"cluster {r['cluster_id']}" if r["cluster_id"] is not None else "no cluster"
+    return f"face {r['face_id']} is not cluster {r['rejected_cluster_id']}; now in {placed}"
+
+
+def halves_key(plan: split.SplitPlan) -> str:
+    """The faces of each half as the page showed them, to refuse a split whose halves changed since."""
+    return "|".join(",".join(map(str, sorted(half.detection_ids))) for half in plan.halves)
+
+
+def _split(db: Database, form: Form, _cid: int | None) -> str:
+    kind = form.get("kind")
+    if kind not in ("cluster", "person"):
+        raise BadForm(f"kind must be cluster or person, got {kind!r}")
+    target = {f"{kind}_id": number(form, "target_id")}
+    plan = split.plan_split(db, **target)
+    if halves_key(plan) != form.get("halves"):
+        raise BadForm("the faces of this cluster changed since the page was shown: look at the halves again")
+    r = split.split(db, **target, keep=number(form, "keep"), shown=plan, by=BY)
+    made = f"new cluster {r.new_cluster_id}" if r.new_cluster_id else f"new person {r.new_person_id}"
+    return f"{kind} {plan.target_id} split: half {r.kept} kept it, the other half is {made}"
+
+
+def _review(decide: Callable[..., review.ReviewResult]) -> Action:
+    def action(db: Database, form: Form, _cid: int | None) -> str:
+        r = decide(db, number(form, "candidate_id"), by=BY)
+        return f"face {r.detection_id} {r.status} for cluster {r.cluster_id}"
+
+    return action
+
+
+ACTIONS: dict[str, Action] = {
+    "name-person": _name_person,
+    "name-cluster": _name_cluster,
+    "merge": _merge,
+    "hide-person": _hide_person,
+    "hide-cluster": _hide_cluster,
+    "verify": _verify,
+    "not-this-person": _not_this_person,
+    "split": _split,
+    "accept": _review(review.accept),
+    "reject": _review(review.reject),
+}
+
+#: The errors an action reports as one line (nothing was written).
+USER_ERRORS: tuple[type[Exception], ...] = (BadForm, identity.PeopleError, review.ReviewError, split.SplitError)
+
+
+def run(db: Database, name: str, form: Form, collection_id: int | None) -> str:
+    action = ACTIONS.get(name)
+    if action is None:
+        raise BadForm(f"no action {name!r}")
+    return action(db, form, collection_id)

@@ -1,0 +1,148 @@
+"""What each page shows, read through the same views as `photodb people list` and `review`."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from photodb.config import Settings
+from photodb.database import web_queries
+from photodb.database.connection import Database
+from photodb.people import review, split, views
+from photodb.search.service import SearchError, SearchRequest
+from photodb.search.service import search as run_search
+from photodb.web.actions import halves_key
+
+#: Photos shown on a person's timeline.
+TIMELINE_PHOTOS = 500
+#: Clusters on the quality page, and outlier faces shown for each.
+QUALITY_CLUSTERS = 50
+QUALITY_OUTLIERS = 6
+#: Search results shown.
+SEARCH_LIMIT = 60
+#: Persons and clusters on the people page (most faces first); the page says how many there are.
+PEOPLE_LIMIT = 200
+#: Faces shown per cluster card (the medoid first).
+FACES_PER_CLUSTER = 8
+
+
+def people(db: Database, collection_id: int | None) -> dict[str, Any]:
+    """Persons and clusters, most faces first, each cluster with a few of its faces."""
+    listing = views.list_people(db, collection_id, with_clusters=True, limit=PEOPLE_LIMIT)
+    clusters = listing["clusters"]
+    with db.connection() as conn:
+        faces = web_queries.cluster_faces(conn, [c["id"] for c in clusters], FACES_PER_CLUSTER)
+    for cluster in clusters:
+        cluster["face_ids"] = faces.get(cluster["id"], [])
+    by_person: dict[int, list[dict[str, Any]]] = {}
+    for cluster in clusters:
+        if cluster["person_id"] is not None:
+            by_person.setdefault(cluster["person_id"], []).append(cluster)
+    for person in listing["persons"]:
+        person["cluster_list"] = by_person.get(person["id"], [])
+        person["sample_face"] = next((c["face_ids"][0] for c in person["cluster_list"] if c["face_ids"]), None)
+    return {
+        "persons": listing["persons"],
+        "unnamed_clusters": [c for c in clusters if c["person_id"] is None],
+        "persons_total": listing["persons_total"],
+        "clusters_total": listing["clusters_total"],
+    }
+
+
+def review_page(db: Database, collection_id: int | None) -> dict[str, Any]:
+    """Pending match candidates, each with a few faces of the cluster it might join."""
+    rows = review.list_pending(db, collection_id)
+    with db.connection() as conn:
+        faces = web_queries.cluster_faces(conn, sorted({r.cluster_id for r in rows}), 4)
+    return {"candidates": [r.as_dict() | {"cluster_faces": faces.get(r.cluster_id, [])} for r in rows]}
+
+
+def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[str, Any]:
+    """A person's photos by capture date, with the age in each from the estimated birth year (or
+    the face's own age estimate for an undated photo)."""
+    person = views.show_person(db, person_id, photos=0, collection_id=collection_id)
+    with db.connection() as conn:
+        faces = web_queries.person_timeline(conn, person_id, TIMELINE_PHOTOS)
+    birth_year = person["estimated_birth_year"]
+    entries = []
+    for face in faces:
+        if face.captured_at is not None and birth_year is not None:
+            age = f"age {max(0, face.captured_at.year - birth_year)}"
+        elif face.age_estimate is not None:
+            age = f"looks {round(face.age_estimate)}"
+        else:
+            age = ""
+        date = face.captured_at.date().isoformat() if face.captured_at else "undated"
+        entries.append({"face_id": face.detection_id, "photo_id": face.photo_id, "date": date, "age": age})
+    return {"person": person, "entries": entries}
+
+
+def quality(db: Database, collection_id: int | None) -> dict[str, Any]:
+    """Clusters by spread (mean distance to the centroid), outlier faces first, so the worst is fixed first."""
+    with db.connection() as conn:
+        spreads = web_queries.cluster_spreads(conn, collection_id, limit=QUALITY_CLUSTERS, outliers=QUALITY_OUTLIERS)
+    return {"spreads": spreads}
+
+
+class BadQuery(ValueError):
+    """A search field is malformed (a year that is not a number...)."""
+
+
+SEARCH_ERRORS: tuple[type[Exception], ...] = (SearchError, BadQuery)
+SPLIT_ERRORS: tuple[type[Exception], ...] = (split.SplitError, BadQuery)
+
+
+def _field(query: dict[str, str], name: str) -> str | None:
+    value = query.get(name, "").strip()
+    return value or None
+
+
+def _date(query: dict[str, str], name: str) -> date | None:
+    value = _field(query, name)
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError as error:
+        raise BadQuery(f"{name} must be a date (YYYY-MM-DD), got {value!r}") from error
+
+
+def search(db: Database, settings: Settings, query: dict[str, str], collection_id: int | None) -> dict[str, Any]:
+    """The search form's fields as a `photodb search` request; no field: no search yet."""
+    if not any(_field(query, k) for k in ("text", "words", "person", "year", "from", "to", "place", "camera", "tag")):
+        return {"results": None}
+    year = _field(query, "year")
+    if year is not None and not year.isdigit():
+        raise BadQuery(f"year must be a number, got {year!r}")
+    person = _field(query, "person")
+    tag = _field(query, "tag")
+    request = SearchRequest(
+        text=_field(query, "text"),
+        words=_field(query, "words"),
+        persons=tuple(name.strip() for name in person.split(",") if name.strip()) if person else (),
+        year=int(year) if year else None,
+        start=_date(query, "from"),
+        end=_date(query, "to"),
+        place=_field(query, "place"),
+        camera=_field(query, "camera"),
+        tags=(tag,) if tag else (),
+        collection_id=collection_id,
+        limit=SEARCH_LIMIT,
+    )
+    return {"results": run_search(db, settings, request)}
+
+
+def photo(db: Database, photo_id: int) -> dict[str, Any]:
+    with db.connection() as conn:
+        detail = web_queries.photo_detail(conn, photo_id)
+    if detail is None:
+        raise BadQuery(f"no photo {photo_id}")
+    return {"photo": detail}
+
+
+def split_page(db: Database, query: dict[str, str]) -> dict[str, Any]:
+    """The two halves a split would make (nothing written), for the user to pick the one that keeps it."""
+    kind = "cluster" if "cluster" in query else "person"
+    value = query.get(kind, "")
+    if not value.isdigit():
+        raise BadQuery("give ?cluster=ID or ?person=ID")
+    plan = split.plan_split(db, **{f"{kind}_id": int(value)})
+    return {"plan": plan, "kind": kind, "halves_key": halves_key(plan)}
