@@ -76,6 +76,18 @@ def shoot(browser, tmp_path: Path, name: str) -> None:
     print(f"screenshot: {path}")
 
 
+def and_wait_for_the_next_page(browser, act) -> None:
+    """Do `act` (a click, a key) and wait until the page it leads to replaced this one, so that
+    what is read next is never an element of the page before."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    before = browser.find_element(By.TAG_NAME, "html")
+    act()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(before))
+
+
 def scalar(db: Database, query: str, *params: object) -> object:
     with db.connection() as conn:
         row = conn.execute(query, params).fetchone()
@@ -95,7 +107,8 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     shoot(browser, tmp_path, "1-people")
 
     browser.find_element(By.ID, f"name-person-{world.ada_person}").send_keys("Ada Lovelace")
-    browser.find_element(By.ID, f"name-person-button-{world.ada_person}").click()
+    button = browser.find_element(By.ID, f"name-person-button-{world.ada_person}")
+    and_wait_for_the_next_page(browser, button.click)
     assert "Ada Lovelace" in browser.find_element(By.ID, "message").text
     assert browser.find_element(By.CSS_SELECTOR, f"#person-{world.ada_person} .name").text == "Ada Lovelace"
     assert scalar(db, "SELECT first_name || ' ' || last_name FROM person WHERE id = %s", world.ada_person) == (
@@ -105,7 +118,7 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
 
     Select(browser.find_element(By.ID, "merge-other")).select_by_value(str(world.bob_person))
     Select(browser.find_element(By.ID, "merge-keep")).select_by_value(str(world.ada_person))
-    browser.find_element(By.ID, "merge-button").click()
+    and_wait_for_the_next_page(browser, browser.find_element(By.ID, "merge-button").click)
     assert "merged" in browser.find_element(By.ID, "message").text
     assert not browser.find_elements(By.ID, f"person-{world.bob_person}")
     assert browser.find_elements(By.CSS_SELECTOR, f"#person-{world.ada_person} #cluster-{world.clusters['bob']}")
@@ -114,7 +127,7 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     shoot(browser, tmp_path, "3-merged")
 
     rejected = world.faces["ada"][2]
-    browser.find_element(By.ID, f"not-{rejected}").click()
+    and_wait_for_the_next_page(browser, browser.find_element(By.ID, f"not-{rejected}").click)
     assert f"face {rejected} is not cluster {world.clusters['ada']}" in browser.find_element(By.ID, "message").text
     assert scalar(db, "SELECT cluster_id FROM person_detection WHERE id = %s", rejected) != world.clusters["ada"]
     assert not browser.find_elements(By.CSS_SELECTOR, f"#cluster-{world.clusters['ada']} #face-{rejected}")
@@ -125,7 +138,7 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     assert len(pairs) == 2
     first = int(pairs[0].get_attribute("id").removeprefix("candidate-"))
     shoot(browser, tmp_path, "5-review")
-    ActionChains(browser).send_keys("r").perform()  # one key rejects the first pair
+    and_wait_for_the_next_page(browser, ActionChains(browser).send_keys("r").perform)  # one key rejects the first pair
     assert "rejected" in browser.find_element(By.ID, "message").text
     assert scalar(db, "SELECT status FROM face_match_candidate WHERE candidate_id = %s", first) == "rejected"
     assert not browser.find_elements(By.ID, f"candidate-{first}")
