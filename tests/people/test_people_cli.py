@@ -1,10 +1,18 @@
 """`photodb people`: every command round-trips (do it, read it back through show / list --json) and
-survives a re-bootstrap (`photodb cluster`), on generated faces in a real PostgreSQL."""
+survives a re-bootstrap (`photodb cluster`) followed by weekly maintenance, on generated faces in a real PostgreSQL."""
 
 from __future__ import annotations
 
+from photodb import maintenance
 from photodb.clustering.bootstrap import bootstrap
 from tests.people.conftest import ok_json
+
+
+def bootstrap_and_weekly(db) -> None:
+    """What later automatic work does to a library: a re-bootstrap, then weekly maintenance."""
+    bootstrap(db)
+    results = maintenance.run_tasks(db, maintenance.WEEKLY, None, maintenance.Options.from_settings(db.settings))
+    assert all(r.error is None for r in results), [r.as_dict() for r in results]
 
 
 def test_list_shows_persons_and_clusters_with_counts_ages_and_samples(db, library, cli):
@@ -61,7 +69,7 @@ def test_name_a_cluster_then_rename_the_person_and_survive_a_rebootstrap(db, lib
     before = ok_json(cli("people", "show", person, "--json"))
     assert before["first_name"] == "Grace" and before["last_name"] == "Hopper" and before["named_by"] == "user"
     assert [c["id"] for c in before["clusters"]] == [cluster] and before["created_by"] == "user"
-    bootstrap(db)
+    bootstrap_and_weekly(db)
     after = ok_json(cli("people", "show", person, "--json"))
     assert after["name"] == "Grace Hopper" and [c["id"] for c in after["clusters"]] == [cluster]
     assert after["faces"] == before["faces"]
@@ -87,7 +95,7 @@ def test_link_unlink_and_verify_round_trip_and_survive_a_rebootstrap(db, library
             (third, person, "user")
         ]
     members = library.clusters(db)
-    bootstrap(db)
+    bootstrap_and_weekly(db)
     after = library.clusters(db)
     shown = ok_json(cli("people", "show", person, "--json"))
     assert {c["id"] for c in shown["clusters"]} == {first, second}
@@ -133,7 +141,7 @@ def test_merge_two_persons(db, library, cli):
     assert {c["id"] for c in shown["clusters"]} == {first, second}
     gone = cli("people", "show", other)
     assert gone.exit_code == 2 and gone.stderr.strip() == f"error: no person {other}"
-    bootstrap(db)
+    bootstrap_and_weekly(db)
     shown = ok_json(cli("people", "show", keep, "--json"))
     assert {c["id"] for c in shown["clusters"]} == {first, second}
 
@@ -157,7 +165,7 @@ def test_move_a_face_into_a_cluster_to_a_person_and_out(db, library, cli):
     assert placed(loner) == (third, "manual", person)
     assert placed(lost) == (None, "manual", None)
     assert ok_json(cli("people", "show", "--face", face, "--json"))["assigned_by"] == "dan"
-    bootstrap(db)
+    bootstrap_and_weekly(db)
     assert placed(face) == (second, "manual", None)
     assert placed(loner) == (third, "manual", person)
     assert placed(lost) == (None, "manual", None)
@@ -172,7 +180,7 @@ def test_move_to_a_person_without_a_cluster_of_that_model_keeps_the_face_on_the_
     ok_json(cli("people", "move", face, "--person", person[0], "--json"))
     shown = ok_json(cli("people", "show", person[0], "--json"))
     assert shown["faces"] == 1 and shown["faces_without_cluster"] == [face]
-    bootstrap(db)
+    bootstrap_and_weekly(db)
     assert ok_json(cli("people", "show", person[0], "--json"))["faces_without_cluster"] == [face]
 
 
@@ -190,7 +198,7 @@ def test_not_this_person_cannot_links_the_face_and_places_it_elsewhere(db, libra
     assert face not in [f["id"] for f in ok_json(cli("people", "show", "--cluster", home, "--json"))["face_list"]]
     with db.connection() as conn:
         assert {r[0] for r in conn.execute("SELECT created_by FROM cannot_link").fetchall()} == {"user"}
-    bootstrap(db)
+    bootstrap_and_weekly(db)
     after = ok_json(cli("people", "show", "--face", face, "--json"))
     assert after["cluster_id"] != home and after["person_id"] != person
 
@@ -232,7 +240,7 @@ def test_must_link_and_cannot_link_round_trip_and_survive_a_rebootstrap(db, libr
         assert conn.execute("SELECT detection_id_1, detection_id_2, created_by FROM must_link").fetchall() == [
             (min(c, d), max(c, d), "eve")
         ]
-    bootstrap(db)
+    bootstrap_and_weekly(db)
     faces = {f: ok_json(cli("people", "show", "--face", f, "--json")) for f in (a, b, c, d)}
     assert faces[a]["cluster_id"] is None or faces[a]["cluster_id"] != faces[b]["cluster_id"]
     assert faces[c]["cluster_id"] is not None and faces[c]["cluster_id"] == faces[d]["cluster_id"]
