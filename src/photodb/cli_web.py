@@ -6,6 +6,7 @@ import click
 import uvicorn
 
 from photodb.cli_support import open_for_collection, settings_or_exit
+from photodb.ml.clip import create_clip_model
 from photodb.web import security
 from photodb.web.app import WebContext, create_app
 from photodb.web.thumbnails import cache_dir
@@ -31,6 +32,7 @@ def web_command(port: int, collection: str | None) -> None:
             thumbnail_cache=cache_dir(settings.photodb_home),
             collection_id=collection_id,
             token=security.new_token(),
+            text_encoder=create_clip_model(settings),
         )
         click.echo(f"photodb web: http://{HOST}:{port}/ (Ctrl-C stops)")
         uvicorn.run(create_app(context), host=HOST, port=port, log_level="info", access_log=False)

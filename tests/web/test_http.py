@@ -13,9 +13,11 @@ from starlette.testclient import TestClient
 from photodb.config import Settings
 from photodb.database.clustering.centroids import recount_clusters
 from photodb.database.connection import Database
+from photodb.ml.clip import create_clip_model
 from photodb.web import security
 from photodb.web.app import WebContext, create_app
 from photodb.web.thumbnails import cache_dir
+from tests.tiny_clip import tiny_clip  # noqa: F401  (session fixture)
 
 ORIGIN = "http://127.0.0.1:8765"
 
@@ -278,3 +280,25 @@ def test_split_page_shows_two_halves_and_the_picked_half_keeps_the_cluster(clien
     assert len({placed[f] for f in world.faces["cyd"]}) == 1 and placed[world.faces["cyd"][0]] != ada_cluster
     assert scalar(db, "SELECT person_id FROM cluster WHERE id = %s", ada_cluster) == world.ada_person
     assert client.get("/split", params={"cluster": "x"}).status_code == 400
+
+
+def test_text_search_uses_the_servers_one_clip_encoder(db, settings, world, tiny_clip):  # noqa: F811
+    """The page keeps one CLIP model for the server's life: the first text search loads it, the
+    next ones reuse it (no model load per request)."""
+    clip_settings = settings.model_copy(update=tiny_clip.settings_overrides())
+    encoder = create_clip_model(clip_settings)
+    context = WebContext(
+        db,
+        clip_settings,
+        clip_settings.images_dir,
+        cache_dir(clip_settings.photodb_home),
+        None,
+        security.new_token(),
+        encoder,
+    )
+    client = TestClient(create_app(context), base_url=ORIGIN)
+    assert not encoder._loaded
+    for _ in range(2):
+        page = client.get("/search", params={"text": "a red circle"})
+        assert page.status_code == 200 and "text search needs" not in page.text
+    assert encoder._loaded

@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from photodb.config import Settings
 from photodb.database.connection import Database
+from photodb.search.service import TextEncoder
 from photodb.web import actions, pages, security
 from photodb.web.thumbnails import ThumbnailMissing, face_thumbnail, photo_thumbnail
 
@@ -32,6 +33,8 @@ class WebContext:
     thumbnail_cache: Path
     collection_id: int | None
     token: str
+    #: One CLIP text encoder for the server's life (loaded on the first text search), not one per request.
+    text_encoder: TextEncoder | None = None
 
 
 def create_app(context: WebContext) -> Starlette:
@@ -70,7 +73,9 @@ def create_app(context: WebContext) -> Starlette:
     async def search_page(request: Request) -> Response:
         query = dict(request.query_params)
         try:
-            data = await run_in_threadpool(pages.search, context.db, context.settings, query, context.collection_id)
+            data = await run_in_threadpool(
+                pages.search, context.db, context.settings, query, context.collection_id, context.text_encoder
+            )
         except pages.SEARCH_ERRORS as error:
             return render(request, "search.html", query=query, results=None, error=str(error))
         return render(request, "search.html", query=query, error=None, **data)

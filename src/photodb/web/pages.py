@@ -9,7 +9,7 @@ from photodb.config import Settings
 from photodb.database import web_queries
 from photodb.database.connection import Database
 from photodb.people import review, split, views
-from photodb.search.service import SearchError, SearchRequest
+from photodb.search.service import SearchError, SearchRequest, TextEncoder
 from photodb.search.service import search as run_search
 from photodb.web.actions import halves_key
 
@@ -105,7 +105,13 @@ def _date(query: dict[str, str], name: str) -> date | None:
         raise BadQuery(f"{name} must be a date (YYYY-MM-DD), got {value!r}") from error
 
 
-def search(db: Database, settings: Settings, query: dict[str, str], collection_id: int | None) -> dict[str, Any]:
+def search(
+    db: Database,
+    settings: Settings,
+    query: dict[str, str],
+    collection_id: int | None,
+    encoder: TextEncoder | None = None,
+) -> dict[str, Any]:
     """The search form's fields as a `photodb search` request; no field: no search yet."""
     if not any(_field(query, k) for k in ("text", "words", "person", "year", "from", "to", "place", "camera", "tag")):
         return {"results": None}
@@ -127,7 +133,7 @@ def search(db: Database, settings: Settings, query: dict[str, str], collection_i
         collection_id=collection_id,
         limit=SEARCH_LIMIT,
     )
-    return {"results": run_search(db, settings, request)}
+    return {"results": run_search(db, settings, request, encoder)}
 
 
 def photo(db: Database, photo_id: int) -> dict[str, Any]:
