@@ -1,4 +1,5 @@
-"""The search statement uses the HNSW and GIN indexes, and full text follows SEARCH_TEXT_LANGUAGE."""
+"""The search statement uses the HNSW indexes (the GIN index: test_words_ranking.py, on a library with
+real statistics), and full text follows SEARCH_TEXT_LANGUAGE."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from psycopg import sql
 
 from photodb.database import search_repository as repo
 from photodb.search import filters as f
-from photodb.search.query import ByFace, BySimilarity, ByWords, build_search
+from photodb.search.query import ByFace, BySimilarity, build_search
 from photodb.search.service import SearchError, SearchRequest, search
 from tests.search.library import FACE_MODEL, FACE_VECTORS, IMAGE_MODEL, IMAGE_VECTORS, build_library
 
@@ -38,12 +39,6 @@ def test_text_similarity_is_served_by_the_photo_embedding_hnsw_index(library):
 def test_a_face_search_is_served_by_the_face_embedding_hnsw_index(library):
     statement = build_search([f.Camera("iphone")], ByFace(FACE_VECTORS[101], FACE_MODEL, 101), 50)
     assert "Index Scan using idx_face_embedding on face_embedding" in plan(library, statement)
-
-
-def test_words_are_served_by_the_gin_index(library):
-    words = f.Words("birthday cake", "english")
-    statement = build_search([words, f.CapturedBetween(None, None)], ByWords(words), 50)
-    assert "idx_llm_analysis_search" in plan(library, statement)
 
 
 def test_the_vector_settings_last_only_for_the_statement(library, settings):

@@ -11,17 +11,18 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from photodb.database.clustering.faces import array_of
+from photodb.search.filters import FACE_SHOWN
 from photodb.search.query import SearchStatement
-
-#: Columns the places stage adds to metadata (migration 0017), in the order a name is tried.
 
 
 @dataclass(frozen=True)
 class PersonMatch:
     id: int
     name: str
+    hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,29 +39,31 @@ class SearchRow:
 
 
 def persons_named(conn: psycopg.Connection, name: str, collection_id: int | None) -> list[PersonMatch]:
-    """Persons whose full name is `name` (any case); failing that, whose first or last name is."""
+    """Persons whose full name is `name` (any case); failing that, whose first or last name is.
+    Hidden persons are among them (marked), so that the caller can say why it refuses them."""
     rows = conn.execute(
         """WITH named AS (
-               SELECT id, CONCAT_WS(' ', first_name, last_name) AS full_name, first_name, last_name
+               SELECT id, CONCAT_WS(' ', first_name, last_name) AS full_name, first_name, last_name, hidden
                FROM person WHERE %(collection)s::bigint IS NULL OR collection_id = %(collection)s)
-           SELECT id, full_name FROM named WHERE LOWER(full_name) = LOWER(%(name)s)
+           SELECT id, full_name, hidden FROM named WHERE LOWER(full_name) = LOWER(%(name)s)
            UNION ALL
-           SELECT id, full_name FROM named
+           SELECT id, full_name, hidden FROM named
            WHERE NOT EXISTS (SELECT 1 FROM named WHERE LOWER(full_name) = LOWER(%(name)s))
              AND (LOWER(first_name) = LOWER(%(name)s) OR LOWER(last_name) = LOWER(%(name)s))
            ORDER BY id""",
         {"name": name.strip(), "collection": collection_id},
     ).fetchall()
-    return [PersonMatch(r[0], r[1]) for r in rows]
+    return [PersonMatch(r[0], r[1], r[2]) for r in rows]
 
 
-def missing_clusters(conn: psycopg.Connection, cluster_ids: list[int]) -> list[int]:
-    """The ids among `cluster_ids` that name no cluster."""
+def clusters_hidden(conn: psycopg.Connection, cluster_ids: list[int]) -> dict[int, bool]:
+    """For each of `cluster_ids` that names a cluster: whether it is hidden, or its person is."""
     rows = conn.execute(
-        "SELECT i FROM unnest(%s::bigint[]) i WHERE NOT EXISTS (SELECT 1 FROM cluster WHERE id = i) ORDER BY i",
+        """SELECT k.id, k.hidden OR COALESCE(pr.hidden, false) FROM cluster k
+           LEFT JOIN person pr ON pr.id = k.person_id WHERE k.id = ANY(%s::bigint[])""",
         (cluster_ids,),
     ).fetchall()
-    return [r[0] for r in rows]
+    return {r[0]: r[1] for r in rows}
 
 
 def text_search_configurations(conn: psycopg.Connection) -> list[str]:
@@ -92,12 +95,17 @@ def photo_exists(conn: psycopg.Connection, photo_id: int) -> bool:
     return conn.execute("SELECT EXISTS (SELECT 1 FROM photo WHERE id = %s)", (photo_id,)).fetchone() == (True,)
 
 
-def face_embedding(conn: psycopg.Connection, detection_id: int) -> tuple[np.ndarray, str] | None:
-    """A face's embedding and its model, or None when the detection has none."""
+def face_embedding(conn: psycopg.Connection, detection_id: int) -> tuple[np.ndarray, str, bool] | None:
+    """A face's embedding, its model and whether its identity is hidden (query.FACE_SHOWN), or None
+    when the detection has no embedding."""
     row = conn.execute(
-        "SELECT embedding, embedding_model FROM face_embedding WHERE person_detection_id = %s", (detection_id,)
+        sql.SQL(
+            "SELECT f.embedding, f.embedding_model, NOT ({shown}) FROM face_embedding f "
+            "JOIN person_detection d ON d.id = f.person_detection_id WHERE f.person_detection_id = %s"
+        ).format(shown=FACE_SHOWN),
+        (detection_id,),
     ).fetchone()
-    return None if row is None else (array_of(row[0]).astype(np.float32), row[1])
+    return None if row is None else (array_of(row[0]).astype(np.float32), row[1], row[2])
 
 
 def set_vector_scan(conn: psycopg.Connection, candidates: int) -> None:

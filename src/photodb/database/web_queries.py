@@ -3,14 +3,17 @@ cluster. Read-only statements."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from photodb.database.people_queries import PHOTO_PATH, display_name
+from photodb.search.filters import FACE_SHOWN
 
 
 @dataclass(frozen=True)
@@ -122,14 +125,17 @@ def normalized_path(conn: psycopg.Connection, photo_id: int) -> str | None:
 
 
 def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | None:
-    """One photo for its page: path, date, camera, place, LLM description, tags and faces."""
+    """One photo for its page: path, date (else the year estimated from faces), camera, place, LLM
+    description, tags and faces; a face of a hidden person or cluster is shown without who it is."""
     row = conn.execute(
         f"""SELECT ph.id, {PHOTO_PATH}, ph.normalized_path, m.captured_at, m.camera_make, m.camera_model,
                    pl.city, pl.region, pl.country,
                    (SELECT l.description FROM llm_analysis l WHERE l.photo_id = ph.id AND l.description IS NOT NULL
-                    ORDER BY l.processed_at DESC LIMIT 1)
+                    ORDER BY l.processed_at DESC LIMIT 1),
+                   e.estimated_year, e.stddev_years
             FROM photo ph JOIN collection col ON col.id = ph.collection_id
             LEFT JOIN metadata m ON m.photo_id = ph.id LEFT JOIN photo_place pl ON pl.photo_id = ph.id
+            LEFT JOIN photo_date_estimate e ON e.photo_id = ph.id AND m.captured_at IS NULL
             WHERE ph.id = %s""",  # noqa: S608 (only a constant is formatted in)
         (photo_id,),
     ).fetchone()
@@ -139,10 +145,13 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
         "SELECT DISTINCT category, label FROM photo_tag WHERE photo_id = %s ORDER BY 1, 2", (photo_id,)
     ).fetchall()
     faces = conn.execute(
-        """SELECT d.id, d.cluster_id, p.id, p.first_name, p.last_name, p.auto_created, d.age_estimate
-           FROM person_detection d LEFT JOIN cluster c ON c.id = d.cluster_id
-           LEFT JOIN person p ON p.id = coalesce(c.person_id, d.person_id)
-           WHERE d.photo_id = %s AND d.face_bbox_x IS NOT NULL ORDER BY d.face_bbox_x, d.id""",
+        sql.SQL(
+            """SELECT d.id, d.cluster_id, p.id, p.first_name, p.last_name, p.auto_created, d.age_estimate,
+                      NOT ({shown})
+               FROM person_detection d LEFT JOIN cluster c ON c.id = d.cluster_id
+               LEFT JOIN person p ON p.id = COALESCE(d.person_id, c.person_id)
+               WHERE d.photo_id = %s AND d.face_bbox_x IS NOT NULL ORDER BY d.face_bbox_x, d.id"""
+        ).format(shown=FACE_SHOWN),
         (photo_id,),
     ).fetchall()
     camera = " ".join(part for part in (row[4], row[5]) if part)
@@ -151,6 +160,7 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
         "path": row[1],
         "normalized_path": row[2],
         "captured_at": row[3],
+        "estimated_date": None if row[10] is None else estimated_date(row[10], row[11]),
         "camera": camera or None,
         "place": ", ".join(part for part in (row[6], row[7], row[8]) if part) or None,
         "description": row[9],
@@ -158,11 +168,17 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
         "faces": [
             {
                 "id": f[0],
-                "cluster_id": f[1],
-                "person_id": f[2],
-                "person": display_name(f[2], f[3], f[4], f[5]) if f[2] is not None else None,
+                "hidden": f[7],
+                "cluster_id": None if f[7] else f[1],
+                "person_id": None if f[7] or f[2] is None else f[2],
+                "person": None if f[7] or f[2] is None else display_name(f[2], f[3], f[4], f[5]),
                 "age_estimate": round(f[6]) if f[6] is not None else None,
             }
             for f in faces
         ],
     }
+
+
+def estimated_date(year: float, stddev: float) -> str:
+    """An estimated capture year as the pages show it, marked as an estimate."""
+    return f"about {math.floor(year)} ± {max(1, round(stddev))} years (estimated from faces)"

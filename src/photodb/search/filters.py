@@ -42,15 +42,25 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+#: A face `d` whose identity is shown: neither its person (its own, else its cluster's) is hidden,
+#: nor, when it has no person of its own, its cluster. Faces of hidden persons and clusters do
+#: not surface them in searches; their photos are found by every other filter.
+FACE_SHOWN = sql.SQL(
+    "NOT EXISTS (SELECT 1 FROM person hp WHERE hp.id = d.person_id AND hp.hidden) "
+    "AND (d.person_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM cluster hk LEFT JOIN person hp ON hp.id = hk.person_id "
+    "WHERE hk.id = d.cluster_id AND (hk.hidden OR COALESCE(hp.hidden, false))))"
+)
+
+
 def _photos_of_persons(match: sql.Composable) -> sql.Composable:
-    """Photos with a face of the persons `match` (`= x` or `= ANY(xs)`) selects: through the face's own
-    person_id, or, when it has none, its cluster's (the aggregator's rule). Index-only lookups
-    (idx_person_detection_person_photo; idx_cluster_person, then idx_person_detection_cluster_photo)
-    instead of COALESCE over every face."""
+    """Photos with a face of the (shown) persons `match` (`= x` or `= ANY(xs)`) selects: through the
+    face's own person_id, or, when it has none, its cluster's unless that cluster is hidden (the
+    aggregator's rule). Index lookups (idx_person_detection_person_photo; idx_cluster_person, then
+    idx_person_detection_cluster_photo) instead of COALESCE over every face."""
     return sql.SQL(
         "p.id IN (SELECT d.photo_id FROM person_detection d WHERE d.person_id {match} "
         "UNION ALL SELECT d.photo_id FROM cluster k JOIN person_detection d ON d.cluster_id = k.id "
-        "WHERE k.person_id {match} AND d.person_id IS NULL)"
+        "WHERE k.person_id {match} AND NOT k.hidden AND d.person_id IS NULL)"
     ).format(match=match)
 
 
@@ -60,7 +70,8 @@ def _photos_of_clusters(match: sql.Composable) -> sql.Composable:
 
 @dataclass(frozen=True)
 class People:
-    """Photos showing persons (by id) and unnamed clusters: all of them together, or any of them."""
+    """Photos showing persons (by id) and unnamed clusters: all of them together, or any of them.
+    The service only names shown persons and clusters (hidden ones are refused by name and id)."""
 
     person_ids: tuple[int, ...] = ()
     cluster_ids: tuple[int, ...] = ()

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from psycopg import sql
 
-from photodb.search.filters import Filter, Params, Words
+from photodb.search.filters import FACE_SHOWN, Filter, Params, Words
 
 #: Width of the vector columns; shorter embeddings are zero-padded (cosine is unchanged).
 VECTOR_WIDTH = 512
 #: Faces looked at per photo returned by a face search: a photo may hold several near faces.
 FACES_PER_RESULT = 2
+#: Matching analyses a words search ranks at least, and per result asked for (see ByWords).
+WORD_CANDIDATES = 1000
+WORD_CANDIDATES_PER_RESULT = 10
 
 
 def padded(vector: np.ndarray) -> np.ndarray:
@@ -53,14 +56,29 @@ class Ranking(Protocol):
 _PHOTO_AND_METADATA = sql.SQL("JOIN photo p ON p.id = {photo} LEFT JOIN metadata m ON m.photo_id = p.id")
 
 
+class _BestScoreFirst:
+    """What most rankings share: no vector scan, no floor on the hits, the best score first."""
+
+    uses_vector_index: ClassVar[bool] = False
+
+    def candidates(self, limit: int) -> int:
+        return 0
+
+    def outer_where(self, params: Params) -> sql.Composable:
+        return sql.SQL("TRUE")
+
+    def outer_order(self) -> sql.Composable:
+        return sql.SQL("h.score DESC, p.id")
+
+
 @dataclass(frozen=True)
-class BySimilarity:
+class BySimilarity(_BestScoreFirst):
     """Photos nearest a CLIP vector (a text's, or a photo's own), at or above `min_similarity`."""
 
     vector: np.ndarray
     model_name: str
     min_similarity: float | None = None
-    uses_vector_index: bool = True
+    uses_vector_index: ClassVar[bool] = True
 
     def candidates(self, limit: int) -> int:
         return limit
@@ -83,18 +101,16 @@ class BySimilarity:
             return sql.SQL("TRUE")
         return sql.SQL("h.score >= {}").format(params(self.min_similarity, "float8"))
 
-    def outer_order(self) -> sql.Composable:
-        return sql.SQL("h.score DESC, p.id")
-
 
 @dataclass(frozen=True)
-class ByFace:
-    """Photos holding a face nearest a face embedding (same model), the face itself left out."""
+class ByFace(_BestScoreFirst):
+    """Photos holding a face nearest a face embedding (same model), the face itself left out, and
+    faces of hidden persons and clusters too (they are not searched by who they are)."""
 
     vector: np.ndarray
     model_name: str
     detection_id: int
-    uses_vector_index: bool = True
+    uses_vector_index: ClassVar[bool] = True
 
     def candidates(self, limit: int) -> int:
         return limit * FACES_PER_RESULT
@@ -105,7 +121,7 @@ class ByFace:
             "SELECT photo_id, MAX(score) AS score FROM ("
             "SELECT d.photo_id, 1 - (f.embedding <=> {q}) AS score FROM face_embedding f "
             "JOIN person_detection d ON d.id = f.person_detection_id {join} "
-            "WHERE f.embedding_model = {model} AND f.person_detection_id <> {face} AND {where} "
+            "WHERE f.embedding_model = {model} AND f.person_detection_id <> {face} AND {shown} AND {where} "
             "ORDER BY f.embedding <=> {q} LIMIT {faces}) nearest "
             "GROUP BY photo_id ORDER BY score DESC, photo_id LIMIT {limit}"
         ).format(
@@ -113,57 +129,53 @@ class ByFace:
             join=_PHOTO_AND_METADATA.format(photo=sql.SQL("d.photo_id")),
             model=params(self.model_name),
             face=params(self.detection_id),
+            shown=FACE_SHOWN,
             where=where,
             faces=params(limit * FACES_PER_RESULT),
             limit=params(limit),
         )
 
-    def outer_where(self, params: Params) -> sql.Composable:
-        return sql.SQL("TRUE")
-
-    def outer_order(self) -> sql.Composable:
-        return sql.SQL("h.score DESC, p.id")
-
 
 @dataclass(frozen=True)
-class ByWords:
+class ByWords(_BestScoreFirst):
     """Photos whose LLM analyses match the words, by full-text rank (the best analysis of a photo).
 
     The match is this ranking's own join (served by the GIN index), so the Words filter is not
-    among the filters too; the rank is computed once per matching analysis.
+    among the filters too. ts_rank reads each ranked row's vector, so ranking every match of a
+    word found in most descriptions costs as much as reading the table: only the newest
+    `word_candidates(limit)` matches (by photo id, the order of an index the scan can stop in) are
+    ranked. A search with fewer matches than that, the usual case, ranks them all; the planner
+    picks the GIN index for those and the backward photo-id scan for common words.
     """
 
     words: Words
-    uses_vector_index: bool = False
-
-    def candidates(self, limit: int) -> int:
-        return 0
 
     def inner(self, params: Params, where: sql.Composable, limit: int) -> sql.Composable:
         query = self.words.tsquery(params)
         return sql.SQL(
-            "SELECT a.photo_id, MAX(ts_rank(a.search_vector, {q})) AS score FROM llm_analysis a {join} "
-            "WHERE a.search_vector @@ {q} AND {where} GROUP BY a.photo_id ORDER BY score DESC, a.photo_id LIMIT {limit}"
+            "SELECT photo_id, MAX(ts_rank(search_vector, {q})) AS score FROM ("
+            "SELECT a.photo_id, a.search_vector FROM llm_analysis a {join} "
+            "WHERE a.search_vector @@ {q} AND {where} ORDER BY a.photo_id DESC LIMIT {candidates}) matches "
+            "GROUP BY photo_id ORDER BY score DESC, photo_id LIMIT {limit}"
         ).format(
-            q=query, join=_PHOTO_AND_METADATA.format(photo=sql.SQL("a.photo_id")), where=where, limit=params(limit)
+            q=query,
+            join=_PHOTO_AND_METADATA.format(photo=sql.SQL("a.photo_id")),
+            where=where,
+            candidates=params(word_candidates(limit)),
+            limit=params(limit),
         )
 
-    def outer_where(self, params: Params) -> sql.Composable:
-        return sql.SQL("TRUE")
 
-    def outer_order(self) -> sql.Composable:
-        return sql.SQL("h.score DESC, p.id")
+def word_candidates(limit: int) -> int:
+    """Matching analyses a words search ranks: enough that the best `limit` are rarely outside."""
+    return max(WORD_CANDIDATES, WORD_CANDIDATES_PER_RESULT * limit)
 
 
 @dataclass(frozen=True)
-class ByDate:
+class ByDate(_BestScoreFirst):
     """Newest (or oldest) capture first; photos without a date last."""
 
     newest: bool = True
-    uses_vector_index: bool = False
-
-    def candidates(self, limit: int) -> int:
-        return 0
 
     def _order(self, photo: str) -> sql.Composable:
         direction = sql.SQL("DESC") if self.newest else sql.SQL("ASC")
@@ -175,19 +187,18 @@ class ByDate:
             "WHERE {where} ORDER BY {order} LIMIT {limit}"
         ).format(where=where, order=self._order("p.id"), limit=params(limit))
 
-    def outer_where(self, params: Params) -> sql.Composable:
-        return sql.SQL("TRUE")
-
     def outer_order(self) -> sql.Composable:
         return self._order("p.id")
 
 
-#: The persons in each hit, in one pass over the hits' faces (a face's own person, else its cluster's).
+#: The shown persons in each hit, in one pass over the hits' faces (a face's own person, else its
+#: cluster's; see FACE_SHOWN: a hidden person, or a hidden cluster's person, is not named).
 _PERSONS_OF_HITS = sql.SQL(
     "SELECT d.photo_id, jsonb_agg(DISTINCT jsonb_build_object('id', pr.id, "
     "'name', NULLIF(CONCAT_WS(' ', pr.first_name, pr.last_name), ''))) AS persons "
     "FROM hits h JOIN person_detection d ON d.photo_id = h.photo_id LEFT JOIN cluster k ON k.id = d.cluster_id "
-    "JOIN person pr ON pr.id = COALESCE(d.person_id, k.person_id) GROUP BY d.photo_id"
+    "JOIN person pr ON pr.id = COALESCE(d.person_id, k.person_id) "
+    "WHERE NOT pr.hidden AND (d.person_id IS NOT NULL OR NOT k.hidden) GROUP BY d.photo_id"
 )
 
 

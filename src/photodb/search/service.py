@@ -78,7 +78,10 @@ class SearchResult:
 def _persons(conn: psycopg.Connection, request: SearchRequest) -> list[int]:
     ids: list[int] = []
     for name in request.persons:
-        matches = repo.persons_named(conn, name, request.collection_id)
+        named = repo.persons_named(conn, name, request.collection_id)
+        matches = [m for m in named if not m.hidden]
+        if not matches and named:
+            raise SearchError(f"{name!r} is hidden, so not searched (photodb people hide --unhide shows it again)")
         if not matches:
             raise SearchError(f"no person named {name!r} (photodb people list shows the names)")
         if len(matches) > 1:
@@ -114,9 +117,12 @@ def _filters(conn: psycopg.Connection, settings: Settings, request: SearchReques
         out.append(f.InCollection(request.collection_id))
     person_ids = _persons(conn, request)
     if request.clusters:
-        missing = repo.missing_clusters(conn, list(request.clusters))
+        hidden = repo.clusters_hidden(conn, list(request.clusters))
+        missing = sorted(set(request.clusters) - hidden.keys())
         if missing:
             raise SearchError(f"no cluster with id {', '.join(map(str, missing))}")
+        if shown_not := sorted(c for c, is_hidden in hidden.items() if is_hidden):
+            raise SearchError(f"cluster {', '.join(map(str, shown_not))} is hidden (or its person is), so not searched")
     if person_ids or request.clusters:
         out.append(f.People(tuple(person_ids), tuple(request.clusters), request.any_person))
     out += _date_filters(request)
@@ -186,6 +192,8 @@ def _ranking(
         found = repo.face_embedding(conn, request.like_face)
         if found is None:
             raise SearchError(f"no face embedding for detection {request.like_face}")
+        if found[2]:
+            raise SearchError(f"face {request.like_face} is of a hidden person or cluster, so not searched")
         return ByFace(found[0], found[1], request.like_face)
     words = next((x for x in filters if isinstance(x, f.Words)), None)
     if words is not None:
