@@ -59,20 +59,26 @@ class TimelineFace:
     photo_id: int
     captured_at: datetime | None
     age_estimate: float | None
+    estimated_year: float | None  # no captured_at: the year estimated from faces, if any
+    estimated_stddev: float | None
 
 
 def person_timeline(conn: psycopg.Connection, person_id: int, limit: int) -> list[TimelineFace]:
-    """One face per photo of a person (through its clusters, or placed on it by hand), oldest capture
-    first, undated photos last."""
+    """One face per photo of a person (its own person_id, else its cluster's: the rule of
+    people.dates.person_ages), oldest first by capture date or else estimated year, undated last."""
     rows = conn.execute(
-        """SELECT DISTINCT ON (m.captured_at, f.photo_id) f.id, f.photo_id, m.captured_at, f.age_estimate
-           FROM (SELECT d.id, d.photo_id, d.age_estimate FROM cluster c
-                 JOIN person_detection d ON d.cluster_id = c.id WHERE c.person_id = %(p)s
-                 UNION ALL
-                 SELECT d.id, d.photo_id, d.age_estimate FROM person_detection d
-                 WHERE d.person_id = %(p)s AND d.cluster_id IS NULL) f
+        """SELECT f.id, f.photo_id, m.captured_at, f.age_estimate, e.estimated_year, e.stddev_years
+           FROM (SELECT DISTINCT ON (photo_id) id, photo_id, age_estimate
+                 FROM (SELECT d.id, d.photo_id, d.age_estimate FROM cluster c
+                       JOIN person_detection d ON d.cluster_id = c.id WHERE c.person_id = %(p)s AND d.person_id IS NULL
+                       UNION ALL
+                       SELECT d.id, d.photo_id, d.age_estimate FROM person_detection d WHERE d.person_id = %(p)s) faces
+                 ORDER BY photo_id, id) f
            LEFT JOIN metadata m ON m.photo_id = f.photo_id
-           ORDER BY m.captured_at NULLS LAST, f.photo_id, f.id LIMIT %(n)s""",
+           LEFT JOIN photo_date_estimate e ON e.photo_id = f.photo_id AND m.captured_at IS NULL
+           ORDER BY COALESCE(EXTRACT(YEAR FROM m.captured_at) + (EXTRACT(DOY FROM m.captured_at) - 1) / 366.0,
+                             e.estimated_year) NULLS LAST, m.captured_at, f.photo_id
+           LIMIT %(n)s""",
         {"p": person_id, "n": limit},
     ).fetchall()
     return [TimelineFace(*row) for row in rows]

@@ -1,12 +1,12 @@
 """The changes the page can make, each one call of the same service functions as `photodb people`
-(people.identity, people.face_decisions, people.review): form fields in, a one-line message out."""
+(people.identity, people.face_decisions, people.review, people.dates): form fields in, a one-line message out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
 from photodb.database.connection import Database
-from photodb.people import face_decisions, identity, review, split
+from photodb.people import dates, face_decisions, identity, review, split
 
 #: Who decided, as `photodb people --by` records a person's decision.
 BY = "user"
@@ -72,6 +72,14 @@ def _not_this_person(db: Database, form: Form, cid: int | None) -> str:
     return f"face {r['face_id']} is not cluster {r['rejected_cluster_id']}; now in {placed}"
 
 
+def _set_birth_date(db: Database, form: Form, cid: int | None) -> str:
+    """A birth date (YYYY-MM-DD), or none with `clear`: as `photodb people set-birthdate`."""
+    value = None if form.get("clear") == "1" else text(form, "birth_date")
+    r = dates.set_birth_date(db, number(form, "person_id"), value, by=BY, collection_id=cid)
+    born = r["birth_date"] or "unknown (the estimated birth year stands in)"
+    return f"person {r['person_id']}: born {born}, {r['estimated']} undated photos estimated"
+
+
 def halves_key(plan: split.SplitPlan) -> str:
     """The faces of each half as the page showed them, to refuse a split whose halves changed since."""
     return "|".join(",".join(map(str, sorted(half.detection_ids))) for half in plan.halves)
@@ -106,6 +114,7 @@ ACTIONS: dict[str, Action] = {
     "hide-cluster": _hide_cluster,
     "verify": _verify,
     "not-this-person": _not_this_person,
+    "set-birthdate": _set_birth_date,
     "split": _split,
     "accept": _review(review.accept),
     "reject": _review(review.reject),

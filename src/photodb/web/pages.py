@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Any
 
 from photodb.config import Settings
-from photodb.database import web_queries
+from photodb.database import date_repository, web_queries
 from photodb.database.connection import Database
-from photodb.people import review, split, views
+from photodb.people import dates, review, split, views
 from photodb.search.service import SearchError, SearchRequest, TextEncoder
 from photodb.search.service import search as run_search
 from photodb.web.actions import halves_key
@@ -58,23 +59,40 @@ def review_page(db: Database, collection_id: int | None) -> dict[str, Any]:
 
 
 def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[str, Any]:
-    """A person's photos by capture date, with the age in each from the estimated birth year (or
-    the face's own age estimate for an undated photo)."""
+    """A person's photos by date (captured, else estimated from faces and marked so), with the age in
+    each from people.dates (the birth date if given, else the estimated birth year); a photo with
+    neither date shows the face's own age estimate."""
     person = views.show_person(db, person_id, photos=0, collection_id=collection_id)
+    ages = {photo["photo_id"]: photo["age"] for photo in dates.person_ages(db, person_id)}
     with db.connection() as conn:
         faces = web_queries.person_timeline(conn, person_id, TIMELINE_PHOTOS)
-    birth_year = person["estimated_birth_year"]
+        birth_date, _, _ = date_repository.birth_of(conn, person_id)
     entries = []
     for face in faces:
-        if face.captured_at is not None and birth_year is not None:
-            age = f"age {max(0, face.captured_at.year - birth_year)}"
+        age = ages.get(face.photo_id)
+        if age is not None:
+            shown_age = f"age {max(0, math.floor(age))}"
         elif face.age_estimate is not None:
-            age = f"looks {round(face.age_estimate)}"
+            shown_age = f"looks {round(face.age_estimate)}"
         else:
-            age = ""
-        date = face.captured_at.date().isoformat() if face.captured_at else "undated"
-        entries.append({"face_id": face.detection_id, "photo_id": face.photo_id, "date": date, "age": age})
-    return {"person": person, "entries": entries}
+            shown_age = ""
+        if face.captured_at is not None:
+            when, estimated = face.captured_at.date().isoformat(), False
+        elif face.estimated_year is not None:
+            when = web_queries.estimated_date(face.estimated_year, face.estimated_stddev or 0.0)
+            estimated = True
+        else:
+            when, estimated = "undated", False
+        entries.append(
+            {
+                "face_id": face.detection_id,
+                "photo_id": face.photo_id,
+                "date": when,
+                "estimated": estimated,
+                "age": shown_age,
+            }
+        )
+    return {"person": person, "birth_date": birth_date, "entries": entries}
 
 
 def quality(db: Database, collection_id: int | None) -> dict[str, Any]:
