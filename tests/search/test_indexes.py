@@ -3,12 +3,14 @@ real statistics), and full text follows SEARCH_TEXT_LANGUAGE."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from psycopg import sql
 
 from photodb.database import search_repository as repo
 from photodb.search import filters as f
-from photodb.search.query import ByFace, BySimilarity, build_search
+from photodb.search.query import ByDate, ByFace, BySimilarity, build_search
 from photodb.search.service import SearchError, SearchRequest, search
 from tests.search.library import FACE_MODEL, FACE_VECTORS, IMAGE_MODEL, IMAGE_VECTORS, build_library
 
@@ -39,6 +41,23 @@ def test_text_similarity_is_served_by_the_photo_embedding_hnsw_index(library):
 def test_a_face_search_is_served_by_the_face_embedding_hnsw_index(library):
     statement = build_search([f.Camera("iphone")], ByFace(FACE_VECTORS[101], FACE_MODEL, 101), 50)
     assert "Index Scan using idx_face_embedding on face_embedding" in plan(library, statement)
+
+
+def test_a_date_range_is_served_by_the_capture_date_index(library):
+    """Dated photos through idx_metadata_captured_at's range, undated ones through their estimates:
+    not one OR over every photo joined to its metadata."""
+    statement = build_search([f.CapturedBetween(date(2019, 1, 1), date(2019, 12, 31))], ByDate(), 50)
+    assert "idx_metadata_captured_at" in plan(library, statement)
+
+
+def test_a_repeated_search_is_never_prepared_on_the_server(library):
+    """A generic plan, made without the values, is what the server may switch a prepared statement
+    to after a few runs; a search's plan depends on its values."""
+    statement = build_search([f.CapturedBetween(date(2019, 1, 1), date(2019, 12, 31))], ByDate(), 50)
+    with library.connection() as conn:
+        for _ in range(12):
+            assert [r.photo_id for r in repo.search(conn, statement)] == [2, 1]
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
 
 
 def test_the_vector_settings_last_only_for_the_statement(library, settings):

@@ -123,11 +123,16 @@ def set_vector_scan(conn: psycopg.Connection, candidates: int) -> None:
 
 
 def search(conn: psycopg.Connection, statement: SearchStatement) -> list[SearchRow]:
-    """Run a built search in a transaction of its own (its vector settings die with it)."""
+    """Run a built search in a transaction of its own (its vector settings die with it).
+
+    Never as a server-side prepared statement: a search's best plan depends on its values (how
+    common a word is, how wide a date range), and after a few runs of one statement text the
+    server may switch to a generic plan made without them (a 100 ms search then took 20 s).
+    """
     with conn.transaction():
         if statement.uses_vector_index:
             set_vector_scan(conn, statement.vector_candidates)
-        rows = conn.execute(statement.query, statement.params).fetchall()
+        rows = conn.execute(statement.query, statement.params, prepare=False).fetchall()
     return [
         SearchRow(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else float(r[5]), r[6], r[7], r[8]) for r in rows
     ]

@@ -102,16 +102,18 @@ class CapturedBetween:
 
     A photo without a capture date matches when its estimated year from faces, as the window
     estimated_year ± stddev_years, overlaps the range [start, end + 1 day) in fractional years.
+    The two ways in are a union of photo ids (idx_metadata_captured_at's range, then the small
+    photo_date_estimate table), not an OR over the joined rows, which read every photo.
     """
 
     start: date | None = None
     end: date | None = None
 
     def where(self, params: Params) -> sql.Composable:
-        terms: list[sql.Composable] = []
+        captured: list[sql.Composable] = []
         estimated: list[sql.Composable] = []
         if self.start is not None:
-            terms.append(sql.SQL("m.captured_at >= {}").format(params(self.start, "timestamp")))
+            captured.append(sql.SQL("dm.captured_at >= {}").format(params(self.start, "timestamp")))
             estimated.append(
                 sql.SQL("e.estimated_year + e.stddev_years >= {}").format(
                     params(_fractional_year(self.start), "float8")
@@ -119,16 +121,17 @@ class CapturedBetween:
             )
         if self.end is not None:
             following = self.end + timedelta(days=1)
-            terms.append(sql.SQL("m.captured_at < {}").format(params(following, "timestamp")))
+            captured.append(sql.SQL("dm.captured_at < {}").format(params(following, "timestamp")))
             estimated.append(
                 sql.SQL("e.estimated_year - e.stddev_years < {}").format(params(_fractional_year(following), "float8"))
             )
-        if not terms:
+        if not captured:
             return sql.SQL("m.captured_at IS NOT NULL")
         return sql.SQL(
-            "({captured}) OR (m.captured_at IS NULL AND EXISTS "
-            "(SELECT 1 FROM photo_date_estimate e WHERE e.photo_id = p.id AND {estimated}))"
-        ).format(captured=sql.SQL(" AND ").join(terms), estimated=sql.SQL(" AND ").join(estimated))
+            "p.id IN (SELECT dm.photo_id FROM metadata dm WHERE {captured} "
+            "UNION ALL SELECT e.photo_id FROM photo_date_estimate e WHERE {estimated} AND NOT EXISTS "
+            "(SELECT 1 FROM metadata em WHERE em.photo_id = e.photo_id AND em.captured_at IS NOT NULL))"
+        ).format(captured=sql.SQL(" AND ").join(captured), estimated=sql.SQL(" AND ").join(estimated))
 
 
 @dataclass(frozen=True)
