@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from photodb.database.clustering.faces import array_of
-from photodb.search.filters import FACE_SHOWN
+from photodb.search.filters import FACE_SHOWN, HiddenFaces
 from photodb.search.query import SearchStatement
 
 
@@ -64,6 +64,18 @@ def clusters_hidden(conn: psycopg.Connection, cluster_ids: list[int]) -> dict[in
         (cluster_ids,),
     ).fetchall()
     return {r[0]: r[1] for r in rows}
+
+
+def hidden_faces(conn: psycopg.Connection) -> HiddenFaces:
+    """The hidden persons, and the clusters hidden or of a hidden person, for a face search to
+    leave out (HiddenFaces). Two scans of small tables, once per search."""
+    row = conn.execute(
+        """SELECT ARRAY(SELECT id FROM person WHERE hidden ORDER BY id),
+                  ARRAY(SELECT k.id FROM cluster k LEFT JOIN person pr ON pr.id = k.person_id
+                        WHERE k.hidden OR COALESCE(pr.hidden, false) ORDER BY k.id)"""
+    ).fetchone()
+    assert row is not None
+    return HiddenFaces(tuple(row[0]), tuple(row[1]))
 
 
 def text_search_configurations(conn: psycopg.Connection) -> list[str]:

@@ -36,6 +36,31 @@ class Filter(Protocol):
         ...
 
 
+def predicate(search_filter: Filter, params: Params, *, behind_vector_scan: bool) -> sql.Composable:
+    """The filter's condition for a statement: its `where_indexed` form, where it has one, unless a
+    vector scan yields the rows (the planner would then read the whole set, not the nearest rows)."""
+    indexed = getattr(search_filter, "where_indexed", None)
+    return search_filter.where(params) if behind_vector_scan or indexed is None else indexed(params)
+
+
+@dataclass(frozen=True)
+class HiddenFaces:
+    """The hidden persons, and the hidden clusters with those of hidden persons: a face is hidden
+    when its own person is among the first, or it has none and its cluster is among the second
+    (FACE_SHOWN's rule as arrays, a cheap check on each face a vector scan yields)."""
+
+    person_ids: tuple[int, ...] = ()
+    cluster_ids: tuple[int, ...] = ()
+
+    def shown(self, params: Params) -> sql.Composable:
+        if not self.person_ids and not self.cluster_ids:
+            return sql.SQL("TRUE")
+        return sql.SQL(
+            "NOT COALESCE(d.person_id = ANY({persons}), false) "
+            "AND NOT (d.person_id IS NULL AND COALESCE(d.cluster_id = ANY({clusters}), false))"
+        ).format(persons=params(list(self.person_ids), "bigint[]"), clusters=params(list(self.cluster_ids), "bigint[]"))
+
+
 def like_pattern(term: str) -> str:
     """`term` as an ILIKE pattern matching it anywhere, its own % and _ taken literally."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -102,18 +127,19 @@ class CapturedBetween:
 
     A photo without a capture date matches when its estimated year from faces, as the window
     estimated_year ± stddev_years, overlaps the range [start, end + 1 day) in fractional years.
-    The two ways in are a union of photo ids (idx_metadata_captured_at's range, then the small
-    photo_date_estimate table), not an OR over the joined rows, which read every photo.
+    Two forms (build_search picks): a per-row predicate behind a vector scan, a union of ids
+    served by idx_metadata_captured_at where the ranking reads every filtered row.
     """
 
     start: date | None = None
     end: date | None = None
 
-    def where(self, params: Params) -> sql.Composable:
+    def _bounds(self, params: Params, captured_at: str) -> tuple[list[sql.Composable], list[sql.Composable]]:
+        """The conditions on `captured_at` and on an estimate `e`."""
         captured: list[sql.Composable] = []
         estimated: list[sql.Composable] = []
         if self.start is not None:
-            captured.append(sql.SQL("dm.captured_at >= {}").format(params(self.start, "timestamp")))
+            captured.append(sql.SQL("{} >= {}").format(sql.SQL(captured_at), params(self.start, "timestamp")))
             estimated.append(
                 sql.SQL("e.estimated_year + e.stddev_years >= {}").format(
                     params(_fractional_year(self.start), "float8")
@@ -121,10 +147,26 @@ class CapturedBetween:
             )
         if self.end is not None:
             following = self.end + timedelta(days=1)
-            captured.append(sql.SQL("dm.captured_at < {}").format(params(following, "timestamp")))
+            captured.append(sql.SQL("{} < {}").format(sql.SQL(captured_at), params(following, "timestamp")))
             estimated.append(
                 sql.SQL("e.estimated_year - e.stddev_years < {}").format(params(_fractional_year(following), "float8"))
             )
+        return captured, estimated
+
+    def where(self, params: Params) -> sql.Composable:
+        """Per row: cheap on each candidate a vector scan yields."""
+        captured, estimated = self._bounds(params, "m.captured_at")
+        if not captured:
+            return sql.SQL("m.captured_at IS NOT NULL")
+        return sql.SQL(
+            "({captured}) OR (m.captured_at IS NULL AND EXISTS "
+            "(SELECT 1 FROM photo_date_estimate e WHERE e.photo_id = p.id AND {estimated}))"
+        ).format(captured=sql.SQL(" AND ").join(captured), estimated=sql.SQL(" AND ").join(estimated))
+
+    def where_indexed(self, params: Params) -> sql.Composable:
+        """As a set of photo ids (the capture-date index's range, then the estimates) for a ranking
+        that reads every filtered row: the per-row OR makes it read every photo instead."""
+        captured, estimated = self._bounds(params, "dm.captured_at")
         if not captured:
             return sql.SQL("m.captured_at IS NOT NULL")
         return sql.SQL(

@@ -10,13 +10,13 @@ the similarity floor is applied to those nearest photos, so a nonsense text retu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from psycopg import sql
 
-from photodb.search.filters import FACE_SHOWN, Filter, Params, Words
+from photodb.search.filters import Filter, HiddenFaces, Params, Words, predicate
 
 #: Width of the vector columns; shorter embeddings are zero-padded (cosine is unchanged).
 VECTOR_WIDTH = 512
@@ -110,6 +110,7 @@ class ByFace(_BestScoreFirst):
     vector: np.ndarray
     model_name: str
     detection_id: int
+    hidden: HiddenFaces = field(default_factory=HiddenFaces)
     uses_vector_index: ClassVar[bool] = True
 
     def candidates(self, limit: int) -> int:
@@ -129,7 +130,7 @@ class ByFace(_BestScoreFirst):
             join=_PHOTO_AND_METADATA.format(photo=sql.SQL("d.photo_id")),
             model=params(self.model_name),
             face=params(self.detection_id),
-            shown=FACE_SHOWN,
+            shown=self.hidden.shown(params),
             where=where,
             faces=params(limit * FACES_PER_RESULT),
             limit=params(limit),
@@ -192,7 +193,7 @@ class ByDate(_BestScoreFirst):
 
 
 #: The shown persons in each hit, in one pass over the hits' faces (a face's own person, else its
-#: cluster's; see FACE_SHOWN: a hidden person, or a hidden cluster's person, is not named).
+#: cluster's; see filters.FACE_SHOWN: a hidden person, or a hidden cluster's person, is not named).
 _PERSONS_OF_HITS = sql.SQL(
     "SELECT d.photo_id, jsonb_agg(DISTINCT jsonb_build_object('id', pr.id, "
     "'name', NULLIF(CONCAT_WS(' ', pr.first_name, pr.last_name), ''))) AS persons "
@@ -214,8 +215,13 @@ def build_search(filters: Sequence[Filter], ranking: Ranking, limit: int) -> Sea
     """The statement returning (photo_id, root_path, filename, normalized_path, captured_at, score, persons,
     estimated_year, stddev_years); the last two only for a photo without captured_at that has an estimate."""
     params = Params()
+    vector_scan = ranking.uses_vector_index
     where: sql.Composable = (
-        sql.SQL(" AND ").join(sql.SQL("({})").format(f.where(params)) for f in filters) if filters else sql.SQL("TRUE")
+        sql.SQL(" AND ").join(
+            sql.SQL("({})").format(predicate(f, params, behind_vector_scan=vector_scan)) for f in filters
+        )
+        if filters
+        else sql.SQL("TRUE")
     )
     query = sql.SQL(
         "WITH hits AS MATERIALIZED ({inner}), persons AS ({persons}) "

@@ -194,7 +194,7 @@ def _ranking(
             raise SearchError(f"no face embedding for detection {request.like_face}")
         if found[2]:
             raise SearchError(f"face {request.like_face} is of a hidden person or cluster, so not searched")
-        return ByFace(found[0], found[1], request.like_face)
+        return ByFace(found[0], found[1], request.like_face, repo.hidden_faces(conn))
     words = next((x for x in filters if isinstance(x, f.Words)), None)
     if words is not None:
         filters.remove(words)  # the ranking matches the words itself
