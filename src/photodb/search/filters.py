@@ -153,27 +153,32 @@ class CapturedBetween:
             )
         return captured, estimated
 
-    def where(self, params: Params) -> sql.Composable:
-        """Per row: cheap on each candidate a vector scan yields."""
-        captured, estimated = self._bounds(params, "m.captured_at")
+    def _condition(self, params: Params, captured_at: str, form: str) -> sql.Composable:
+        captured, estimated = self._bounds(params, captured_at)
         if not captured:
             return sql.SQL("m.captured_at IS NOT NULL")
-        return sql.SQL(
-            "({captured}) OR (m.captured_at IS NULL AND EXISTS "
-            "(SELECT 1 FROM photo_date_estimate e WHERE e.photo_id = p.id AND {estimated}))"
-        ).format(captured=sql.SQL(" AND ").join(captured), estimated=sql.SQL(" AND ").join(estimated))
+        both = sql.SQL(" AND ")
+        return sql.SQL(form).format(captured=both.join(captured), estimated=both.join(estimated))
+
+    def where(self, params: Params) -> sql.Composable:
+        """Per row: cheap on each candidate a vector scan yields."""
+        return self._condition(params, "m.captured_at", _DATED_OR_ESTIMATED_ROW)
 
     def where_indexed(self, params: Params) -> sql.Composable:
         """As a set of photo ids (the capture-date index's range, then the estimates) for a ranking
         that reads every filtered row: the per-row OR makes it read every photo instead."""
-        captured, estimated = self._bounds(params, "dm.captured_at")
-        if not captured:
-            return sql.SQL("m.captured_at IS NOT NULL")
-        return sql.SQL(
-            "p.id IN (SELECT dm.photo_id FROM metadata dm WHERE {captured} "
-            "UNION ALL SELECT e.photo_id FROM photo_date_estimate e WHERE {estimated} AND NOT EXISTS "
-            "(SELECT 1 FROM metadata em WHERE em.photo_id = e.photo_id AND em.captured_at IS NOT NULL))"
-        ).format(captured=sql.SQL(" AND ").join(captured), estimated=sql.SQL(" AND ").join(estimated))
+        return self._condition(params, "dm.captured_at", _DATED_OR_ESTIMATED_IDS)
+
+
+_DATED_OR_ESTIMATED_ROW = (
+    "({captured}) OR (m.captured_at IS NULL AND EXISTS "
+    "(SELECT 1 FROM photo_date_estimate e WHERE e.photo_id = p.id AND {estimated}))"
+)
+_DATED_OR_ESTIMATED_IDS = (
+    "p.id IN (SELECT dm.photo_id FROM metadata dm WHERE {captured} "
+    "UNION ALL SELECT e.photo_id FROM photo_date_estimate e WHERE {estimated} AND NOT EXISTS "
+    "(SELECT 1 FROM metadata em WHERE em.photo_id = e.photo_id AND em.captured_at IS NOT NULL))"
+)
 
 
 @dataclass(frozen=True)
