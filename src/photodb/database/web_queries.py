@@ -139,7 +139,7 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
         "SELECT DISTINCT category, label FROM photo_tag WHERE photo_id = %s ORDER BY 1, 2", (photo_id,)
     ).fetchall()
     faces = conn.execute(
-        """SELECT d.id, d.cluster_id, p.id, p.first_name, p.last_name, p.auto_created, d.age_estimate
+        """SELECT d.id, d.cluster_id, p.id, p.first_name, p.last_name, p.named, d.age_estimate
            FROM person_detection d LEFT JOIN cluster c ON c.id = d.cluster_id
            LEFT JOIN person p ON p.id = coalesce(c.person_id, d.person_id)
            WHERE d.photo_id = %s AND d.face_bbox_x IS NOT NULL ORDER BY d.face_bbox_x, d.id""",

@@ -72,7 +72,7 @@ def lock_person(conn: psycopg.Connection, person_id: int, collection_id: int | N
 
 
 def _person_result(conn: psycopg.Connection, person_id: int) -> dict[str, Any]:
-    row = conn.execute("SELECT first_name, last_name, auto_created FROM person WHERE id = %s", (person_id,)).fetchone()
+    row = conn.execute("SELECT first_name, last_name, named FROM person WHERE id = %s", (person_id,)).fetchone()
     assert row is not None
     return {"person_id": person_id, "name": display_name(person_id, *row)}
 
