@@ -201,7 +201,7 @@ def set_birthdate_command(
     run(
         collection,
         as_json,
-        lambda db, cid: dates.set_birth_date(db, person_id, birth_date, by=by, collection_id=cid),
+        lambda db, cid: identity.set_birth_date(db, person_id, birth_date, by=by, collection_id=cid),
         lambda r: (
             f"person {r['person_id']}: born {r['birth_date'] or 'unknown (estimated)'}, "
             f"{r['estimated']} undated photos estimated"

@@ -116,6 +116,18 @@ def _person_dict(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def _listing_rows(
+    conn: psycopg.Connection, page: str, faces: str, params: dict[str, Any]
+) -> list[tuple[Sequence[Any], int, dict[str, Any]]]:
+    """Each row of `_listing`: the page's own columns, its faces counted, and its photos, age range
+    and sample path as the listings show them."""
+    rows = conn.execute(_listing(page, faces), params).fetchall()  # type: ignore[arg-type]
+    return [
+        (row[:-5], row[-5], {"photos": row[-4], "age_range": _age_range(row[-3], row[-2]), "sample_path": row[-1]})
+        for row in rows
+    ]
+
+
 def _listing(page: str, faces: str) -> str:
     """One statement for a listing: `page` (the rows shown, with `id`, `sample` and `total`, in
     their order as `ord`) and `faces` (owner, id, photo_id, age_estimate of the faces of the page's
@@ -169,22 +181,9 @@ def list_persons(
     """The persons with most faces (hidden ones only with include_hidden), up to `limit` (None:
     all), and how many there are. Ordering uses the stored cluster face counts; photos and ages
     are computed for the persons shown only, so a page costs the same in any library."""
-    rows = conn.execute(
-        _listing(_PERSON_PAGE, _PERSON_FACES),  # type: ignore[arg-type]
-        {"c": collection_id, "all": include_hidden, "n": limit},
-    ).fetchall()
-    persons = [
-        _person_dict(row)
-        | {
-            "clusters": row[12],
-            "faces": row[16],
-            "photos": row[17],
-            "age_range": _age_range(row[18], row[19]),
-            "sample_path": row[20],
-        }
-        for row in rows
-    ]
-    return persons, rows[0][14] if rows else _count_persons(conn, collection_id, include_hidden)
+    rows = _listing_rows(conn, _PERSON_PAGE, _PERSON_FACES, {"c": collection_id, "all": include_hidden, "n": limit})
+    persons = [_person_dict(row) | {"clusters": row[12], "faces": faces} | shown for row, faces, shown in rows]
+    return persons, rows[0][0][14] if rows else _count_persons(conn, collection_id, include_hidden)
 
 
 def _count_persons(conn: psycopg.Connection, collection_id: int | None, include_hidden: bool) -> int:
@@ -233,29 +232,29 @@ def list_clusters(
     and how many there are. Without include_hidden, hidden clusters and clusters of hidden persons
     are left out. Photos and ages are computed for the clusters shown only."""
     every = limit is None and person_id is None and cluster_id is None
-    rows = conn.execute(
-        _listing(_CLUSTER_PAGE, _EVERY_CLUSTERED_FACE if every else _CLUSTER_FACES),  # type: ignore[arg-type]
+    rows = _listing_rows(
+        conn,
+        _CLUSTER_PAGE,
+        _EVERY_CLUSTERED_FACE if every else _CLUSTER_FACES,
         {"c": collection_id, "p": person_id, "k": cluster_id, "all": include_hidden, "n": limit},
-    ).fetchall()
+    )
     clusters = [
         {
             "id": row[0],
             "collection_id": row[1],
             "embedding_model": row[2],
             "faces": row[3],
-            "photos": row[16],
             "person_id": row[4],
             "person": display_name(row[4], row[10], row[11], row[12]) if row[4] is not None else None,
             "verified": row[5],
             "verified_by": row[6],
             "hidden": row[7],
             "person_linked_by": row[8],
-            "age_range": _age_range(row[17], row[18]),
-            "sample_path": row[19],
         }
-        for row in rows
+        | shown
+        for row, _, shown in rows
     ]
-    return clusters, rows[0][13] if rows else 0
+    return clusters, rows[0][0][13] if rows else 0
 
 
 def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int) -> dict[str, Any] | None:

@@ -263,6 +263,17 @@ def forget_rejection(conn: psycopg.Connection, cluster_id: int, person_id: int) 
     )
 
 
+def face_persons(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, int]:
+    """The person of each face that has one: its cluster's, else its own person_id."""
+    rows = conn.execute(
+        """SELECT d.id, coalesce(c.person_id, d.person_id) FROM person_detection d
+           LEFT JOIN cluster c ON c.id = d.cluster_id
+           WHERE d.id = ANY(%s) AND coalesce(c.person_id, d.person_id) IS NOT NULL""",
+        (list(detection_ids),),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
 def set_face_person(conn: psycopg.Connection, detection_id: int, person_id: int | None, *, by: str) -> None:
     """Who placed a face by hand, and the person it belongs to without a cluster (if any)."""
     conn.execute(
