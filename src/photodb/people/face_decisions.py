@@ -11,7 +11,7 @@ rejected clusters; with no active run, or no cluster near enough, the face stays
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import psycopg
 
@@ -45,6 +45,19 @@ def _lock_face(conn: psycopg.Connection, face: links_db.FaceInfo) -> links_db.Fa
     return locked
 
 
+Row = TypeVar("Row", people_db.ClusterRow, people_db.PersonRow)
+
+
+def _of_face_collection(face: links_db.FaceInfo, kind: str, object_id: int, found: dict[int, Row]) -> Row:
+    """The cluster or person a face is moved to; it must exist in the face's collection."""
+    row = found.get(object_id)
+    if row is None:
+        raise PeopleError(f"no {kind} {object_id}")
+    if row.collection_id != face.collection_id:
+        raise PeopleError(f"face {face.id} and {kind} {object_id} belong to different collections")
+    return row
+
+
 def _face_owner(conn: psycopg.Connection, face_id: int) -> int | None:
     """The person a face belongs to: its cluster's, else its own."""
     return people_db.face_persons(conn, [face_id]).get(face_id)
@@ -65,22 +78,14 @@ def move_face(
         face = _face(conn, face_id, collection_id)
         target = cluster_id
         if cluster_id is not None:
-            cluster = people_db.get_clusters(conn, [cluster_id]).get(cluster_id)
-            if cluster is None:
-                raise PeopleError(f"no cluster {cluster_id}")
-            if cluster.collection_id != face.collection_id:
-                raise PeopleError(f"face {face_id} and cluster {cluster_id} belong to different collections")
+            cluster = _of_face_collection(face, "cluster", cluster_id, people_db.get_clusters(conn, [cluster_id]))
             if cluster.embedding_model != face.embedding_model:
                 raise PeopleError(
                     f"face {face_id} ({face.embedding_model}) cannot join cluster {cluster_id} "
                     f"({cluster.embedding_model}): embeddings of different models are never compared"
                 )
         if person_id is not None:
-            person = people_db.get_persons(conn, [person_id]).get(person_id)
-            if person is None:
-                raise PeopleError(f"no person {person_id}")
-            if person.collection_id != face.collection_id:
-                raise PeopleError(f"face {face_id} and person {person_id} belong to different collections")
+            _of_face_collection(face, "person", person_id, people_db.get_persons(conn, [person_id]))
             target = people_db.nearest_person_cluster(conn, person_id, face_id)
         _lock_face(conn, face)
         if target is not None:
