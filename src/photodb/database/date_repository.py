@@ -85,19 +85,22 @@ def dating_faces(
     conn: psycopg.Connection, collection_id: int | None, photo_ids: Sequence[int] | None = None
 ) -> list[DatingFace]:
     """Faces that can date their photo: photo without captured_at, face with an age estimate,
-    person with a birth date or an estimated birth year, by photo (only `photo_ids` when given)."""
+    person with a birth date or an estimated birth year, by photo (only `photo_ids` when given:
+    then the photos are found by primary key, not by a pass over the collection)."""
+    if photo_ids is not None and not photo_ids:
+        return []
+    scope = "p.id = ANY(%(photos)s)" if photo_ids is not None else "(%(c)s::bigint IS NULL OR p.collection_id = %(c)s)"
     rows = conn.execute(
-        """SELECT p.id, d.id, pr.id, d.age_estimate, pr.birth_date, pr.estimated_birth_year, pr.birth_year_stddev
-           FROM photo p
-           JOIN person_detection d ON d.photo_id = p.id
-           LEFT JOIN cluster c ON c.id = d.cluster_id
-           JOIN person pr ON pr.id = COALESCE(d.person_id, c.person_id)
-           LEFT JOIN metadata m ON m.photo_id = p.id
-           WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s)
-             AND (%(photos)s::bigint[] IS NULL OR p.id = ANY(%(photos)s))
-             AND m.captured_at IS NULL AND d.age_estimate IS NOT NULL
-             AND (pr.birth_date IS NOT NULL OR pr.estimated_birth_year IS NOT NULL)
-           ORDER BY p.id, d.id""",
+        f"""SELECT p.id, d.id, pr.id, d.age_estimate, pr.birth_date, pr.estimated_birth_year, pr.birth_year_stddev
+            FROM photo p
+            JOIN person_detection d ON d.photo_id = p.id
+            LEFT JOIN cluster c ON c.id = d.cluster_id
+            JOIN person pr ON pr.id = COALESCE(d.person_id, c.person_id)
+            LEFT JOIN metadata m ON m.photo_id = p.id
+            WHERE {scope}
+              AND m.captured_at IS NULL AND d.age_estimate IS NOT NULL
+              AND (pr.birth_date IS NOT NULL OR pr.estimated_birth_year IS NOT NULL)
+            ORDER BY p.id, d.id""",  # noqa: S608 (one of two constant conditions)
         {"c": collection_id, "photos": None if photo_ids is None else list(photo_ids)},
     ).fetchall()
     return [DatingFace(*row) for row in rows]
@@ -111,12 +114,13 @@ def replace_estimates(
 ) -> int:
     """Store `estimates` as the collection's 'faces' estimates (of `photo_ids` only, when given):
     the others there are deleted, unchanged rows keep their computed_at. Returns the rows deleted."""
+    scope = (
+        "e.photo_id = ANY(%(scope)s)" if photo_ids is not None else "(%(c)s::bigint IS NULL OR p.collection_id = %(c)s)"
+    )
     deleted = conn.execute(
-        """DELETE FROM photo_date_estimate e USING photo p
-           WHERE p.id = e.photo_id AND e.source = 'faces'
-             AND (%(c)s::bigint IS NULL OR p.collection_id = %(c)s)
-             AND (%(scope)s::bigint[] IS NULL OR e.photo_id = ANY(%(scope)s))
-             AND NOT (e.photo_id = ANY(%(keep)s))""",
+        f"""DELETE FROM photo_date_estimate e USING photo p
+            WHERE p.id = e.photo_id AND e.source = 'faces' AND {scope}
+              AND NOT (e.photo_id = ANY(%(keep)s))""",  # noqa: S608 (one of two constant conditions)
         {
             "c": collection_id,
             "scope": None if photo_ids is None else list(photo_ids),

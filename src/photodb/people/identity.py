@@ -122,6 +122,7 @@ def link_cluster(
     """Link a cluster to a person. A user's link overrides an earlier "not this person" of theirs."""
     with transaction(db) as conn:
         cluster = lock_cluster(conn, cluster_id, collection_id)
+        people_db.lock_persons(conn, [p for p in (person_id, cluster.person_id) if p is not None])  # both, id order
         person = lock_person(conn, person_id, collection_id)
         if person.collection_id != cluster.collection_id:
             raise PeopleError(f"cluster {cluster_id} and person {person_id} belong to different collections")
