@@ -77,12 +77,13 @@ def load_library(url: str, faces: int, identities: int) -> dict[str, list[int]]:
         with (
             conn.cursor() as cur,
             cur.copy(
-                "COPY person (id, collection_id, first_name, auto_created, estimated_birth_year) FROM STDIN"
+                "COPY person (id, collection_id, first_name, auto_created, created_by, estimated_birth_year) FROM STDIN"
             ) as copy,
         ):
             for p in range(1, persons + 1):
                 named = p % 2 == 0
-                copy.write_row((p, 1, f"Person{p}" if named else "Unknown", not named, 1950 + p % 60))
+                by = "user" if named else "auto:bench"
+                copy.write_row((p, 1, f"Person{p}" if named else "Unknown", not named, by, 1950 + p % 60))
         linked = {c: (c - 1) % persons + 1 for c in range(1, int(count * 0.6) + 1)}
         with (
             conn.cursor() as cur,

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from photodb.cli_people_review import review_command, split_command
-from photodb.cli_support import open_for_collection
+from photodb.cli_support import OneLineErrorsGroup, open_for_collection
 from photodb.database.connection import Database
 from photodb.people import dates, face_decisions, identity, views
 from photodb.people.identity import PeopleError
@@ -52,7 +52,7 @@ def run(collection: str | None, as_json: bool, action: Action, describe: Callabl
     click.echo(json.dumps(result, indent=2, default=str) if as_json else describe(result))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def people() -> None:
     """Name, correct and look at the people found in your photos.
 
@@ -201,7 +201,7 @@ def set_birthdate_command(
     run(
         collection,
         as_json,
-        lambda db, cid: dates.set_birth_date(db, person_id, birth_date, by=by, collection_id=cid),
+        lambda db, cid: identity.set_birth_date(db, person_id, birth_date, by=by, collection_id=cid),
         lambda r: (
             f"person {r['person_id']}: born {r['birth_date'] or 'unknown (estimated)'}, "
             f"{r['estimated']} undated photos estimated"

@@ -95,3 +95,72 @@ def test_check_constraints_reports_cannot_links_and_photos_inside_one_cluster_an
     assert result.problems[0] == f"faces {faces[0]} and {faces[1]} are cannot-linked but both in cluster {cluster}"
     assert result.problems[1].startswith(f"faces {faces[2]}, {faces[3]} of photo ")
     assert not result.ok and snapshot(db) == before
+
+
+def waiting(db, faces) -> None:
+    """Faces in the unassigned pool (no cluster, status 'unassigned'), as the quality gate or a
+    bootstrap's noise leaves them."""
+    with db.connection() as conn:
+        conn.execute(
+            """UPDATE person_detection SET cluster_id = NULL, cluster_status = 'unassigned',
+                   unassigned_since = now(), quality_issue = 'blurry' WHERE id = ANY(%s)""",
+            (list(faces),),
+        )
+
+
+def test_a_waiting_face_must_linked_to_a_clustered_face_joins_its_cluster_unless_forbidden(db):
+    """Four waiting faces are must-linked to a face of cluster A: one joins, one cannot-linked with
+    a face of A and one on the photo of a face of A are refused and reported, and one taken out
+    by hand ('manual') stays out. A face must-linked only to another waiting face has nowhere to go."""
+    lib = Library(db)
+    centre = lib.centre()
+    a_faces = lib.faces(centre, 4)
+    a = lib.cluster(a_faces)
+    joins, blocked, same, by_hand, loner_1, loner_2 = lib.faces(centre, 6)
+    waiting(db, [joins, blocked, same, loner_1, loner_2])
+    with db.connection() as conn:
+        conn.execute("UPDATE person_detection SET cluster_status = 'manual' WHERE id = %s", (by_hand,))
+    same_photo(db, a_faces[1], same)
+    link(db, "cannot_link", blocked, a_faces[2])
+    for face in (joins, blocked, same, by_hand):
+        link(db, "must_link", a_faces[0], face)
+    link(db, "must_link", loner_1, loner_2)
+    result = run_task(db, maintenance.MERGE_MUST_LINKED, [1], Options())
+    assert result.error is None
+    assert result.changes == {
+        "clusters_merged_away": 0,
+        "faces_moved": 0,
+        "faces_joined": 1,
+        "refused": 2,
+        "deferred": 0,
+    }
+    assert result.problems == [
+        f"face {blocked} not joined to cluster {a} of its must-linked faces: cannot-link with face {a_faces[2]}",
+        f"face {same} not joined to cluster {a} of its must-linked faces: same photo with face {a_faces[1]}",
+    ]
+    got = cluster_of(db, [joins, blocked, same, by_hand, loner_1, loner_2])
+    assert got == {joins: a, blocked: None, same: None, by_hand: None, loner_1: None, loner_2: None}
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT cluster_status, quality_issue, unassigned_since FROM person_detection WHERE id = %s", (joins,)
+        ).fetchone()
+    assert row == ("auto", None, None)
+    assert_clusters_exact(db)  # the joined cluster is recounted exactly
+    after = snapshot(db)
+    assert run_task(db, maintenance.MERGE_MUST_LINKED, [1], Options()).changes["faces_joined"] == 0
+    assert snapshot(db) == after
+
+
+def test_a_waiting_face_joins_the_cluster_its_must_linked_clusters_were_merged_into(db):
+    lib = Library(db)
+    centre = lib.centre()
+    a_faces, b_faces = lib.faces(centre, 3), lib.faces(centre, 5)
+    a, b = lib.cluster(a_faces), lib.cluster(b_faces)
+    (face,) = lib.faces(centre, 1)
+    waiting(db, [face])
+    link(db, "must_link", face, a_faces[0])
+    link(db, "must_link", a_faces[1], b_faces[0])
+    changes = run(db, maintenance.MERGE_MUST_LINKED)
+    assert changes["clusters_merged_away"] == 1 and changes["faces_joined"] == 1
+    assert cluster_of(db, [face]) == {face: b} and a != b
+    assert_clusters_exact(db)

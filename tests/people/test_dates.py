@@ -181,3 +181,37 @@ def test_the_age_gender_aggregation_and_the_maintenance_command_date_photos(db, 
     result = run_command([MAINTENANCE, "estimate-dates", "--json"], env=env)
     assert json.loads(result.stdout) == {"estimated": 1, "removed": 0}
     assert set(estimates(db)) == {4}
+
+
+def full_recompute_changes_nothing(db: Database) -> None:
+    """What a command refreshed for its persons is what the whole collection's recompute gives."""
+    before = {photo: row[:3] for photo, row in estimates(db).items()}
+    estimate_photo_dates(db, None)
+    assert {photo: row[:3] for photo, row in estimates(db).items()} == before
+
+
+def test_people_commands_refresh_the_touched_persons_and_their_photos_at_once(library, cli):
+    """Merging Bo into Ann gives Ann Bo's scan (photo 3, age 20): Ann's birth year, re-aggregated
+    from her dated face (2005 - 55 = 1950, spread 0 floored to 0.5), dates it at 1970 in the same
+    command (sd sqrt(0.5**2 + 3**2)). Unlinking Ann's cluster of photo 1 leaves Cid alone there: 1980 + 12 = 1992."""
+    estimate_photo_dates(library, None)
+    assert set(estimates(library)) == {1}
+    with library.connection() as conn:
+        conn.execute("UPDATE person SET estimated_birth_year = NULL, birth_year_stddev = NULL WHERE id = %s", (ANN,))
+    merged = cli("people", "merge", ANN, BO, "--json")
+    assert merged.exit_code == 0, merged.output
+    with library.connection() as conn:
+        born = conn.execute("SELECT estimated_birth_year, birth_year_stddev FROM person WHERE id = %s", (ANN,))
+        assert born.fetchone() == (1950, 0.0)
+    found = estimates(library)
+    assert set(found) == {1, 3}
+    assert found[3][0] == pytest.approx(1970.0) and found[3][1] == pytest.approx(math.sqrt(0.25 + 3.0**2))
+    full_recompute_changes_nothing(library)
+    with library.connection() as conn:
+        (cluster,) = conn.execute(
+            "SELECT cluster_id FROM person_detection WHERE photo_id = 1 AND cluster_id IS NOT NULL"
+        ).fetchone()
+    assert cli("people", "unlink", cluster).exit_code == 0
+    year, spread, _, _ = estimates(library)[1]
+    assert year == pytest.approx(1992.0) and spread == pytest.approx(math.sqrt(4.0625))
+    full_recompute_changes_nothing(library)

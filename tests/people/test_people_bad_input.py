@@ -83,6 +83,22 @@ CASES = [
     (["--collection", "other", "show", "P"], "another collection"),
     (["--collection", "other", "verify", "C"], "another collection"),
     (["--collection", "nowhere", "list"], "no collection named 'nowhere'"),
+    # bad usage that click itself finds: one line too, naming the command to ask for help
+    (["show", "--cluster", "x"], "'x' is not a valid integer"),
+    (["name", "--cluster", "x", "Ada Lovelace"], "'x' is not a valid integer"),
+    (["link", "x", "P"], "'x' is not a valid integer"),
+    (["merge", "P"], "Missing argument"),
+    (["move", "a", "--cluster", "x"], "(see photodb people move --help)"),
+    (["move", "a"], "give one of --cluster, --person or --unassign"),
+    (["hide", "--person", "P", "--cluster", "C"], "give one of --person or --cluster"),
+    (["show", "P", "--face", "a"], "give one of PERSON_ID, --cluster or --face"),
+    (["split", "--cluster", "x"], "'x' is not a valid integer"),
+    (["review", "--accept", "x"], "not a valid integer"),
+    (["list", "--limit", "-1"], "--limit"),
+    (["list", "--bogus"], "No such option"),
+    (["verify", "C", "--by", "auto:x"], "automatic work"),
+    (["set-birthdate", "P", "1990-01-01", "--clear"], "give a birth date"),
+    (["nosuch"], "No such command 'nosuch'"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from photodb import maintenance
 from photodb.clustering.bootstrap import bootstrap
+from photodb.database import people_repository as people_db
 from tests.people.conftest import ok_json
 
 
@@ -42,6 +43,7 @@ def test_list_shows_persons_and_clusters_with_counts_ages_and_samples(db, librar
     page = ok_json(cli("people", "list", "--clusters", "--limit", 3, "--json"))
     assert [c["id"] for c in page["clusters"]] == list(clusters)[:3] and page["clusters_total"] == len(clusters)
     assert page["persons_total"] == 1
+    assert ok_json(cli("people", "list", "--clusters", "--limit", 0, "--json")) == listed  # the every-row query
     assert "(3 of " in cli("people", "list", "--clusters", "--limit", 3).stdout
     with db.connection() as conn:  # ages at capture: dated photos and an estimated birth year
         conn.execute("UPDATE person SET estimated_birth_year = 1950 WHERE id = %s", (person,))
@@ -54,6 +56,26 @@ def test_list_shows_persons_and_clusters_with_counts_ages_and_samples(db, librar
     shown = ok_json(cli("people", "show", person, "--json"))
     assert shown["ages_at_capture"] == [30, 32] and shown["estimated_birth_year"] == 1950
     assert shown["age_range"] == [min(ages), max(ages)] and len(shown["photo_paths"]) == min(20, len(clusters[big]))
+
+
+def test_a_person_is_named_when_someone_recorded_naming_them_not_by_the_word(db, library, cli):
+    """An 'Unknown' placeholder nobody named (auto_created false, no created_by / named_by, as older
+    code or an import leaves it) is unnamed; a user may name someone "Unknown" and it sticks."""
+    first, second = list(library.clusters(db))[:2]
+    with db.connection() as conn:
+        placeholder = conn.execute(
+            "INSERT INTO person (collection_id, first_name, auto_created) VALUES (1, 'Unknown', false) RETURNING id"
+        ).fetchone()[0]
+        conn.execute("UPDATE cluster SET person_id = %s WHERE id = %s", (placeholder, first))
+    named = ok_json(cli("people", "name", "--cluster", second, "Unknown", "--json"))["person_id"]
+    by_id = {p["id"]: p for p in ok_json(cli("people", "list", "--json"))["persons"]}
+    assert by_id[placeholder]["name"] == f"Unknown #{placeholder}"
+    assert by_id[named]["name"] == "Unknown"
+    with db.connection() as conn:
+        rows = people_db.get_persons(conn, [placeholder, named])
+    assert not rows[placeholder].named and rows[named].named
+    merged = ok_json(cli("people", "merge", placeholder, named, "--json"))  # the name moves to the winner
+    assert merged["name"] == "Unknown" and ok_json(cli("people", "show", placeholder, "--json"))["named_by"] == "user"
 
 
 def test_name_a_cluster_then_rename_the_person_and_survive_a_rebootstrap(db, library, cli):

@@ -82,12 +82,19 @@ def test_list_shows_the_pending_faces_with_ids_paths_and_persons(db, undecided, 
 
 def test_accept_moves_the_face_in_as_manual_and_rejects_the_other(db, undecided, tmp_path, database_url):
     face, ada_cluster, bob_cluster, _, _ = undecided
+    person = make_person(db, "Bob")
+    with db.connection() as conn:  # the face's gender counts for Bob's person at once, not at the next weekly
+        conn.execute("UPDATE cluster SET person_id = %s WHERE id = %s", (person, bob_cluster))
+        conn.execute("UPDATE person_detection SET gender = 'M', gender_confidence = 0.9 WHERE id = %s", (face,))
     chosen = candidate_id(db, face, bob_cluster)
     done = run(review_command, tmp_path, database_url, "--accept", str(chosen), "--json")
     assert done.exit_code == 0, done.stderr
     assert json.loads(done.stdout)["now_in_cluster"] == bob_cluster
     assert face_row(db, face) == (bob_cluster, "manual")
     assert candidates(db, face) == {bob_cluster: ("accepted", "user", True), ada_cluster: ("rejected", "user", True)}
+    with db.connection() as conn:
+        row = conn.execute("SELECT gender, age_gender_sample_count FROM person WHERE id = %s", (person,)).fetchone()
+    assert row == ("M", 1)
     assert_clusters_exact(db)
     assert list_pending(db) == []
     bootstrap(db, min_cluster_size=3, min_samples=2)  # a manual face stays where the review put it

@@ -113,7 +113,7 @@ def cluster_states(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> dict
 
 def person_states(conn: psycopg.Connection, person_ids: Sequence[int]) -> dict[int, PersonState]:
     rows = conn.execute(
-        """SELECT p.id, NOT p.auto_created AND (p.first_name IS NOT NULL OR p.last_name IS NOT NULL), p.hidden,
+        """SELECT p.id, p.named, p.hidden,
                   count(c.id), count(c.id) FILTER (WHERE c.verified),
                   count(c.id) FILTER (WHERE c.person_linked_by IS NOT NULL AND c.person_linked_by NOT LIKE 'auto:%%')
            FROM person p LEFT JOIN cluster c ON c.person_id = p.id

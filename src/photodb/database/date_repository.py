@@ -61,34 +61,71 @@ def birth_of(conn: psycopg.Connection, person_id: int) -> tuple[date | None, int
     return (None, None, None) if row is None else (row[0], row[1], row[2])
 
 
-def dating_faces(conn: psycopg.Connection, collection_id: int | None) -> list[DatingFace]:
-    """Faces that can date their photo: photo without captured_at, face with an age estimate,
-    person with a birth date or an estimated birth year, by photo."""
+def photos_of_persons(conn: psycopg.Connection, person_ids: Sequence[int]) -> list[int]:
+    """The undated photos whose estimate these persons may change: those with a face of theirs now
+    (through its cluster or its own person_id), and those whose stored estimate used one of them
+    (faces a person just lost, or a person merged away)."""
     rows = conn.execute(
-        """SELECT p.id, d.id, pr.id, d.age_estimate, pr.birth_date, pr.estimated_birth_year, pr.birth_year_stddev
-           FROM photo p
-           JOIN person_detection d ON d.photo_id = p.id
-           LEFT JOIN cluster c ON c.id = d.cluster_id
-           JOIN person pr ON pr.id = COALESCE(d.person_id, c.person_id)
-           LEFT JOIN metadata m ON m.photo_id = p.id
-           WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s)
-             AND m.captured_at IS NULL AND d.age_estimate IS NOT NULL
-             AND (pr.birth_date IS NOT NULL OR pr.estimated_birth_year IS NOT NULL)
-           ORDER BY p.id, d.id""",
-        {"c": collection_id},
+        """SELECT d.photo_id FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
+           LEFT JOIN metadata m ON m.photo_id = d.photo_id
+           WHERE c.person_id = ANY(%(p)s) AND m.captured_at IS NULL
+           UNION
+           SELECT d.photo_id FROM person_detection d LEFT JOIN metadata m ON m.photo_id = d.photo_id
+           WHERE d.person_id = ANY(%(p)s) AND m.captured_at IS NULL
+           UNION
+           SELECT e.photo_id FROM photo_date_estimate e CROSS JOIN LATERAL jsonb_array_elements(e.persons) AS u(face)
+           WHERE (u.face ->> 'person_id')::bigint = ANY(%(p)s)
+           ORDER BY 1""",
+        {"p": list(person_ids)},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def dating_faces(
+    conn: psycopg.Connection, collection_id: int | None, photo_ids: Sequence[int] | None = None
+) -> list[DatingFace]:
+    """Faces that can date their photo: photo without captured_at, face with an age estimate,
+    person with a birth date or an estimated birth year, by photo (only `photo_ids` when given:
+    then the photos are found by primary key, not by a pass over the collection)."""
+    if photo_ids is not None and not photo_ids:
+        return []
+    scope = "p.id = ANY(%(photos)s)" if photo_ids is not None else "(%(c)s::bigint IS NULL OR p.collection_id = %(c)s)"
+    rows = conn.execute(
+        f"""SELECT p.id, d.id, pr.id, d.age_estimate, pr.birth_date, pr.estimated_birth_year, pr.birth_year_stddev
+            FROM photo p
+            JOIN person_detection d ON d.photo_id = p.id
+            LEFT JOIN cluster c ON c.id = d.cluster_id
+            JOIN person pr ON pr.id = COALESCE(d.person_id, c.person_id)
+            LEFT JOIN metadata m ON m.photo_id = p.id
+            WHERE {scope}
+              AND m.captured_at IS NULL AND d.age_estimate IS NOT NULL
+              AND (pr.birth_date IS NOT NULL OR pr.estimated_birth_year IS NOT NULL)
+            ORDER BY p.id, d.id""",  # noqa: S608 (one of two constant conditions)
+        {"c": collection_id, "photos": None if photo_ids is None else list(photo_ids)},
     ).fetchall()
     return [DatingFace(*row) for row in rows]
 
 
-def replace_estimates(conn: psycopg.Connection, collection_id: int | None, estimates: Sequence[PhotoEstimate]) -> int:
-    """Store `estimates` as the collection's 'faces' estimates: others are deleted, unchanged rows
-    keep their computed_at. Returns the rows deleted."""
-    photo_ids = [e.photo_id for e in estimates]
+def replace_estimates(
+    conn: psycopg.Connection,
+    collection_id: int | None,
+    estimates: Sequence[PhotoEstimate],
+    photo_ids: Sequence[int] | None = None,
+) -> int:
+    """Store `estimates` as the collection's 'faces' estimates (of `photo_ids` only, when given):
+    the others there are deleted, unchanged rows keep their computed_at. Returns the rows deleted."""
+    scope = (
+        "e.photo_id = ANY(%(scope)s)" if photo_ids is not None else "(%(c)s::bigint IS NULL OR p.collection_id = %(c)s)"
+    )
     deleted = conn.execute(
-        """DELETE FROM photo_date_estimate e USING photo p
-           WHERE p.id = e.photo_id AND e.source = 'faces'
-             AND (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND NOT (e.photo_id = ANY(%(keep)s))""",
-        {"c": collection_id, "keep": photo_ids},
+        f"""DELETE FROM photo_date_estimate e USING photo p
+            WHERE p.id = e.photo_id AND e.source = 'faces' AND {scope}
+              AND NOT (e.photo_id = ANY(%(keep)s))""",  # noqa: S608 (one of two constant conditions)
+        {
+            "c": collection_id,
+            "scope": None if photo_ids is None else list(photo_ids),
+            "keep": [e.photo_id for e in estimates],
+        },
     ).rowcount
     with conn.cursor() as cursor:
         cursor.executemany(

@@ -56,6 +56,29 @@ def cluster_of_faces(conn: psycopg.Connection, detection_ids: Sequence[int]) -> 
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
+def waiting_faces(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, str]:
+    """The embedding model of those of these faces that wait in the unassigned pool (no cluster,
+    status 'unassigned': not placed or taken out by hand, not pending a review)."""
+    rows = conn.execute(
+        """SELECT d.id, fe.embedding_model FROM person_detection d
+           JOIN face_embedding fe ON fe.person_detection_id = d.id
+           WHERE d.id = ANY(%s) AND d.cluster_id IS NULL AND d.cluster_status = 'unassigned'""",
+        (list(detection_ids),),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def join_cluster(conn: psycopg.Connection, detection_id: int, cluster_id: int) -> None:
+    """A waiting face (locked) joins a cluster (locked) as automatic work; the caller recounts it.
+    A must-linked face is never held back by the quality gate, so its reason is cleared."""
+    conn.execute(
+        """UPDATE person_detection SET cluster_id = %s, cluster_status = 'auto', cluster_confidence = NULL,
+               unassigned_since = NULL, quality_issue = NULL
+           WHERE id = %s""",
+        (cluster_id, detection_id),
+    )
+
+
 def blocked_cluster_pairs(conn: psycopg.Connection, collection_id: int) -> set[tuple[int, int]]:
     """Cluster pairs (smaller id first) that may never become one cluster: a cluster cannot-link,
     a cannot-link between their faces, or faces of one photo (different people) in both."""
@@ -90,10 +113,11 @@ def person_blocks(conn: psycopg.Connection, collection_id: int) -> set[tuple[int
     return {(a, b) for a, b in rows}
 
 
-def lock_members(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> list[int]:
-    """Step 3 for whole clusters: their faces' detection rows, in id order."""
+def lock_members(conn: psycopg.Connection, cluster_ids: Sequence[int], detection_ids: Sequence[int] = ()) -> list[int]:
+    """Step 3 for whole clusters and some faces: their detection rows, in id order."""
     rows = conn.execute(
-        "SELECT id FROM person_detection WHERE cluster_id = ANY(%s) ORDER BY id FOR UPDATE", (list(cluster_ids),)
+        "SELECT id FROM person_detection WHERE cluster_id = ANY(%s) OR id = ANY(%s) ORDER BY id FOR UPDATE",
+        (list(cluster_ids), list(detection_ids)),
     ).fetchall()
     return [r[0] for r in rows]
 

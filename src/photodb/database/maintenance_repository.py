@@ -330,7 +330,7 @@ def health_figures(conn: psycopg.Connection, collection_id: int | None) -> dict[
                 WHERE f.status = 'pending'),
                (SELECT count(*) FROM person p
                 WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s)
-                  AND (p.auto_created OR (p.first_name IS NULL AND p.last_name IS NULL)))""",
+                  AND NOT p.named)""",
         scope,
     ).fetchone()
     assert row is not None

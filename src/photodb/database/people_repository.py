@@ -25,14 +25,10 @@ class PersonRow:
     first_name: str | None
     last_name: str | None
     auto_created: bool
+    named: bool  # a name a user gave (person.named, migration 0022), not the automatic 'Unknown'
     hidden: bool
     cluster_count: int
     verified_clusters: int
-
-    @property
-    def named(self) -> bool:
-        """A name a person gave (auto-created persons are 'Unknown' until someone names them)."""
-        return not self.auto_created and bool(self.first_name or self.last_name)
 
 
 def is_user_decision(by: str | None) -> bool:
@@ -50,7 +46,7 @@ def lock_persons(conn: psycopg.Connection, person_ids: Iterable[int]) -> set[int
 
 def get_persons(conn: psycopg.Connection, person_ids: Sequence[int]) -> dict[int, PersonRow]:
     rows = conn.execute(
-        """SELECT p.id, p.collection_id, p.first_name, p.last_name, p.auto_created, p.hidden,
+        """SELECT p.id, p.collection_id, p.first_name, p.last_name, p.auto_created, p.named, p.hidden,
                   count(c.id), count(c.id) FILTER (WHERE c.verified)
            FROM person p LEFT JOIN cluster c ON c.person_id = p.id
            WHERE p.id = ANY(%s) GROUP BY p.id""",
@@ -130,10 +126,9 @@ def merge_persons(conn: psycopg.Connection, winner_id: int, loser_id: int, *, by
         raise ValueError("a person cannot be merged into itself")
     conn.execute(
         """UPDATE person w SET first_name = l.first_name, last_name = l.last_name, auto_created = false,
-                  updated_at = now()
+                  named_by = coalesce(l.named_by, l.created_by), updated_at = now()
            FROM person l
-           WHERE w.id = %s AND l.id = %s AND w.auto_created AND NOT l.auto_created
-             AND (l.first_name IS NOT NULL OR l.last_name IS NOT NULL)""",
+           WHERE w.id = %s AND l.id = %s AND NOT w.named AND l.named""",
         (winner_id, loser_id),
     )
     conn.execute(
@@ -266,6 +261,17 @@ def forget_rejection(conn: psycopg.Connection, cluster_id: int, person_id: int) 
     conn.execute(
         "DELETE FROM cluster_person_cannot_link WHERE cluster_id = %s AND person_id = %s", (cluster_id, person_id)
     )
+
+
+def face_persons(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, int]:
+    """The person of each face that has one: its cluster's, else its own person_id."""
+    rows = conn.execute(
+        """SELECT d.id, coalesce(c.person_id, d.person_id) FROM person_detection d
+           LEFT JOIN cluster c ON c.id = d.cluster_id
+           WHERE d.id = ANY(%s) AND coalesce(c.person_id, d.person_id) IS NOT NULL""",
+        (list(detection_ids),),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
 
 
 def set_face_person(conn: psycopg.Connection, detection_id: int, person_id: int | None, *, by: str) -> None:

@@ -15,15 +15,6 @@ from photodb.database.clustering.faces import array_of
 
 
 @dataclass(frozen=True)
-class ClusterRow:
-    id: int
-    collection_id: int
-    embedding_model: str
-    person_id: int | None
-    verified: bool
-
-
-@dataclass(frozen=True)
 class Member:
     """A face of the cluster or person being split."""
 
@@ -32,13 +23,6 @@ class Member:
     cluster_id: int | None
     embedding: np.ndarray
     path: str
-
-
-def cluster_row(conn: psycopg.Connection, cluster_id: int) -> ClusterRow | None:
-    row = conn.execute(
-        "SELECT id, collection_id, embedding_model, person_id, verified FROM cluster WHERE id = %s", (cluster_id,)
-    ).fetchone()
-    return ClusterRow(*row) if row else None
 
 
 def person_collection(conn: psycopg.Connection, person_id: int) -> int | None:

@@ -152,7 +152,7 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
     ).fetchall()
     faces = conn.execute(
         sql.SQL(
-            """SELECT d.id, d.cluster_id, p.id, p.first_name, p.last_name, p.auto_created, d.age_estimate,
+            """SELECT d.id, d.cluster_id, p.id, p.first_name, p.last_name, p.named, d.age_estimate,
                       NOT ({shown})
                FROM person_detection d LEFT JOIN cluster c ON c.id = d.cluster_id
                LEFT JOIN person p ON p.id = COALESCE(d.person_id, c.person_id)

@@ -30,6 +30,7 @@ from datetime import datetime
 import numpy as np
 import psycopg
 
+from photodb.config import Settings
 from photodb.database import person_age_gender as person_sql
 from photodb.database.connection import Database
 from photodb.database.person_age_gender import PersonAgeGender, PersonSample
@@ -137,6 +138,17 @@ def aggregate_people(
         return aggregate_people_in(conn, collection_id, min_confidence=min_confidence, person_ids=person_ids)
 
 
+def refresh_persons(
+    conn: psycopg.Connection, collection_id: int, person_ids: Sequence[int], settings: Settings
+) -> AggregationReport:
+    """After a decision by hand gave faces to persons or took faces from them (a link, a merge, a
+    move, a split): their birth years and genders, and the estimated years of the undated photos
+    they are or were in, in the decision's transaction, instead of at the next weekly run."""
+    return aggregate_people_in(
+        conn, collection_id, min_confidence=settings.age_gender_gender_min_confidence, person_ids=person_ids
+    )
+
+
 def aggregate_people_in(
     conn: psycopg.Connection,
     collection_id: int | None,
@@ -151,7 +163,8 @@ def aggregate_people_in(
         by_person[sample.person_id].append(sample)
     results = [aggregate_person(pid, by_person.get(pid, []), min_confidence) for pid in people]
     person_sql.store(conn, results)
-    photo_dates.estimate_photo_dates_in(conn, collection_id)  # birth years moved: re-date undated photos
+    # birth years moved: re-date the undated photos (of these persons only, when only they changed)
+    photo_dates.estimate_photo_dates_in(conn, collection_id, person_ids=person_ids)
     return AggregationReport(
         people=len(results),
         with_birth_year=sum(r.birth_year is not None for r in results),

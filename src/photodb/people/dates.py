@@ -12,14 +12,15 @@ for photos without one.
   year_i = birth_i + age_i with variance var_birth_i + var_age_i; the faces are combined by
   inverse-variance weighting, year = sum(y_i / v_i) / sum(1 / v_i), spread = sqrt(1 / sum(1 / v_i)).
   Stored in photo_date_estimate (source 'faces'); metadata.captured_at is never written.
-- Recomputed for the whole collection at the end of every age/gender aggregation (inputs: ages,
-  birth years, links) and when a birth date changes; a rerun with the same inputs changes nothing.
+- Recomputed at the end of every age/gender aggregation (inputs: ages, birth years, links): for
+  the whole collection, or, after a decision by hand (link, merge, move, split, a birth date),
+  for the photos of the persons it touched: the undated photos with a face of theirs now, and
+  those whose stored estimate used one of them. A rerun with the same inputs changes nothing.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ from photodb.database import date_repository as date_sql
 from photodb.database.connection import Database
 from photodb.database.date_repository import DatingFace, PhotoEstimate
 from photodb.people import age_gender
-from photodb.people.identity import PeopleError, lock_person, transaction
 
 #: Standard deviation of a birth year taken from a birth date a user gave.
 BIRTH_DATE_SD = 0.25
@@ -41,8 +41,6 @@ MIN_BIRTH_YEAR_SD = 0.5
 #: Age error model: sd = max(AGE_SD_FLOOR, AGE_SD_SHARE * age).
 AGE_SD_FLOOR = 2.0
 AGE_SD_SHARE = 0.15
-
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def age_sd(age: float) -> float:
@@ -105,54 +103,33 @@ class DateReport:
         return {"estimated": self.estimated, "removed": self.removed}
 
 
-def estimate_photo_dates_in(conn: psycopg.Connection, collection_id: int | None) -> DateReport:
-    """Recompute every 'faces' estimate of the collection (None: all) in the caller's transaction."""
+def estimate_photo_dates_in(
+    conn: psycopg.Connection, collection_id: int | None, *, person_ids: Sequence[int] | None = None
+) -> DateReport:
+    """Recompute the 'faces' estimates of the collection (None: all), or only of the photos of
+    `person_ids` (see the module's note), in the caller's transaction."""
+    photo_ids = None if person_ids is None else date_sql.photos_of_persons(conn, person_ids)
     by_photo: dict[int, list[DatingFace]] = defaultdict(list)
-    for face in date_sql.dating_faces(conn, collection_id):
+    for face in date_sql.dating_faces(conn, collection_id, photo_ids):
         by_photo[face.photo_id].append(face)
     estimates = []
     for photo_id, faces in by_photo.items():
         combined = combine(faces)
         if combined is not None:
             estimates.append(PhotoEstimate(photo_id, round(combined[0], 6), round(combined[1], 6), combined[2]))
-    removed = date_sql.replace_estimates(conn, collection_id, estimates)
+    removed = date_sql.replace_estimates(conn, collection_id, estimates, photo_ids)
     return DateReport(estimated=len(estimates), removed=removed)
 
 
 def estimate_photo_dates(db: Database, collection_id: int | None) -> DateReport:
-    with transaction(db) as conn:
+    with db.connection() as conn, conn.transaction():
         return estimate_photo_dates_in(conn, collection_id)
-
-
-def parse_birth_date(text: str, today: date | None = None) -> date:
-    """A YYYY-MM-DD date not in the future; PeopleError otherwise."""
-    try:
-        if not _ISO_DATE.fullmatch(text.strip()):
-            raise ValueError
-        value = date.fromisoformat(text.strip())
-    except ValueError:
-        raise PeopleError(f"{text!r} is not a date (give YYYY-MM-DD)") from None
-    if value > (today or date.today()):
-        raise PeopleError(f"birth date {value} is in the future")
-    return value
-
-
-def set_birth_date(
-    db: Database, person_id: int, text: str | None, *, by: str, collection_id: int | None = None
-) -> dict[str, Any]:
-    """Set (text) or clear (None) a person's birth date, then re-date the photos of the collection."""
-    value = None if text is None else parse_birth_date(text)
-    with transaction(db) as conn:
-        person = lock_person(conn, person_id, collection_id)
-        date_sql.set_birth_date(conn, person_id, value, None if value is None else by)
-        report = estimate_photo_dates_in(conn, person.collection_id)
-    return {"person_id": person_id, "birth_date": value, "by": None if value is None else by, **report.as_dict()}
 
 
 def person_ages(db: Database, person_id: int) -> list[dict[str, Any]]:
     """The person's dated photos (captured or estimated), oldest first, with the person's age in each
     from the birth date or the estimated birth year (None without either)."""
-    with transaction(db) as conn:
+    with db.connection() as conn:
         birth_date, estimated_year, _ = date_sql.birth_of(conn, person_id)
         photos = date_sql.person_photos(conn, person_id)
     out = []

@@ -11,7 +11,7 @@ rejected clusters; with no active run, or no cluster near enough, the face stays
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import psycopg
 
@@ -21,6 +21,7 @@ from photodb.database import people_repository as people_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import manual as manual_db
 from photodb.database.connection import Database
+from photodb.people.age_gender import refresh_persons
 from photodb.people.identity import PeopleError, check_collection, lock_person, transaction
 
 
@@ -44,6 +45,24 @@ def _lock_face(conn: psycopg.Connection, face: links_db.FaceInfo) -> links_db.Fa
     return locked
 
 
+Row = TypeVar("Row", people_db.ClusterRow, people_db.PersonRow)
+
+
+def _of_face_collection(face: links_db.FaceInfo, kind: str, object_id: int, found: dict[int, Row]) -> Row:
+    """The cluster or person a face is moved to; it must exist in the face's collection."""
+    row = found.get(object_id)
+    if row is None:
+        raise PeopleError(f"no {kind} {object_id}")
+    if row.collection_id != face.collection_id:
+        raise PeopleError(f"face {face.id} and {kind} {object_id} belong to different collections")
+    return row
+
+
+def _face_owner(conn: psycopg.Connection, face_id: int) -> int | None:
+    """The person a face belongs to: its cluster's, else its own."""
+    return people_db.face_persons(conn, [face_id]).get(face_id)
+
+
 def move_face(
     db: Database,
     face_id: int,
@@ -59,22 +78,14 @@ def move_face(
         face = _face(conn, face_id, collection_id)
         target = cluster_id
         if cluster_id is not None:
-            cluster = people_db.get_clusters(conn, [cluster_id]).get(cluster_id)
-            if cluster is None:
-                raise PeopleError(f"no cluster {cluster_id}")
-            if cluster.collection_id != face.collection_id:
-                raise PeopleError(f"face {face_id} and cluster {cluster_id} belong to different collections")
+            cluster = _of_face_collection(face, "cluster", cluster_id, people_db.get_clusters(conn, [cluster_id]))
             if cluster.embedding_model != face.embedding_model:
                 raise PeopleError(
                     f"face {face_id} ({face.embedding_model}) cannot join cluster {cluster_id} "
                     f"({cluster.embedding_model}): embeddings of different models are never compared"
                 )
         if person_id is not None:
-            person = people_db.get_persons(conn, [person_id]).get(person_id)
-            if person is None:
-                raise PeopleError(f"no person {person_id}")
-            if person.collection_id != face.collection_id:
-                raise PeopleError(f"face {face_id} and person {person_id} belong to different collections")
+            _of_face_collection(face, "person", person_id, people_db.get_persons(conn, [person_id]))
             target = people_db.nearest_person_cluster(conn, person_id, face_id)
         _lock_face(conn, face)
         if target is not None:
@@ -82,14 +93,18 @@ def move_face(
             if blocks:
                 other, why = blocks[0]
                 raise PeopleError(f"face {face_id} cannot join cluster {target}: {why} with its face {other}")
+        before = _face_owner(conn, face_id)
         try:
             left = move_locked_face(conn, face_id, target)
         except LookupError as error:
             raise PeopleError(str(error)) from None
         own_person = person_id if target is None else None
-        if own_person is not None:
-            lock_person(conn, own_person, None)
+        after = own_person if target is None else people_db.get_clusters(conn, [target])[target].person_id
+        touched = sorted({p for p in (before, after) if p is not None})
+        if own_person is not None and own_person not in people_db.lock_persons(conn, touched):
+            raise PeopleError(f"no person {own_person} (deleted just now)")
         people_db.set_face_person(conn, face_id, own_person, by=by)
+        refresh_persons(conn, face.collection_id, touched, db.settings)
         return {"face_id": face_id, "from_cluster_id": left, "cluster_id": target, "person_id": person_id}
 
 
@@ -149,6 +164,9 @@ def reject_face(db: Database, face_id: int, *, by: str, collection_id: int | Non
         people_db.set_face_person(conn, face_id, None, by=by)
     report = assign_new_faces(db, [face_id], force=True)
     outcome = next(iter(report.outcomes), "unassigned")
+    with transaction(db) as conn:  # the person it left, and the one it joined, if any
+        touched = sorted({p for p in (rejected_person, _face_owner(conn, face_id)) if p is not None})
+        refresh_persons(conn, face.collection_id, touched, db.settings)
     return result | {"cluster_id": report.cluster_of.get(face_id), "outcome": outcome}
 
 

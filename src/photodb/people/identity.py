@@ -12,19 +12,26 @@ the faces of verified, person-linked and hidden clusters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import psycopg
 
+from photodb.database import date_repository as date_sql
 from photodb.database import people_repository as people_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.connection import Database
 from photodb.database.people_queries import display_name
+from photodb.people import dates
+from photodb.people.age_gender import refresh_persons
 
 #: Attempts when the clusters of a person changed between reading and locking them.
 ATTEMPTS = 3
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class PeopleError(Exception):
@@ -72,7 +79,7 @@ def lock_person(conn: psycopg.Connection, person_id: int, collection_id: int | N
 
 
 def _person_result(conn: psycopg.Connection, person_id: int) -> dict[str, Any]:
-    row = conn.execute("SELECT first_name, last_name, auto_created FROM person WHERE id = %s", (person_id,)).fetchone()
+    row = conn.execute("SELECT first_name, last_name, named FROM person WHERE id = %s", (person_id,)).fetchone()
     assert row is not None
     return {"person_id": person_id, "name": display_name(person_id, *row)}
 
@@ -101,6 +108,7 @@ def name_cluster(
                 conn, cluster.collection_id, first_name=first, last_name=last, auto_created=False, by=by
             )
             people_db.link_clusters(conn, person_id, [cluster_id], by=by)
+            refresh_persons(conn, cluster.collection_id, [person_id], db.settings)
         else:
             person_id = cluster.person_id
             lock_person(conn, person_id, collection_id)
@@ -114,6 +122,7 @@ def link_cluster(
     """Link a cluster to a person. A user's link overrides an earlier "not this person" of theirs."""
     with transaction(db) as conn:
         cluster = lock_cluster(conn, cluster_id, collection_id)
+        people_db.lock_persons(conn, [p for p in (person_id, cluster.person_id) if p is not None])  # both, id order
         person = lock_person(conn, person_id, collection_id)
         if person.collection_id != cluster.collection_id:
             raise PeopleError(f"cluster {cluster_id} and person {person_id} belong to different collections")
@@ -121,6 +130,9 @@ def link_cluster(
         if overridden:
             people_db.forget_rejection(conn, cluster_id, person_id)
         changed = people_db.link_clusters(conn, person_id, [cluster_id], by=by) > 0
+        if changed:
+            touched = [person_id, *([cluster.person_id] if cluster.person_id is not None else [])]
+            refresh_persons(conn, cluster.collection_id, touched, db.settings)
         return _person_result(conn, person_id) | {
             "cluster_id": cluster_id,
             "previous_person_id": cluster.person_id,
@@ -138,6 +150,7 @@ def unlink_cluster(db: Database, cluster_id: int, *, by: str, collection_id: int
             lock_person(conn, cluster.person_id, None)
             people_db.unlink_clusters(conn, [cluster_id], by=by)
             people_db.reject_person(conn, cluster_id, cluster.person_id, by=by)
+            refresh_persons(conn, cluster.collection_id, [cluster.person_id], db.settings)
         return {
             "cluster_id": cluster_id,
             "previous_person_id": cluster.person_id,
@@ -184,6 +197,7 @@ def merge_persons(
         with transaction(db) as conn:
             result = _merge_locked(conn, keep_id, other_id, by=by, collection_id=collection_id)
             if result is not None:
+                refresh_persons(conn, result["collection_id"], [keep_id, other_id], db.settings)
                 return result
     raise PeopleError(f"persons {keep_id} and {other_id} keep changing; try again")
 
@@ -217,4 +231,33 @@ def _merge_locked(
             )
     moved = [c.id for c in clusters.values() if c.person_id == other_id]
     people_db.merge_persons(conn, keep_id, other_id, by=by)
-    return _person_result(conn, keep_id) | {"merged_person_id": other_id, "clusters_moved": sorted(moved)}
+    return _person_result(conn, keep_id) | {
+        "merged_person_id": other_id,
+        "clusters_moved": sorted(moved),
+        "collection_id": persons[keep_id].collection_id,
+    }
+
+
+def parse_birth_date(text: str, today: date | None = None) -> date:
+    """A YYYY-MM-DD date not in the future; PeopleError otherwise."""
+    try:
+        if not _ISO_DATE.fullmatch(text.strip()):
+            raise ValueError
+        value = date.fromisoformat(text.strip())
+    except ValueError:
+        raise PeopleError(f"{text!r} is not a date (give YYYY-MM-DD)") from None
+    if value > (today or date.today()):
+        raise PeopleError(f"birth date {value} is in the future")
+    return value
+
+
+def set_birth_date(
+    db: Database, person_id: int, text: str | None, *, by: str, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Set (text) or clear (None) a person's birth date, then re-date the person's undated photos."""
+    value = None if text is None else parse_birth_date(text)
+    with transaction(db) as conn:
+        person = lock_person(conn, person_id, collection_id)
+        date_sql.set_birth_date(conn, person_id, value, None if value is None else by)
+        report = dates.estimate_photo_dates_in(conn, person.collection_id, person_ids=[person_id])
+    return {"person_id": person_id, "birth_date": value, "by": None if value is None else by, **report.as_dict()}

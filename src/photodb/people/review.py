@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from photodb.clustering.incremental import assign_new_faces, move_face_in
+from photodb.database import people_repository as people_db
 from photodb.database import review_repository as review_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import manual as manual_db
 from photodb.database.connection import Database
 from photodb.database.review_repository import CandidateRow
+from photodb.people.age_gender import refresh_persons
 
 
 class ReviewError(ValueError):
@@ -66,6 +68,9 @@ def accept(db: Database, candidate_id: int, *, by: str = "user") -> ReviewResult
         _pending(conn, candidate_id)  # still pending now that the face is locked
         review_db.mark(conn, [candidate_id], "accepted", by)
         others = review_db.reject_other_pending(conn, row.detection_id, candidate_id, by)
+        gained = people_db.face_persons(conn, [row.detection_id]).get(row.detection_id)
+        if gained is not None:  # the cluster's person has a face more: its ages and photos' dates
+            refresh_persons(conn, row.collection_id, [gained], db.settings)
     return ReviewResult(
         candidate_id, row.detection_id, row.cluster_id, "accepted", others, now_in_cluster=row.cluster_id
     )

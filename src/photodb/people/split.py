@@ -29,12 +29,11 @@ import numpy as np
 import psycopg
 
 from photodb.database import people_repository as people_db
-from photodb.database import person_age_gender as person_sql
 from photodb.database import split_repository as split_db
 from photodb.database.clustering import centroids as centroid_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.connection import Database
-from photodb.people.age_gender import aggregate_person
+from photodb.people.age_gender import refresh_persons
 from photodb.people.halves import CannotSplit, two_halves
 
 #: Faces shown per half: those nearest the half's centre.
@@ -118,11 +117,23 @@ class _Target:
     person_id: int | None  # the cluster's person, or the person split
 
 
+@dataclass(frozen=True)
+class _Chosen:
+    """What a split writes: the target, its halves (the one kept, the other) and its faces."""
+
+    target: _Target
+    plan: SplitPlan
+    kept: Half
+    other: Half
+    members: list[split_db.Member]
+    by: str
+
+
 def _target(conn: psycopg.Connection, cluster_id: int | None, person_id: int | None) -> _Target:
     if (cluster_id is None) == (person_id is None):
         raise SplitError("give one of --cluster or --person")
     if cluster_id is not None:
-        row = split_db.cluster_row(conn, cluster_id)
+        row = people_db.get_clusters(conn, [cluster_id]).get(cluster_id)
         if row is None:
             raise SplitError(f"no cluster {cluster_id}")
         return _Target("cluster", cluster_id, row.collection_id, row.embedding_model, row.person_id)
@@ -198,22 +209,12 @@ def split(
                 raise SplitError(
                     f"{target.kind} {target.id} changed since its halves were shown: run the command again"
                 )
-            kept, other = plan.halves[keep - 1], plan.halves[2 - keep]
-            if target.kind == "cluster":
-                return _split_cluster(conn, target, plan, kept, other, members, by)
-            result = _split_person(conn, target, plan, kept, other, members, by)
-            assert result.new_person_id is not None
-            _aggregate(conn, [target.id, result.new_person_id], db.settings.age_gender_gender_min_confidence)
+            chosen = _Chosen(target, plan, plan.halves[keep - 1], plan.halves[2 - keep], members, by)
+            result = (_split_cluster if target.kind == "cluster" else _split_person)(conn, chosen)
+            touched = [p for p in (target.person_id, result.new_person_id) if p is not None]
+            refresh_persons(conn, target.collection_id, touched, db.settings)
             return result
     raise SplitError(f"{'cluster' if cluster_id is not None else 'person'} kept changing while it was split: try again")
-
-
-def _aggregate(conn: psycopg.Connection, person_ids: list[int], min_confidence: float) -> None:
-    """Birth year and gender of the two persons, from their faces after the split."""
-    samples: dict[int, list[person_sql.PersonSample]] = {p: [] for p in person_ids}
-    for sample in person_sql.samples(conn, person_ids):
-        samples[sample.person_id].append(sample)
-    person_sql.store(conn, [aggregate_person(p, samples[p], min_confidence) for p in person_ids])
 
 
 def _medoids(members: list[split_db.Member], placed: dict[int, int]) -> dict[int, int]:
@@ -229,15 +230,10 @@ def _medoids(members: list[split_db.Member], placed: dict[int, int]) -> dict[int
     return medoids
 
 
-def _split_cluster(
-    conn: psycopg.Connection,
-    target: _Target,
-    plan: SplitPlan,
-    kept: Half,
-    other: Half,
-    members: list[split_db.Member],
-    by: str,
-) -> SplitResult:
+def _split_cluster(conn: psycopg.Connection, chosen: _Chosen) -> SplitResult:
+    target, plan, kept, other, members, by = (
+        chosen.target, chosen.plan, chosen.kept, chosen.other, chosen.members, chosen.by
+    )  # fmt: skip
     new_cluster = split_db.insert_cluster(conn, target.collection_id, target.model, None, by)
     split_db.place_faces(conn, other.detection_ids, new_cluster)
     split_db.pin_faces(conn, kept.detection_ids)
@@ -250,15 +246,10 @@ def _split_cluster(
     return SplitResult(plan, kept.number, new_cluster_id=new_cluster, moved_faces=other.face_count, cannot_links=links)
 
 
-def _split_person(
-    conn: psycopg.Connection,
-    target: _Target,
-    plan: SplitPlan,
-    kept: Half,
-    other: Half,
-    members: list[split_db.Member],
-    by: str,
-) -> SplitResult:
+def _split_person(conn: psycopg.Connection, chosen: _Chosen) -> SplitResult:
+    target, plan, kept, other, members, by = (
+        chosen.target, chosen.plan, chosen.kept, chosen.other, chosen.members, chosen.by
+    )  # fmt: skip
     person = target.id
     new_person = people_db.create_person(conn, target.collection_id, auto_created=True, by=by)
     kept_ids, other_ids = set(kept.detection_ids), set(other.detection_ids)

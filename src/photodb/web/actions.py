@@ -1,12 +1,12 @@
 """The changes the page can make, each one call of the same service functions as `photodb people`
-(people.identity, people.face_decisions, people.review, people.dates): form fields in, a one-line message out."""
+(people.identity, people.face_decisions, people.review): form fields in, a one-line message out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
 from photodb.database.connection import Database
-from photodb.people import dates, face_decisions, identity, review, split
+from photodb.people import face_decisions, identity, review, split
 
 #: Who decided, as `photodb people --by` records a person's decision.
 BY = "user"
@@ -75,7 +75,7 @@ def _not_this_person(db: Database, form: Form, cid: int | None) -> str:
 def _set_birth_date(db: Database, form: Form, cid: int | None) -> str:
     """A birth date (YYYY-MM-DD), or none with `clear`: as `photodb people set-birthdate`."""
     value = None if form.get("clear") == "1" else text(form, "birth_date")
-    r = dates.set_birth_date(db, number(form, "person_id"), value, by=BY, collection_id=cid)
+    r = identity.set_birth_date(db, number(form, "person_id"), value, by=BY, collection_id=cid)
     born = r["birth_date"] or "unknown (the estimated birth year stands in)"
     return f"person {r['person_id']}: born {born}, {r['estimated']} undated photos estimated"
 
