@@ -18,9 +18,9 @@ from photodb.enrich.bedrock_provider import IMAGE_LIMITS, BedrockProvider
 from photodb.enrich.provider import ProviderError
 from photodb.enrich.runner import EnrichOptions, EnrichRunner
 from tests.cli import ENRICH, cli_env, run_command
-from tests.enrich.anthropic_server import Reply, analysis, message
 from tests.enrich.bedrock_server import BUCKET, CREDENTIALS, ROLE_ARN, BedrockServer, running
 from tests.enrich.conftest import add_photos, statuses
+from tests.enrich.protocol import Reply, analysis, message, tool_message
 
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -60,12 +60,12 @@ def test_sync_through_invoke_model(
     db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
 ) -> None:
     ids = add_photos(db, bedrock_settings, tmp_path / "lib", 2)
-    bedrock.invoke_replies = [Reply(body=message(json.dumps(analysis(confidence=2))))]  # re-asked once
+    bedrock.invoke_replies = [Reply(body=tool_message(analysis(confidence=2)))]  # re-asked once
     summary = runner_for(bedrock_settings, db).run(Scope(1), EnrichOptions(no_batch=True))
     assert (summary.completed, summary.failed) == (2, 0)
     assert statuses(db) == dict.fromkeys(ids, "completed")
-    invokes = [json.loads(body) for method, path, body in bedrock.log if path.endswith("/invoke")]
-    assert len(invokes) == 3 and all(path == f"/model/{MODEL}/invoke" for _, path, _ in bedrock.log)
+    invokes = [json.loads(body) for method, path, _, body in bedrock.log if path.endswith("/invoke")]
+    assert len(invokes) == 3 and all(path == f"/model/{MODEL}/invoke" for _, path, _, _ in bedrock.log)
     assert invokes[0]["anthropic_version"] == "bedrock-2023-05-31" and "model" not in invokes[0]
     assert invokes[0]["system"][0]["cache_control"] == {"type": "ephemeral"}
     with db.connection() as conn:
@@ -79,7 +79,7 @@ def test_throttling_is_retried(
     throttled = Reply(429, {"message": "Too many requests"}, {"x-amzn-errortype": "ThrottlingException"})
     bedrock.invoke_replies = [throttled]
     assert runner_for(bedrock_settings, db).run(Scope(1), EnrichOptions(no_batch=True)).completed == 1
-    assert sum(1 for _, path, _ in bedrock.log if path.endswith("/invoke")) == 2
+    assert sum(1 for _, path, _, _ in bedrock.log if path.endswith("/invoke")) == 2
 
 
 def test_batch_job_end_to_end_with_mixed_records(
@@ -153,7 +153,7 @@ def test_missing_bucket_is_one_line_before_anything_is_sent(
     assert f"ok: Bedrock serves {MODEL}" in checked.stderr and f"ok: bucket {BUCKET} is reachable" in checked.stderr
     assert "warning: Bedrock refuses batch jobs under 100 records" in checked.stderr
     assert ROLE_ARN not in checked.stderr + checked.stdout
-    assert not [path for _, path, _ in bedrock.log if path.endswith("/invoke") or "invocation" in path]
+    assert not [path for _, path, _, _ in bedrock.log if path.endswith("/invoke") or "invocation" in path]
 
 
 def test_no_credentials_is_one_line(bedrock_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
