@@ -88,6 +88,7 @@ def result_from_message(custom_id: str, message: dict[str, Any]) -> ItemResult:
 
 class AnthropicProvider:
     name = "anthropic"
+    min_batch_records = 1
 
     def __init__(self, settings: Settings, *, client: anthropic.Anthropic | None = None) -> None:
         if settings.anthropic_api_key is None:

@@ -70,6 +70,7 @@ def _boto3() -> Any:
 
 class BedrockProvider:
     name = "bedrock"
+    min_batch_records = BEDROCK_MIN_BATCH_RECORDS
 
     def __init__(self, settings: Settings) -> None:
         boto3 = _boto3()
@@ -195,10 +196,11 @@ class BedrockProvider:
         self._call(lambda: self.s3.head_bucket(Bucket=bucket))
         findings.append(f"ok: bucket {bucket} is reachable")
         findings.append("ok: BEDROCK_BATCH_ROLE_ARN is a role ARN (its trust policy is checked when a job starts)")
-        if self.settings.min_batch_size < BEDROCK_MIN_BATCH_RECORDS:
+        if min(self.settings.min_batch_size, self.settings.batch_size) < BEDROCK_MIN_BATCH_RECORDS:
             findings.append(
-                f"warning: Bedrock refuses batch jobs under {BEDROCK_MIN_BATCH_RECORDS} records; "
-                f"MIN_BATCH_SIZE is {self.settings.min_batch_size}"
+                f"note: Bedrock refuses batch jobs under {BEDROCK_MIN_BATCH_RECORDS} records, so batches hold at "
+                f"least {BEDROCK_MIN_BATCH_RECORDS} (MIN_BATCH_SIZE {self.settings.min_batch_size}, BATCH_SIZE "
+                f"{self.settings.batch_size}); a smaller remainder waits, or goes one by one with --flush"
             )
         return findings
 
