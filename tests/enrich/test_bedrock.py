@@ -82,6 +82,26 @@ def test_throttling_is_retried(
     assert sum(1 for _, path, _, _ in bedrock.log if path.endswith("/invoke")) == 2
 
 
+def test_a_rejected_invoke_fails_the_photo_with_bedrocks_reason(
+    db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
+) -> None:
+    ids = add_photos(db, bedrock_settings, tmp_path / "lib", 2)
+    rejected = Reply(
+        400,
+        {"message": "messages.0.content.0.image.source: image exceeds 5 MB maximum"},
+        {"x-amzn-errortype": "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+    )
+    bedrock.invoke_replies = [rejected]
+    summary = runner_for(bedrock_settings, db).run(Scope(1), EnrichOptions(no_batch=True))
+    assert (summary.completed, summary.failed) == (1, 1)
+    with db.connection() as conn:
+        (error,) = conn.execute("SELECT error_message FROM processing_status WHERE status = 'failed'").fetchone()
+    assert (
+        error == "Bedrock error 400: ValidationException: messages.0.content.0.image.source: image exceeds 5 MB maximum"
+    )
+    assert statuses(db)[ids[1]] == "completed"
+
+
 def test_batch_job_end_to_end_with_mixed_records(
     db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
 ) -> None:

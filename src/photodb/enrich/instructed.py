@@ -60,7 +60,7 @@ def usage_of(usage: Any) -> Usage:
 class InstructedAnalyzer:
     """instructor over one anthropic SDK client.
 
-    `label` names the service in messages ("Anthropic API", "Bedrock"); `describe` turns an SDK
+    `label` names the service in messages ("Anthropic API", "Bedrock runtime"); `describe` turns an SDK
     status error into one line; `scrub` removes the provider's secrets from any text.
     """
 
@@ -107,7 +107,7 @@ class InstructedAnalyzer:
             raise AnalysisFailed(self.scrub(f"instructor: {_first_line(error)}"), _total(replies)) from None
         return Analysis(response, _total(replies), int((time.monotonic() - started) * 1000))
 
-    def _failure(self, error: InstructorRetryException, replies: list[_Reply]) -> Exception:
+    def _failure(self, error: InstructorRetryException, replies: list[_Reply]) -> BaseException:
         cause = error.__cause__
         usage = _total(replies)
         if isinstance(cause, anthropic.BadRequestError):
@@ -118,6 +118,8 @@ class InstructedAnalyzer:
             return ProviderError(self.scrub(f"{self.label} unreachable: {cause}"))
         if isinstance(cause, anthropic.APIResponseValidationError):
             return AnalysisFailed(self.scrub(f"malformed response from the {self.label}: {cause.message}"), usage)
+        if not isinstance(cause, _PARSE_ERRORS):
+            return cause or error  # not the reply's fault nor the provider's: a bug, shown as it is
         if _refused(replies):
             return AnalysisFailed("the model declined to analyse this photo", usage)
         if replies and not replies[-1].called_tool:
@@ -125,7 +127,7 @@ class InstructedAnalyzer:
         elif isinstance(cause, ValidationError):
             problem = describe_validation_error(cause)
         else:
-            problem = self.scrub(_first_line(cause or error))
+            problem = self.scrub(_first_line(cause))
         tries = error.n_attempts or len(replies)
         return AnalysisFailed(f"reply does not match the schema after {tries} tries: {problem}", usage)
 
