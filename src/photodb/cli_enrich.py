@@ -92,10 +92,8 @@ def _report(console: Console, summary: EnrichSummary, as_json: bool) -> None:
         )
     if summary.batches_open:
         console.print(f"{summary.batches_open} batch(es) still running")
-    if summary.waiting:
-        console.print(
-            f"{summary.waiting} photo(s) wait for a batch of at least MIN_BATCH_SIZE (or use --flush / --no-batch)"
-        )
+    for note in summary.notes:
+        console.print(escape(note), soft_wrap=True, highlight=False)
     if summary.unknown_results:
         console.print(f"[yellow]warning:[/] {summary.unknown_results} result(s) for unknown request ids ignored")
     for filename, message in summary.errors:

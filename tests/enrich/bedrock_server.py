@@ -10,20 +10,17 @@ modelOutput | error}` per line) and `manifest.json.out`.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote
 
 import boto3
 from moto.server import ThreadedMotoServer
 
-from tests.enrich.anthropic_server import USAGE, Reply, analysis, message
+from tests.enrich.protocol import USAGE, LocalServer, Reply, analysis, default_reply, message
 
 ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/PhotoDBBedrockBatch"
@@ -40,25 +37,16 @@ class Job:
     message: str | None = None
 
 
-@dataclass
-class BedrockServer:
-    s3_url: str
-    invoke_replies: list[Reply] = field(default_factory=list)
-    jobs: dict[str, Job] = field(default_factory=dict)
-    polls_to_end: int = 1
-    end_status: str = "Completed"
-    end_message: str | None = None
-    record_script: dict[str, dict[str, Any]] = field(default_factory=dict)  # recordId -> output line fields
-    log: list[tuple[str, str, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
+class BedrockServer(LocalServer):
+    def __init__(self, s3_url: str) -> None:
+        super().__init__()
+        self.s3_url = s3_url
+        self.invoke_replies: list[Reply] = []
+        self.jobs: dict[str, Job] = {}
+        self.polls_to_end = 1
+        self.end_status = "Completed"
+        self.end_message: str | None = None
+        self.record_script: dict[str, dict[str, Any]] = {}  # recordId -> output line fields
 
     def s3(self) -> Any:
         return boto3.client("s3", endpoint_url=self.s3_url, region_name="us-east-1",
@@ -102,69 +90,33 @@ class BedrockServer:
             "outputDataConfig": job.request["outputDataConfig"],
         }
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+    def answer(self, method: str, path: str, body: bytes) -> Reply:
+        if method == "POST":
+            return self._post(path, body)
+        if path.startswith("/foundation-models/"):
+            model_id = path.removeprefix("/foundation-models/")
+            return Reply(body={"modelDetails": {"modelId": model_id, "modelArn": f"arn:{model_id}"}})
+        job = self.jobs.get(path.removeprefix("/model-invocation-job/"))
+        if job is None:
+            return Reply(404, {"message": "no such job"}, {"x-amzn-errortype": "ResourceNotFoundException"})
+        with self.lock:
+            job.polls += 1
+            if job.status == "InProgress" and job.polls >= self.polls_to_end:
+                self._finish(job)
+            return Reply(body=self._job_body(job))
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-            def _send(self, reply: Reply) -> None:
-                data = json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                self.send_header("content-type", "application/json")
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _body(self) -> bytes:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                with server.lock:
-                    server.log.append((self.command, unquote(self.path), body))
-                return body
-
-            def do_POST(self) -> None:
-                body = self._body()
-                path = unquote(self.path)
-                if path.startswith("/model/") and path.endswith("/invoke"):
-                    with server.lock:
-                        reply = server.invoke_replies.pop(0) if server.invoke_replies else None
-                    self._send(reply or Reply(body=message(json.dumps(analysis()))))
-                elif path == "/model-invocation-job":
-                    request = json.loads(body)
-                    arn = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:model-invocation-job/{uuid.uuid4().hex[:12]}"
-                    with server.lock:
-                        server.jobs[arn] = Job(arn, request)
-                    self._send(Reply(body={"jobArn": arn}))
-                else:
-                    self._send(Reply(404, {"message": "not found"}))
-
-            def do_GET(self) -> None:
-                self._body()
-                path = unquote(self.path)
-                if path.startswith("/foundation-models/"):
-                    model_id = path.removeprefix("/foundation-models/")
-                    self._send(Reply(body={"modelDetails": {"modelId": model_id, "modelArn": f"arn:{model_id}"}}))
-                    return
-                job = server.jobs.get(path.removeprefix("/model-invocation-job/"))
-                if job is None:
-                    self._send(
-                        Reply(404, {"message": "no such job"}, {"x-amzn-errortype": "ResourceNotFoundException"})
-                    )
-                    return
-                with server.lock:
-                    job.polls += 1
-                    if job.status == "InProgress" and job.polls >= server.polls_to_end:
-                        server._finish(job)
-                    body = server._job_body(job)
-                self._send(Reply(body=body))
-
-        return Handler
+    def _post(self, path: str, body: bytes) -> Reply:
+        if path.startswith("/model/") and path.endswith("/invoke"):
+            with self.lock:
+                reply = self.invoke_replies.pop(0) if self.invoke_replies else None
+            return reply or default_reply(body)
+        if path != "/model-invocation-job":
+            return Reply(404, {"message": "not found"})
+        request = json.loads(body)
+        arn = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:model-invocation-job/{uuid.uuid4().hex[:12]}"
+        with self.lock:
+            self.jobs[arn] = Job(arn, request)
+        return Reply(body={"jobArn": arn})
 
 
 @contextmanager
@@ -173,11 +125,10 @@ def running() -> Iterator[BedrockServer]:
     moto.start()
     host, port = moto.get_host_and_port()
     server = BedrockServer(f"http://{host}:{port}")
-    server._thread.start()
+    server.start()
     server.s3().create_bucket(Bucket=BUCKET)
     try:
         yield server
     finally:
-        server._http.shutdown()
-        server._http.server_close()
+        server.close()
         moto.stop()

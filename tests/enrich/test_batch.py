@@ -13,8 +13,9 @@ from photodb.database.enrich_repository import EnrichRepository
 from photodb.database.repository import Scope
 from photodb.enrich.pricing import Usage, cost_cents
 from photodb.enrich.runner import EnrichOptions
-from tests.enrich.anthropic_server import AnthropicServer, analysis, message
+from tests.enrich.anthropic_server import AnthropicServer
 from tests.enrich.conftest import add_photos, runner_for, statuses
+from tests.enrich.protocol import analysis, message
 
 BATCH = EnrichOptions()
 

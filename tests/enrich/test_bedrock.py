@@ -18,9 +18,9 @@ from photodb.enrich.bedrock_provider import IMAGE_LIMITS, BedrockProvider
 from photodb.enrich.provider import ProviderError
 from photodb.enrich.runner import EnrichOptions, EnrichRunner
 from tests.cli import ENRICH, cli_env, run_command
-from tests.enrich.anthropic_server import Reply, analysis, message
 from tests.enrich.bedrock_server import BUCKET, CREDENTIALS, ROLE_ARN, BedrockServer, running
 from tests.enrich.conftest import add_photos, statuses
+from tests.enrich.protocol import Reply, analysis, message, tool_message
 
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -60,12 +60,12 @@ def test_sync_through_invoke_model(
     db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
 ) -> None:
     ids = add_photos(db, bedrock_settings, tmp_path / "lib", 2)
-    bedrock.invoke_replies = [Reply(body=message(json.dumps(analysis(confidence=2))))]  # re-asked once
+    bedrock.invoke_replies = [Reply(body=tool_message(analysis(confidence=2)))]  # re-asked once
     summary = runner_for(bedrock_settings, db).run(Scope(1), EnrichOptions(no_batch=True))
     assert (summary.completed, summary.failed) == (2, 0)
     assert statuses(db) == dict.fromkeys(ids, "completed")
-    invokes = [json.loads(body) for method, path, body in bedrock.log if path.endswith("/invoke")]
-    assert len(invokes) == 3 and all(path == f"/model/{MODEL}/invoke" for _, path, _ in bedrock.log)
+    invokes = [json.loads(body) for method, path, _, body in bedrock.log if path.endswith("/invoke")]
+    assert len(invokes) == 3 and all(path == f"/model/{MODEL}/invoke" for _, path, _, _ in bedrock.log)
     assert invokes[0]["anthropic_version"] == "bedrock-2023-05-31" and "model" not in invokes[0]
     assert invokes[0]["system"][0]["cache_control"] == {"type": "ephemeral"}
     with db.connection() as conn:
@@ -79,13 +79,35 @@ def test_throttling_is_retried(
     throttled = Reply(429, {"message": "Too many requests"}, {"x-amzn-errortype": "ThrottlingException"})
     bedrock.invoke_replies = [throttled]
     assert runner_for(bedrock_settings, db).run(Scope(1), EnrichOptions(no_batch=True)).completed == 1
-    assert sum(1 for _, path, _ in bedrock.log if path.endswith("/invoke")) == 2
+    assert sum(1 for _, path, _, _ in bedrock.log if path.endswith("/invoke")) == 2
+
+
+def test_a_rejected_invoke_fails_the_photo_with_bedrocks_reason(
+    db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
+) -> None:
+    ids = add_photos(db, bedrock_settings, tmp_path / "lib", 2)
+    rejected = Reply(
+        400,
+        {"message": "messages.0.content.0.image.source: image exceeds 5 MB maximum"},
+        {"x-amzn-errortype": "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+    )
+    bedrock.invoke_replies = [rejected]
+    summary = runner_for(bedrock_settings, db).run(Scope(1), EnrichOptions(no_batch=True))
+    assert (summary.completed, summary.failed) == (1, 1)
+    with db.connection() as conn:
+        (error,) = conn.execute("SELECT error_message FROM processing_status WHERE status = 'failed'").fetchone()
+    assert (
+        error == "Bedrock error 400: ValidationException: messages.0.content.0.image.source: image exceeds 5 MB maximum"
+    )
+    assert statuses(db)[ids[1]] == "completed"
 
 
 def test_batch_job_end_to_end_with_mixed_records(
     db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
 ) -> None:
-    ok, errored, invalid = add_photos(db, bedrock_settings, tmp_path / "lib", 3)
+    ids = add_photos(db, bedrock_settings, tmp_path / "lib", 103)  # one job of 100 (Bedrock's minimum), 3 wait
+    errored, invalid = ids[1:3]
+    job_ids, left = ids[:100], ids[100:]
     bedrock.polls_to_end = 2
     bedrock.end_status = "PartiallyCompleted"
     bedrock.record_script = {
@@ -95,39 +117,71 @@ def test_batch_job_end_to_end_with_mixed_records(
     runner = runner_for(bedrock_settings, db)
     submitted = runner.run(Scope(1), EnrichOptions())
     (job_arn,) = submitted.batches_submitted
+    assert submitted.waiting == 3 and "bedrock batch jobs need at least 100 photos" in submitted.notes[0]
     request = bedrock.jobs[job_arn].request
     assert request["roleArn"] == ROLE_ARN and request["modelId"] == MODEL
     key = request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"].removeprefix(f"s3://{BUCKET}/")
     records = [json.loads(line) for line in bedrock.s3().get_object(Bucket=BUCKET, Key=key)["Body"].iter_lines()]
-    assert [r["recordId"] for r in records] == [f"photo-{i}" for i in (ok, errored, invalid)]
-    assert statuses(db) == dict.fromkeys((ok, errored, invalid), "submitted")
+    assert [r["recordId"] for r in records] == [f"photo-{i}" for i in job_ids]
+    assert statuses(db) == {**dict.fromkeys(job_ids, "submitted"), **dict.fromkeys(left, "pending")}
 
     summary = runner.check_batches(wait=True)
-    assert (summary.completed, summary.failed) == (1, 2)
-    assert statuses(db) == {ok: "completed", errored: "failed", invalid: "failed"}
+    assert (summary.completed, summary.failed) == (98, 2)
+    assert statuses(db) == {
+        **dict.fromkeys(job_ids, "completed"),
+        errored: "failed",
+        invalid: "failed",
+        **dict.fromkeys(left, "pending"),
+    }
     with db.connection() as conn:
         errors = dict(conn.execute("SELECT photo_id, error_message FROM processing_status WHERE status = 'failed'"))
         job = conn.execute("SELECT status, provider, total_input_tokens, actual_cost_cents FROM batch_job").fetchone()
     assert errors[errored] == "400: image could not be processed"
     assert errors[invalid].startswith("reply does not match the schema: people.count: Input should be greater")
-    # two answered records of 1200 input, 400 output, 900 cache-read tokens at Sonnet 4.5's $3 / $15 / $0.30,
-    # halved (the errored record has no usage)
-    assert job[:3] == ("completed", "bedrock", 2400) and float(job[3]) == pytest.approx(0.987)
+    # 99 answered records of 1200 input, 400 output, 900 cache-read tokens at Sonnet 4.5's $3 / $15 / $0.30,
+    # halved (the errored record has no usage): 99 x 0.4935 cents
+    assert job[:3] == ("completed", "bedrock", 99 * 1200) and float(job[3]) == pytest.approx(99 * 0.4935)
 
 
 def test_a_failed_job_frees_its_photos_and_never_shows_the_role(
     db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
 ) -> None:
-    ids = add_photos(db, bedrock_settings, tmp_path / "lib", 2)
+    ids = add_photos(db, bedrock_settings, tmp_path / "lib", 100)
     bedrock.end_status = "Failed"
     bedrock.end_message = f"{ROLE_ARN} is not authorized to perform s3:GetObject"
     runner = runner_for(bedrock_settings, db)
     runner.run(Scope(1), EnrichOptions())
-    assert runner.check_batches(wait=True).freed == 2
+    assert runner.check_batches(wait=True).freed == 100
     assert statuses(db) == dict.fromkeys(ids, "pending")
     with db.connection() as conn:
         status, error = conn.execute("SELECT status, error_message FROM batch_job").fetchone()
     assert (status, error) == ("failed", "*** is not authorized to perform s3:GetObject")
+
+
+def test_a_remainder_under_100_records_waits_and_never_becomes_a_job(
+    db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
+) -> None:
+    ids = add_photos(db, bedrock_settings, tmp_path / "lib", 5)  # over MIN_BATCH_SIZE (2), under Bedrock's 100
+    summary = runner_for(bedrock_settings, db).run(Scope(1), EnrichOptions())
+    assert (summary.sent, summary.waiting, summary.batches_submitted) == (0, 5, [])
+    assert summary.notes == [
+        "5 photo(s) wait for a fuller batch: bedrock batch jobs need at least 100 photos (or use --flush / --no-batch)"
+    ]
+    assert bedrock.jobs == {} and bedrock.log == []  # nothing uploaded, no job AWS would reject
+    assert statuses(db) == dict.fromkeys(ids, "pending")
+
+
+def test_flush_sends_a_remainder_under_100_records_one_by_one(
+    db: Database, bedrock_settings: Settings, bedrock: BedrockServer, tmp_path: Path
+) -> None:
+    ids = add_photos(db, bedrock_settings, tmp_path / "lib", 5)
+    summary = runner_for(bedrock_settings, db).run(Scope(1), EnrichOptions(flush=True))
+    assert (summary.sent, summary.completed, summary.batches_submitted) == (5, 5, [])
+    assert summary.notes == ["5 photo(s) sent one by one: bedrock batch jobs need at least 100 photos (--flush)"]
+    assert bedrock.jobs == {} and len(bedrock.requests("POST", f"/model/{MODEL}/invoke")) == 5
+    assert statuses(db) == dict.fromkeys(ids, "completed")
+    with db.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM llm_analysis WHERE batch_id IS NULL").fetchone() == (5,)
 
 
 def test_missing_bucket_is_one_line_before_anything_is_sent(
@@ -151,9 +205,9 @@ def test_missing_bucket_is_one_line_before_anything_is_sent(
     checked = run_command([ENRICH, "--check-config"], env={**env, "BEDROCK_BATCH_S3_BUCKET": BUCKET}, cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert f"ok: Bedrock serves {MODEL}" in checked.stderr and f"ok: bucket {BUCKET} is reachable" in checked.stderr
-    assert "warning: Bedrock refuses batch jobs under 100 records" in checked.stderr
+    assert "note: Bedrock refuses batch jobs under 100 records, so batches hold at least 100" in checked.stderr
     assert ROLE_ARN not in checked.stderr + checked.stdout
-    assert not [path for _, path, _ in bedrock.log if path.endswith("/invoke") or "invocation" in path]
+    assert not [path for _, path, _, _ in bedrock.log if path.endswith("/invoke") or "invocation" in path]
 
 
 def test_no_credentials_is_one_line(bedrock_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

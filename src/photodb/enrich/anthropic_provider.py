@@ -1,10 +1,10 @@
-"""Anthropic: one photo through the Messages API, many through the Message Batches API.
+"""Anthropic: one photo through the Messages API (via instructor), many through the Message Batches API.
 
-Structured output: the analysis schema goes as `output_config.format` (json_schema, made
-compatible by the SDK's `transform_schema`), and every reply is validated with Pydantic. An
-invalid reply in sync mode is answered once more with the validation error (LLM_REASKS times,
-bounded); in a batch it is that photo's failure. The static part (instructions + schema) is one
-system block marked for prompt caching, identical in every request.
+Sync (--no-batch): instructor (photodb.enrich.instructed) sends the schema as a forced tool and
+validates the reply with Pydantic, re-asking LLM_REASKS times at most. Batches: the schema goes
+as `output_config.format` (json_schema, made compatible by the SDK's `transform_schema`) and every
+result is validated with Pydantic; an invalid one is that photo's failure. The static part
+(instructions + schema) is one system block marked for prompt caching, identical in every request.
 
 Retries: the SDK's own (LLM_MAX_RETRIES): 408/409/429/5xx and overloaded (529) with exponential
 backoff and jitter, honouring retry-after / retry-after-ms. What still fails after them stops
@@ -14,15 +14,15 @@ the run (ProviderError) and the claimed photos go back to the queue.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import anthropic
 from pydantic import ValidationError
 
 from photodb.config import Settings
-from photodb.enrich.pricing import Usage, price_for
+from photodb.enrich.instructed import InstructedAnalyzer, usage_of
+from photodb.enrich.pricing import price_for
 from photodb.enrich.provider import (
     Analysis,
     AnalysisFailed,
@@ -39,12 +39,19 @@ from photodb.models.photo_analysis import PhotoAnalysisResponse
 IMAGE_LIMITS = ANTHROPIC_IMAGE_LIMITS
 
 
-def static_params(model: str, max_tokens: int) -> dict[str, Any]:
-    """Everything of a request that is the same for every photo (cached by the provider)."""
+def sync_params(model: str, max_tokens: int) -> dict[str, Any]:
+    """What every sync request shares: the model and the cached system block (instructor adds the tool)."""
     return {
         "model": model,
         "max_tokens": max_tokens,
         "system": [{"type": "text", "text": system_prompt(), "cache_control": {"type": "ephemeral"}}],
+    }
+
+
+def static_params(model: str, max_tokens: int) -> dict[str, Any]:
+    """Everything of a batch request that is the same for every photo (cached by the provider)."""
+    return {
+        **sync_params(model, max_tokens),
         "output_config": {
             "format": {
                 "type": "json_schema",
@@ -65,20 +72,6 @@ def user_message(request: AnalysisRequest) -> dict[str, Any]:
     }
 
 
-def usage_of(usage: Any) -> Usage:
-    """Token counts of a Message's usage (an SDK object or the dict of a batch result line)."""
-
-    def get(name: str) -> int:
-        value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
-        return int(value or 0)
-
-    if usage is None:
-        return Usage()
-    return Usage(
-        get("input_tokens"), get("output_tokens"), get("cache_creation_input_tokens"), get("cache_read_input_tokens")
-    )
-
-
 def result_from_message(custom_id: str, message: dict[str, Any]) -> ItemResult:
     """A batch item from a Messages API reply (Anthropic batch results and Bedrock's modelOutput alike)."""
     usage = usage_of(message.get("usage"))
@@ -93,40 +86,9 @@ def result_from_message(custom_id: str, message: dict[str, Any]) -> ItemResult:
     return ItemResult(custom_id, analysis=Analysis(response, usage), usage=usage)
 
 
-def analyze_with_reasks(
-    send: Callable[[list[dict[str, Any]]], dict[str, Any]], request: AnalysisRequest, reasks: int
-) -> Analysis:
-    """Send the photo; a reply that does not fit the schema goes back with the error, `reasks` times at most."""
-    started = time.monotonic()
-    messages: list[dict[str, Any]] = [user_message(request)]
-    usage = Usage()
-    problem = "no reply"
-    for _ in range(reasks + 1):
-        message = send(messages)
-        usage += usage_of(message.get("usage"))
-        if message.get("stop_reason") == "refusal":
-            raise AnalysisFailed("the model declined to analyse this photo", usage)
-        text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
-        try:
-            response = parse_reply(text)
-        except ValidationError as error:
-            problem = describe_validation_error(error)
-            messages = [
-                *messages,
-                {"role": "assistant", "content": text or "(empty reply)"},
-                {
-                    "role": "user",
-                    "content": f"That answer does not fit the schema ({problem}). "
-                    "Reply again with only the corrected JSON object.",
-                },
-            ]
-            continue
-        return Analysis(response, usage, int((time.monotonic() - started) * 1000))
-    raise AnalysisFailed(f"reply does not match the schema after {reasks + 1} tries: {problem}", usage)
-
-
 class AnthropicProvider:
     name = "anthropic"
+    min_batch_records = 1
 
     def __init__(self, settings: Settings, *, client: anthropic.Anthropic | None = None) -> None:
         if settings.anthropic_api_key is None:
@@ -141,15 +103,15 @@ class AnthropicProvider:
             timeout=settings.llm_timeout_seconds,
         )
         self._static = static_params(self.model, settings.llm_max_tokens)
+        self._sync = sync_params(self.model, settings.llm_max_tokens)
+        self._instructed = InstructedAnalyzer(
+            self.client, self.reasks, label="Anthropic API", describe=self._describe, scrub=self._scrub
+        )
 
     # -- one photo ---------------------------------------------------------------------------
 
     def analyze(self, request: AnalysisRequest) -> Analysis:
-        def send(messages: list[dict[str, Any]]) -> dict[str, Any]:
-            message = self._call(lambda: self.client.messages.create(**self._static, messages=messages))
-            return message.to_dict()
-
-        return analyze_with_reasks(send, request, self.reasks)
+        return self._instructed.analyze(self._sync, user_message(request))
 
     # -- batches -----------------------------------------------------------------------------
 

@@ -1,14 +1,18 @@
 """AWS Bedrock: one photo through bedrock-runtime InvokeModel, many through a batch inference job.
 
-The request body is Anthropic's Messages format (the same static, cached system block and output
-schema as the Anthropic provider). A batch is a JSONL file in S3 (one `{recordId, modelInput}` per
+The request body is Anthropic's Messages format (the same static, cached system block as the
+Anthropic provider). One photo goes through instructor over the anthropic SDK's AnthropicBedrock
+client (InvokeModel, SigV4 with the boto3 session's credentials), exactly like the Anthropic sync
+path. instructor's own `from_bedrock` speaks Converse and keeps only the first system block's text,
+which would drop the prompt-cache point of the static part, hence not that. Batch records carry
+the schema as `output_config`. A batch is a JSONL file in S3 (one `{recordId, modelInput}` per
 photo, written to a temporary file and uploaded, never held in memory), a
 CreateModelInvocationJob reading it as BEDROCK_BATCH_ROLE_ARN, GetModelInvocationJob polling, and
 the output `<output prefix>/<job id>/<input file>.out` streamed line by line.
 
-Retries: botocore's standard mode (LLM_MAX_RETRIES): throttling and 5xx with exponential backoff
-and jitter (botocore does not read Retry-After). The role ARN is never logged or stored; errors
-have it replaced by ***.
+Retries (LLM_MAX_RETRIES): InvokeModel, the anthropic SDK's (429/5xx, backoff with jitter, honouring
+retry-after); the control plane and S3, botocore's standard mode (botocore does not read Retry-After).
+The role ARN is never logged or stored; errors have it replaced by ***.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import anthropic
+
 from photodb.config import Settings
-from photodb.enrich.anthropic_provider import analyze_with_reasks, result_from_message, static_params, user_message
+from photodb.enrich.anthropic_provider import result_from_message, static_params, sync_params, user_message
+from photodb.enrich.instructed import InstructedAnalyzer
 from photodb.enrich.pricing import price_for
 from photodb.enrich.provider import (
     Analysis,
@@ -63,6 +70,7 @@ def _boto3() -> Any:
 
 class BedrockProvider:
     name = "bedrock"
+    min_batch_records = BEDROCK_MIN_BATCH_RECORDS
 
     def __init__(self, settings: Settings) -> None:
         boto3 = _boto3()
@@ -79,24 +87,31 @@ class BedrockProvider:
             retries={"max_attempts": settings.llm_max_retries + 1, "mode": "standard"},
             read_timeout=settings.llm_timeout_seconds,
         )
-        self.runtime = session.client(
-            "bedrock-runtime", endpoint_url=settings.bedrock_runtime_endpoint_url, config=config
-        )
         self.control = session.client("bedrock", endpoint_url=settings.bedrock_endpoint_url, config=config)
         self.s3 = session.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
         static = static_params(self.model, settings.llm_max_tokens)
         del static["model"]
         self._static = {"anthropic_version": ANTHROPIC_VERSION, **static}
+        # the SDK would default to its own API version; Bedrock documents this one (batch records carry it too)
+        self._sync = {
+            **sync_params(self.model, settings.llm_max_tokens),
+            "extra_body": {"anthropic_version": ANTHROPIC_VERSION},
+        }
+        invoke = anthropic.AnthropicBedrock(
+            aws_region=settings.aws_region,
+            aws_profile=settings.aws_profile,
+            base_url=settings.bedrock_runtime_endpoint_url,
+            max_retries=settings.llm_max_retries,
+            timeout=settings.llm_timeout_seconds,
+        )
+        self._instructed = InstructedAnalyzer(
+            invoke, self.reasks, label="Bedrock runtime", describe=self._describe, scrub=self._scrub
+        )
 
     # -- one photo ---------------------------------------------------------------------------
 
     def analyze(self, request: AnalysisRequest) -> Analysis:
-        def send(messages: list[dict[str, Any]]) -> dict[str, Any]:
-            body = json.dumps({**self._static, "messages": messages})
-            answer = self._call(lambda: self.runtime.invoke_model(modelId=self.model, body=body))
-            return json.loads(answer["body"].read())
-
-        return analyze_with_reasks(send, request, self.reasks)
+        return self._instructed.analyze(self._sync, user_message(request))
 
     # -- batches -----------------------------------------------------------------------------
 
@@ -181,10 +196,11 @@ class BedrockProvider:
         self._call(lambda: self.s3.head_bucket(Bucket=bucket))
         findings.append(f"ok: bucket {bucket} is reachable")
         findings.append("ok: BEDROCK_BATCH_ROLE_ARN is a role ARN (its trust policy is checked when a job starts)")
-        if self.settings.min_batch_size < BEDROCK_MIN_BATCH_RECORDS:
+        if min(self.settings.min_batch_size, self.settings.batch_size) < BEDROCK_MIN_BATCH_RECORDS:
             findings.append(
-                f"warning: Bedrock refuses batch jobs under {BEDROCK_MIN_BATCH_RECORDS} records; "
-                f"MIN_BATCH_SIZE is {self.settings.min_batch_size}"
+                f"note: Bedrock refuses batch jobs under {BEDROCK_MIN_BATCH_RECORDS} records, so batches hold at "
+                f"least {BEDROCK_MIN_BATCH_RECORDS} (MIN_BATCH_SIZE {self.settings.min_batch_size}, BATCH_SIZE "
+                f"{self.settings.batch_size}); a smaller remainder waits, or goes one by one with --flush"
             )
         return findings
 
@@ -205,6 +221,15 @@ class BedrockProvider:
             raise ProviderError(message) from None
         except BotoCoreError as error:
             raise ProviderError(self._scrub(f"AWS unreachable: {error}")) from None
+
+    def _describe(self, error: anthropic.APIStatusError) -> str:
+        """An InvokeModel error: Bedrock's `x-amzn-errortype` and `message`."""
+        body = error.body if isinstance(error.body, dict) else {}
+        code = error.response.headers.get("x-amzn-errortype", type(error).__name__).split(":", 1)[0]
+        retried = "" if error.status_code in (400, 401, 403, 404) else " (after retries)"
+        return self._scrub(
+            f"Bedrock error {error.status_code}{retried}: {code}: {body.get('message', '')}".rstrip(": ")
+        )
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._role, "***") if self._role else text

@@ -74,6 +74,8 @@ class ProviderError(Exception):
 class LLMProvider(Protocol):
     name: ProviderName
     model: str
+    #: The fewest requests the provider accepts in one batch (smaller remainders wait or go one by one).
+    min_batch_records: int
 
     def analyze(self, request: AnalysisRequest) -> Analysis: ...
 

@@ -22,9 +22,9 @@ from typing import Protocol
 
 from photodb.config import Settings
 from photodb.database.connection import Database
-from photodb.database.enrich_repository import BatchJob, EnrichRepository, PhotoInput, StoredResult
+from photodb.database.enrich_repository import BatchJob, EnrichRepository, StoredResult
 from photodb.database.queue_repository import QueueRepository
-from photodb.database.repository import Scope
+from photodb.database.repository import PhotoRepository, Scope
 from photodb.enrich.pricing import Usage, cost_cents
 from photodb.enrich.provider import (
     AnalysisFailed,
@@ -33,15 +33,10 @@ from photodb.enrich.provider import (
     LLMProvider,
     ProviderError,
 )
-from photodb.enrich.request import (
-    AnalysisRequest,
-    ImageLimits,
-    ImageUnusable,
-    encode_image,
-    photo_id_from,
-    system_prompt,
-)
+from photodb.enrich.request import AnalysisRequest, ImageLimits, photo_id_from, system_prompt
 from photodb.processors.identity import ProcessIdentity
+from photodb.stages.base import StageContext
+from photodb.stages.enrich import EnrichStage
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +72,7 @@ class EnrichSummary:
     actual_cost_cents: float | None = 0.0
     usage: Usage = field(default_factory=Usage)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one line each, for the user
 
     def add_cost(self, cents: float | None, *, actual: bool) -> None:
         name = "actual_cost_cents" if actual else "estimated_cost_cents"
@@ -129,11 +125,15 @@ class EnrichRunner:
             self.provider.ensure_batch_ready()
         self._recover_claims()
         summary.queued = self.repo.prepare(scope, force=options.force, retry_failed=options.retry_failed)
+        collection = PhotoRepository(self.db).get_collection(scope.collection_id)
+        stage = EnrichStage(
+            StageContext(self.settings, self.db, collection), self.provider, self.image_limits, self.holder
+        )
         try:
             if options.no_batch:
-                self._run_sync(scope, options, summary)
+                self._run_sync(stage, scope, options, summary)
             else:
-                self._run_batches(scope, options, summary)
+                self._run_batches(stage, scope, options, summary)
         finally:
             self.repo.hand_back(self.holder)
         summary.errors = self.repo.recent_errors(scope)
@@ -144,37 +144,29 @@ class EnrichRunner:
             return size
         return max(0, min(size, options.max_photos - summary.sent))
 
-    def _run_sync(self, scope: Scope, options: EnrichOptions, summary: EnrichSummary) -> None:
+    def _run_sync(self, stage: EnrichStage, scope: Scope, options: EnrichOptions, summary: EnrichSummary) -> None:
         while not self.stop.is_set():
             photo_ids = self.repo.claim(self.holder, scope, self._budget(options, summary, 4))
             if not photo_ids:
                 return
-            for photo in self.repo.photo_inputs(photo_ids):
-                request = self._request(photo)
-                if request is None:
-                    summary.failed += 1
-                    continue
-                summary.sent += 1
-                try:
-                    analysis = self.provider.analyze(request)
-                except AnalysisFailed as failure:
-                    result = StoredResult(photo.photo_id, None, str(failure), failure.usage)
-                else:
-                    cents = cost_cents(self.provider.model, analysis.usage, batch=False)
-                    result = StoredResult(
-                        photo.photo_id, analysis.response, None, analysis.usage, cents, analysis.duration_ms
-                    )
-                    summary.add_cost(cents, actual=True)
-                summary.usage += result.usage
-                self.repo.store_sync(self.holder, result, self.provider.name, self.provider.model)
-                ok = result.analysis is not None
-                summary.completed += ok
-                summary.failed += not ok
-                self.reporter.photo_done(ok)
+            self._enrich_each(stage, photo_ids, summary)
 
-    def _run_batches(self, scope: Scope, options: EnrichOptions, summary: EnrichSummary) -> None:
-        size = self.settings.batch_size
-        minimum = min(self.settings.min_batch_size, size)
+    def _enrich_each(self, stage: EnrichStage, photo_ids: Sequence[int], summary: EnrichSummary) -> None:
+        """Claimed photos one by one through the stage (a ProviderError stops the run; the rest go back)."""
+        for photo_id in photo_ids:
+            outcome = stage.enrich(photo_id)
+            summary.sent += outcome.sent
+            summary.usage += outcome.result.usage
+            if outcome.ok:
+                summary.add_cost(outcome.result.cost_cents, actual=True)
+            summary.completed += outcome.ok
+            summary.failed += not outcome.ok
+            self.reporter.photo_done(outcome.ok)
+
+    def _run_batches(self, stage: EnrichStage, scope: Scope, options: EnrichOptions, summary: EnrichSummary) -> None:
+        floor = self.provider.min_batch_records  # the provider rejects smaller jobs (Bedrock: 100)
+        size = max(self.settings.batch_size, floor)
+        minimum = max(min(self.settings.min_batch_size, size), floor)
         while not self.stop.is_set():
             budget = self._budget(options, summary, size)
             if budget == 0:
@@ -182,17 +174,31 @@ class EnrichRunner:
             photo_ids = self.repo.claim(self.holder, scope, budget)
             if not photo_ids:
                 return
+            if len(photo_ids) < floor:
+                if not options.flush:
+                    self._wait(photo_ids, summary, f"{self.provider.name} batch jobs need at least {floor} photos")
+                    return
+                summary.notes.append(
+                    f"{len(photo_ids)} photo(s) sent one by one: {self.provider.name} batch jobs need at least "
+                    f"{floor} photos (--flush)"
+                )
+                self._enrich_each(stage, photo_ids, summary)
+                continue
             if len(photo_ids) < min(minimum, budget) and not options.flush:  # --max-photos below it is meant
-                self.repo.hand_back(self.holder, photo_ids)
-                summary.waiting = len(photo_ids)
+                self._wait(photo_ids, summary, f"MIN_BATCH_SIZE is {minimum}")
                 return
-            self._submit(photo_ids, summary)
+            self._submit(stage, photo_ids, summary)
 
-    def _submit(self, photo_ids: Sequence[int], summary: EnrichSummary) -> None:
+    def _wait(self, photo_ids: Sequence[int], summary: EnrichSummary, why: str) -> None:
+        self.repo.hand_back(self.holder, photo_ids)
+        summary.waiting = len(photo_ids)
+        summary.notes.append(f"{len(photo_ids)} photo(s) wait for a fuller batch: {why} (or use --flush / --no-batch)")
+
+    def _submit(self, stage: EnrichStage, photo_ids: Sequence[int], summary: EnrichSummary) -> None:
         requests: list[AnalysisRequest] = []
         for photo in self.repo.photo_inputs(photo_ids):
-            request = self._request(photo)
-            if request is None:
+            request = stage.request_for(photo)
+            if isinstance(request, str):
                 summary.failed += 1
             else:
                 requests.append(request)
@@ -212,18 +218,6 @@ class EnrichRunner:
         summary.sent += len(requests)
         summary.batches_submitted.append(provider_batch_id)
         summary.add_cost(estimate, actual=False)
-
-    def _request(self, photo: PhotoInput) -> AnalysisRequest | None:
-        """The request for one claimed photo, or None after recording why it cannot be sent."""
-        if not photo.normalized_path:
-            self.repo.fail_claimed(self.holder, photo.photo_id, "no normalized image: run process-local first")
-            return None
-        try:
-            image = encode_image(self.settings.images_dir / photo.normalized_path, self.image_limits)
-        except ImageUnusable as error:
-            self.repo.fail_claimed(self.holder, photo.photo_id, str(error))
-            return None
-        return AnalysisRequest(photo.photo_id, image, photo.context)
 
     def _estimate(self, requests: Sequence[AnalysisRequest]) -> float | None:
         """Batch cost before sending: image tokens (w x h / 750), the context, the cached static part."""
