@@ -64,7 +64,9 @@ def configure(db, *, autovacuum_0015: bool, tolerance: float) -> None:
     before 0015 (PostgreSQL's defaults: 50 rows + 20 %, one minute) or as now, and the tolerance."""
     with db.autocommit() as conn:
         if autovacuum_0015:
-            conn.execute("ALTER TABLE cluster SET (autovacuum_vacuum_threshold = 200, toast.autovacuum_vacuum_threshold = 400)")
+            conn.execute(
+                "ALTER TABLE cluster SET (autovacuum_vacuum_threshold = 200, toast.autovacuum_vacuum_threshold = 400)"
+            )
             conn.execute("ALTER SYSTEM RESET autovacuum_naptime")
         else:
             conn.execute("ALTER TABLE cluster RESET (autovacuum_vacuum_threshold, toast.autovacuum_vacuum_threshold)")
