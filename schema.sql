@@ -1202,3 +1202,14 @@ BEGIN
     WHERE pd.id = ANY (detections);
 END
 $$;
+
+-- The centroid write tolerance, 1e-4 -> 1e-3 (cosine distance; an angle of 0.045 rad instead of
+-- 0.014). A face moves its cluster's normalised sum by about (its angle to it) / (faces + 1): with
+-- 1e-4 nearly every assignment into a cluster of under ~100 faces rewrote the centroid, each a new
+-- HNSW entry and TOAST value (measured by bench/clustering.py: ~40 % of updates HOT); with 1e-3 a
+-- cluster of a few hundred faces is rewritten every ~30 faces, a small one every other. The stored
+-- centroid only ranks tier 2's candidates (decided against the exact sum) and the few nearness
+-- queries of people and the review page, which it shifts by at most the angle.
+CREATE OR REPLACE FUNCTION cluster_centroid_tolerance() RETURNS double precision
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT 1e-3::double precision $$;
