@@ -14,16 +14,19 @@ inside two balls by nearly the same margin goes to review as face_match_candidat
 
 Faces the quality gate keeps out (clustering.quality: too small, blurred, doubtful to the detector,
 or an outlier by the stored GLOSH score, else tier 1's approximation) are not placed: they go
-to the unassigned pool with the reason.
+to the unassigned pool with the reason (the assignment function decides, on the locked row).
 
 Tier 1's cluster and tier 2's candidates exclude every cluster that holds a face of the same
 photo or a face the new one has a cannot-link with: a blocked tier-1 choice falls through to tier 2.
 
 Each face is one statement, so one short transaction and one network round trip: the database
-function assign_face_to_cluster takes the model and photo locks, locks the detection row, then the
+function assign_new_face (migration 0020) takes the model and photo locks, checks that the run tier 1
+used is still the active one, locks the detection row and applies the quality gate, then locks the
 cluster row by its update, adds the face to the cluster's sum and count, and records the outcome,
 so concurrent workers never lose an update (database.clustering.assignment.assign_face; lock order
-in database.clustering.locks). PL/pgSQL keeps the plans of its statements for the session.
+in database.clustering.locks). PL/pgSQL keeps the plans of its statements for the session. Faces
+the caller holds (the detection stage: assign_held_faces) are not read back first; faces given by
+id (assign_new_faces) are, one query per batch.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def nearest_clusters(
     ef_search: int,
     explain: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """Tier 2's candidate search on its own (the function assign_face_to_cluster runs): (cluster,
+    """Tier 2's candidate search on its own (the function assign_new_face runs): (cluster,
     distance to the exact sum, epsilon) rows, nearest indexed centroid first, in one pipelined
     transaction (`conn` in autocommit mode). With `explain`, the plan's lines instead: the
     benchmark checks that it scans the HNSW index."""
