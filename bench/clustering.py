@@ -14,9 +14,13 @@ load and built once after it: bench setup only), runs the bootstrap through the 
 fresh process, then assigns the held-out faces one call each through the real path, each
 preceded by the bare pgvector nearest-centroid query (`ORDER BY centroid <=> face LIMIT 5` on the
 same table: the floor an assignment is measured against, in the same run) and by the production
-tier-2 candidate search for the same face; then it assigns and releases those faces until
---assignments assignments are done and prints the centroid HNSW index and cluster table sizes
-(heap, TOAST, other indexes) before and after.
+tier-2 candidate search for the same face. Each face is assigned twice, released in between, the
+two in turn first: as the detection stage hands it over (assign_held_faces, one statement) and by
+id (assign_new_faces, read back first: the path before migration 0020). Then, in three phases
+(bench/_clustering_churn.py: autovacuum settings and centroid tolerance before 0015, before 0020
+and now), it assigns and releases those faces until --assignments assignments are done and prints
+the centroid HNSW index and cluster table sizes (heap, TOAST, other indexes) before and after, and
+how tier 2 alone then places the faces.
     .venv/bin/python bench/clustering.py --skip-compare --incremental-only   # that part alone
 
 The burst case (--burst, or --burst-only) is the bootstrap on 100k faces of which 2,000 groups of
