@@ -1,9 +1,17 @@
 """The index-bloat case of bench/clustering.py: the centroid HNSW index and the cluster table
-after many incremental assignments, each face released and assigned again."""
+after many incremental assignments, each face released and assigned again, under the autovacuum
+settings and centroid write tolerance before and after the migrations that changed them (0015:
+autovacuum of `cluster` after 200 dead rows, TOAST after 400, the embedded server's naptime 10 s;
+0020: the tolerance). Each phase starts from a compacted table (VACUUM FULL), so they are alike."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+
+#: The centroid write tolerance (cosine distance) before migration 0020.
+OLD_TOLERANCE = 1e-4
+MIB = 1024 * 1024
 
 
 def relation_sizes(db) -> dict[str, int]:
@@ -44,29 +52,73 @@ def churn_round(db, ids: list[int], assignments: int) -> float:
     return time.perf_counter() - started
 
 
-def churn(db, ids: list[int], assignments: int, before: dict[str, int]) -> None:
-    """The centroid index and cluster table after `assignments` more assignments (autovacuum as
-    configured), after a VACUUM, and after as many again: once vacuumed, the HNSW index reuses
-    the space of dead entries, so its size is bounded by what accumulates between vacuums."""
-    mib = 1024 * 1024
+def current_tolerance(db) -> float:
+    from photodb.database.clustering.centroids import tolerance
 
-    def show(label: str, sizes: dict[str, int]) -> None:
-        updates, hot = sizes["updates"] - before["updates"], sizes["hot"] - before["hot"]
-        print(
-            f"  {label}: centroid HNSW index {before['index'] / mib:.1f} -> {sizes['index'] / mib:.1f} MiB, "
-            f"cluster table {before['table'] / mib:.1f} -> {sizes['table'] / mib:.1f} MiB "
-            f"(heap {before['heap'] / mib:.1f} -> {sizes['heap'] / mib:.1f}, "
-            f"TOAST {before['toast'] / mib:.1f} -> {sizes['toast'] / mib:.1f}, "
-            f"other indexes {before['btrees'] / mib:.1f} -> {sizes['btrees'] / mib:.1f}); "
-            f"{hot} of {updates} cluster updates HOT (no index entry); "
-            f"autovacuum ran {sizes['autovacuums'] - before['autovacuums']} times on it"
-        )
-
-    seconds = churn_round(db, ids, assignments)
     with db.connection() as conn:
-        conn.execute("SELECT pg_stat_force_next_flush()")
-    show(f"after {assignments} more assignments ({seconds:.0f} s)", relation_sizes(db))
+        return tolerance(conn)
+
+
+def configure(db, *, autovacuum_0015: bool, tolerance: float) -> None:
+    """Bench setup only: the cluster table's autovacuum thresholds (table, TOAST) and the server's
+    naptime as before 0015 (1000 and 1000 dead rows from 0004 and 0006, PostgreSQL's one minute)
+    or as now (200, 400, 10 s), and the tolerance."""
+    table, toast = (200, 400) if autovacuum_0015 else (1000, 1000)
     with db.autocommit() as conn:
-        conn.execute("VACUUM cluster")
-    seconds = churn_round(db, ids, assignments)
-    show(f"after a VACUUM and {assignments} more ({seconds:.0f} s)", relation_sizes(db))
+        conn.execute(
+            f"ALTER TABLE cluster SET (autovacuum_vacuum_threshold = {table}, "
+            f"toast.autovacuum_vacuum_threshold = {toast})"
+        )
+        if autovacuum_0015:
+            conn.execute("ALTER SYSTEM RESET autovacuum_naptime")
+        else:
+            conn.execute("ALTER SYSTEM SET autovacuum_naptime = '60s'")
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute(
+            f"""CREATE OR REPLACE FUNCTION cluster_centroid_tolerance() RETURNS double precision
+                LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {float(tolerance)!r}::double precision $$"""
+        )
+        conn.execute("VACUUM FULL cluster")
+        conn.execute("ANALYZE cluster")
+
+
+def settled_sizes(db) -> dict[str, int]:
+    """Sizes and counters once every backend has reported its updates (an idle backend flushes its
+    statistics within ten seconds)."""
+    time.sleep(11)
+    return relation_sizes(db)
+
+
+def show(label: str, before: dict[str, int], after: dict[str, int]) -> None:
+    updates, hot = after["updates"] - before["updates"], after["hot"] - before["hot"]
+    print(
+        f"    {label}: centroid HNSW index {before['index'] / MIB:.1f} -> {after['index'] / MIB:.1f} MiB, "
+        f"cluster table {before['table'] / MIB:.1f} -> {after['table'] / MIB:.1f} MiB "
+        f"(heap {before['heap'] / MIB:.1f} -> {after['heap'] / MIB:.1f}, "
+        f"TOAST {before['toast'] / MIB:.1f} -> {after['toast'] / MIB:.1f}, "
+        f"other indexes {before['btrees'] / MIB:.1f} -> {after['btrees'] / MIB:.1f}); "
+        f"{hot} of {updates} cluster updates HOT ({hot / max(updates, 1):.0%}, no index entry); "
+        f"autovacuum ran {after['autovacuums'] - before['autovacuums']} times on it"
+    )
+
+
+def churn(db, ids: list[int], assignments: int, tier2_quality: Callable[[], str]) -> None:
+    """Each phase: compacted, then `assignments` assignments and as many releases; then the faces
+    are released and placed once more by tier 2 alone (`tier2_quality`), which shows what the
+    tolerance does to decisions: tier 2 finds its candidates by the stored centroids."""
+    import os
+
+    new_tolerance = current_tolerance(db)
+    phases = (
+        ("before 0015 and 0020: vacuum after 1000 dead rows, naptime 1 min, tolerance 1e-4", False, OLD_TOLERANCE),
+        ("0015's autovacuum settings, tolerance 1e-4 (before 0020)", True, OLD_TOLERANCE),
+        (f"0015's autovacuum settings, 0020's tolerance {new_tolerance:g} (now)", True, new_tolerance),
+    )
+    for label, autovacuum_0015, tolerance in phases:
+        configure(db, autovacuum_0015=autovacuum_0015, tolerance=tolerance)
+        before = settled_sizes(db)
+        seconds = churn_round(db, ids, assignments)
+        print(f"  {label}")
+        show(f"after {assignments} assignments and their releases ({seconds:.0f} s)", before, settled_sizes(db))
+        print(f"    then tier 2 alone on the same faces: {tier2_quality()}")
+        print(f"    machine load (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

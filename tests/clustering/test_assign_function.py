@@ -136,13 +136,21 @@ def test_a_blocked_or_hidden_tier1_cluster_hands_the_face_to_tier2_in_the_same_c
         conn.execute("UPDATE person_detection SET photo_id = %s WHERE id = %s", (photo_of(db, member), second))
         new = assignment.faces_to_assign(conn, [first, second, third])
     with db.autocommit() as conn:
-        joined = assignment.assign_face(conn, new[first], cluster_id=home, confidence=0.8, **options(db))
-        blocked = assignment.assign_face(conn, new[second], cluster_id=home, confidence=0.8, **options(db))
+        joined = assignment.assign_face(
+            conn, new[first], run_id=new[first].run_id, cluster_id=home, confidence=0.8, **options(db)
+        )
+        blocked = assignment.assign_face(
+            conn, new[second], run_id=new[second].run_id, cluster_id=home, confidence=0.8, **options(db)
+        )
         with db.connection() as other:
             other.execute("UPDATE cluster SET hidden = true WHERE id = %s", (home,))
-        hidden = assignment.assign_face(conn, new[third], cluster_id=home, confidence=0.8, **options(db))
+        hidden = assignment.assign_face(
+            conn, new[third], run_id=new[third].run_id, cluster_id=home, confidence=0.8, **options(db)
+        )
         with conn.transaction():  # the commit does not wait for the WAL flush (derived data)
-            again = assignment.assign_face(conn, new[first], cluster_id=home, confidence=0.8, **options(db))
+            again = assignment.assign_face(
+                conn, new[first], run_id=new[first].run_id, cluster_id=home, confidence=0.8, **options(db)
+            )
             assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
     assert (joined.found, joined.status, joined.cluster_id, joined.tier) == (True, "auto", home, 1)
     assert blocked.found and blocked.tier == 2 and blocked.cluster_id != home
@@ -161,8 +169,14 @@ def cluster_updates(conn: psycopg.Connection) -> tuple[int, int]:
 
 
 def make_cluster(db: Database, vectors: np.ndarray) -> tuple[int, list[int]]:
+    """A cluster of all but the last of `vectors`, in an active run with no tier 1 of its own."""
     ids = insert(db, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32))
     with db.connection() as conn:
+        conn.execute(
+            """INSERT INTO hdbscan_run (collection_id, embedding_model, embedding_count, cluster_count, noise_count,
+                                        min_cluster_size, min_samples, is_active)
+               VALUES (1, 'arcface', 0, 0, 0, 2, 1, true) ON CONFLICT DO NOTHING"""
+        )
         cluster = conn.execute(
             "INSERT INTO cluster (collection_id, embedding_model) VALUES (1, 'arcface') RETURNING id"
         ).fetchone()[0]
@@ -191,7 +205,9 @@ def test_an_assignment_writes_one_version_of_its_cluster_and_a_still_centroid_no
     for face, cluster, moves in ((faces[big_ids[-1]], big, False), (faces[small_ids[-1]], small, True)):
         with db.autocommit() as conn:  # one backend: its own counts, flushed before each read
             before = cluster_updates(conn)
-            done = assignment.assign_face(conn, face, cluster_id=cluster, confidence=0.9, **options(db))
+            done = assignment.assign_face(
+                conn, face, run_id=face.run_id, cluster_id=cluster, confidence=0.9, **options(db)
+            )
             after = cluster_updates(conn)
             centroid = conn.execute("SELECT centroid::text FROM cluster WHERE id = %s", (cluster,)).fetchone()[0]
         assert done.cluster_id == cluster
@@ -218,7 +234,9 @@ def test_the_joined_cluster_is_locked_by_its_update_with_no_separate_read(db):
     for face, cluster, reads in ((faces[big_ids[-1]], big, 2), (faces[small_ids[-1]], small, 3)):
         with db.autocommit() as conn:
             before = cluster_reads(conn), cluster_updates(conn)
-            done = assignment.assign_face(conn, face, cluster_id=cluster, confidence=0.9, **options(db))
+            done = assignment.assign_face(
+                conn, face, run_id=face.run_id, cluster_id=cluster, confidence=0.9, **options(db)
+            )
             after = cluster_reads(conn), cluster_updates(conn)
         assert done.cluster_id == cluster
         assert after[0] - before[0] == reads
@@ -244,7 +262,9 @@ def test_the_assignment_keeps_its_plans_for_the_session_without_prepared_stateme
             found = assignment.faces_to_assign(conn, new)
         with db.autocommit() as conn:
             for det in new:
-                assignment.assign_face(conn, found[det], cluster_id=None, confidence=None, **options(db))
+                assignment.assign_face(
+                    conn, found[det], run_id=found[det].run_id, cluster_id=None, confidence=None, **options(db)
+                )
             prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
             kept = [
                 r[0]

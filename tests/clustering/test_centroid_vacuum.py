@@ -1,9 +1,17 @@
 """Centroid churn: the cluster table and its TOAST table are vacuumed after a few hundred dead
-versions, and the embedded server's autovacuum looks every 10 s (migration 0015, embedded.py)."""
+versions, and the embedded server's autovacuum looks every 10 s (migration 0015, embedded.py); the
+indexed centroid is rewritten only when it moves past the tolerance (1e-3 since migration 0020)."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
+from photodb.database.clustering import assignment
+from photodb.database.clustering.centroids import tolerance
 from photodb.database.embedded import SERVER_SETTINGS
+from tests.clustering.conftest import assert_clusters_exact
+from tests.clustering.test_assign_function import cluster_updates, make_cluster, options
 
 
 def reloptions(conn, relation: str) -> dict[str, str]:
@@ -33,3 +41,44 @@ def test_the_embedded_server_runs_autovacuum_every_ten_seconds(db):
         assert naptime.fetchone() == (10, "s")
         assert conn.execute("SHOW autovacuum").fetchone() == ("on",)
     assert SERVER_SETTINGS["autovacuum_naptime"] == "10s"
+
+
+def test_a_centroid_is_rewritten_only_past_the_tolerance_of_migration_0020(db):
+    """A face that moves its cluster's normalised sum by a cosine distance between the old
+    tolerance (1e-4) and the new one (1e-3) leaves the indexed centroid alone: the assignment is one
+    HOT update, no new HNSW entry. Before 0020 it rewrote the centroid."""
+    rng = np.random.default_rng(8)
+    direction = rng.normal(size=512)
+    members = direction + rng.normal(size=(20, 512)) * 0.04
+    members /= np.linalg.norm(members, axis=1, keepdims=True)
+    total = members.sum(axis=0)
+    centre = total / np.linalg.norm(total)
+    aside = rng.normal(size=512)
+    aside -= aside @ centre * centre
+    aside /= np.linalg.norm(aside)
+
+    def move(angle: float) -> float:
+        """The cosine distance the normalised sum moves by when a face at `angle` to it joins."""
+        after = total + np.cos(angle) * centre + np.sin(angle) * aside
+        return float(1 - centre @ after / np.linalg.norm(after))
+
+    low, high = 0.0, np.pi / 2  # the angle that moves it by 4e-4, between the two tolerances
+    for _ in range(50):
+        middle = (low + high) / 2
+        low, high = (middle, high) if move(middle) < 4e-4 else (low, middle)
+    face = np.cos(low) * centre + np.sin(low) * aside
+    assert 3e-4 < move(low) < 5e-4
+    cluster, ids = make_cluster(db, np.vstack([members, face]))
+    with db.connection() as conn:
+        assert tolerance(conn) == pytest.approx(1e-3)
+        (new,) = assignment.faces_to_assign(conn, [ids[-1]]).values()
+        centroid = conn.execute("SELECT centroid::text FROM cluster WHERE id = %s", (cluster,)).fetchone()[0]
+    with db.autocommit() as conn:
+        before = cluster_updates(conn)
+        done = assignment.assign_face(conn, new, run_id=new.run_id, cluster_id=cluster, confidence=0.9, **options(db))
+        after = cluster_updates(conn)
+        still = conn.execute("SELECT centroid::text FROM cluster WHERE id = %s", (cluster,)).fetchone()[0]
+    assert done.cluster_id == cluster
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)  # one update, and it is HOT
+    assert still == centroid
+    assert_clusters_exact(db)

@@ -82,7 +82,7 @@ def test_a_damaged_run_or_a_failing_assignment_never_fails_a_photo(db, settings,
     def broken(*_args: object, **_kwargs: object) -> None:
         raise KeyError("a bug in the assignment")
 
-    monkeypatch.setattr(incremental, "assign_new_faces", broken)  # an error that is not a database error
+    monkeypatch.setattr(incremental, "assign_held_faces", broken)  # an error that is not a database error
     third = add_normalized_photo(db, settings, PHOTOS / "pillow" / "hopper.jpg", mirror=True)
     stage.process(third)  # completes: the face is stored, unassigned, for --assign-new
     assert faces_of(db, third.id)[0][1:] == (None, None)

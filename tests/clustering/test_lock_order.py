@@ -122,7 +122,9 @@ def test_a_rerun_and_an_assignment_of_a_face_of_the_same_photo_do_not_deadlock(d
 
     def assign() -> assignment.Assignment:
         with db.autocommit() as conn:
-            return assignment.assign_face(conn, face, cluster_id=got[det], confidence=0.9, **options)
+            return assignment.assign_face(
+                conn, face, run_id=face.run_id, cluster_id=got[det], confidence=0.9, **options
+            )
 
     rerun = Worker(lambda: DetectionRepository(db).replace_detections(photo_of(db, det), [], "t", "1"))
     joiner = Worker(assign)

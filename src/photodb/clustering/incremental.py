@@ -14,16 +14,19 @@ inside two balls by nearly the same margin goes to review as face_match_candidat
 
 Faces the quality gate keeps out (clustering.quality: too small, blurred, doubtful to the detector,
 or an outlier by the stored GLOSH score, else tier 1's approximation) are not placed: they go
-to the unassigned pool with the reason.
+to the unassigned pool with the reason (the assignment function decides, on the locked row).
 
 Tier 1's cluster and tier 2's candidates exclude every cluster that holds a face of the same
 photo or a face the new one has a cannot-link with: a blocked tier-1 choice falls through to tier 2.
 
 Each face is one statement, so one short transaction and one network round trip: the database
-function assign_face_to_cluster takes the model and photo locks, locks the detection row, then the
+function assign_new_face (migration 0020) takes the model and photo locks, checks that the run tier 1
+used is still the active one, locks the detection row and applies the quality gate, then locks the
 cluster row by its update, adds the face to the cluster's sum and count, and records the outcome,
 so concurrent workers never lose an update (database.clustering.assignment.assign_face; lock order
-in database.clustering.locks). PL/pgSQL keeps the plans of its statements for the session.
+in database.clustering.locks). PL/pgSQL keeps the plans of its statements for the session. Faces
+the caller holds (the detection stage: assign_held_faces) are not read back first; faces given by
+id (assign_new_faces) are, one query per batch.
 """
 
 from __future__ import annotations
@@ -31,25 +34,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import psycopg
-from threadpoolctl import ThreadpoolController
 
+from photodb.clustering.blas import single_threaded_blas
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.predictor import Predictor
-from photodb.clustering.quality import OUTLIER, QualityGate
+from photodb.clustering.quality import QualityGate
 from photodb.clustering.run_state import Reducer, RunState, RunStateError
 from photodb.database.clustering import assignment as assign_db
 from photodb.database.clustering import centroids as centroid_db
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import manual as manual_db
-from photodb.database.clustering import quality as quality_db
 from photodb.database.clustering import runs as run_db
 from photodb.database.clustering import server as server_db
 from photodb.database.connection import Database
@@ -75,6 +76,10 @@ class AssignmentReport:
     outcomes: Counter[str] = field(default_factory=Counter)
     cluster_of: dict[int, int | None] = field(default_factory=dict)
 
+    def merge(self, other: AssignmentReport) -> None:
+        self.outcomes.update(other.outcomes)
+        self.cluster_of.update(other.cluster_of)
+
     def as_dict(self) -> dict[str, Any]:
         return {"outcomes": dict(self.outcomes), "faces": len(self.cluster_of)} | {
             "assigned": sum(v is not None for v in self.cluster_of.values())
@@ -98,14 +103,20 @@ def check_server(db: Database, conn: psycopg.Connection) -> None:
         _checked_servers.add(db.url)
 
 
-def load_run_model(db: Database, run_id: int, embedding_model: str | None = None) -> RunModel | None:
+def load_run_model(
+    db: Database, run_id: int, embedding_model: str | None = None, conn: psycopg.Connection | None = None
+) -> RunModel | None:
     """The run's tier-1 predictor, rebuilt once per process from its stored arrays (runs never
-    change once written); None when the run has no usable state (tier 1 off for it)."""
+    change once written); None when the run has no usable state (tier 1 off for it). A caller that
+    holds a pooled connection passes it (`conn`), so that a pool of one does not wait on itself."""
     key = (db.url, run_id)
     with _models_lock:
         if key in _models:
             return _models[key]
-        with db.connection() as conn:
+        if conn is None:
+            with db.connection() as own:
+                stored = run_db.run_state(own, run_id)
+        else:
             stored = run_db.run_state(conn, run_id)
         if stored is None:
             return None
@@ -163,103 +174,117 @@ def _predict_tier1(
 
 
 def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = False) -> AssignmentReport:
-    """Assign faces that have no cluster yet; the detection stage calls this for each new face.
+    """Assign faces that have no cluster yet, by id (a backlog, a face released by a decision).
 
     Without `force` it does nothing when CLUSTERING_ASSIGN_ON_DETECTION is off. Faces of a
     collection and model with no active run are left alone (the next bootstrap takes them).
     One pooled connection serves the whole batch: one query reads every face with its active
-    run, tier 1 runs in memory for all of them, then each face is one statement (one round trip,
-    tier 2 included when tier 1's cluster turned out forbidden or gone).
+    run, tier 1 runs in memory for all of them, then each face is one statement (see _place).
     """
     report = AssignmentReport()
     if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
         return report
     with db.autocommit() as conn:
         check_server(db, conn)
-        gate = QualityGate.from_settings(db.settings)
-        faces = assign_db.faces_to_assign(conn, detection_ids, gate)
-        waiting = [d for d, f in faces.items() if f.run_id is not None and _waiting(f)]
-        tier1: dict[int, tuple[int, float]] = {}
-        scores: dict[int, float] = {}
-        runs = {f.run_id: f.embedding_model for f in faces.values() if f.run_id is not None}
-        for run_id, embedding_model in runs.items():
-            ids = [d for d, f in faces.items() if f.run_id == run_id and _waiting(f)]
-            model = load_run_model(db, run_id, embedding_model) if ids else None
-            if model is None:
-                continue
-            with single_threaded_blas(len(ids)):
-                predicted = _predict_tier1(db, model, np.vstack([faces[d].embedding for d in ids]))
-            if predicted is None:
-                continue
-            labels, strengths, outlier_scores = predicted
-            scores.update(zip(ids, outlier_scores.tolist(), strict=True))
-            for d, label, strength in zip(ids, labels, strengths, strict=True):
-                if label >= 0 and int(label) in model.label_to_cluster:
-                    tier1[d] = (model.label_to_cluster[int(label)], float(strength))
-        gated = _gate(conn, [faces[d] for d in waiting], gate, scores)
+        faces = assign_db.faces_to_assign(conn, detection_ids)
+        waiting: list[tuple[assign_db.FaceToAssign | assign_db.NewFace, int]] = []
         for detection_id in detection_ids:
             face = faces.get(detection_id)
             if face is None or face.run_id is None:
+                if face is not None:
+                    _remember_run(db, face, None)
                 report.outcomes["skipped"] += 1
-                continue
-            if not _waiting(face):
-                outcome, cluster_id = "already", face.cluster_id
-            elif detection_id in gated:
-                outcome, cluster_id = "gated", None
+            elif not _waiting(face):
+                report.outcomes["already"] += 1
+                report.cluster_of[detection_id] = face.cluster_id
             else:
-                outcome, cluster_id = _assign_one(db, conn, face, tier1.get(detection_id))
-            report.outcomes[outcome] += 1
-            report.cluster_of[detection_id] = cluster_id
+                _remember_run(db, face, face.run_id)
+                waiting.append((face, face.run_id))
+        stale = _place(db, conn, waiting, report)
+    if stale:  # a bootstrap replaced the run between the read and the assignment: read again
+        report.merge(assign_new_faces(db, stale, force=True))
     return report
 
 
-#: Up to this many faces, tier 1's matrix products run on one BLAS thread.
-SMALL_BATCH = 256
-_blas_libraries: list[Any] | None = None
-_blas_lock = threading.Lock()
-_blas_saved: list[int] = []
-_blas_depth = 0
+def assign_held_faces(
+    db: Database, faces: Sequence[assign_db.FaceToAssign], *, force: bool = False
+) -> AssignmentReport:
+    """Assign faces the caller has just stored and still holds (the detection stage): each is one
+    statement, one round trip, as they are not read back. The active run of their collection and
+    model is the one this process last saw, which the assignment function checks under the model
+    lock; faces whose run is not known yet or was replaced since go through assign_new_faces."""
+    report = AssignmentReport()
+    if not faces or not (force or db.settings.clustering_assign_on_detection):
+        return report
+    known: list[tuple[assign_db.FaceToAssign | assign_db.NewFace, int]] = []
+    stale: list[int] = []
+    for face in faces:
+        run_id = _active_runs.get((db.url, face.collection_id, face.embedding_model))
+        if run_id is None:
+            stale.append(face.id)
+        else:
+            known.append((face, run_id))
+    if known:
+        with db.autocommit() as conn:
+            check_server(db, conn)
+            stale += _place(db, conn, known, report)
+    if stale:
+        report.merge(assign_new_faces(db, stale, force=True))
+    return report
 
 
-@contextmanager
-def single_threaded_blas(faces: int) -> Iterator[None]:
-    """One BLAS thread for a small batch: a product with a few rows gains nothing from threads, and
-    on a busy machine their hand-offs cost milliseconds (p95 of one face's product: 8 ms with two
-    threads under load, 0.12 ms with one). The limit is process-wide for those microseconds; the
-    libraries are looked up once (threadpoolctl's own context manager rescans them every time)."""
-    global _blas_libraries, _blas_saved, _blas_depth
-    if faces > SMALL_BATCH:
-        yield
-        return
-    with _blas_lock:  # worker threads overlap: the first in saves the setting, the last out restores it
-        if _blas_libraries is None:
-            _blas_libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-        if _blas_depth == 0:
-            _blas_saved = [library.num_threads for library in _blas_libraries]
-            for library in _blas_libraries:
-                library.set_num_threads(1)
-        _blas_depth += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_depth -= 1
-            if _blas_depth == 0:
-                for library, threads in zip(_blas_libraries, _blas_saved, strict=True):
-                    library.set_num_threads(threads)
+#: The active run of each (database URL, collection, model) as this process last saw it.
+_active_runs: dict[tuple[str, int, str], int] = {}
 
 
-def _gate(conn: Any, waiting: list[assign_db.NewFace], gate: QualityGate, scores: dict[int, float]) -> set[int]:
-    """The waiting faces the quality gate keeps out (the stored measures' verdict, else the outlier
-    score: the bootstrap's, else tier 1's), sent to the unassigned pool with the reason; faces that
-    pass lose a reason an earlier verdict left. Writes only when some face's verdict changes."""
-    verdicts: dict[int, str | None] = {}
-    for face in waiting:
-        score = face.stored_outlier if face.stored_outlier is not None else scores.get(face.id)
-        issue = face.gate_issue or (OUTLIER if gate.is_outlier(score) else None)
-        if issue is not None or face.stored_issue is not None:
-            verdicts[face.id] = issue
-    return quality_db.record_verdicts(conn, verdicts, scores)
+def _remember_run(db: Database, face: assign_db.FaceToAssign | assign_db.NewFace, run_id: int | None) -> None:
+    key = (db.url, face.collection_id, face.embedding_model)
+    if run_id is None:
+        _active_runs.pop(key, None)
+    else:
+        _active_runs[key] = run_id
+
+
+def _place(
+    db: Database,
+    conn: psycopg.Connection,
+    faces: list[tuple[assign_db.FaceToAssign | assign_db.NewFace, int]],
+    report: AssignmentReport,
+) -> list[int]:
+    """Tier 1 in memory for every face (grouped by run), then one assign_new_face statement per
+    face, which also applies the quality gate (with tier 1's outlier score when no bootstrap
+    scored the face). Returns the faces not placed because their run is no longer active."""
+    tier1: dict[int, tuple[int, float]] = {}
+    scores: dict[int, float] = {}
+    for run_id in {run for _face, run in faces}:
+        ids = [face.id for face, run in faces if run == run_id]
+        embeddings = [face.embedding for face, run in faces if run == run_id]
+        model = load_run_model(db, run_id, next(face.embedding_model for face, run in faces if run == run_id), conn)
+        if model is None:
+            continue
+        with single_threaded_blas(len(ids)):
+            predicted = _predict_tier1(db, model, np.vstack(embeddings))
+        if predicted is None:
+            continue
+        labels, strengths, outlier_scores = predicted
+        scores.update(zip(ids, outlier_scores.tolist(), strict=True))
+        for d, label, strength in zip(ids, labels, strengths, strict=True):
+            if label >= 0 and int(label) in model.label_to_cluster:
+                tier1[d] = (model.label_to_cluster[int(label)], float(strength))
+    gate = QualityGate.from_settings(db.settings)
+    stale: list[int] = []
+    for face, run_id in faces:
+        done = _assign_one(db, conn, face, run_id, tier1.get(face.id), scores.get(face.id), gate)
+        if done.outcome == "stale":
+            _remember_run(db, face, None)
+            stale.append(face.id)
+        elif done.outcome == "skipped":  # deleted meanwhile (a detection rerun)
+            report.outcomes["skipped"] += 1
+        else:
+            outcome = f"tier{done.tier}" if done.outcome == "auto" else done.outcome
+            report.outcomes[outcome] += 1
+            report.cluster_of[face.id] = done.cluster_id if done.outcome in ("auto", "already") else None
+    return stale
 
 
 def _waiting(face: assign_db.NewFace) -> bool:
@@ -267,34 +292,34 @@ def _waiting(face: assign_db.NewFace) -> bool:
 
 
 def _assign_one(
-    db: Database, conn: Any, face: assign_db.NewFace, tier1: tuple[int, float] | None
-) -> tuple[str, int | None]:
+    db: Database,
+    conn: psycopg.Connection,
+    face: assign_db.FaceToAssign | assign_db.NewFace,
+    run_id: int,
+    tier1: tuple[int, float] | None,
+    outlier: float | None,
+    gate: QualityGate,
+) -> assign_db.Assignment:
     settings = db.settings
-    options = {
-        "threshold": settings.clustering_threshold_for(face.embedding_model),
-        "margin": settings.clustering_ambiguity_margin,
-        "neighbours": NEIGHBOURS,
-        "ef_search": EF_SEARCH,
-    }
     for attempt in range(RETRIES):
         try:
-            done = assign_db.assign_face(
+            return assign_db.assign_face(
                 conn,
                 face,
+                run_id=run_id,
                 cluster_id=tier1[0] if tier1 else None,
                 confidence=tier1[1] if tier1 else None,
-                **options,
+                outlier=outlier,
+                gate=gate,
+                threshold=settings.clustering_threshold_for(face.embedding_model),
+                margin=settings.clustering_ambiguity_margin,
+                neighbours=NEIGHBOURS,
+                ef_search=EF_SEARCH,
             )
         except (psycopg.errors.ForeignKeyViolation, psycopg.errors.DeadlockDetected):
             # a candidate cluster deleted by a concurrent manual move: look again
             if attempt == RETRIES - 1:
                 raise
-            continue
-        if not done.found:
-            return "already", None
-        if done.status == "auto":
-            return f"tier{done.tier}", done.cluster_id
-        return str(done.status), None
     raise AssertionError("unreachable")
 
 
@@ -314,9 +339,7 @@ def assign_unclustered(
         ids = assign_db.unclustered_detection_ids(conn, collection_id)
     report = AssignmentReport()
     for start in range(0, len(ids), chunk):
-        part = assign_new_faces(db, ids[start : start + chunk], force=True)
-        report.outcomes.update(part.outcomes)
-        report.cluster_of.update(part.cluster_of)
+        report.merge(assign_new_faces(db, ids[start : start + chunk], force=True))
         if progress is not None:
             progress(min(start + chunk, len(ids)), len(ids))
     return report

@@ -64,6 +64,7 @@ class ReplaceOutcome:
     clusters_updated: int
     clusters_deleted: int
     embedded_ids: tuple[int, ...] = ()  # new detections with a face embedding, for incremental clustering
+    embedded: tuple[tuple[str, np.ndarray], ...] = ()  # their embedding model and embedding, as stored
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class DetectionRepository:
                 ).rowcount
 
             inserted = skipped = 0
-            embedded: list[int] = []
+            embedded: list[tuple[int, str, np.ndarray]] = []
             for detection in detections:
                 if kept and _duplicates(detection, kept):
                     skipped += 1
@@ -186,6 +187,7 @@ class DetectionRepository:
                 ).fetchone()
                 assert row is not None
                 if detection.embedding is not None:
+                    vector = np.asarray(detection.embedding, dtype=np.float32)
                     conn.execute(
                         """INSERT INTO face_embedding
                                (person_detection_id, embedding_model, embedding_dim, aligned, embedding)
@@ -195,10 +197,10 @@ class DetectionRepository:
                             detection.embedding_model,
                             detection.embedding_dim,
                             detection.aligned,
-                            np.asarray(detection.embedding, dtype=np.float32),
+                            vector,
                         ),
                     )
-                    embedded.append(row[0])
+                    embedded.append((row[0], str(detection.embedding_model), vector))
                 inserted += 1
         return ReplaceOutcome(
             inserted=inserted,
@@ -207,7 +209,8 @@ class DetectionRepository:
             skipped_duplicates=skipped,
             clusters_updated=clusters_updated,
             clusters_deleted=clusters_deleted,
-            embedded_ids=tuple(embedded),
+            embedded_ids=tuple(e[0] for e in embedded),
+            embedded=tuple((e[1], e[2]) for e in embedded),
         )
 
     def detections_for_photo(self, photo_id: int) -> list[dict[str, Any]]:

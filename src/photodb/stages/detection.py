@@ -23,7 +23,7 @@ from photodb.stages.base import BaseStage, StageContext, StageFailure, StageUnav
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from photodb.database.detection_repository import NewDetection
+    from photodb.database.detection_repository import NewDetection, ReplaceOutcome
     from photodb.database.models import Photo
     from photodb.ml.batch_coordinator import BatchCoordinator
     from photodb.ml.boxes import Box, Detections
@@ -124,13 +124,14 @@ class DetectionStage(BaseStage):
         outcome = self.repository.replace_detections(photo.id, rows, self.detector.model_name, self.detector.version)
         log.debug("photo %s: %s", photo.id, outcome)
         if outcome.embedded_ids:
-            self._assign_to_clusters(photo, list(outcome.embedded_ids))
+            self._assign_to_clusters(photo, outcome)
 
-    def _assign_to_clusters(self, photo: Photo, detection_ids: list[int]) -> None:
-        """New faces join the active clustering run's identities.
+    def _assign_to_clusters(self, photo: Photo, outcome: ReplaceOutcome) -> None:
+        """New faces join the active clustering run's identities, handed over as stored (with their
+        embeddings), so that each costs one statement, not a read back first.
 
         A no-op before the first bootstrap or with CLUSTERING_ASSIGN_ON_DETECTION off (checked by
-        assign_new_faces, the one place that reads it).
+        assign_held_faces, the one place that reads it).
 
         The detections are already stored: whatever goes wrong in the assignment (the database,
         a damaged run, a bug) leaves the faces unclustered for `bootstrap_clusters.py --assign-new`
@@ -138,10 +139,15 @@ class DetectionStage(BaseStage):
         """
         import psycopg
 
-        from photodb.clustering.incremental import assign_new_faces
+        from photodb.clustering.incremental import assign_held_faces
+        from photodb.database.clustering.assignment import FaceToAssign
 
+        faces = [
+            FaceToAssign(detection_id, photo.id, photo.collection_id, model, embedding)
+            for detection_id, (model, embedding) in zip(outcome.embedded_ids, outcome.embedded, strict=True)
+        ]
         try:
-            report = assign_new_faces(self.context.db, detection_ids)
+            report = assign_held_faces(self.context.db, faces)
         except Exception as error:  # the photo's own work is done and stored: see the docstring
             detail = (str(error).splitlines() or [""])[0]
             if not isinstance(error, psycopg.Error):

@@ -8,6 +8,7 @@ whose ball holds the face, or leaves it unassigned.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import psycopg
 from photodb.clustering.quality import QualityGate
 from photodb.database.clustering.faces import FaceRow, array_of
 
-#: Every floor off: faces_to_assign's verdicts when the caller gives no gate.
+#: Every floor off: the quality gate when the caller gives none.
 NO_GATE = QualityGate(0.0, 0.0, 0.0, 1.0)
 
 
@@ -28,68 +29,92 @@ class NewFace(FaceRow):
 
     run_id: int | None
     photo_id: int
-    gate_issue: str | None = None  # the quality gate's verdict on the stored measures (not the outlier score)
-    stored_issue: str | None = None  # the verdict stored with the face
-    stored_outlier: float | None = None  # the bootstrap's GLOSH score, if a bootstrap saw the face
 
 
-def faces_to_assign(
-    conn: psycopg.Connection, detection_ids: Sequence[int], gate: QualityGate = NO_GATE
-) -> dict[int, NewFace]:
-    """Every face asked for, with its embedding, active run and the quality gate's verdict, in one
-    query (no locks), through the database function of the same name (migrations 0006, 0014),
-    whose plan PL/pgSQL keeps."""
+def faces_to_assign(conn: psycopg.Connection, detection_ids: Sequence[int]) -> dict[int, NewFace]:
+    """Every face asked for, with its embedding and active run, in one query (no locks), through
+    the database function of the same name (migrations 0006, 0020), whose plan PL/pgSQL keeps.
+    Only faces the caller does not already hold need it (FaceToAssign)."""
     with conn.cursor(binary=True) as cur:
-        cur.execute(
-            "SELECT * FROM faces_to_assign(%s::bigint[], %s, %s, %s)",
-            (list(detection_ids), float(gate.min_size), float(gate.min_sharpness), float(gate.min_confidence)),
-        )
-        return {
-            r[0]: NewFace(
-                r[0], r[1], r[2], array_of(r[3]).astype(np.float32), r[4], r[5], r[6], r[7], r[8], r[9], r[10]
-            )
-            for r in cur
-        }
+        cur.execute("SELECT * FROM faces_to_assign(%s::bigint[])", (list(detection_ids),))
+        return {r[0]: NewFace(r[0], r[1], r[2], array_of(r[3]).astype(np.float32), r[4], r[5], r[6], r[7]) for r in cur}
+
+
+@dataclass(frozen=True)
+class FaceToAssign:
+    """A face its caller holds (the detection stage, which has just stored it): what assignment
+    needs of it, so that it is not read back."""
+
+    id: int
+    photo_id: int
+    collection_id: int
+    embedding_model: str
+    embedding: np.ndarray  # as stored (float32): tier 1 places it without reading it back
 
 
 @dataclass(frozen=True)
 class Assignment:
-    found: bool  # the face was still waiting for a cluster when locked
-    status: str | None  # 'auto', 'pending' or 'unassigned'; None when nothing was written
-    cluster_id: int | None
+    """What assign_new_face did (migration 0020 lists the outcomes)."""
+
+    outcome: str
+    cluster_id: int | None  # the cluster joined ('auto'), or the face's own one ('already')
     tier: int | None  # the tier that decided: 1 (the stored run's cluster) or 2 (nearest centroids)
+
+    @property
+    def found(self) -> bool:
+        """The face was still waiting for a cluster when locked (and something was written)."""
+        return self.outcome in ("auto", "pending", "unassigned", "gated")
+
+    @property
+    def status(self) -> str | None:
+        """The cluster_status written: 'auto', 'pending' or 'unassigned'; None when none was."""
+        if not self.found:
+            return None
+        return "unassigned" if self.outcome == "gated" else self.outcome
 
 
 def assign_face(
     conn: psycopg.Connection,
-    face: NewFace,
+    face: FaceToAssign | NewFace,
     *,
+    run_id: int,
     cluster_id: int | None,
     confidence: float | None,
     threshold: float,
     margin: float,
     neighbours: int,
     ef_search: int,
+    outlier: float | None = None,
+    gate: QualityGate = NO_GATE,
 ) -> Assignment:
     """Assign one face in one statement, so one round trip and one short transaction.
 
-    The database function assign_face_to_cluster (migration 0006) does the work: with `cluster_id`
-    (tier 1) the face joins that cluster unless it is blocked (cannot-link, same photo), hidden or
-    gone, and then, as without it, the nearest centroids decide (tier 2). Its statements' plans
-    are kept per session by PL/pgSQL, which also works behind PgBouncer (no prepared statements
-    on the client). The locks follow database.clustering.locks: model, photo, detection, cluster.
-    `conn` must be in autocommit mode: the statement is its own transaction.
+    The database function assign_new_face (migration 0020) does the work: under the model lock it
+    checks that `run_id` is still the active run ('stale' if not), locks the face, applies the
+    quality gate (the stored measures, the stored outlier score or else `outlier`, tier 1's), and
+    with `cluster_id` (tier 1) the face joins that cluster unless it is blocked (cannot-link, same
+    photo), hidden or gone; then, as without it, the nearest centroids decide (tier 2). Its
+    statements' plans are kept per session by PL/pgSQL, which also works behind PgBouncer (no
+    prepared statements on the client). The locks follow database.clustering.locks: model,
+    photo, detection, cluster. `conn` must be in autocommit mode: the statement is its own
+    transaction.
     """
     row = conn.execute(
-        """SELECT waiting, outcome, joined, tier
-           FROM assign_face_to_cluster(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        """SELECT outcome, joined, tier
+           FROM assign_new_face(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (
             face.id,
             face.photo_id,
             face.collection_id,
             face.embedding_model,
+            run_id,
             cluster_id,
             confidence,
+            None if outlier is None or math.isnan(outlier) else outlier,
+            float(gate.min_size),
+            float(gate.min_sharpness),
+            float(gate.min_confidence),
+            float(gate.max_outlier),
             threshold,
             margin,
             neighbours,
@@ -97,7 +122,7 @@ def assign_face(
         ),
     ).fetchone()
     assert row is not None
-    return Assignment(bool(row[0]), row[1], row[2], row[3])
+    return Assignment(row[0], row[1], row[2])
 
 
 def nearest_clusters(
@@ -111,7 +136,7 @@ def nearest_clusters(
     ef_search: int,
     explain: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """Tier 2's candidate search on its own (the function assign_face_to_cluster runs): (cluster,
+    """Tier 2's candidate search on its own (the function assign_new_face runs): (cluster,
     distance to the exact sum, epsilon) rows, nearest indexed centroid first, in one pipelined
     transaction (`conn` in autocommit mode). With `explain`, the plan's lines instead: the
     benchmark checks that it scans the HNSW index."""

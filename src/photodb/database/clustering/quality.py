@@ -7,9 +7,6 @@ clause, so a face the gate keeps out stays out whoever looks at it.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-
 import psycopg
 from psycopg import sql
 
@@ -44,36 +41,6 @@ def passes_quality_gate(gate: QualityGate, *, detection: str = "pd", photo: str 
     Example: sql.SQL("SELECT pd.id FROM person_detection pd JOIN photo p ON p.id = pd.photo_id
     WHERE pd.cluster_status = 'unassigned' AND {}").format(passes_quality_gate(gate))."""
     return sql.SQL("{} IS NULL").format(quality_issue_sql(gate, detection=detection, photo=photo))
-
-
-def record_verdicts(
-    conn: psycopg.Connection, verdicts: Mapping[int, str | None], scores: Mapping[int, float]
-) -> set[int]:
-    """Store the quality gate's verdicts on faces still waiting for a cluster, in one statement
-    (only these detection rows are locked): a face kept out goes to the unassigned pool with its
-    reason and, when no bootstrap scored it, tier 1's outlier score from `scores`; a face that
-    passes (None) loses the reason an earlier verdict left. Returns the faces kept out."""
-    if not verdicts:
-        return set()
-    ids = list(verdicts)
-    rows = conn.execute(
-        """UPDATE person_detection d
-           SET quality_issue = v.issue, outlier_score = coalesce(d.outlier_score, v.score),
-               cluster_status = CASE WHEN v.issue IS NULL THEN d.cluster_status ELSE 'unassigned' END,
-               unassigned_since = CASE WHEN v.issue IS NULL THEN d.unassigned_since
-                                       ELSE coalesce(d.unassigned_since, now()) END
-           FROM unnest(%s::bigint[], %s::text[], %s::float8[]) AS v(id, issue, score)
-           WHERE d.id = v.id AND d.cluster_id IS NULL
-             AND (d.cluster_status IS NULL OR d.cluster_status NOT IN ('manual', 'pending'))
-           RETURNING d.id, v.issue""",
-        (ids, [verdicts[d] for d in ids], [_score(scores.get(d)) for d in ids]),
-    ).fetchall()
-    return {r[0] for r in rows if r[1] is not None}
-
-
-def _score(value: float | None) -> float | None:
-    """A score to store: NaN (tier 1 had no cluster to measure against) is none."""
-    return None if value is None or math.isnan(value) else value
 
 
 def unassigned_by_reason(conn: psycopg.Connection, collection_id: int | None = None) -> dict[str, int]:
