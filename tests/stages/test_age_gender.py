@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from photodb.config import Settings
+from photodb.database.age_gender_repository import AgeGenderRepository, StoredEstimate
 from photodb.database.connection import Database
 from photodb.database.detection_repository import DetectionRepository, NewDetection
 from photodb.database.repository import PhotoRepository
@@ -118,3 +119,36 @@ def test_no_usable_model_skips_photos_with_the_reason(db: Database, settings: Se
     photo = add_normalized_photo(db, settings, BIDEN)
     with pytest.raises(StageSkipped, match="model not found"):
         stage.process(photo)
+
+
+def wal_fsyncs(conn: psycopg.Connection) -> int:
+    """WAL fsyncs of all client backends so far, this connection's own counted up to its last statement."""
+    conn.execute("SELECT pg_stat_force_next_flush()")  # this backend's pending counts go out when it idles
+    row = conn.execute(
+        "SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE backend_type = 'client backend' AND object = 'wal'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_estimates_are_stored_without_waiting_for_the_wal_flush(db: Database, settings: Settings):
+    photo = add_normalized_photo(db, settings, BIDEN)
+    DetectionRepository(db).replace_detections(
+        photo.id, [NewDetection(Box(430.0, 220.0, 330.0, 330.0, 0.9), None)], "test", "1"
+    )
+    with db.connection() as conn:
+        [(detection_id,)] = conn.execute("SELECT id FROM person_detection").fetchall()
+    estimate = StoredEstimate(detection_id, 61.5, "M", 0.97, {"model": "test"}, "test")
+    with Database(settings, pool_size=1, migrate=False) as single:  # one connection: its own counts are read
+        with single.autocommit() as conn:
+            before = wal_fsyncs(conn)
+            conn.execute("UPDATE person_detection SET age_estimate = 1 WHERE id = %s", (detection_id,))
+            synchronous = wal_fsyncs(conn)
+        assert synchronous > before  # a synchronous commit waits for its flush: the measure sees it
+        assert AgeGenderRepository(single).store_estimates(photo.id, [estimate]) == 1
+        with single.autocommit() as conn:
+            assert wal_fsyncs(conn) == synchronous
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)  # for that transaction only
+    with db.connection() as conn:
+        stored = conn.execute("SELECT age_estimate, gender, age_gender_model FROM person_detection").fetchone()
+    assert stored == (61.5, "M", "test")

@@ -18,25 +18,14 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image
-
-from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, require_ml_extra
+from photodb.stages.base import BaseStage, StageContext, StageSkipped, require_ml_extra
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from photodb.database.age_gender_repository import StoredEstimate
     from photodb.database.models import Photo
     from photodb.ml.age_gender import AgeGenderEstimate, AgeGenderModel
 
 log = logging.getLogger(__name__)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """The normalized PNG as an RGB array (normalize writes RGB: no conversion copy then)."""
-    with Image.open(path) as image:
-        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def gender_of(male_probability: float | None, min_confidence: float) -> tuple[str | None, float | None]:
@@ -75,20 +64,11 @@ class AgeGenderStage(BaseStage):
         people = self.repository.people_of_photo(photo.id)
         if not people:
             return
-        image = self._read_rgb(photo)
+        image = self.context.normalized_rgb(photo)  # after the query: no decode for photos without people
         with self._inference_lock:
             estimates = self.model.predict(image, people)
         stored = [self._stored(estimate) for estimate in estimates]
         self.repository.store_estimates(photo.id, stored)
-
-    def _read_rgb(self, photo: Photo) -> np.ndarray:
-        path = self.context.normalized_path(photo)
-        if not path.is_file():
-            raise StageFailure(f"normalized image missing: {path} (rerun the normalize stage)")
-        try:
-            return read_rgb(path)
-        except (OSError, ValueError) as error:
-            raise StageFailure(f"cannot decode normalized image {path}: {error}") from error
 
     def _stored(self, estimate: AgeGenderEstimate) -> StoredEstimate:
         from photodb.database.age_gender_repository import StoredEstimate

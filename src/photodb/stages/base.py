@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
+from photodb.stages.decoded_images import DecodedImages, budget_for
 from photodb.utils.files import path_for_name
 
 if TYPE_CHECKING:
@@ -31,13 +34,21 @@ class StageUnavailable(RuntimeError):
 
 @dataclass
 class StageContext:
-    """What a stage may use: settings, the database, the collection being processed."""
+    """What a stage may use: settings, the database, the collection being processed.
+
+    The stages of one run share one context, and with it `images`: the decoded normalized images
+    (bounded, see photodb.stages.decoded_images), so a photo's PNG is decoded once, not per stage.
+    """
 
     settings: Settings
     db: Database
     collection: Collection
     parallel: int = 1
     extras: dict[str, object] = field(default_factory=dict)
+    images: DecodedImages = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.images = DecodedImages(budget_for(self.parallel))
 
     def source_path(self, photo: Photo) -> Path:
         """The original file, resolved against the collection's root as read with the photo.
@@ -53,6 +64,16 @@ class StageContext:
         if not photo.normalized_path:
             raise StageFailure("photo has not been normalized yet")
         return self.settings.images_dir / photo.normalized_path
+
+    def normalized_rgb(self, photo: Photo) -> np.ndarray:
+        """The photo's normalized image, read-only RGB uint8, decoded once for all stages of the run."""
+        path = self.normalized_path(photo)
+        if not path.is_file():
+            raise StageFailure(f"normalized image missing: {path} (rerun the normalize stage)")
+        try:
+            return self.images.rgb(path)
+        except (OSError, ValueError) as error:
+            raise StageFailure(f"cannot decode normalized image {path}: {error}") from error
 
 
 def require_ml_extra(stage: str) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photodb.stages.base import BaseStage, StageContext, StageFailure, StageUnavailable, require_ml_extra
+from photodb.stages.base import BaseStage, StageContext, StageUnavailable, require_ml_extra
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -107,12 +107,8 @@ class DetectionStage(BaseStage):
     def process(self, photo: Photo) -> None:
         import cv2
 
-        path = self.context.normalized_path(photo)
-        if not path.is_file():
-            raise StageFailure(f"normalized image missing: {path} (rerun the normalize stage)")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise StageFailure(f"cannot decode normalized image {path}")
+        # Decoded once for the run's stages (StageContext.images); the models take BGR, as OpenCV reads.
+        image = cv2.cvtColor(self.context.normalized_rgb(photo), cv2.COLOR_RGB2BGR)
         height, width = image.shape[:2]
 
         if self.yolo_coordinator is not None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from photodb.database.scene_repository import SceneResults
-from photodb.stages.base import BaseStage, StageContext, StageFailure, StageSkipped, StageUnavailable, require_ml_extra
+from photodb.stages.base import BaseStage, StageContext, StageSkipped, StageUnavailable, require_ml_extra
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -117,16 +117,11 @@ class SceneAnalysisStage(BaseStage):
     def process(self, photo: Photo) -> None:
         if self.skip_reason:
             raise StageSkipped(self.skip_reason)
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
+        pixels = self.context.normalized_rgb(photo)  # decoded once for the run's stages
+        image = Image.fromarray(pixels)
         path = self.context.normalized_path(photo)
-        if not path.is_file():
-            raise StageFailure(f"normalized image missing: {path} (rerun the normalize stage)")
-        try:
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
-        except (UnidentifiedImageError, OSError) as error:
-            raise StageFailure(f"cannot decode normalized image {path}: {error}") from error
         if self.partial_reason:
             labels_only = self._add_labels(SceneResults(clip_model=None, image_embedding=None), path, image)
             self.context.db.call("storing labels", self.repository.replace_results, photo.id, labels_only)
