@@ -285,8 +285,10 @@ def auto_associate_command(threshold: float | None, dry_run: bool, collection: s
     """Group clusters of one person (close centroids, complete linkage) into a shared person.
 
     Each embedding model has its own threshold (PERSON_ASSOCIATION_THRESHOLD for ArcFace w600k_r50,
-    measured defaults for the others, PERSON_ASSOCIATION_THRESHOLDS to override). Names, verified
-    clusters, user links and cannot-links are never overridden.
+    measured defaults for the others, PERSON_ASSOCIATION_THRESHOLDS to override). A cluster no other
+    cluster joins gets a person of its own when it holds ASSOCIATION_LONE_CLUSTER_MIN_FACES faces or
+    more (0: never). Names, verified clusters, user links, unlinks, hidden clusters and cannot-links
+    are never overridden.
     """
     try:
         check_threshold(threshold)
