@@ -5,11 +5,12 @@ nothing more, and 0 restores the spec's rule (persons only for groups of two or 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
+from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.people.association import auto_associate
 from photodb.people.identity import unlink_cluster
@@ -25,7 +26,7 @@ def world(database_url: str) -> Iterator[World]:
 
 
 @pytest.fixture
-def db_with(settings) -> Iterator:  # type: ignore[no-untyped-def]
+def db_with(settings: Settings) -> Iterator[Callable[[int], Database]]:
     """A Database whose ASSOCIATION_LONE_CLUSTER_MIN_FACES is the given value."""
     opened: list[Database] = []
 
@@ -118,7 +119,7 @@ def test_a_lone_person_takes_in_a_close_cluster_found_later(world: World, db: Da
     assert world.person_of(later) == person
 
 
-def test_the_minimum_number_of_faces_is_a_setting_and_0_turns_it_off(world: World, db_with):
+def test_the_minimum_number_of_faces_is_a_setting_and_0_turns_it_off(world: World, db_with: Callable[[int], Database]):
     two = world.cluster(world.far(), faces=2)
     three = world.cluster(world.far(), faces=3)
     a, b = (world.cluster(v) for v in at_angles(0, 30))
@@ -163,3 +164,12 @@ def test_the_command_reports_lone_persons_apart(world: World, tmp_path, database
     report = json.loads(done.stdout)
     assert (report["persons_created"], report["lone_persons_created"]) == (0, 1)
     assert report["models"][0]["lone_persons"] == [{"cluster_id": lone, "person_id": world.person_of(lone)}]
+
+
+def test_the_setting_is_read_from_the_environment_and_checked(monkeypatch: pytest.MonkeyPatch, settings: Settings):
+    monkeypatch.setenv("ASSOCIATION_LONE_CLUSTER_MIN_FACES", "5")
+    assert Settings(_env_file=None, database_url=settings.database_url).association_lone_cluster_min_faces == 5  # type: ignore[call-arg]
+    assert settings.association_lone_cluster_min_faces == 2
+    monkeypatch.setenv("ASSOCIATION_LONE_CLUSTER_MIN_FACES", "-1")
+    with pytest.raises(ValueError, match="association_lone_cluster_min_faces"):
+        Settings(_env_file=None, database_url=settings.database_url)  # type: ignore[call-arg]
