@@ -15,8 +15,10 @@ Rows (wall time, best of --repeat except the first real run, which writes):
   the production pass is built on: the floor);
 - pgvector k-NN pairs: the same pairs from one LATERAL `ORDER BY centroid <=> x LIMIT k` (HNSW)
   per cluster (the alternative the numpy pass replaced);
-- auto-associate --dry-run, the first real run (persons created, linked, merged, age/gender
-  aggregated), and a rerun (nothing left to change). Target: <= 10 s.
+- auto-associate --dry-run, the first real run (persons created, linked, merged, a person for
+  each lone cluster of ASSOCIATION_LONE_CLUSTER_MIN_FACES faces or more, age/gender aggregated),
+  and a rerun (nothing left to change). Target: <= 10 s. `--lone-min-faces 0` measures the
+  spec's rule alone (no lone persons).
 Also printed: how many split identities ended in one person, and how many persons hold two
 identities (look-alikes within the threshold).
 """
@@ -127,6 +129,9 @@ def main() -> None:
     parser.add_argument("--knn", type=int, default=10, help="k of the pgvector k-NN pair query")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--lone-min-faces", type=int, default=None, help="ASSOCIATION_LONE_CLUSTER_MIN_FACES (default: the setting's)"
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="photodb-bench-"))
     try:
@@ -136,6 +141,8 @@ def main() -> None:
                 database_url=fresh_database(admin, "bench_association"),
                 photodb_home=scratch / "home",
             )
+            if args.lone_min_faces is not None:
+                settings.association_lone_cluster_min_faces = args.lone_min_faces
             with Database(settings, pool_size=4) as db:
                 started = time.perf_counter()
                 truth = load(db, args.faces, args.clusters, args.seed)
@@ -147,7 +154,10 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     floor = rows[0][1]
     print(environment())
-    print(f"{args.faces} faces, {len(truth)} clusters, threshold {threshold}; load1 {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.faces} faces, {len(truth)} clusters, threshold {threshold}, lone clusters from "
+        f"{settings.association_lone_cluster_min_faces} faces; load1 {os.getloadavg()[0]:.1f}"
+    )
     print_table(
         ["step", "seconds", "x numpy pairs", "pairs / changes"],
         [(name, f"{s:.3f}", f"{s / floor:.1f}", what) for name, s, what in rows],
@@ -180,7 +190,10 @@ def measure(db: Database, threshold: float, knn: int, repeat: int) -> list[tuple
 
 
 def changes(report: object) -> str:
-    return f"+{report.persons_created} persons, {report.clusters_linked} links, {report.persons_merged} merges"  # type: ignore[attr-defined]
+    return (
+        f"+{report.persons_created} persons, {report.clusters_linked} links, {report.persons_merged} merges, "  # type: ignore[attr-defined]
+        f"+{report.lone_persons_created} lone"  # type: ignore[attr-defined]
+    )
 
 
 def judge(db: Database, truth: dict[int, int]) -> str:

@@ -285,8 +285,10 @@ def auto_associate_command(threshold: float | None, dry_run: bool, collection: s
     """Group clusters of one person (close centroids, complete linkage) into a shared person.
 
     Each embedding model has its own threshold (PERSON_ASSOCIATION_THRESHOLD for ArcFace w600k_r50,
-    measured defaults for the others, PERSON_ASSOCIATION_THRESHOLDS to override). Names, verified
-    clusters, user links and cannot-links are never overridden.
+    measured defaults for the others, PERSON_ASSOCIATION_THRESHOLDS to override). A cluster no other
+    cluster joins gets a person of its own when it holds ASSOCIATION_LONE_CLUSTER_MIN_FACES faces or
+    more (0: never). Names, verified clusters, user links, unlinks, hidden clusters and cannot-links
+    are never overridden.
     """
     try:
         check_threshold(threshold)
@@ -309,10 +311,15 @@ def auto_associate_command(threshold: float | None, dry_run: bool, collection: s
             click.echo(f"  clusters {', '.join(map(str, group.clusters))} (max distance {group.diameter:.3f}): {joins}")
             for conflict in group.conflicts:
                 click.echo(f"    not done: {conflict}")
+        if model.lone_clusters:
+            click.echo(
+                f"  {len(model.lone_clusters)} lone clusters {'would get' if dry_run else 'got'} a person of their own"
+                f" (at least {model.lone_min_faces} faces)"
+            )
     if not report.models:
         click.echo("no clusters yet")
     click.echo(
         f"{'Would make' if dry_run else 'Made'}: {report.persons_created} persons created, "
-        f"{report.clusters_linked} clusters linked, {report.persons_merged} persons merged"
-        + (" (dry run: nothing written)" if dry_run else "")
+        f"{report.clusters_linked} clusters linked, {report.persons_merged} persons merged, "
+        f"{report.lone_persons_created} persons for lone clusters" + (" (dry run: nothing written)" if dry_run else "")
     )

@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     # PERSON_ASSOCIATION_THRESHOLDS (JSON, e.g. '{"dlib": 0.05}') overrides any entry.
     person_association_threshold: float = Field(default=0.8, gt=0)
     person_association_thresholds: dict[str, float] = Field(default_factory=dict)
+    # Auto-association also makes a person of a cluster no other cluster joins when it holds at
+    # least this many faces (every real face group is someone); 0: only groups of two or more
+    # clusters get a person (the spec's rule). 2 leaves weekly's one-face singleton clusters alone.
+    association_lone_cluster_min_faces: int = Field(default=2, ge=0)
     # Weekly maintenance turns faces unassigned for longer than this into singleton clusters (0: all).
     unassigned_singleton_days: int = Field(default=30, ge=0)
     # Quality gate (photodb.clustering.quality): faces below a floor stay in the unassigned pool,

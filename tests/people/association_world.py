@@ -71,17 +71,19 @@ class World:
         linked_by: str | None = None,
         verified: bool = False,
         hidden: bool = False,
+        faces: int = 1,
     ) -> int:
-        """A one-face cluster whose centroid is `vector`."""
+        """A cluster of `faces` faces (each in its own photo, the first in `photo`), all at `vector`."""
         cluster = self.conn.execute(
             """INSERT INTO cluster (collection_id, embedding_model, face_count, centroid, centroid_sum, person_id,
                    person_linked_by, verified, verified_at, hidden)
-               VALUES (%s, %s, 1, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, %s) RETURNING id""",
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, %s) RETURNING id""",
             (
                 self.collection,
                 model,
+                faces,
                 np.asarray(vector, np.float32),
-                np.asarray(vector, np.float32),
+                np.asarray(vector, np.float32) * faces,
                 person,
                 linked_by if linked_by or person is None else "auto:associate",
                 verified,
@@ -90,6 +92,8 @@ class World:
             ),
         ).fetchone()[0]
         self.face(vector, model, photo=photo, cluster=cluster)
+        for _ in range(faces - 1):
+            self.face(vector, model, cluster=cluster)
         return cluster
 
     def person(self, *, name: str | None = None, hidden: bool = False) -> int:

@@ -130,8 +130,9 @@ def test_clusters_with_faces_of_one_photo_are_never_one_person(world: World, db:
     a, b = close_pair(world, 0.1, photo=photo)
     world.face(world.far(), MBF, photo=photo, cluster=a)  # a second face of cluster a in the same photo
     world.conn.execute("UPDATE cluster SET face_count = 2 WHERE id = %s", (a,))
-    assert auto_associate(db, None).persons_created == 0
-    assert world.person_of(a) is None and world.person_of(b) is None
+    report = auto_associate(db, None)
+    assert report.persons_created == 0 and report.models[0].lone_clusters == [a]  # a alone: two faces
+    assert world.person_of(b) is None and world.person_of(a) is not None
 
 
 def test_a_cluster_sharing_a_photo_with_another_cluster_of_the_person_stays_out(world: World, db: Database):

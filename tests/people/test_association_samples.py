@@ -103,28 +103,13 @@ def test_sample_faces_end_in_one_person_each(tmp_path, database_url):
     assert after["hopper.jpg"] == after["grace_hopper.jpg"] == [hopper]
 
 
-def identities_by_file(database_url: str) -> dict[str, list[str | None]]:
-    """Each face's identity: its cluster's person, else the cluster itself (a person is made for a
-    group of two or more clusters, the spec's rule), else None."""
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            """SELECT p.filename, CASE WHEN c.person_id IS NOT NULL THEN 'person ' || c.person_id
-                                       WHEN c.id IS NOT NULL THEN 'cluster ' || c.id END
-               FROM person_detection d
-               JOIN photo p ON p.id = d.photo_id JOIN face_embedding f ON f.person_detection_id = d.id
-               LEFT JOIN cluster c ON c.id = d.cluster_id ORDER BY d.id"""
-        ).fetchall()
-    found: dict[str, list[str | None]] = {}
-    for filename, identity in rows:
-        found.setdefault(Path(filename).name, []).append(identity)
-    return found
-
-
 def test_index_cluster_weekly_on_the_sample_faces(tmp_path, database_url):
     """The issue's end to end, as a user runs it: `photodb index`, `photodb cluster`, `photodb
-    maintenance weekly` (faces the bootstrap left as noise become singleton clusters, then
-    auto-association joins clusters of one person). Obama's two photos end as one identity, Grace
-    Hopper's two as another, and no person holds two faces of one photo."""
+    maintenance weekly`. The bootstrap puts Obama's two photos in one cluster and Grace Hopper's two
+    in another; weekly makes singleton clusters of the faces it left as noise, and auto-association
+    gives each two-face cluster no other cluster joins a person of its own
+    (ASSOCIATION_LONE_CLUSTER_MIN_FACES, 2). So Obama's two photos end in one person, Hopper's two in
+    another, the strangers' one-face clusters in none, and no person holds two faces of one photo."""
     library = tmp_path / "lib"
     library.mkdir()
     for name, relative in PEOPLE.items():
@@ -137,17 +122,29 @@ def test_index_cluster_weekly_on_the_sample_faces(tmp_path, database_url):
         assert done.returncode == 0, (step, done.stdout, done.stderr)
     weekly = {task["task"]: task for task in json.loads(done.stdout)["tasks"]}
     assert weekly["auto-associate"]["ok"]
-    found = identities_by_file(database_url)
+    assert weekly["auto-associate"]["changes"]["lone_persons_created"] == 2
+    found = persons_by_file(database_url)
     (obama,), (obama2,) = found["obama.jpg"], found["obama2.jpg"]
     (hopper,), (grace_hopper,) = found["hopper.jpg"], found["grace_hopper.jpg"]
     assert obama is not None and obama == obama2
     assert hopper is not None and hopper == grace_hopper and hopper != obama
-    assert obama not in found["biden.jpg"] + found["group.jpg"]
-    assert hopper not in found["biden.jpg"] + found["group.jpg"]
-    assert None not in found["biden.jpg"] + found["group.jpg"]  # the rest: singletons after weekly
+    strangers = found["biden.jpg"] + found["group.jpg"]
+    assert strangers == [None] * 4  # one face each: a singleton cluster, no person
     with psycopg.connect(database_url) as conn:
         shared = conn.execute(
             """SELECT c.person_id, d.photo_id FROM person_detection d JOIN cluster c ON c.id = d.cluster_id
                WHERE c.person_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1"""
         ).fetchall()
+        persons = conn.execute("SELECT id, first_name, auto_created, created_by FROM person ORDER BY id").fetchall()
+        singletons = conn.execute("SELECT count(*) FROM cluster WHERE face_count = 1 AND person_id IS NULL").fetchone()[
+            0
+        ]
     assert shared == []
+    assert persons == sorted([(obama, "Unknown", True, "auto:associate"), (hopper, "Unknown", True, "auto:associate")])
+    assert singletons == 4
+
+    again = run_command([PHOTODB, "maintenance", "weekly", "--json"], env=env, timeout=600)
+    assert again.returncode == 0, (again.stdout, again.stderr)
+    rerun = {task["task"]: task for task in json.loads(again.stdout)["tasks"]}["auto-associate"]["changes"]
+    assert (rerun["lone_persons_created"], rerun["persons_created"], rerun["clusters_linked"]) == (0, 0, 0)
+    assert persons_by_file(database_url) == found

@@ -14,6 +14,18 @@ import numpy as np
 import psycopg
 
 from photodb.database.clustering.faces import array_of
+from photodb.database.people_repository import UNKNOWN_NAME
+
+#: A cluster that may get a person of its own (a "lone" cluster, one no other cluster joined):
+#: enough faces, no person, and nothing a user said about it that means "leave it": not hidden,
+#: never unlinked by a user (`people unlink` leaves person_linked_by set), and no
+#: cluster_person_cannot_link (unlink, "not this person" of its last face, the new half of a split).
+#: A cluster holding two faces of one photo (a constraint violation) is two people: no person.
+_LONE_CLUSTER = """c.person_id IS NULL AND NOT c.hidden AND c.face_count >= %(min_faces)s
+    AND (c.person_linked_by IS NULL OR c.person_linked_by LIKE 'auto:%%')
+    AND NOT EXISTS (SELECT 1 FROM cluster_person_cannot_link r WHERE r.cluster_id = c.id)
+    AND NOT EXISTS (SELECT 1 FROM person_detection d WHERE d.cluster_id = c.id
+                    GROUP BY d.photo_id HAVING count(*) > 1)"""
 
 
 @dataclass(frozen=True)
@@ -163,3 +175,42 @@ def person_cannot_links(conn: psycopg.Connection, cluster_ids: Sequence[int]) ->
         (list(cluster_ids),),
     ).fetchall()
     return {(c, p) for c, p in rows}
+
+
+def lone_cluster_candidates(conn: psycopg.Connection, collection_id: int, model: str, min_faces: int) -> list[int]:
+    """Clusters that may get a person of their own (_LONE_CLUSTER), read before the locks; the
+    write checks again under them."""
+    rows = conn.execute(
+        f"""SELECT c.id FROM cluster c
+            WHERE c.collection_id = %(collection)s AND c.embedding_model = %(model)s AND {_LONE_CLUSTER}
+            ORDER BY c.id""",  # noqa: S608 (a fixed condition; values are parameters)
+        {"collection": collection_id, "model": model, "min_faces": min_faces},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def create_lone_persons(
+    conn: psycopg.Connection, collection_id: int, cluster_ids: Sequence[int], min_faces: int, *, by: str
+) -> list[tuple[int, int]]:
+    """One new auto-created 'Unknown' person for each of these (locked) clusters still without
+    one, in one statement: the persons are alike, so the k-th new id goes to the k-th cluster.
+    Returns (cluster, person) pairs in cluster order."""
+    if not cluster_ids:
+        return []
+    rows = conn.execute(
+        f"""WITH lone AS (
+                SELECT c.id, row_number() OVER (ORDER BY c.id) AS n FROM cluster c
+                WHERE c.id = ANY(%(ids)s) AND c.collection_id = %(collection)s AND {_LONE_CLUSTER}),
+            made AS (
+                INSERT INTO person (collection_id, first_name, auto_created, created_by)
+                SELECT %(collection)s, %(name)s, true, %(by)s FROM lone
+                RETURNING id),
+            numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM made)
+            UPDATE cluster c SET person_id = numbered.id, person_linked_by = %(by)s, person_linked_at = now(),
+                   updated_at = now()
+            FROM lone JOIN numbered USING (n)
+            WHERE c.id = lone.id
+            RETURNING c.id, c.person_id""",  # noqa: S608 (a fixed condition; values are parameters)
+        {"ids": list(cluster_ids), "collection": collection_id, "min_faces": min_faces, "name": UNKNOWN_NAME, "by": by},
+    ).fetchall()
+    return sorted((r[0], r[1]) for r in rows)

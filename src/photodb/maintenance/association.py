@@ -16,6 +16,7 @@ def auto_associate(conn: psycopg.Connection, settings: Settings, collection_id: 
             "persons_created": sum(r.persons_created for r in reports),
             "clusters_linked": sum(r.clusters_linked for r in reports),
             "persons_merged": sum(r.persons_merged for r in reports),
+            "lone_persons_created": sum(r.lone_persons_created for r in reports),
             # left for a person to decide (`photodb maintenance auto-associate --dry-run` lists them);
             # not problems: a weekly cron job should not fail on them every week
             "groups_not_joined": sum(len(r.conflicts) for r in reports),

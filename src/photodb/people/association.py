@@ -7,7 +7,10 @@ faster than one HNSW query per cluster: bench/association.py), pairs within the 
 (Settings.person_association_threshold_for) are grouped by complete linkage, and each group joins
 one person (association_plan): a new auto-created 'Unknown' person, the one person its clusters
 have, or the winner of a merge (verified > cluster count > id). Pairs and persons blocked by
-cannot-links or faces of one photo are kept apart.
+cannot-links or faces of one photo are kept apart. Then every cluster still without a person that
+holds at least ASSOCIATION_LONE_CLUSTER_MIN_FACES faces gets one of its own ("lone" persons, as a
+photo library shows every face group as a person), unless a user said "leave it" (hidden, unlinked,
+not that person: association_repository.lone_cluster_candidates); 0 keeps the spec's rule.
 
 Safe while process-local runs: the model lock is taken shared, then the clusters concerned, then
 their persons, in id order (database.clustering.locks); what decides a link is read after the locks.
@@ -57,7 +60,17 @@ class ModelReport:
     persons_created: int = 0
     clusters_linked: int = 0
     persons_merged: int = 0
+    #: ASSOCIATION_LONE_CLUSTER_MIN_FACES as this run used it (0: lone clusters get no person)
+    lone_min_faces: int = 0
+    #: clusters no other cluster joined that get (dry run: would get) a person of their own
+    lone_clusters: list[int] = field(default_factory=list)
+    #: cluster -> its new person (empty for a dry run)
+    lone_persons: dict[int, int] = field(default_factory=dict)
     touched_persons: set[int] = field(default_factory=set)
+
+    @property
+    def lone_persons_created(self) -> int:
+        return len(self.lone_clusters)
 
     @property
     def conflicts(self) -> list[str]:
@@ -75,6 +88,9 @@ class ModelReport:
             "persons_created": self.persons_created,
             "clusters_linked": self.clusters_linked,
             "persons_merged": self.persons_merged,
+            "lone_min_faces": self.lone_min_faces,
+            "lone_persons_created": self.lone_persons_created,
+            "lone_persons": [{"cluster_id": c, "person_id": self.lone_persons.get(c)} for c in self.lone_clusters],
             "conflicts": self.conflicts,
         }
 
@@ -97,12 +113,17 @@ class AssociationReport:
     def persons_merged(self) -> int:
         return sum(m.persons_merged for m in self.models)
 
+    @property
+    def lone_persons_created(self) -> int:
+        return sum(m.lone_persons_created for m in self.models)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
             "persons_created": self.persons_created,
             "clusters_linked": self.clusters_linked,
             "persons_merged": self.persons_merged,
+            "lone_persons_created": self.lone_persons_created,
             "models": [m.as_dict() for m in self.models],
             "age_gender": self.aggregation.as_dict() if self.aggregation else None,
         }
@@ -120,13 +141,16 @@ def auto_associate(
     """Group the clusters of a collection (None: every collection) into persons; `threshold`
     overrides every model's own; `dry_run` plans the same groups and writes nothing."""
     check_threshold(threshold)
+    lone_min = db.settings.association_lone_cluster_min_faces
     report = AssociationReport(dry_run=dry_run)
     with db.connection() as conn:
         collections = repo.collections_with_clusters(conn, collection_id)
         work = [(c, m) for c in collections for m in repo.cluster_models(conn, c)]
     for collection, model in work:
         limit = threshold if threshold is not None else db.settings.person_association_threshold_for(model)
-        result = db.retrying(lambda c=collection, m=model, t=limit: _associate_model(db, c, m, t, dry_run), "associate")
+        result = db.retrying(
+            lambda c=collection, m=model, t=limit: _associate_model(db, c, m, t, lone_min, dry_run), "associate"
+        )
         report.models.append(result)
     touched = sorted({p for m in report.models for p in m.touched_persons})
     if touched and not dry_run:
@@ -148,7 +172,11 @@ def associate_collection_in(
         for attempt in range(ATTEMPTS):
             try:
                 with conn.transaction():
-                    reports.append(_associate_in(conn, collection_id, model, threshold, False))
+                    reports.append(
+                        _associate_in(
+                            conn, collection_id, model, threshold, settings.association_lone_cluster_min_faces, False
+                        )
+                    )
                 break
             except _StateMoved:
                 logger.info("persons changed while associating %s (attempt %d); again", model, attempt + 1)
@@ -160,32 +188,37 @@ def associate_collection_in(
     return reports
 
 
-def _associate_model(db: Database, collection_id: int, model: str, threshold: float, dry_run: bool) -> ModelReport:
+def _associate_model(
+    db: Database, collection_id: int, model: str, threshold: float, lone_min: int, dry_run: bool
+) -> ModelReport:
     for attempt in range(ATTEMPTS):
         try:
             with db.connection() as conn, conn.transaction():
-                return _associate_in(conn, collection_id, model, threshold, dry_run)
+                return _associate_in(conn, collection_id, model, threshold, lone_min, dry_run)
         except _StateMoved:
             logger.info("persons changed while associating %s (attempt %d); again", model, attempt + 1)
     raise RuntimeError(f"persons of collection {collection_id} kept changing during auto-association; run it again")
 
 
 def _associate_in(
-    conn: psycopg.Connection, collection_id: int, model: str, threshold: float, dry_run: bool
+    conn: psycopg.Connection, collection_id: int, model: str, threshold: float, lone_min: int, dry_run: bool
 ) -> ModelReport:
-    report = ModelReport(collection_id, model, threshold)
+    """One model: groups of close clusters join persons, then lone clusters of at least `lone_min`
+    faces (0: none) get their own. The lone candidates are locked with the groups' clusters (step 4)."""
+    report = ModelReport(collection_id, model, threshold, lone_min_faces=lone_min)
     lock_model(conn, collection_id, model, shared=True)
     ids, vectors = repo.centroids(conn, collection_id, model)
     report.clusters = len(ids)
     pairs = find_pairs(ids, vectors, threshold)
     report.pairs = len(pairs)
-    if not pairs:
+    lone = repo.lone_cluster_candidates(conn, collection_id, model, lone_min) if lone_min > 0 else []
+    if not pairs and not lone:
         return report
     involved = sorted({p.a for p in pairs} | {p.b for p in pairs})
     person_ids = repo.person_ids_of(conn, involved)
     concerned = sorted(set(involved).union(*repo.clusters_of_persons(conn, person_ids).values()))
     if not dry_run:
-        lock_clusters(conn, concerned)
+        lock_clusters(conn, set(concerned).union(lone))
         person_ids = repo.person_ids_of(conn, concerned)
         people.lock_persons(conn, person_ids)
     person_clusters = repo.clusters_of_persons(conn, person_ids)
@@ -205,8 +238,15 @@ def _associate_in(
     report.persons_created = sum(1 for g in changed if g.person_id is None)
     report.clusters_linked = sum(len(g.link) for g in changed)
     report.persons_merged = sum(len(g.merge) for g in changed)
-    if not dry_run:
-        _write(conn, collection_id, changed, report)
+    if dry_run:
+        joined = {c for g in report.groups for c, p in g.joins.items() if p is not None}
+        report.lone_clusters = [c for c in lone if c not in joined]
+        return report
+    _write(conn, collection_id, changed, report)
+    made = repo.create_lone_persons(conn, collection_id, lone, lone_min, by=BY)
+    report.lone_persons = dict(made)
+    report.lone_clusters = [c for c, _ in made]
+    report.touched_persons.update(report.lone_persons.values())
     return report
 
 
