@@ -129,24 +129,27 @@ def _listing_rows(
 
 
 def _listing(page: str, faces: str) -> str:
-    """One statement for a listing: `page` (the rows shown, with `id`, `sample` and `total`, in
-    their order as `ord`) and `faces` (id, photo_id, age_estimate of the faces of the page row
-    `page.id`) give each row's faces, photos, ages, first face and sample photo path.
+    """One statement for a listing: `page` (the rows shown, with `id`, `sample` (a face id),
+    `root_path` of their collection and `total`, in their order as `ord`) and `faces` (id,
+    photo_id, age_estimate of the faces of the page row `page.id`) give each row's faces, photos,
+    ages and sample photo path.
 
     One round trip, no id lists sent back and forth. Each row's faces are aggregated on their own
-    (LATERAL: index scans of that row's faces and a sort of a few dozen photo ids), which beats
-    one aggregate over every face of the page: at 100k faces that sorted 80-90k (owner, photo)
-    rows, spilling to disk for the persons (persons 200 -> 120 ms, clusters 140 -> 125 ms, server
-    time at load 6). Each sample path is a primary-key lookup per row shown."""
+    (LATERAL: an index-only scan of idx_person_detection_cluster_faces per cluster, in photo order,
+    so a cluster's distinct photos are counted without a sort), which beats one aggregate over
+    every face of the page: at 100k faces that sorted 80-90k (owner, photo) rows, spilling to
+    disk for the persons. The sample photo is found in the same pass (the sample face's photo, or
+    the row's first photo when the sample is no longer one of its faces), so a row shown costs one
+    more primary-key lookup: its photo's filename."""
     return f"""
         WITH page AS MATERIALIZED ({page})
         SELECT page.*, s.faces, s.photos, s.age_min, s.age_max,
-               (SELECT {_PATH} FROM person_detection sd JOIN photo ph ON ph.id = sd.photo_id
-                JOIN collection col ON col.id = ph.collection_id
-                WHERE sd.id = coalesce(page.sample, s.any_face))
+               (SELECT CASE WHEN page.root_path IS NULL THEN ph.filename ELSE page.root_path || '/' || ph.filename END
+                FROM photo ph WHERE ph.id = s.sample_photo)
         FROM page CROSS JOIN LATERAL (
             SELECT count(*)::int AS faces, count(DISTINCT photo_id)::int AS photos,
-                   min(age_estimate) AS age_min, max(age_estimate) AS age_max, min(id) AS any_face
+                   min(age_estimate) AS age_min, max(age_estimate) AS age_max,
+                   coalesce(min(photo_id) FILTER (WHERE id = page.sample), min(photo_id)) AS sample_photo
             FROM ({faces}) f) s
         ORDER BY page.ord"""  # noqa: S608 (only constants are formatted in)
 
@@ -161,19 +164,23 @@ _PERSON_PAGE = f"""
            (array_agg(coalesce(c.medoid_detection_id, c.representative_detection_id)
                       ORDER BY c.face_count DESC, c.id) FILTER (WHERE c.id IS NOT NULL))[1] AS sample,
            count(*) OVER () AS total,
-           row_number() OVER (ORDER BY coalesce(sum(c.face_count), 0)
-               + (SELECT count(*) FROM person_detection d WHERE d.person_id = p.id AND d.cluster_id IS NULL) DESC,
-               p.id) AS ord
-    FROM person p LEFT JOIN cluster c ON c.person_id = p.id
+           row_number() OVER (ORDER BY coalesce(sum(c.face_count), 0) + coalesce(min(o.n), 0) DESC, p.id) AS ord,
+           col.root_path, coalesce(min(o.n), 0) AS own_faces
+    FROM person p JOIN collection col ON col.id = p.collection_id
+    LEFT JOIN cluster c ON c.person_id = p.id
+    LEFT JOIN (SELECT d.person_id, count(*) AS n FROM person_detection d
+               WHERE d.person_id IS NOT NULL AND d.cluster_id IS NULL GROUP BY d.person_id) o ON o.person_id = p.id
     WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND (%(all)s OR NOT p.hidden)
-    GROUP BY p.id ORDER BY ord LIMIT %(n)s"""  # noqa: S608 (only constants are formatted in)
+    GROUP BY p.id, col.id ORDER BY ord LIMIT %(n)s"""  # noqa: S608 (only constants are formatted in)
 
+#: A person's faces: its clusters' and its own (placed on it by hand, without a cluster), the
+#: latter looked up only for a person that has some (`own_faces` of the page).
 _PERSON_FACES = """
     SELECT d.id, d.photo_id, d.age_estimate FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
     WHERE c.person_id = page.id
     UNION ALL
     SELECT d.id, d.photo_id, d.age_estimate FROM person_detection d
-    WHERE d.person_id = page.id AND d.cluster_id IS NULL"""
+    WHERE page.own_faces > 0 AND d.person_id = page.id AND d.cluster_id IS NULL"""
 
 
 def list_persons(
@@ -201,8 +208,8 @@ _CLUSTER_PAGE = """
            c.verified_by, c.hidden, c.person_linked_by,
            coalesce(c.medoid_detection_id, c.representative_detection_id) AS sample,
            p.first_name, p.last_name, p.named, count(*) OVER () AS total,
-           row_number() OVER (ORDER BY c.face_count DESC, c.id) AS ord
-    FROM cluster c LEFT JOIN person p ON p.id = c.person_id
+           row_number() OVER (ORDER BY c.face_count DESC, c.id) AS ord, col.root_path
+    FROM cluster c JOIN collection col ON col.id = c.collection_id LEFT JOIN person p ON p.id = c.person_id
     WHERE (%(c)s::bigint IS NULL OR c.collection_id = %(c)s)
       AND (%(p)s::bigint IS NULL OR c.person_id = %(p)s)
       AND (%(k)s::bigint IS NULL OR c.id = %(k)s)
