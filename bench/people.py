@@ -9,7 +9,8 @@ look-alike pairs) whose identities become the clusters directly (no HDBSCAN: the
 care how clusters were made), loaded by binary COPY: photos with capture dates, detections with age
 estimates, embeddings, clusters with exact sums and medoids, an active run without a stored model
 (tier 1 off, so "not" re-places faces by tier 2), persons for 60% of the clusters (a fifth of them
-holding two clusters, half of them named). The face-embedding HNSW index is dropped for the load
+holding two clusters, half of them named), 1000 unclustered faces waiting for review with two
+pending match candidates each. The face-embedding HNSW index is dropped for the load
 and not rebuilt: no people command searches faces by embedding (tier 2 searches cluster centroids,
 whose index is built).
 
@@ -42,7 +43,7 @@ from _common import embedded_server, environment, fresh_database, print_table
 from photodb.clustering.synthetic import make_faces
 from photodb.config import Settings
 from photodb.database.connection import Database
-from photodb.people import face_decisions, identity, views
+from photodb.people import face_decisions, identity, review, views
 
 MODEL = "arcface"
 
@@ -132,6 +133,17 @@ def load_library(url: str, faces: int, identities: int) -> dict[str, list[int]]:
             copy.set_types(["int8", "text", "int4", "vector"])
             for i in range(1, n + 1):
                 copy.write_row((i, MODEL, 512, data.embeddings[i - 1]))
+        conn.execute(  # faces in review: two pending candidates each, as assignment leaves them
+            """INSERT INTO face_match_candidate (detection_id, cluster_id, similarity)
+               SELECT d.id, 1 + (d.id + k * (%s / 2)) %% %s, 0.6 - k / 100.0
+               FROM (SELECT id FROM person_detection WHERE cluster_id IS NULL ORDER BY id LIMIT 1000) d,
+                    (VALUES (0), (1)) AS v(k)""",
+            (count, count),
+        )
+        conn.execute(
+            """UPDATE person_detection SET cluster_status = 'pending'
+               WHERE id IN (SELECT detection_id FROM face_match_candidate)"""
+        )
         conn.execute(
             "UPDATE cluster c SET medoid_detection_id = m.d, representative_detection_id = m.d"
             " FROM unnest(%s::bigint[], %s::bigint[]) AS m(c, d) WHERE c.id = m.c",
@@ -186,6 +198,7 @@ def commands(db: Database, lib: dict[str, list[int]]) -> Iterator[tuple[str, Cal
     yield "show PERSON (largest)", lambda: views.show_person(db, linked and _largest_person(db))
     yield "show --cluster (largest)", lambda: views.show_cluster(db, clusters[0])
     yield "show --face", lambda: views.show_face(db, face_of(clusters[50]))
+    yield "review --list (1000 faces, 2000 pending)", lambda: review.list_pending(db, 1)
     yield "name --cluster (new person)", lambda: identity.name_cluster(db, next(unlinked), "Ada Lovelace", by="user")
     yield "rename PERSON", lambda: identity.name_person(db, next(person_iter), "Grace Hopper", by="user")
     yield "link CLUSTER PERSON", lambda: identity.link_cluster(db, next(unlinked), persons[5], by="user")

@@ -29,7 +29,6 @@ class FaceStats:
     age_max: float | None
     year_min: int | None
     year_max: int | None
-    any_face: int | None
 
     def age_range(self) -> list[int] | None:
         return _age_range(self.age_min, self.age_max)
@@ -41,58 +40,33 @@ class FaceStats:
         return None
 
 
-_NO_FACES = FaceStats(0, 0, None, None, None, None, None)
-
-
 def display_name(person_id: int, first: str | None, last: str | None, named: bool) -> str:
     """A person's name, or 'Unknown #id' until someone names them (person.named)."""
     name = " ".join(part for part in (first, last) if part)
     return name if named and name else f"Unknown #{person_id}"
 
 
-def person_face_stats(conn: psycopg.Connection, person_ids: Sequence[int]) -> dict[int, FaceStats]:
-    """Faces, photos, ages and capture years of these persons: their clusters' faces and their own."""
-    rows = conn.execute("SELECT id, person_id FROM cluster WHERE person_id = ANY(%s)", (list(person_ids),)).fetchall()
-    return _face_stats(conn, [r[0] for r in rows], [r[1] for r in rows], person_ids)
+def person_face_stats(conn: psycopg.Connection, person_id: int) -> FaceStats:
+    """Faces, photos, ages and capture years of one person: its clusters' faces and its own.
+
+    One statement: the faces come from idx_person_detection_cluster_faces per cluster (an
+    index-only scan) and from the person index for its own, each photo's capture year from
+    idx_metadata_photo_captured (index-only too)."""
+    row = conn.execute(
+        f"""SELECT count(*)::int, count(DISTINCT f.photo_id)::int, min(f.age_estimate), max(f.age_estimate),
+                   min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int
+            FROM ({_ONE_PERSON_FACES}) f LEFT JOIN metadata m ON m.photo_id = f.photo_id""",  # noqa: S608
+        {"p": person_id},
+    ).fetchone()
+    assert row is not None
+    return FaceStats(*row)
 
 
-_FACES = """
-    WITH f AS (
-        SELECT k.owner, d.id, d.photo_id, d.age_estimate
-        FROM person_detection d
-        JOIN unnest(%(c)s::bigint[], %(o)s::bigint[]) AS k(cluster_id, owner) ON k.cluster_id = d.cluster_id
-        WHERE d.cluster_id = ANY(%(c)s)
-        UNION ALL
-        SELECT d.person_id, d.id, d.photo_id, d.age_estimate FROM person_detection d
-        WHERE d.person_id = ANY(%(p)s) AND d.cluster_id IS NULL)"""
-
-
-def _face_stats(
-    conn: psycopg.Connection,
-    cluster_ids: Sequence[int],
-    owners: Sequence[int],
-    direct_owners: Sequence[int],
-) -> dict[int, FaceStats]:
-    """Per owner: the faces of its clusters and the faces whose own person_id is the owner, with
-    the capture years of their photos (a lookup per photo: one person's page asks for them).
-
-    The faces come from idx_person_detection_cluster_faces alone (an index-only scan; migration
-    0013), and the repeated `cluster_id = ANY(...)` lets the planner estimate them from the index's
-    statistics."""
-    query = f"""{_FACES}
-        SELECT g.owner, sum(g.n)::int, count(*)::int, min(g.age_min), max(g.age_max),
-               min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int,
-               min(g.first)
-        FROM (SELECT owner, photo_id, count(*) AS n, min(age_estimate) AS age_min,
-                     max(age_estimate) AS age_max, min(id) AS first
-              FROM f GROUP BY owner, photo_id) g
-        LEFT JOIN metadata m ON m.photo_id = g.photo_id
-        GROUP BY g.owner"""  # noqa: S608 (only constants are formatted in)
-    rows = conn.execute(
-        query,  # type: ignore[arg-type]
-        {"c": list(cluster_ids), "o": list(owners), "p": list(direct_owners)},
-    ).fetchall()
-    return {r[0]: FaceStats(*r[1:]) for r in rows}
+_ONE_PERSON_FACES = """
+    SELECT d.photo_id, d.age_estimate FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
+    WHERE c.person_id = %(p)s
+    UNION ALL
+    SELECT d.photo_id, d.age_estimate FROM person_detection d WHERE d.person_id = %(p)s AND d.cluster_id IS NULL"""
 
 
 _PERSON_COLUMNS = """p.id, p.collection_id, p.first_name, p.last_name, p.auto_created, p.hidden,
@@ -262,15 +236,11 @@ def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int)
     row = conn.execute(f"SELECT {_PERSON_COLUMNS} FROM person p WHERE p.id = %s", (person_id,)).fetchone()  # noqa: S608
     if row is None:
         return None
-    s = person_face_stats(conn, [person_id]).get(person_id, _NO_FACES)
+    s = person_face_stats(conn, person_id)
     clusters, _ = list_clusters(conn, None, include_hidden=True, person_id=person_id)
     photos = conn.execute(
         f"""SELECT {_PATH} FROM photo ph JOIN collection col ON col.id = ph.collection_id
-            WHERE ph.id IN (SELECT d.photo_id FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
-                            WHERE c.person_id = %(p)s
-                            UNION
-                            SELECT d.photo_id FROM person_detection d
-                            WHERE d.person_id = %(p)s AND d.cluster_id IS NULL)
+            WHERE ph.id IN (SELECT f.photo_id FROM ({_ONE_PERSON_FACES}) f)
             ORDER BY ph.id LIMIT %(n)s""",  # noqa: S608
         {"p": person_id, "n": photo_limit},
     ).fetchall()
