@@ -19,7 +19,8 @@ pooled Database as the CLI uses it, `--repeat` times on fresh targets; the table
 and the slowest, and each median as a multiple of the baseline's median (`SELECT id FROM person
 WHERE id = ...` through the same pool); a second bare row, one sequential scan of every face, shows
 what reading the faces costs on the machine at that moment. CLI start-up (Python imports, settings, migrations check)
-is not included: it is the same for every command.
+is the same for every command: the last two rows run `photodb people list` as a user does (a new process,
+bytecode caches allowed), start-up included.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +40,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import embedded_server, environment, fresh_database, print_table
+from _common import ROOT, embedded_server, environment, fresh_database, print_table
 
 from photodb.clustering.synthetic import make_faces
 from photodb.config import Settings
@@ -227,6 +229,21 @@ def commands(db: Database, lib: dict[str, list[int]]) -> Iterator[tuple[str, Cal
 
     yield "must-link FACE FACE", link("must")
     yield "cannot-link FACE FACE", link("cannot")
+    yield "CLI: photodb people list", lambda: _cli(db, "list")
+    yield "CLI: photodb people list --clusters --limit 0", lambda: _cli(db, "list", "--clusters", "--limit", "0")
+
+
+def _cli(db: Database, *args: str) -> None:
+    """`photodb people ARGS` in a new process on this database, output discarded."""
+    env = os.environ | {
+        "DATABASE_URL": db.url,
+        "PHOTODB_HOME": str(db.settings.photodb_home),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's install has its bytecode compiled
+    subprocess.run(
+        [sys.executable, "-m", "photodb.cli", "people", *args], env=env, check=True, stdout=subprocess.DEVNULL
+    )
 
 
 _largest: dict[str, int] = {}
