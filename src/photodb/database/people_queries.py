@@ -16,7 +16,13 @@ from typing import Any
 
 import psycopg
 
-_PATH = "CASE WHEN col.root_path IS NULL THEN ph.filename ELSE col.root_path || '/' || ph.filename END"
+
+def _path_of(root_path: str) -> str:
+    """SQL for the path of photo `ph` in a collection whose root is the SQL expression `root_path`."""
+    return f"CASE WHEN {root_path} IS NULL THEN ph.filename ELSE {root_path} || '/' || ph.filename END"
+
+
+_PATH = _path_of("col.root_path")
 #: A photo's path in SQL over `photo ph JOIN collection col` (the web page's photo page reads it too).
 PHOTO_PATH = _PATH
 
@@ -118,8 +124,7 @@ def _listing(page: str, faces: str) -> str:
     return f"""
         WITH page AS MATERIALIZED ({page})
         SELECT page.*, s.faces, s.photos, s.age_min, s.age_max,
-               (SELECT CASE WHEN page.root_path IS NULL THEN ph.filename ELSE page.root_path || '/' || ph.filename END
-                FROM photo ph WHERE ph.id = s.sample_photo)
+               (SELECT {_path_of("page.root_path")} FROM photo ph WHERE ph.id = s.sample_photo)
         FROM page CROSS JOIN LATERAL (
             SELECT count(*)::int AS faces, count(DISTINCT photo_id)::int AS photos,
                    min(age_estimate) AS age_min, max(age_estimate) AS age_max,
