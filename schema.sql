@@ -1233,3 +1233,13 @@ UPDATE person SET named_by = 'user'
 WHERE named_by IS NULL AND created_by IS NULL AND NOT auto_created
   AND (first_name IS NOT NULL OR last_name IS NOT NULL)
   AND NOT (first_name = 'Unknown' AND last_name IS NULL);
+
+-- ==== 0024_cluster_faces_by_photo ====
+-- `photodb people list` and `show`: a cluster's faces in photo order. The covering index of 0013
+-- kept photo_id as a payload column, so every row of a listing sorted its faces to count their
+-- distinct photos (5000 sorts for `list --clusters --limit 0` at 100k faces); with photo_id in the
+-- key an index-only scan of one cluster yields them sorted and the count needs no sort. Same
+-- columns as before, so it serves every lookup by cluster_id the old one did, and updates that
+-- were HOT stay HOT.
+DROP INDEX idx_person_detection_cluster_faces;
+CREATE INDEX idx_person_detection_cluster_faces ON person_detection (cluster_id, photo_id) INCLUDE (age_estimate, id);

@@ -9,7 +9,8 @@ look-alike pairs) whose identities become the clusters directly (no HDBSCAN: the
 care how clusters were made), loaded by binary COPY: photos with capture dates, detections with age
 estimates, embeddings, clusters with exact sums and medoids, an active run without a stored model
 (tier 1 off, so "not" re-places faces by tier 2), persons for 60% of the clusters (a fifth of them
-holding two clusters, half of them named). The face-embedding HNSW index is dropped for the load
+holding two clusters, half of them named), 1000 unclustered faces waiting for review with two
+pending match candidates each. The face-embedding HNSW index is dropped for the load
 and not rebuilt: no people command searches faces by embedding (tier 2 searches cluster centroids,
 whose index is built).
 
@@ -18,7 +19,8 @@ pooled Database as the CLI uses it, `--repeat` times on fresh targets; the table
 and the slowest, and each median as a multiple of the baseline's median (`SELECT id FROM person
 WHERE id = ...` through the same pool); a second bare row, one sequential scan of every face, shows
 what reading the faces costs on the machine at that moment. CLI start-up (Python imports, settings, migrations check)
-is not included: it is the same for every command.
+is the same for every command: the last two rows run `photodb people list` as a user does (a new process,
+bytecode caches allowed), start-up included.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,12 +40,12 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import embedded_server, environment, fresh_database, print_table
+from _common import ROOT, embedded_server, environment, fresh_database, print_table
 
 from photodb.clustering.synthetic import make_faces
 from photodb.config import Settings
 from photodb.database.connection import Database
-from photodb.people import face_decisions, identity, views
+from photodb.people import face_decisions, identity, review, views
 
 MODEL = "arcface"
 
@@ -132,6 +135,17 @@ def load_library(url: str, faces: int, identities: int) -> dict[str, list[int]]:
             copy.set_types(["int8", "text", "int4", "vector"])
             for i in range(1, n + 1):
                 copy.write_row((i, MODEL, 512, data.embeddings[i - 1]))
+        conn.execute(  # faces in review: two pending candidates each, as assignment leaves them
+            """INSERT INTO face_match_candidate (detection_id, cluster_id, similarity)
+               SELECT d.id, 1 + (d.id + k * (%s / 2)) %% %s, 0.6 - k / 100.0
+               FROM (SELECT id FROM person_detection WHERE cluster_id IS NULL ORDER BY id LIMIT 1000) d,
+                    (VALUES (0), (1)) AS v(k)""",
+            (count, count),
+        )
+        conn.execute(
+            """UPDATE person_detection SET cluster_status = 'pending'
+               WHERE id IN (SELECT detection_id FROM face_match_candidate)"""
+        )
         conn.execute(
             "UPDATE cluster c SET medoid_detection_id = m.d, representative_detection_id = m.d"
             " FROM unnest(%s::bigint[], %s::bigint[]) AS m(c, d) WHERE c.id = m.c",
@@ -186,6 +200,7 @@ def commands(db: Database, lib: dict[str, list[int]]) -> Iterator[tuple[str, Cal
     yield "show PERSON (largest)", lambda: views.show_person(db, linked and _largest_person(db))
     yield "show --cluster (largest)", lambda: views.show_cluster(db, clusters[0])
     yield "show --face", lambda: views.show_face(db, face_of(clusters[50]))
+    yield "review --list (1000 faces, 2000 pending)", lambda: review.list_pending(db, 1)
     yield "name --cluster (new person)", lambda: identity.name_cluster(db, next(unlinked), "Ada Lovelace", by="user")
     yield "rename PERSON", lambda: identity.name_person(db, next(person_iter), "Grace Hopper", by="user")
     yield "link CLUSTER PERSON", lambda: identity.link_cluster(db, next(unlinked), persons[5], by="user")
@@ -214,6 +229,21 @@ def commands(db: Database, lib: dict[str, list[int]]) -> Iterator[tuple[str, Cal
 
     yield "must-link FACE FACE", link("must")
     yield "cannot-link FACE FACE", link("cannot")
+    yield "CLI: photodb people list", lambda: _cli(db, "list")
+    yield "CLI: photodb people list --clusters --limit 0", lambda: _cli(db, "list", "--clusters", "--limit", "0")
+
+
+def _cli(db: Database, *args: str) -> None:
+    """`photodb people ARGS` in a new process on this database, output discarded."""
+    env = os.environ | {
+        "DATABASE_URL": db.url,
+        "PHOTODB_HOME": str(db.settings.photodb_home),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's install has its bytecode compiled
+    subprocess.run(
+        [sys.executable, "-m", "photodb.cli", "people", *args], env=env, check=True, stdout=subprocess.DEVNULL
+    )
 
 
 _largest: dict[str, int] = {}

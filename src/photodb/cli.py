@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from photodb.cli_cluster import main as cluster
-from photodb.cli_enrich import main as enrich
-from photodb.cli_local import main as index
-from photodb.cli_maintenance import main as maintenance
-from photodb.cli_people import people
-from photodb.cli_places import places
-from photodb.cli_prompts import prompts
-from photodb.cli_search import search_command
-from photodb.cli_web import web_command
+#: Each subcommand and where it lives, imported only when it runs (or `--help` lists them): the
+#: areas pull in heavy libraries (scipy, scikit-learn, Starlette, the LLM SDKs), and a command
+#: such as `photodb people list` should not pay for every other area at start-up.
+SUBCOMMANDS = {
+    "index": "photodb.cli_local:main",
+    "cluster": "photodb.cli_cluster:main",
+    "maintenance": "photodb.cli_maintenance:main",
+    "prompts": "photodb.cli_prompts:prompts",
+    "people": "photodb.cli_people:people",
+    "enrich": "photodb.cli_enrich:main",
+    "search": "photodb.cli_search:search_command",
+    "places": "photodb.cli_places:places",
+    "web": "photodb.cli_web:web_command",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module when that subcommand is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def photodb() -> None:
     """PhotoDB: index, tag and search your photo library.
 
@@ -36,17 +59,6 @@ def photodb() -> None:
       photodb places backfill              name the places of photos indexed before
       photodb web                          review people in a browser on 127.0.0.1
     """
-
-
-photodb.add_command(index, "index")
-photodb.add_command(cluster, "cluster")
-photodb.add_command(maintenance, "maintenance")
-photodb.add_command(prompts)
-photodb.add_command(people)
-photodb.add_command(enrich, "enrich")
-photodb.add_command(search_command, "search")
-photodb.add_command(places)
-photodb.add_command(web_command)
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from photodb.cli_support import open_for_collection
-from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.incremental import assign_unclustered
 from photodb.people.age_gender import aggregate_people
@@ -58,6 +57,8 @@ def main(
             raise click.UsageError("--assign-new takes only --collection and --json")
         _assign_new(console, collection, as_json)
         return
+    from photodb.clustering.bootstrap import bootstrap  # scipy and scikit-learn: ~1 s, only here
+
     with open_for_collection(collection) as (db, collection_id), console.status("clustering") as status:
         try:
             reports = bootstrap(

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 #: Written into every state; a blob without it (an older photodb's pickle) is not read.
 FORMAT = "photodb-hdbscan-run/1"
@@ -94,6 +93,8 @@ class Reducer:
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, dims: int, seed: int = 0) -> Reducer:
+        from sklearn.decomposition import PCA  # only a bootstrap fits one: ~1 s of imports (scipy)
+
         dims = max(1, min(dims, embeddings.shape[0] - 1, embeddings.shape[1]))
         pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(embeddings)
         retained = float(pca.explained_variance_ratio_.sum())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from photodb.clustering.bootstrap import run_parameters
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import runs as run_db
 from photodb.database.clustering import staleness as stale_db
@@ -65,6 +64,8 @@ def check_staleness(db: Database, collection_id: int | None = None) -> list[Stal
                 report.unassigned_faces = stale_db.unassigned_count(conn, cid, model)
                 if report.new_share >= settings.clustering_staleness_share:
                     report.reasons.append(f"{report.new_faces} faces ({report.new_share:.0%}) added since run {run.id}")
+                from photodb.clustering.bootstrap import run_parameters  # scipy, scikit-learn: ~1 s
+
                 now = run_parameters(settings, settings.hdbscan_min_cluster_size, settings.hdbscan_min_samples)
                 was = {"min_cluster_size": run.min_cluster_size, "min_samples": run.min_samples} | {
                     k: v for k, v in run.parameters.items() if k in now and k not in ("min_cluster_size", "min_samples")

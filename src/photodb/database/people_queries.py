@@ -16,7 +16,13 @@ from typing import Any
 
 import psycopg
 
-_PATH = "CASE WHEN col.root_path IS NULL THEN ph.filename ELSE col.root_path || '/' || ph.filename END"
+
+def _path_of(root_path: str) -> str:
+    """SQL for the path of photo `ph` in a collection whose root is the SQL expression `root_path`."""
+    return f"CASE WHEN {root_path} IS NULL THEN ph.filename ELSE {root_path} || '/' || ph.filename END"
+
+
+_PATH = _path_of("col.root_path")
 #: A photo's path in SQL over `photo ph JOIN collection col` (the web page's photo page reads it too).
 PHOTO_PATH = _PATH
 
@@ -29,7 +35,6 @@ class FaceStats:
     age_max: float | None
     year_min: int | None
     year_max: int | None
-    any_face: int | None
 
     def age_range(self) -> list[int] | None:
         return _age_range(self.age_min, self.age_max)
@@ -41,58 +46,33 @@ class FaceStats:
         return None
 
 
-_NO_FACES = FaceStats(0, 0, None, None, None, None, None)
-
-
 def display_name(person_id: int, first: str | None, last: str | None, named: bool) -> str:
     """A person's name, or 'Unknown #id' until someone names them (person.named)."""
     name = " ".join(part for part in (first, last) if part)
     return name if named and name else f"Unknown #{person_id}"
 
 
-def person_face_stats(conn: psycopg.Connection, person_ids: Sequence[int]) -> dict[int, FaceStats]:
-    """Faces, photos, ages and capture years of these persons: their clusters' faces and their own."""
-    rows = conn.execute("SELECT id, person_id FROM cluster WHERE person_id = ANY(%s)", (list(person_ids),)).fetchall()
-    return _face_stats(conn, [r[0] for r in rows], [r[1] for r in rows], person_ids)
+def person_face_stats(conn: psycopg.Connection, person_id: int) -> FaceStats:
+    """Faces, photos, ages and capture years of one person: its clusters' faces and its own.
+
+    One statement: the faces come from idx_person_detection_cluster_faces per cluster (an
+    index-only scan) and from the person index for its own, each photo's capture year from
+    idx_metadata_photo_captured (index-only too)."""
+    row = conn.execute(
+        f"""SELECT count(*)::int, count(DISTINCT f.photo_id)::int, min(f.age_estimate), max(f.age_estimate),
+                   min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int
+            FROM ({_ONE_PERSON_FACES}) f LEFT JOIN metadata m ON m.photo_id = f.photo_id""",  # noqa: S608
+        {"p": person_id},
+    ).fetchone()
+    assert row is not None
+    return FaceStats(*row)
 
 
-_FACES = """
-    WITH f AS (
-        SELECT k.owner, d.id, d.photo_id, d.age_estimate
-        FROM person_detection d
-        JOIN unnest(%(c)s::bigint[], %(o)s::bigint[]) AS k(cluster_id, owner) ON k.cluster_id = d.cluster_id
-        WHERE d.cluster_id = ANY(%(c)s)
-        UNION ALL
-        SELECT d.person_id, d.id, d.photo_id, d.age_estimate FROM person_detection d
-        WHERE d.person_id = ANY(%(p)s) AND d.cluster_id IS NULL)"""
-
-
-def _face_stats(
-    conn: psycopg.Connection,
-    cluster_ids: Sequence[int],
-    owners: Sequence[int],
-    direct_owners: Sequence[int],
-) -> dict[int, FaceStats]:
-    """Per owner: the faces of its clusters and the faces whose own person_id is the owner, with
-    the capture years of their photos (a lookup per photo: one person's page asks for them).
-
-    The faces come from idx_person_detection_cluster_faces alone (an index-only scan; migration
-    0013), and the repeated `cluster_id = ANY(...)` lets the planner estimate them from the index's
-    statistics."""
-    query = f"""{_FACES}
-        SELECT g.owner, sum(g.n)::int, count(*)::int, min(g.age_min), max(g.age_max),
-               min(extract(year FROM m.captured_at))::int, max(extract(year FROM m.captured_at))::int,
-               min(g.first)
-        FROM (SELECT owner, photo_id, count(*) AS n, min(age_estimate) AS age_min,
-                     max(age_estimate) AS age_max, min(id) AS first
-              FROM f GROUP BY owner, photo_id) g
-        LEFT JOIN metadata m ON m.photo_id = g.photo_id
-        GROUP BY g.owner"""  # noqa: S608 (only constants are formatted in)
-    rows = conn.execute(
-        query,  # type: ignore[arg-type]
-        {"c": list(cluster_ids), "o": list(owners), "p": list(direct_owners)},
-    ).fetchall()
-    return {r[0]: FaceStats(*r[1:]) for r in rows}
+_ONE_PERSON_FACES = """
+    SELECT d.photo_id, d.age_estimate FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
+    WHERE c.person_id = %(p)s
+    UNION ALL
+    SELECT d.photo_id, d.age_estimate FROM person_detection d WHERE d.person_id = %(p)s AND d.cluster_id IS NULL"""
 
 
 _PERSON_COLUMNS = """p.id, p.collection_id, p.first_name, p.last_name, p.auto_created, p.hidden,
@@ -129,24 +109,26 @@ def _listing_rows(
 
 
 def _listing(page: str, faces: str) -> str:
-    """One statement for a listing: `page` (the rows shown, with `id`, `sample` and `total`, in
-    their order as `ord`) and `faces` (id, photo_id, age_estimate of the faces of the page row
-    `page.id`) give each row's faces, photos, ages, first face and sample photo path.
+    """One statement for a listing: `page` (the rows shown, with `id`, `sample` (a face id),
+    `root_path` of their collection and `total`, in their order as `ord`) and `faces` (id,
+    photo_id, age_estimate of the faces of the page row `page.id`) give each row's faces, photos,
+    ages and sample photo path.
 
     One round trip, no id lists sent back and forth. Each row's faces are aggregated on their own
-    (LATERAL: index scans of that row's faces and a sort of a few dozen photo ids), which beats
-    one aggregate over every face of the page: at 100k faces that sorted 80-90k (owner, photo)
-    rows, spilling to disk for the persons (persons 200 -> 120 ms, clusters 140 -> 125 ms, server
-    time at load 6). Each sample path is a primary-key lookup per row shown."""
+    (LATERAL: an index-only scan of idx_person_detection_cluster_faces per cluster, in photo order,
+    so a cluster's distinct photos are counted without a sort), which beats one aggregate over
+    every face of the page: at 100k faces that sorted 80-90k (owner, photo) rows, spilling to
+    disk for the persons. The sample photo is found in the same pass (the sample face's photo, or
+    the row's first photo when the sample is no longer one of its faces), so a row shown costs one
+    more primary-key lookup: its photo's filename."""
     return f"""
         WITH page AS MATERIALIZED ({page})
         SELECT page.*, s.faces, s.photos, s.age_min, s.age_max,
-               (SELECT {_PATH} FROM person_detection sd JOIN photo ph ON ph.id = sd.photo_id
-                JOIN collection col ON col.id = ph.collection_id
-                WHERE sd.id = coalesce(page.sample, s.any_face))
+               (SELECT {_path_of("page.root_path")} FROM photo ph WHERE ph.id = s.sample_photo)
         FROM page CROSS JOIN LATERAL (
             SELECT count(*)::int AS faces, count(DISTINCT photo_id)::int AS photos,
-                   min(age_estimate) AS age_min, max(age_estimate) AS age_max, min(id) AS any_face
+                   min(age_estimate) AS age_min, max(age_estimate) AS age_max,
+                   coalesce(min(photo_id) FILTER (WHERE id = page.sample), min(photo_id)) AS sample_photo
             FROM ({faces}) f) s
         ORDER BY page.ord"""  # noqa: S608 (only constants are formatted in)
 
@@ -161,19 +143,23 @@ _PERSON_PAGE = f"""
            (array_agg(coalesce(c.medoid_detection_id, c.representative_detection_id)
                       ORDER BY c.face_count DESC, c.id) FILTER (WHERE c.id IS NOT NULL))[1] AS sample,
            count(*) OVER () AS total,
-           row_number() OVER (ORDER BY coalesce(sum(c.face_count), 0)
-               + (SELECT count(*) FROM person_detection d WHERE d.person_id = p.id AND d.cluster_id IS NULL) DESC,
-               p.id) AS ord
-    FROM person p LEFT JOIN cluster c ON c.person_id = p.id
+           row_number() OVER (ORDER BY coalesce(sum(c.face_count), 0) + coalesce(min(o.n), 0) DESC, p.id) AS ord,
+           col.root_path, coalesce(min(o.n), 0) AS own_faces
+    FROM person p JOIN collection col ON col.id = p.collection_id
+    LEFT JOIN cluster c ON c.person_id = p.id
+    LEFT JOIN (SELECT d.person_id, count(*) AS n FROM person_detection d
+               WHERE d.person_id IS NOT NULL AND d.cluster_id IS NULL GROUP BY d.person_id) o ON o.person_id = p.id
     WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND (%(all)s OR NOT p.hidden)
-    GROUP BY p.id ORDER BY ord LIMIT %(n)s"""  # noqa: S608 (only constants are formatted in)
+    GROUP BY p.id, col.id ORDER BY ord LIMIT %(n)s"""  # noqa: S608 (only constants are formatted in)
 
+#: A person's faces: its clusters' and its own (placed on it by hand, without a cluster), the
+#: latter looked up only for a person that has some (`own_faces` of the page).
 _PERSON_FACES = """
     SELECT d.id, d.photo_id, d.age_estimate FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
     WHERE c.person_id = page.id
     UNION ALL
     SELECT d.id, d.photo_id, d.age_estimate FROM person_detection d
-    WHERE d.person_id = page.id AND d.cluster_id IS NULL"""
+    WHERE page.own_faces > 0 AND d.person_id = page.id AND d.cluster_id IS NULL"""
 
 
 def list_persons(
@@ -201,8 +187,8 @@ _CLUSTER_PAGE = """
            c.verified_by, c.hidden, c.person_linked_by,
            coalesce(c.medoid_detection_id, c.representative_detection_id) AS sample,
            p.first_name, p.last_name, p.named, count(*) OVER () AS total,
-           row_number() OVER (ORDER BY c.face_count DESC, c.id) AS ord
-    FROM cluster c LEFT JOIN person p ON p.id = c.person_id
+           row_number() OVER (ORDER BY c.face_count DESC, c.id) AS ord, col.root_path
+    FROM cluster c JOIN collection col ON col.id = c.collection_id LEFT JOIN person p ON p.id = c.person_id
     WHERE (%(c)s::bigint IS NULL OR c.collection_id = %(c)s)
       AND (%(p)s::bigint IS NULL OR c.person_id = %(p)s)
       AND (%(k)s::bigint IS NULL OR c.id = %(k)s)
@@ -255,15 +241,11 @@ def person_detail(conn: psycopg.Connection, person_id: int, *, photo_limit: int)
     row = conn.execute(f"SELECT {_PERSON_COLUMNS} FROM person p WHERE p.id = %s", (person_id,)).fetchone()  # noqa: S608
     if row is None:
         return None
-    s = person_face_stats(conn, [person_id]).get(person_id, _NO_FACES)
+    s = person_face_stats(conn, person_id)
     clusters, _ = list_clusters(conn, None, include_hidden=True, person_id=person_id)
     photos = conn.execute(
         f"""SELECT {_PATH} FROM photo ph JOIN collection col ON col.id = ph.collection_id
-            WHERE ph.id IN (SELECT d.photo_id FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
-                            WHERE c.person_id = %(p)s
-                            UNION
-                            SELECT d.photo_id FROM person_detection d
-                            WHERE d.person_id = %(p)s AND d.cluster_id IS NULL)
+            WHERE ph.id IN (SELECT f.photo_id FROM ({_ONE_PERSON_FACES}) f)
             ORDER BY ph.id LIMIT %(n)s""",  # noqa: S608
         {"p": person_id, "n": photo_limit},
     ).fetchall()
