@@ -82,19 +82,25 @@ def test_context_has_date_place_camera_people_names_and_tags(db: Database, setti
     (photo_id,) = add_photos(db, settings, tmp_path / "lib", 1)
     with db.connection() as conn:
         anna = conn.execute(
-            "INSERT INTO person (collection_id, first_name, last_name) VALUES (1, 'Anna', 'Berg') RETURNING id"
+            """INSERT INTO person (collection_id, first_name, last_name, created_by)
+               VALUES (1, 'Anna', 'Berg', 'user') RETURNING id"""
         ).fetchone()[0]
-        ben = conn.execute("INSERT INTO person (collection_id, first_name) VALUES (1, 'Ben') RETURNING id").fetchone()[
-            0
-        ]
+        ben = conn.execute(
+            "INSERT INTO person (collection_id, first_name, created_by) VALUES (1, 'Ben', 'user') RETURNING id"
+        ).fetchone()[0]
         hidden = conn.execute(
-            "INSERT INTO person (collection_id, first_name, hidden) VALUES (1, 'Hidden', true) RETURNING id"
+            """INSERT INTO person (collection_id, first_name, hidden, created_by)
+               VALUES (1, 'Hidden', true, 'user') RETURNING id"""
+        ).fetchone()[0]
+        placeholder = conn.execute(  # auto-association's 'Unknown': not a name to tell the model
+            """INSERT INTO person (collection_id, first_name, auto_created, created_by)
+               VALUES (1, 'Unknown', true, 'auto:associate') RETURNING id"""
         ).fetchone()[0]
         cluster = conn.execute(
             "INSERT INTO cluster (collection_id, embedding_model, person_id) VALUES (1, 'sface', %s) RETURNING id",
             (ben,),
         ).fetchone()[0]
-        for person_id, cluster_id in ((anna, None), (None, cluster), (hidden, None), (None, None)):
+        for person_id, cluster_id in ((anna, None), (None, cluster), (hidden, None), (placeholder, None), (None, None)):
             conn.execute(
                 """INSERT INTO person_detection (photo_id, face_bbox_x, face_bbox_y, face_bbox_width, face_bbox_height,
                                                  person_id, cluster_id)
@@ -114,7 +120,7 @@ def test_context_has_date_place_camera_people_names_and_tags(db: Database, setti
         "- captured: 2021-07-14 15:30",
         "- GPS: 46.50000, 7.90000",
         "- camera: Canon EOS R6",
-        "- people detected: 4",
+        "- people detected: 5",
         "- known persons in the photo: Anna Berg, Ben",
         "- scene tags: beach, sunset",
     ]

@@ -80,6 +80,20 @@ def test_list_shows_the_pending_faces_with_ids_paths_and_persons(db, undecided, 
     assert f"face {face}" in text.stdout and "person" in text.stdout and "2 pending" in text.stdout
 
 
+def test_an_automatic_placeholder_person_is_listed_without_a_name(db, undecided, tmp_path, database_url):
+    _, ada_cluster, _, _, _ = undecided
+    with db.connection() as conn:
+        placeholder = conn.execute(
+            """INSERT INTO person (collection_id, first_name, auto_created, created_by)
+               VALUES (1, 'Unknown', true, 'auto:associate') RETURNING id"""
+        ).fetchone()[0]
+        conn.execute("UPDATE cluster SET person_id = %s WHERE id = %s", (placeholder, ada_cluster))
+    rows = json.loads(run(review_command, tmp_path, database_url, "--list", "--json").stdout)
+    ada_row = next(r for r in rows if r["cluster_id"] == ada_cluster)
+    assert ada_row["person_id"] == placeholder and ada_row["person_name"] is None
+    assert f"person {placeholder} (no name)" in run(review_command, tmp_path, database_url, "--list").stdout
+
+
 def test_accept_moves_the_face_in_as_manual_and_rejects_the_other(db, undecided, tmp_path, database_url):
     face, ada_cluster, bob_cluster, _, _ = undecided
     person = make_person(db, "Bob")

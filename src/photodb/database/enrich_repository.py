@@ -173,7 +173,7 @@ class EnrichRepository:
                            LEFT JOIN cluster c ON c.id = d.cluster_id
                            JOIN person pe ON pe.id = coalesce(d.person_id, c.person_id)
                            CROSS JOIN LATERAL (SELECT nullif(concat_ws(' ', pe.first_name, pe.last_name), '') AS name) n
-                           WHERE d.photo_id = p.id AND n.name IS NOT NULL AND NOT pe.hidden) AS names,
+                           WHERE d.photo_id = p.id AND n.name IS NOT NULL AND pe.named AND NOT pe.hidden) AS names,
                           (SELECT coalesce(array_agg(t.label ORDER BY t.confidence DESC, t.label), '{}')
                            FROM (SELECT DISTINCT ON (label) label, confidence FROM photo_tag
                                  WHERE photo_id = p.id ORDER BY label, confidence DESC) t) AS tags

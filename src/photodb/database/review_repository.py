@@ -38,7 +38,7 @@ _CANDIDATES = """
     SELECT m.candidate_id, m.detection_id, d.photo_id,
            CASE WHEN k.root_path IS NULL THEN p.filename ELSE rtrim(k.root_path, '/') || '/' || p.filename END,
            m.cluster_id, c.face_count, c.person_id,
-           nullif(concat_ws(' ', s.first_name, s.last_name), ''),
+           CASE WHEN s.named THEN nullif(concat_ws(' ', s.first_name, s.last_name), '') END,
            m.similarity, m.status, m.reviewed_by, m.reviewed_at, p.collection_id, c.embedding_model
     FROM face_match_candidate m
     JOIN person_detection d ON d.id = m.detection_id
