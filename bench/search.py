@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/search.py                   # 100,000 photos, 40 runs per query
     .venv/bin/python bench/search.py --photos 20000 --runs 20
+    .venv/bin/python bench/search.py --home /tmp/search-bench  # keep the library, reuse it next time
+    .venv/bin/python bench/search.py --home /tmp/search-bench --only "text + year" --only "2 persons"
 
 The library is written with COPY (binary for the vectors) into a fresh embedded PostgreSQL: photos,
 metadata (dates over 25 years, 12 cameras, 60 % with GPS around 20 cities), 300 named persons and
@@ -26,6 +28,7 @@ of the words queries, showing which indexes they use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import embedded_server, environment, fresh_database, percentile, print_table
@@ -328,6 +332,20 @@ class Queries:
         }
 
 
+def loaded(admin_url: str, name: str) -> bool:
+    """Whether database `name` holds a finished bench library (mark_loaded ran after its load)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            return False
+    with psycopg.connect(make_conninfo(admin_url, dbname=name), autocommit=True) as conn:
+        return conn.execute("SELECT to_regclass('bench_loaded') IS NOT NULL").fetchone() == (True,)
+
+
+def mark_loaded(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_loaded ()")
+
+
 def run_case(
     db: Database, make: Callable[[int], tuple[object, object, bool]], photos: list[int]
 ) -> tuple[list[float], float]:
@@ -359,19 +377,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="keep the server and library here; a later run with the same --photos reuses them (no load)",
+    )
+    parser.add_argument("--only", action="append", default=[], help="time only the queries whose name starts so")
     args = parser.parse_args()
     print(environment())
     started = time.perf_counter()
     lib = Library(args.photos)
     print(f"generated {args.photos} photos, {lib.face_photo.size} faces in {time.perf_counter() - started:.1f} s")
-    with tempfile.TemporaryDirectory() as tmp, embedded_server(Path(tmp) / "pg") as admin:
-        url = fresh_database(admin, "search_bench")
-        settings = Settings(_env_file=None, database_url=url, photodb_home=Path(tmp) / "home")  # type: ignore[call-arg]
+    with contextlib.ExitStack() as stack:
+        home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        admin = stack.enter_context(embedded_server(home / "pg"))
+        name = f"search_bench_{args.photos}"
+        reused = args.home is not None and loaded(admin, name)
+        url = make_conninfo(admin, dbname=name) if reused else fresh_database(admin, name)
+        settings = Settings(_env_file=None, database_url=url, photodb_home=home / "home")  # type: ignore[call-arg]
         with Database(settings, pool_size=1) as db:
-            print(f"loaded with COPY and built the indexes in {load(url, lib):.1f} s")
+            if reused:
+                print(f"reusing the library in {home}")
+            else:
+                print(f"loaded with COPY and built the indexes in {load(url, lib):.1f} s")
+                mark_loaded(url)
             queries = Queries(lib)
             photos = [int(p) for p in queries.photos[: args.runs]]
-            cases = queries.cases()
+            cases = {
+                name: make
+                for name, make in queries.cases().items()
+                if not args.only or name.startswith(("bare HNSW", *args.only))
+            }
             for make in cases.values():  # warm the caches once
                 run_case(db, make, photos[:3])
             results = {name: run_case(db, make, photos) for name, make in cases.items()}
@@ -391,14 +427,18 @@ def main() -> None:
             )
             print(f"machine load (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             photo = photos[0]
-            for name in (
-                "text + 10 filters",
-                "text",
-                "words (ts_rank)",
-                "words, in half the photos",
-                "year, newest first (+ estimates)",
-                "like face + year",
-            ):
+            for name in [
+                name
+                for name in (
+                    "text + 10 filters",
+                    "text",
+                    "words (ts_rank)",
+                    "words, in half the photos",
+                    "year, newest first (+ estimates)",
+                    "like face + year",
+                )
+                if name in cases
+            ]:
                 statement = cases[name](photo)[0]
                 lines = explain(db, statement)
                 used = sorted({w.strip("()") for line in lines for w in line.split() if w.startswith("idx_")})
