@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/search.py                   # 100,000 photos, 40 runs per query
     .venv/bin/python bench/search.py --photos 20000 --runs 20
+    .venv/bin/python bench/search.py --home /tmp/search-bench  # keep the library, reuse it next time
+    .venv/bin/python bench/search.py --home /tmp/search-bench --only "text + year" --only "2 persons"
 
 The library is written with COPY (binary for the vectors) into a fresh embedded PostgreSQL: photos,
 metadata (dates over 25 years, 12 cameras, 60 % with GPS around 20 cities), 300 named persons and
@@ -26,21 +28,34 @@ of the words queries, showing which indexes they use.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
-import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import embedded_server, environment, fresh_database, percentile, print_table
+from _search_library import (
+    CAMERAS,
+    FACE_LABELS,
+    FACE_MODEL,
+    IMAGE_MODEL,
+    PERSONS,
+    SCENE_LABELS,
+    Library,
+    load,
+    loaded,
+    mark_loaded,
+    unit_rows,
+)
 
 from photodb.config import Settings
 from photodb.database import search_repository as repo
@@ -48,16 +63,6 @@ from photodb.database.connection import Database
 from photodb.search import filters as f
 from photodb.search.query import ByDate, ByFace, BySimilarity, ByWords, build_search
 
-IMAGE_MODEL = "mobileclip:s2"
-FACE_MODEL = "arcface:w600k_r50"
-TOPICS, CITIES, PERSONS, UNNAMED, FACE_EMBEDDINGS = 200, 20, 300, 100, 30_000
-CAMERAS = [
-    ("Apple", "iPhone 8"), ("Apple", "iPhone 12"), ("Apple", "iPhone 15 Pro"), ("Canon", "Canon EOS 5D"),
-    ("Canon", "Canon EOS R6"), ("NIKON CORPORATION", "NIKON D750"), ("SONY", "ILCE-7M3"), ("FUJIFILM", "X-T3"),
-    ("samsung", "SM-G991B"), ("Google", "Pixel 7"), ("OLYMPUS", "E-M10"), ("Panasonic", "DMC-GX80"),
-]  # fmt: skip
-SCENE_LABELS = [f"scene{i}" for i in range(40)]
-FACE_LABELS = ["smiling", "neutral", "laughing", "serious", "eyes_closed", "looking_away"]
 BARE_HNSW = "SELECT photo_id FROM photo_embedding ORDER BY embedding <=> %s LIMIT 50"
 BARE_GIN = "SELECT photo_id FROM llm_analysis WHERE search_vector @@ websearch_to_tsquery('english', %s) LIMIT 50"
 #: The words ranking before it was bounded (d12b2f9): ts_rank over every match (the statement's inner part).
@@ -67,179 +72,6 @@ RANK_EVERY_MATCH = (
     "websearch_to_tsquery('english', %s) q "
     "WHERE a.search_vector @@ q GROUP BY a.photo_id ORDER BY score DESC, a.photo_id LIMIT 50"
 )
-
-
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
-
-
-def zipf_ranks(rng: np.random.Generator, count: int, size: int | tuple[int, int]) -> np.ndarray:
-    """Ranks 0..count-1 drawn with probability proportional to 1 / (rank + 1): a few common, many rare."""
-    weights = 1 / np.arange(1, count + 1)
-    return rng.choice(count, size=size, p=weights / weights.sum())
-
-
-class Library:
-    """The synthetic rows, kept so that queries can be built from real photos."""
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        self.n = n
-        self.centers = unit_rows(rng.normal(size=(TOPICS, 512)))
-        self.topic = rng.integers(0, TOPICS, n)
-        self.images = unit_rows(self.centers[self.topic] + rng.normal(scale=0.75 / np.sqrt(512) * 1.0, size=(n, 512)))
-        start = date(2000, 1, 1).toordinal()
-        self.days = rng.integers(0, 25 * 365, n) + start
-        self.dated = rng.random(n) > 0.05
-        self.camera = rng.integers(0, len(CAMERAS), n)
-        cities = np.column_stack([rng.uniform(-50, 60, CITIES), rng.uniform(-120, 140, CITIES)])
-        self.city = rng.integers(0, CITIES, n)
-        self.gps = rng.random(n) < 0.6
-        self.position = cities[self.city] + rng.normal(scale=0.05, size=(n, 2))
-        self.tags = np.stack([rng.choice(len(SCENE_LABELS), 3, replace=False) for _ in range(n)])
-        faces = rng.poisson(1.2, n)
-        self.face_photo = np.repeat(np.arange(n), faces)
-        clusters = PERSONS + UNNAMED
-        self.face_cluster = zipf_ranks(rng, clusters, self.face_photo.size)
-        self.own_person = rng.random(self.face_photo.size) < 0.1
-        self.face_tag = rng.integers(0, len(FACE_LABELS), self.face_photo.size)
-        cluster_centers = unit_rows(rng.normal(size=(clusters, 512)))
-        embedded = min(FACE_EMBEDDINGS, self.face_photo.size)
-        self.face_vectors = unit_rows(
-            cluster_centers[self.face_cluster[:embedded]] + rng.normal(scale=0.05, size=(embedded, 512))
-        )
-        vocabulary = np.array([f"word{i}" for i in range(2000)])
-        self.words = vocabulary[zipf_ranks(rng, len(vocabulary), (n, 12))]
-        self.objects = rng.integers(0, 100, (n, 3))
-        # Undated photos get a year estimated from faces (people.dates): the true year, off by its spread.
-        self.estimate_sd = rng.uniform(1.0, 6.0, n)
-        self.estimate_year = 2000 + (self.days - start) / 365.25 + rng.normal(size=n) * self.estimate_sd
-
-    def captured(self, photo: int) -> datetime | None:
-        return datetime.fromordinal(int(self.days[photo])) + timedelta(hours=12) if self.dated[photo] else None
-
-
-def copy_rows(conn: psycopg.Connection, statement: str, rows: object, types: list[str] | None = None) -> None:
-    with conn.cursor().copy(statement) as copy:
-        if types:
-            copy.set_types(types)
-        for row in rows:  # type: ignore[attr-defined]
-            copy.write_row(row)
-
-
-def load(url: str, lib: Library) -> float:
-    """Bench setup: COPY every table with the vector and text indexes dropped, then build them once."""
-    started = time.perf_counter()
-    n = lib.n
-    with psycopg.connect(url) as conn:
-        from pgvector.psycopg import register_vector
-
-        register_vector(conn)
-        for index in ("idx_photo_embedding", "idx_face_embedding", "idx_llm_analysis_search"):
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
-        conn.execute("UPDATE collection SET root_path = '/bench' WHERE id = 1")
-        copy_rows(
-            conn,
-            "COPY photo (id, collection_id, filename, normalized_path) FROM STDIN",
-            ((i + 1, 1, f"d{i % 1000}/p{i + 1}.jpg", f"n/{i + 1}.png") for i in range(n)),
-        )
-        copy_rows(
-            conn,
-            "COPY metadata (photo_id, captured_at, camera_make, camera_model, latitude, longitude) FROM STDIN",
-            (
-                (
-                    i + 1,
-                    lib.captured(i),
-                    *CAMERAS[lib.camera[i]],
-                    *(lib.position[i].tolist() if lib.gps[i] else (None, None)),
-                )
-                for i in range(n)
-            ),
-        )
-        copy_rows(
-            conn,
-            "COPY person (id, collection_id, first_name, last_name) FROM STDIN",
-            ((p + 1, 1, f"First{p + 1}", f"Last{p + 1}") for p in range(PERSONS)),
-        )
-        copy_rows(
-            conn,
-            "COPY cluster (id, collection_id, embedding_model, person_id) FROM STDIN",
-            ((c + 1, 1, FACE_MODEL, c + 1 if c < PERSONS else None) for c in range(PERSONS + UNNAMED)),
-        )
-        copy_rows(
-            conn,
-            "COPY person_detection (id, photo_id, face_bbox_x, face_bbox_y, face_bbox_width, face_bbox_height, "
-            "cluster_id, person_id) FROM STDIN",
-            (
-                (
-                    d + 1,
-                    int(lib.face_photo[d]) + 1,
-                    0,
-                    0,
-                    40,
-                    40,
-                    int(lib.face_cluster[d]) + 1,
-                    int(lib.face_cluster[d]) + 1 if lib.own_person[d] and lib.face_cluster[d] < PERSONS else None,
-                )
-                for d in range(lib.face_photo.size)
-            ),
-        )
-        copy_rows(
-            conn,
-            "COPY face_embedding (person_detection_id, embedding_model, embedding_dim, embedding) "
-            "FROM STDIN WITH (FORMAT BINARY)",
-            ((d + 1, FACE_MODEL, 512, lib.face_vectors[d]) for d in range(len(lib.face_vectors))),
-            ["bigint", "text", "integer", "vector"],
-        )
-        copy_rows(
-            conn,
-            "COPY photo_embedding (photo_id, model_name, embedding_dim, embedding) FROM STDIN WITH (FORMAT BINARY)",
-            ((i + 1, IMAGE_MODEL, 512, lib.images[i]) for i in range(n)),
-            ["bigint", "text", "integer", "vector"],
-        )
-        copy_rows(
-            conn,
-            "COPY photo_tag (photo_id, category, label, confidence, model_name) FROM STDIN",
-            ((i + 1, "setting", SCENE_LABELS[t], 0.8, "clip") for i in range(n) for t in lib.tags[i]),
-        )
-        copy_rows(
-            conn,
-            "COPY detection_tag (person_detection_id, category, label, confidence, model_name) FROM STDIN",
-            ((d + 1, "expression", FACE_LABELS[lib.face_tag[d]], 0.8, "clip") for d in range(lib.face_photo.size)),
-        )
-        copy_rows(
-            conn,
-            "COPY photo_date_estimate (photo_id, estimated_year, stddev_years, persons) FROM STDIN",
-            (
-                (i + 1, float(lib.estimate_year[i]), float(lib.estimate_sd[i]), "[]")
-                for i in range(n)
-                if not lib.dated[i]
-            ),
-        )
-        copy_rows(
-            conn,
-            "COPY llm_analysis (photo_id, model_name, description, objects, analysis) FROM STDIN",
-            (
-                (
-                    i + 1,
-                    "llm",
-                    " ".join(lib.words[i]),
-                    [f"object{o}" for o in lib.objects[i]],
-                    json.dumps({"tags": [str(w) for w in lib.words[i][:3]]}),
-                )
-                for i in range(n)
-            ),
-        )
-        conn.commit()
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        conn.execute("SET max_parallel_maintenance_workers = 1")
-        conn.execute("CREATE INDEX idx_photo_embedding ON photo_embedding USING hnsw (embedding vector_cosine_ops)")
-        conn.execute("CREATE INDEX idx_face_embedding ON face_embedding USING hnsw (embedding vector_cosine_ops)")
-        conn.execute("CREATE INDEX idx_llm_analysis_search ON llm_analysis USING GIN (search_vector)")
-        conn.commit()
-        conn.autocommit = True
-        conn.execute("VACUUM ANALYZE")
-    return time.perf_counter() - started
 
 
 class Queries:
@@ -359,19 +191,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="keep the server and library here; a later run with the same --photos reuses them (no load)",
+    )
+    parser.add_argument("--only", action="append", default=[], help="time only the queries whose name starts so")
     args = parser.parse_args()
     print(environment())
     started = time.perf_counter()
     lib = Library(args.photos)
     print(f"generated {args.photos} photos, {lib.face_photo.size} faces in {time.perf_counter() - started:.1f} s")
-    with tempfile.TemporaryDirectory() as tmp, embedded_server(Path(tmp) / "pg") as admin:
-        url = fresh_database(admin, "search_bench")
-        settings = Settings(_env_file=None, database_url=url, photodb_home=Path(tmp) / "home")  # type: ignore[call-arg]
+    with contextlib.ExitStack() as stack:
+        home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        admin = stack.enter_context(embedded_server(home / "pg"))
+        name = f"search_bench_{args.photos}"
+        reused = args.home is not None and loaded(admin, name)
+        url = make_conninfo(admin, dbname=name) if reused else fresh_database(admin, name)
+        settings = Settings(_env_file=None, database_url=url, photodb_home=home / "home")  # type: ignore[call-arg]
         with Database(settings, pool_size=1) as db:
-            print(f"loaded with COPY and built the indexes in {load(url, lib):.1f} s")
+            if reused:
+                print(f"reusing the library in {home}")
+            else:
+                print(f"loaded with COPY and built the indexes in {load(url, lib):.1f} s")
+                mark_loaded(url)
             queries = Queries(lib)
             photos = [int(p) for p in queries.photos[: args.runs]]
-            cases = queries.cases()
+            cases = {
+                name: make
+                for name, make in queries.cases().items()
+                if not args.only or name.startswith(("bare HNSW", *args.only))
+            }
             for make in cases.values():  # warm the caches once
                 run_case(db, make, photos[:3])
             results = {name: run_case(db, make, photos) for name, make in cases.items()}
@@ -391,14 +241,18 @@ def main() -> None:
             )
             print(f"machine load (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             photo = photos[0]
-            for name in (
-                "text + 10 filters",
-                "text",
-                "words (ts_rank)",
-                "words, in half the photos",
-                "year, newest first (+ estimates)",
-                "like face + year",
-            ):
+            for name in [
+                name
+                for name in (
+                    "text + 10 filters",
+                    "text",
+                    "words (ts_rank)",
+                    "words, in half the photos",
+                    "year, newest first (+ estimates)",
+                    "like face + year",
+                )
+                if name in cases
+            ]:
                 statement = cases[name](photo)[0]
                 lines = explain(db, statement)
                 used = sorted({w.strip("()") for line in lines for w in line.split() if w.startswith("idx_")})

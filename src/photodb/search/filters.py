@@ -7,6 +7,7 @@ asks `Params` for a placeholder and the value travels with the statement.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -36,11 +37,28 @@ class Filter(Protocol):
         ...
 
 
-def predicate(search_filter: Filter, params: Params, *, behind_vector_scan: bool) -> sql.Composable:
-    """The filter's condition for a statement: its `where_indexed` form, where it has one, unless a
-    vector scan yields the rows (the planner would then read the whole set, not the nearest rows)."""
-    indexed = getattr(search_filter, "where_indexed", None)
-    return search_filter.where(params) if behind_vector_scan or indexed is None else indexed(params)
+def conditions(filters: Sequence[Filter], params: Params, *, behind_vector_scan: bool) -> sql.Composable:
+    """Every filter's condition, ANDed. Filters that can name their photos as id sets (`id_sets`:
+    persons, date ranges) give one `p.id IN (a INTERSECT b ...)`: one hashed set operation, where
+    separate INs made the planner look up each id of the largest set (two persons + 6 years on
+    the 100k bench: 16.8k person photos and 25k dated ones). Behind a vector scan each filter is
+    checked per row instead: the scan yields few rows, and an id set would be read whole."""
+    sets: list[sql.Composable] = []
+    rows: list[sql.Composable] = []
+    for search_filter in filters:
+        id_sets = getattr(search_filter, "id_sets", None)
+        named = [] if behind_vector_scan or id_sets is None else id_sets(params)
+        if named:
+            sets += named
+        else:
+            rows.append(search_filter.where(params))
+    if sets:
+        rows.insert(0, sql.SQL("p.id IN ({})").format(sql.SQL(" INTERSECT ").join(_parenthesised(sets))))
+    return sql.SQL(" AND ").join(_parenthesised(rows)) if rows else sql.SQL("TRUE")
+
+
+def _parenthesised(parts: list[sql.Composable]) -> list[sql.Composable]:
+    return [sql.SQL("({})").format(part) for part in parts]
 
 
 @dataclass(frozen=True)
@@ -77,20 +95,20 @@ FACE_SHOWN = sql.SQL(
 )
 
 
-def _photos_of_persons(match: sql.Composable) -> sql.Composable:
-    """Photos with a face of the (shown) persons `match` (`= x` or `= ANY(xs)`) selects: through the
-    face's own person_id, or, when it has none, its cluster's unless that cluster is hidden (the
-    aggregator's rule). Index lookups (idx_person_detection_person_photo; idx_cluster_person, then
-    idx_person_detection_cluster_photo) instead of COALESCE over every face."""
+def _photo_ids_of_persons(match: sql.Composable) -> sql.Composable:
+    """Ids of photos with a face of the (shown) persons `match` (`= x` or `= ANY(xs)`) selects:
+    through the face's own person_id, or, when it has none, its cluster's unless that cluster is
+    hidden (the aggregator's rule). Index lookups (idx_person_detection_person_photo; idx_cluster_person,
+    then idx_person_detection_cluster_photo) instead of COALESCE over every face."""
     return sql.SQL(
-        "p.id IN (SELECT d.photo_id FROM person_detection d WHERE d.person_id {match} "
+        "SELECT d.photo_id FROM person_detection d WHERE d.person_id {match} "
         "UNION ALL SELECT d.photo_id FROM cluster k JOIN person_detection d ON d.cluster_id = k.id "
-        "WHERE k.person_id {match} AND NOT k.hidden AND d.person_id IS NULL)"
+        "WHERE k.person_id {match} AND NOT k.hidden AND d.person_id IS NULL"
     ).format(match=match)
 
 
-def _photos_of_clusters(match: sql.Composable) -> sql.Composable:
-    return sql.SQL("p.id IN (SELECT d.photo_id FROM person_detection d WHERE d.cluster_id {})").format(match)
+def _photo_ids_of_clusters(match: sql.Composable) -> sql.Composable:
+    return sql.SQL("SELECT d.photo_id FROM person_detection d WHERE d.cluster_id {}").format(match)
 
 
 @dataclass(frozen=True)
@@ -102,17 +120,21 @@ class People:
     cluster_ids: tuple[int, ...] = ()
     any_of: bool = False
 
-    def where(self, params: Params) -> sql.Composable:
+    def id_sets(self, params: Params) -> list[sql.Composable]:
+        """The photo ids of each person and cluster (all of them), or of any of them (one set)."""
         if self.any_of:
             anyone: list[sql.Composable] = []
             if self.person_ids:
-                anyone.append(_photos_of_persons(sql.SQL("= ANY({})").format(params(list(self.person_ids)))))
+                anyone.append(_photo_ids_of_persons(sql.SQL("= ANY({})").format(params(list(self.person_ids)))))
             if self.cluster_ids:
-                anyone.append(_photos_of_clusters(sql.SQL("= ANY({})").format(params(list(self.cluster_ids)))))
-            return sql.SQL("({})").format(sql.SQL(" OR ").join(anyone))
-        everyone = [_photos_of_persons(sql.SQL("= {}").format(params(person))) for person in self.person_ids]
-        everyone += [_photos_of_clusters(sql.SQL("= {}").format(params(cluster))) for cluster in self.cluster_ids]
-        return sql.SQL(" AND ").join(everyone)
+                anyone.append(_photo_ids_of_clusters(sql.SQL("= ANY({})").format(params(list(self.cluster_ids)))))
+            return [sql.SQL(" UNION ALL ").join(anyone)]
+        everyone = [_photo_ids_of_persons(sql.SQL("= {}").format(params(person))) for person in self.person_ids]
+        everyone += [_photo_ids_of_clusters(sql.SQL("= {}").format(params(cluster))) for cluster in self.cluster_ids]
+        return everyone
+
+    def where(self, params: Params) -> sql.Composable:
+        return sql.SQL("p.id IN ({})").format(sql.SQL(" INTERSECT ").join(_parenthesised(self.id_sets(params))))
 
 
 def _fractional_year(day: date) -> float:
@@ -164,10 +186,13 @@ class CapturedBetween:
         """Per row: cheap on each candidate a vector scan yields."""
         return self._condition(params, "m.captured_at", _DATED_OR_ESTIMATED_ROW)
 
-    def where_indexed(self, params: Params) -> sql.Composable:
+    def id_sets(self, params: Params) -> list[sql.Composable]:
         """As a set of photo ids (the capture-date index's range, then the estimates) for a ranking
-        that reads every filtered row: the per-row OR makes it read every photo instead."""
-        return self._condition(params, "dm.captured_at", _DATED_OR_ESTIMATED_IDS)
+        that reads every filtered row: the per-row OR makes it read every photo instead. None for
+        a range open at both ends (every dated photo)."""
+        if self.start is None and self.end is None:
+            return []
+        return [self._condition(params, "dm.captured_at", _DATED_OR_ESTIMATED_IDS)]
 
 
 _DATED_OR_ESTIMATED_ROW = (
@@ -175,9 +200,9 @@ _DATED_OR_ESTIMATED_ROW = (
     "(SELECT 1 FROM photo_date_estimate e WHERE e.photo_id = p.id AND {estimated}))"
 )
 _DATED_OR_ESTIMATED_IDS = (
-    "p.id IN (SELECT dm.photo_id FROM metadata dm WHERE {captured} "
+    "SELECT dm.photo_id FROM metadata dm WHERE {captured} "
     "UNION ALL SELECT e.photo_id FROM photo_date_estimate e WHERE {estimated} AND NOT EXISTS "
-    "(SELECT 1 FROM metadata em WHERE em.photo_id = e.photo_id AND em.captured_at IS NOT NULL))"
+    "(SELECT 1 FROM metadata em WHERE em.photo_id = e.photo_id AND em.captured_at IS NOT NULL)"
 )
 
 
