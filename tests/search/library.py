@@ -60,8 +60,8 @@ def build_library(db: Database) -> None:
                (5, '2020-03-01 12:00', 'NIKON CORPORATION', 'NIKON D750', 48.8600, 2.3500)"""
         )
         conn.execute(
-            """INSERT INTO person (id, collection_id, first_name, last_name) VALUES
-               (1, 1, 'Grace', 'Hopper'), (2, 1, 'Alan', 'Turing'), (3, 1, 'Ada', NULL)"""
+            """INSERT INTO person (id, collection_id, first_name, last_name, created_by) VALUES
+               (1, 1, 'Grace', 'Hopper', 'user'), (2, 1, 'Alan', 'Turing', 'user'), (3, 1, 'Ada', NULL, 'user')"""
         )
         conn.execute(
             """INSERT INTO cluster (id, collection_id, embedding_model, person_id) VALUES

@@ -155,10 +155,27 @@ def test_what_cannot_be_searched_is_one_clear_error(library, settings, request_,
 
 def test_an_ambiguous_name_lists_the_persons(library, settings):
     with library.connection() as conn:
-        conn.execute("INSERT INTO person (id, collection_id, first_name, last_name) VALUES (4, 1, 'Grace', 'Kelly')")
+        conn.execute(
+            """INSERT INTO person (id, collection_id, first_name, last_name, created_by)
+               VALUES (4, 1, 'Grace', 'Kelly', 'user')"""
+        )
     with pytest.raises(SearchError, match=r"'Grace' names 2 persons: Grace Hopper \(id 1\), Grace Kelly \(id 4\)"):
         search(library, settings, SearchRequest(persons=("Grace",)))
     assert found(library, settings, persons=("grace kelly",)) == set()
+
+
+def test_an_automatic_placeholder_person_is_not_a_name(library, settings):
+    """Auto-association's 'Unknown' persons are found through their clusters, not by that name."""
+    with library.connection() as conn:
+        conn.execute(
+            """INSERT INTO person (id, collection_id, first_name, auto_created, created_by)
+               VALUES (5, 1, 'Unknown', true, 'auto:associate'), (6, 1, 'Unknown', true, 'auto:associate')"""
+        )
+        conn.execute("UPDATE cluster SET person_id = 5 WHERE id = 12")
+    with pytest.raises(SearchError, match="no person named 'Unknown'"):
+        search(library, settings, SearchRequest(persons=("Unknown",)))
+    (result,) = search(library, settings, SearchRequest(clusters=(12,)))
+    assert [(p.id, p.name) for p in result.persons] == [(5, None)]
 
 
 def test_limit(library, settings):

@@ -40,11 +40,12 @@ class SearchRow:
 
 def persons_named(conn: psycopg.Connection, name: str, collection_id: int | None) -> list[PersonMatch]:
     """Persons whose full name is `name` (any case); failing that, whose first or last name is.
-    Hidden persons are among them (marked), so that the caller can say why it refuses them."""
+    Only names a user gave count (person.named: automatic 'Unknown' placeholders are nobody's
+    name). Hidden persons are among them (marked), so that the caller can say why it refuses them."""
     rows = conn.execute(
         """WITH named AS (
                SELECT id, CONCAT_WS(' ', first_name, last_name) AS full_name, first_name, last_name, hidden
-               FROM person WHERE %(collection)s::bigint IS NULL OR collection_id = %(collection)s)
+               FROM person WHERE named AND (%(collection)s::bigint IS NULL OR collection_id = %(collection)s))
            SELECT id, full_name, hidden FROM named WHERE LOWER(full_name) = LOWER(%(name)s)
            UNION ALL
            SELECT id, full_name, hidden FROM named

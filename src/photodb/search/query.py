@@ -206,10 +206,11 @@ class ByDate(_BestScoreFirst):
 
 
 #: The shown persons in each hit, in one pass over the hits' faces (a face's own person, else its
-#: cluster's; see filters.FACE_SHOWN: a hidden person, or a hidden cluster's person, is not named).
+#: cluster's; see filters.FACE_SHOWN: a hidden person, or a hidden cluster's person, is not named;
+#: an automatic placeholder has no name: person.named).
 _PERSONS_OF_HITS = sql.SQL(
     "SELECT d.photo_id, jsonb_agg(DISTINCT jsonb_build_object('id', pr.id, "
-    "'name', NULLIF(CONCAT_WS(' ', pr.first_name, pr.last_name), ''))) AS persons "
+    "'name', CASE WHEN pr.named THEN NULLIF(CONCAT_WS(' ', pr.first_name, pr.last_name), '') END)) AS persons "
     "FROM hits h JOIN person_detection d ON d.photo_id = h.photo_id LEFT JOIN cluster k ON k.id = d.cluster_id "
     "JOIN person pr ON pr.id = COALESCE(d.person_id, k.person_id) "
     "WHERE NOT pr.hidden AND (d.person_id IS NOT NULL OR NOT k.hidden) GROUP BY d.photo_id"
