@@ -391,7 +391,8 @@ def incremental(n: int, identities: int, new: int, assignments: int) -> None:
                     f"in their true identity's cluster: {right / new:.1%}"
                 )
 
-            churn(db, new_ids, assignments, tier2_quality)
+            if assignments:  # --assignments 0: the latency figures alone
+                churn(db, new_ids, assignments, tier2_quality)
         finally:
             db.close()
             server.release()
@@ -405,7 +406,9 @@ def main() -> None:
     parser.add_argument("--skip-compare", action="store_true", help="only the large bootstrap and incremental")
     parser.add_argument("--burst", action="store_true", help="add the burst-shot bootstrap case")
     parser.add_argument("--burst-only", action="store_true", help="only the burst-shot bootstrap case")
-    parser.add_argument("--assignments", type=int, help="assignments for the index-bloat case (100k; quick 10k)")
+    parser.add_argument(
+        "--assignments", type=int, help="assignments for the index-bloat case (100k; quick 10k; 0 skips it)"
+    )
     parser.add_argument("--incremental-only", action="store_true", help="only the incremental assignment part")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--db-worker", nargs=2, help=argparse.SUPPRESS)

@@ -113,3 +113,24 @@ def test_the_assignment_function_applies_the_quality_gate_to_a_held_face(db, fac
     with db.connection() as conn:
         row = conn.execute("SELECT cluster_status, quality_issue FROM person_detection WHERE id = %s", (blurred,))
         assert row.fetchone() == ("unassigned", "blurry")
+
+
+def test_tier1_of_held_faces_runs_before_a_connection_is_taken(db, one_connection, faces, monkeypatch):
+    """Tier 1 is computed before the checkout, so that the statement follows the pool's check at
+    once: with a pool of one, the connection is still free while tier 1 places the faces."""
+    insert(db, faces.embeddings[:500])
+    bootstrap(db)
+    incremental._active_runs.clear()
+    assign_new_faces(one_connection, insert(db, faces.embeddings[500:501]), force=True)  # learns the run
+    free_during_tier1: list[bool] = []
+    predict = incremental._predict_tier1
+
+    def watched(*args, **kwargs):
+        free_during_tier1.append(one_connection.pool.get_stats()["pool_available"] == 1)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(incremental, "_predict_tier1", watched)
+    new = insert(db, faces.embeddings[501:505])
+    report = assign_held_faces(one_connection, held(db, new), force=True)
+    assert free_during_tier1 == [True]  # one batch, while no connection was held
+    assert report.outcomes["tier1"] > 0 and report.cluster_of == clusters_of(db, new)

@@ -1,7 +1,8 @@
 """The hdbscan internals photodb builds on, behind one version check.
 
 The bootstrap feeds its own minimum spanning tree to hdbscan's single-linkage, condensing and
-selection code, and tier 1 runs hdbscan's per-point step of `approximate_predict`: none of these
+selection code, and tier 1 uses the neighbour-and-lambda part of `approximate_predict`'s per-point
+step (its tree walk is clustering.tree_step's, checked against hdbscan's in the tests): none of these
 are public API, so a release that is not known to keep them is refused with one clear error
 instead of failing somewhere inside them.
 """
@@ -27,8 +28,6 @@ class Internals:
     single_linkage: Callable[..., Any]  # sorted MST edges -> single-linkage tree
     tree_to_labels: Callable[..., Any]  # single-linkage tree -> labels, probabilities, ..., condensed tree
     outlier_scores: Callable[..., Any]  # condensed tree -> GLOSH outlier score per point
-    cluster_tree_lookup: Callable[..., Any]  # cluster rows -> {child: (parent, lambda)}
-    find_cluster_and_probability: Callable[..., Any]  # approximate_predict's per-point step
     find_neighbor_and_lambda: Callable[..., Any]  # approximate_predict_scores' per-point step
     group_by_parent: Callable[..., Any]  # condensed tree -> ({parent: max lambda}, {parent: rows})
 
@@ -49,8 +48,6 @@ def internals() -> Internals:
     from hdbscan._hdbscan_tree import outlier_scores
     from hdbscan.hdbscan_ import _tree_to_labels
     from hdbscan.prediction import (
-        _cluster_tree_lookup,
-        _find_cluster_and_probability,
         _find_neighbor_and_lambda,
         _group_by_parent,
     )
@@ -59,8 +56,6 @@ def internals() -> Internals:
         label,
         _tree_to_labels,
         outlier_scores,
-        _cluster_tree_lookup,
-        _find_cluster_and_probability,
         _find_neighbor_and_lambda,
         _group_by_parent,
     )

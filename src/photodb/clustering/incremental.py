@@ -7,9 +7,9 @@ unsupported hdbscan) has tier 1 off, with one warning per process; its faces go 
 When tier 1 says noise, tier 2 looks up the nearest centroids through pgvector's HNSW index and
 accepts a cluster whose epsilon ball holds the face: epsilon = 1 / lambda_birth is a Euclidean
 distance between unit vectors, i.e. a cosine distance of epsilon^2 / 2, capped by the model's
-threshold (Settings.clustering_threshold_for), which also
-serves clusters without a lambda. The cap matters in small libraries: there a cluster is born at
-the distance of the nearest other person, so its uncapped ball reaches exactly to them. A face
+threshold (Settings.clustering_threshold_for), which also serves clusters without a lambda. The
+cap matters in small libraries: there a cluster is born at the distance of the nearest other
+person, so its uncapped ball reaches exactly to them. A face
 inside two balls by nearly the same margin goes to review as face_match_candidate rows.
 
 Faces the quality gate keeps out (clustering.quality: too small, blurred, doubtful to the detector,
@@ -200,7 +200,8 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
             else:
                 _remember_run(db, face, face.run_id)
                 waiting.append((face, face.run_id))
-        stale = _place(db, conn, waiting, report)
+        tier1 = _tier1(db, waiting, conn)
+        stale = _place(db, conn, waiting, tier1, report)
     if stale:  # a bootstrap replaced the run between the read and the assignment: read again
         report.merge(assign_new_faces(db, stale, force=True))
     return report
@@ -225,9 +226,12 @@ def assign_held_faces(
         else:
             known.append((face, run_id))
     if known:
+        # tier 1 first: the pool's check on checkout leaves the server process awake for the
+        # statement that follows at once (on a busy machine, waking it again costs as much)
+        tier1 = _tier1(db, known)
         with db.autocommit() as conn:
             check_server(db, conn)
-            stale += _place(db, conn, known, report)
+            stale += _place(db, conn, known, tier1, report)
     if stale:
         report.merge(assign_new_faces(db, stale, force=True))
     return report
@@ -245,15 +249,17 @@ def _remember_run(db: Database, face: assign_db.FaceToAssign | assign_db.NewFace
         _active_runs[key] = run_id
 
 
-def _place(
+#: Tier 1's verdicts: cluster and strength of each face it places, outlier score of each it scored.
+Tier1 = tuple[dict[int, tuple[int, float]], dict[int, float]]
+
+
+def _tier1(
     db: Database,
-    conn: psycopg.Connection,
     faces: list[tuple[assign_db.FaceToAssign | assign_db.NewFace, int]],
-    report: AssignmentReport,
-) -> list[int]:
-    """Tier 1 in memory for every face (grouped by run), then one assign_new_face statement per
-    face, which also applies the quality gate (with tier 1's outlier score when no bootstrap
-    scored the face). Returns the faces not placed because their run is no longer active."""
+    conn: psycopg.Connection | None = None,
+) -> Tier1:
+    """Tier 1 in memory for every face, grouped by run; a run not loaded yet is read through
+    `conn` (when the caller holds one) or a connection of its own."""
     tier1: dict[int, tuple[int, float]] = {}
     scores: dict[int, float] = {}
     for run_id in {run for _face, run in faces}:
@@ -271,6 +277,19 @@ def _place(
         for d, label, strength in zip(ids, labels, strengths, strict=True):
             if label >= 0 and int(label) in model.label_to_cluster:
                 tier1[d] = (model.label_to_cluster[int(label)], float(strength))
+    return tier1, scores
+
+
+def _place(
+    db: Database,
+    conn: psycopg.Connection,
+    faces: list[tuple[assign_db.FaceToAssign | assign_db.NewFace, int]],
+    verdicts: Tier1,
+    report: AssignmentReport,
+) -> list[int]:
+    """One assign_new_face statement per face with tier 1's verdicts (its outlier score gates a face
+    no bootstrap scored). Returns the faces not placed because their run is no longer active."""
+    tier1, scores = verdicts
     gate = QualityGate.from_settings(db.settings)
     stale: list[int] = []
     for face, run_id in faces:
