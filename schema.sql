@@ -1243,3 +1243,9 @@ WHERE named_by IS NULL AND created_by IS NULL AND NOT auto_created
 -- were HOT stay HOT.
 DROP INDEX idx_person_detection_cluster_faces;
 CREATE INDEX idx_person_detection_cluster_faces ON person_detection (cluster_id, photo_id) INCLUDE (age_estimate, id);
+
+-- ==== 0025_drop_redundant_cluster_index ====
+-- idx_person_detection_cluster_faces (0024) leads with cluster_id, so the single-column index of
+-- 0001 serves no lookup it cannot; every assignment rewrites cluster_id (never a HOT update) and
+-- paid one index insert more for it.
+DROP INDEX idx_person_detection_cluster_id;

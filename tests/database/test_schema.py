@@ -114,3 +114,24 @@ def test_a_failing_migration_leaves_nothing_behind(database_url):
 def test_the_default_collection_is_created(db):
     with db.connection() as conn:
         assert conn.execute("SELECT name FROM collection").fetchall() == [("default",)]
+
+
+def test_no_btree_index_is_a_leading_prefix_of_another(db):
+    """Every index costs a write on each non-HOT update (an assignment rewrites person_detection's
+    cluster_id): a plain btree whose key columns lead another plain btree's is pure cost."""
+    with db.connection() as conn:
+        redundant = conn.execute(
+            """WITH btree AS (
+                   SELECT i.indexrelid::regclass::text AS name, i.indrelid,
+                          ARRAY(SELECT k FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS u(k, ord)
+                                WHERE ord <= i.indnkeyatts ORDER BY ord) AS cols
+                   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE a.amname = 'btree' AND n.nspname = 'public' AND i.indpred IS NULL
+                     AND i.indexprs IS NULL AND NOT i.indisunique)
+               SELECT shorter.name, longer.name FROM btree shorter JOIN btree longer
+                 ON longer.indrelid = shorter.indrelid AND longer.name <> shorter.name
+                AND cardinality(longer.cols) > cardinality(shorter.cols)
+                AND longer.cols[1:cardinality(shorter.cols)] = shorter.cols"""
+        ).fetchall()
+    assert redundant == []
