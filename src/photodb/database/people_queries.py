@@ -68,11 +68,19 @@ def person_face_stats(conn: psycopg.Connection, person_id: int) -> FaceStats:
     return FaceStats(*row)
 
 
-_ONE_PERSON_FACES = """
-    SELECT d.photo_id, d.age_estimate FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
-    WHERE c.person_id = %(p)s
+def _faces_of_person(person: str, has_own: str = "TRUE") -> str:
+    """SQL for the faces (id, photo_id, age_estimate) of the person `person` (an SQL expression):
+    its clusters' faces and its own (placed on it by hand, without a cluster), the latter looked up
+    only where `has_own` holds."""
+    return f"""
+    SELECT d.id, d.photo_id, d.age_estimate FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
+    WHERE c.person_id = {person}
     UNION ALL
-    SELECT d.photo_id, d.age_estimate FROM person_detection d WHERE d.person_id = %(p)s AND d.cluster_id IS NULL"""
+    SELECT d.id, d.photo_id, d.age_estimate FROM person_detection d
+    WHERE {has_own} AND d.person_id = {person} AND d.cluster_id IS NULL"""  # noqa: S608 (constants only)
+
+
+_ONE_PERSON_FACES = _faces_of_person("%(p)s")
 
 
 _PERSON_COLUMNS = """p.id, p.collection_id, p.first_name, p.last_name, p.auto_created, p.hidden,
@@ -152,14 +160,8 @@ _PERSON_PAGE = f"""
     WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND (%(all)s OR NOT p.hidden)
     GROUP BY p.id, col.id ORDER BY ord LIMIT %(n)s"""  # noqa: S608 (only constants are formatted in)
 
-#: A person's faces: its clusters' and its own (placed on it by hand, without a cluster), the
-#: latter looked up only for a person that has some (`own_faces` of the page).
-_PERSON_FACES = """
-    SELECT d.id, d.photo_id, d.age_estimate FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
-    WHERE c.person_id = page.id
-    UNION ALL
-    SELECT d.id, d.photo_id, d.age_estimate FROM person_detection d
-    WHERE page.own_faces > 0 AND d.person_id = page.id AND d.cluster_id IS NULL"""
+#: A listed person's faces; its own looked up only when it has some (`own_faces` of the page).
+_PERSON_FACES = _faces_of_person("page.id", has_own="page.own_faces > 0")
 
 
 def list_persons(
