@@ -180,6 +180,7 @@ def run_case(
 
 def explain(db: Database, statement: object) -> list[str]:
     with db.connection() as conn, conn.transaction():
+        repo.set_search_planning(conn)
         repo.set_vector_scan(conn, statement.vector_candidates)
         plan = conn.execute(
             sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ") + statement.query, statement.params

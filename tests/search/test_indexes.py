@@ -25,6 +25,7 @@ def plan(db, statement) -> str:
     """EXPLAIN of a built statement on the tiny library with the scans a large one would not pick
     (whole-table scans and sorts) priced out: which indexes the statement can use, not timing."""
     with db.connection() as conn, conn.transaction():
+        repo.set_search_planning(conn)
         conn.execute("SET LOCAL enable_seqscan = off")
         conn.execute("SET LOCAL enable_sort = off")
         repo.set_vector_scan(conn, 50)

@@ -25,6 +25,7 @@ FIRST_DAY = date(2010, 1, 1).toordinal()
 
 def explain(db, statement) -> str:
     with db.connection() as conn, conn.transaction():
+        repo.set_search_planning(conn)
         if statement.uses_vector_index:
             repo.set_vector_scan(conn, statement.vector_candidates)
         rows = conn.execute(sql.SQL("EXPLAIN ") + statement.query, statement.params).fetchall()
@@ -99,15 +100,25 @@ def test_without_a_persons_or_date_filter_the_planner_chooses(library):
         assert [r.photo_id for r in repo.search(conn, by_camera)] == [1, 3]
 
 
-def test_the_scan_settings_last_only_for_the_statement(library, monkeypatch):
+SEARCH_SETTINGS = (
+    "SELECT current_setting('random_page_cost'), current_setting('join_collapse_limit'), "
+    "current_setting('from_collapse_limit'), current_setting('hnsw.ef_search')"
+)
+
+
+def test_the_scan_and_planner_settings_last_only_for_the_statement(library, monkeypatch):
     monkeypatch.setattr(repo, "EXACT_MAX_ROWS", -1)  # the scan even for this small set
     statement = build_search([YEAR_2019], BySimilarity(IMAGE_VECTORS[1], IMAGE_MODEL), 50)
     with library.connection() as conn:
         with conn.transaction():
-            default = conn.execute("SHOW random_page_cost").fetchone()
+            default = conn.execute(SEARCH_SETTINGS).fetchone()
+            repo.set_search_planning(conn)
+            repo.set_vector_scan(conn, 77)
+            inside = conn.execute(SEARCH_SETTINGS).fetchone()
+        assert inside == ("1.1", str(repo.SEARCH_COLLAPSE_LIMIT), str(repo.SEARCH_COLLAPSE_LIMIT), "77") != default
         assert [r.photo_id for r in repo.search(conn, statement)] == [1, 2]
         with conn.transaction():
-            assert conn.execute("SHOW random_page_cost").fetchone() == default
+            assert conn.execute(SEARCH_SETTINGS).fetchone() == default
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -191,6 +202,26 @@ def test_the_estimate_picks_the_scan_for_a_large_filtered_set_and_exact_for_a_sm
     assert chosen(db, wide) is wide
     assert "Index Scan using idx_photo_embedding" in explain(db, wide)
     assert chosen(db, narrow) is narrow.exact_alternative
+
+
+def test_the_estimate_counts_every_filter_not_only_the_id_sets(generated):
+    """Nine years are too many photos to sort exactly, March of them is not: the per-row month
+    filter is in the estimate, so the exact form runs, and finds the brute-force nearest."""
+    db, vectors, days, _ = generated
+    query = unit_rows(np.random.default_rng(9).normal(size=(1, 512)))[0]
+    years = f.CapturedBetween(date(2010, 1, 1), date(2018, 12, 31))
+    alone = build_search([years], BySimilarity(query, IMAGE_MODEL), 50)
+    in_march = build_search([years, f.CapturedMonth(3)], BySimilarity(query, IMAGE_MODEL), 50)
+    assert chosen(db, alone) is alone
+    assert chosen(db, in_march) is in_march.exact_alternative
+    with db.connection() as conn:
+        found = [r.photo_id for r in repo.search(conn, in_march)]
+    dated = (days >= date(2010, 1, 1).toordinal()) & (days <= date(2018, 12, 31).toordinal())
+    march = np.array([bool(day) and date.fromordinal(int(day)).month == 3 for day in days])
+    expected = np.flatnonzero(dated & march)
+    expected = expected[np.argsort(-(vectors[expected] @ query), kind="stable")][:50] + 1
+    assert 50 < (dated & march).sum() <= repo.EXACT_MAX_ROWS < dated.sum()
+    assert found == expected.tolist()
 
 
 @pytest.mark.parametrize("together", [(1, 2), (2, 3, 4)])

@@ -73,9 +73,9 @@ def centroids(conn: psycopg.Connection, collection_id: int, model: str) -> tuple
     without a person by a user's decision (a user unlinked it: it joins no person on its own)."""
     with conn.cursor(binary=True) as cur:
         cur.execute(
-            """SELECT id, centroid FROM cluster
+            """SELECT id, centroid_sum FROM cluster
                WHERE collection_id = %s AND embedding_model = %s AND NOT hidden
-                 AND centroid IS NOT NULL AND face_count > 0
+                 AND centroid_sum IS NOT NULL AND face_count > 0
                  AND NOT (person_id IS NULL AND person_linked_by IS NOT NULL AND person_linked_by NOT LIKE 'auto:%%')
                ORDER BY id""",
             (collection_id, model),
@@ -96,7 +96,7 @@ def knn_pairs_sql(conn: psycopg.Connection, collection_id: int, model: str, thre
     return conn.execute(
         """SELECT c.id, n.id, n.distance FROM cluster c
            CROSS JOIN LATERAL (
-               SELECT o.id, c.centroid <=> o.centroid AS distance FROM cluster o
+               SELECT o.id, c.centroid_sum <=> o.centroid_sum AS distance FROM cluster o
                WHERE o.collection_id = c.collection_id AND o.embedding_model = c.embedding_model
                  AND o.id <> c.id AND NOT o.hidden AND o.centroid IS NOT NULL
                ORDER BY c.centroid <=> o.centroid LIMIT %s) n

@@ -286,8 +286,8 @@ def nearest_person_cluster(conn: psycopg.Connection, person_id: int, detection_i
     """The cluster of this person, of the face's embedding model, whose centroid is nearest the face."""
     row = conn.execute(
         """SELECT c.id FROM face_embedding fe JOIN cluster c
-             ON c.person_id = %s AND c.embedding_model = fe.embedding_model AND c.centroid IS NOT NULL
-           WHERE fe.person_detection_id = %s ORDER BY c.centroid <=> fe.embedding, c.id LIMIT 1""",
+             ON c.person_id = %s AND c.embedding_model = fe.embedding_model AND c.centroid_sum IS NOT NULL
+           WHERE fe.person_detection_id = %s ORDER BY c.centroid_sum <=> fe.embedding, c.id LIMIT 1""",
         (person_id, detection_id),
     ).fetchone()
     return row[0] if row else None

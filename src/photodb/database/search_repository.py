@@ -129,22 +129,43 @@ def face_embedding(conn: psycopg.Connection, detection_id: int) -> tuple[np.ndar
 EXACT_MAX_ROWS = 500
 
 
+#: Relations the planner orders together (join_collapse_limit and from_collapse_limit; default 8).
+#: A search joins photo, metadata and its ranking's table, and each EXISTS or IN filter becomes one
+#: more join: ten filters made a dozen relations, ~13 ms of planning (p95 ~20 ms on the 100k
+#: bench) for a statement that then ran in ~6 ms. In groups of four, the order the statement is
+#: written in (the ranking's tables, then the id sets, then the per-row filters) is kept between
+#: groups: planning ~2 ms, the same plans for the bench's other queries.
+SEARCH_COLLAPSE_LIMIT = 4
+
+
+def set_search_planning(conn: psycopg.Connection) -> None:
+    """The planner's settings for a search, in the current transaction only (never the session:
+    poolers share it): the collapse limit above, and random_page_cost 1.1 (the usual value for
+    cached data and SSDs). At the default 4 each index lookup is priced as a disk read: the planner
+    gave up the HNSW index for an exact sort of every filtered photo from ~6k of them (a year on the
+    100k bench: 0.2-0.5 s, the scan 20-60 ms), and an exact sort of a person's ~200 photos of a
+    year read all 100k embeddings rather than look up 670 (7 ms of the 9)."""
+    conn.execute(
+        "SELECT set_config('join_collapse_limit', %(limit)s, true), "
+        "set_config('from_collapse_limit', %(limit)s, true), set_config('random_page_cost', '1.1', true)",
+        {"limit": str(SEARCH_COLLAPSE_LIMIT)},
+        prepare=False,
+    )
+
+
 def set_vector_scan(conn: psycopg.Connection, candidates: int) -> None:
     """HNSW settings for the current transaction only (never the session: poolers share it).
 
     Iterative scans (pgvector 0.8) keep reading the index until enough rows pass the filters;
     relaxed order is re-sorted by the statement itself. ef_search, the candidate list, is what the
     statement asks for (at least pgvector's default 40), so an unfiltered search needs one pass.
-    random_page_cost 1.1 (the usual value for cached data and SSDs): at the default 4 each filter
-    lookup behind the scan is priced as a disk read, and the planner gave up the index for an exact
-    sort of every filtered photo from ~6k of them (a year on the 100k bench: 0.2-0.5 s, the scan
-    20-60 ms); `search` has already sent small filtered sets to the exact form.
+    `search` has already sent small filtered sets to the exact form.
     """
     conn.execute(
         """SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
-                  set_config('hnsw.ef_search', %s, true),
-                  set_config('random_page_cost', '1.1', true)""",
+                  set_config('hnsw.ef_search', %s, true)""",
         (str(min(1000, max(40, candidates))),),
+        prepare=False,
     )
 
 
@@ -172,6 +193,7 @@ def search(conn: psycopg.Connection, statement: SearchStatement) -> list[SearchR
     server may switch to a generic plan made without them (a 100 ms search then took 20 s).
     """
     with conn.transaction():
+        set_search_planning(conn)
         statement = chosen(conn, statement)
         if statement.uses_vector_index:
             set_vector_scan(conn, statement.vector_candidates)

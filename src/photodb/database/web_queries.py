@@ -101,19 +101,19 @@ def cluster_spreads(
     every clustered face's embedding once (a page a user opens, not a hot path)."""
     rows = conn.execute(
         """WITH spread AS (
-               SELECT c.id, c.face_count, c.person_id, avg(e.embedding <=> c.centroid) AS mean_distance
+               SELECT c.id, c.face_count, c.person_id, avg(e.embedding <=> c.centroid_sum) AS mean_distance
                FROM cluster c
                JOIN person_detection d ON d.cluster_id = c.id
                JOIN face_embedding e ON e.person_detection_id = d.id AND e.embedding_model = c.embedding_model
-               WHERE c.centroid IS NOT NULL AND NOT c.hidden
+               WHERE c.centroid_sum IS NOT NULL AND NOT c.hidden
                  AND (%(c)s::bigint IS NULL OR c.collection_id = %(c)s)
                GROUP BY c.id ORDER BY mean_distance DESC, c.id LIMIT %(n)s)
            SELECT s.id, s.face_count, s.person_id, s.mean_distance,
-                  array(SELECT ARRAY[d.id, (e.embedding <=> c.centroid)]::float8[]
+                  array(SELECT ARRAY[d.id, (e.embedding <=> c.centroid_sum)]::float8[]
                         FROM person_detection d
                         JOIN face_embedding e ON e.person_detection_id = d.id AND e.embedding_model = c.embedding_model
                         WHERE d.cluster_id = s.id
-                        ORDER BY e.embedding <=> c.centroid DESC, d.id LIMIT %(k)s)
+                        ORDER BY e.embedding <=> c.centroid_sum DESC, d.id LIMIT %(k)s)
            FROM spread s JOIN cluster c ON c.id = s.id
            ORDER BY s.mean_distance DESC, s.id""",
         {"c": collection_id, "n": limit, "k": outliers},

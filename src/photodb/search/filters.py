@@ -99,7 +99,7 @@ def _photo_ids_of_persons(match: sql.Composable) -> sql.Composable:
     """Ids of photos with a face of the (shown) persons `match` (`= x` or `= ANY(xs)`) selects:
     through the face's own person_id, or, when it has none, its cluster's unless that cluster is
     hidden (the aggregator's rule). Index lookups (idx_person_detection_person_photo; idx_cluster_person,
-    then idx_person_detection_cluster_photo) instead of COALESCE over every face."""
+    then idx_person_detection_cluster_faces) instead of COALESCE over every face."""
     return sql.SQL(
         "SELECT d.photo_id FROM person_detection d WHERE d.person_id {match} "
         "UNION ALL SELECT d.photo_id FROM cluster k JOIN person_detection d ON d.cluster_id = k.id "
