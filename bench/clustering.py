@@ -17,7 +17,7 @@ same table: the floor an assignment is measured against, in the same run) and by
 tier-2 candidate search for the same face. Each face is assigned twice, released in between, the
 two in turn first: as the detection stage hands it over (assign_held_faces, one statement) and by
 id (assign_new_faces, read back first: the path before migration 0020). Then, in three phases
-(bench/_clustering_churn.py: autovacuum settings and centroid tolerance before 0015, before 0020
+(bench/_clustering_churn.py: autovacuum settings and centroid tolerance before 0015, before 0026
 and now), it assigns and releases those faces until --assignments assignments are done and prints
 the centroid HNSW index and cluster table sizes (heap, TOAST, other indexes) before and after, and
 how tier 2 alone then places the faces.

@@ -1,6 +1,6 @@
 """Centroid churn: the cluster table and its TOAST table are vacuumed after a few hundred dead
 versions, and the embedded server's autovacuum looks every 10 s (migration 0015, embedded.py); the
-indexed centroid is rewritten only when it moves past the tolerance (1e-2 since migration 0026)."""
+indexed centroid is rewritten only when it moves past the tolerance (2e-2 since migration 0026)."""
 
 from __future__ import annotations
 
@@ -49,14 +49,14 @@ def test_the_embedded_server_caches_a_16th_of_memory_from_128_mb_to_1_gb(db):
     assert 128 <= int(shared_buffers().removesuffix("MB")) <= 1024
 
 
-@pytest.mark.parametrize("moved, rewritten", [(4e-3, False), (2e-2, True)])
+@pytest.mark.parametrize("moved, rewritten", [(1.5e-2, False), (3e-2, True)])
 def test_a_centroid_is_rewritten_only_past_the_tolerance_of_migration_0026(db, moved, rewritten):
     """A face that moves its cluster's normalised sum by a cosine distance between the old
-    tolerance (1e-3) and the new one (1e-2) leaves the indexed centroid alone: the assignment is one
-    HOT update, no new HNSW entry (before 0026 it rewrote the centroid). Past 1e-2 it is rewritten."""
+    tolerance (1e-3) and the new one (2e-2) leaves the indexed centroid alone: the assignment is one
+    HOT update, no new HNSW entry (before 0026 it rewrote the centroid). Past 2e-2 it is rewritten."""
     rng = np.random.default_rng(8)
     direction = rng.normal(size=512)
-    members = direction + rng.normal(size=(4, 512)) * 0.04  # few: one face moves their sum far enough
+    members = direction + rng.normal(size=(3, 512)) * 0.04  # few: one face moves their sum far enough
     members /= np.linalg.norm(members, axis=1, keepdims=True)
     total = members.sum(axis=0)
     centre = total / np.linalg.norm(total)
@@ -77,7 +77,7 @@ def test_a_centroid_is_rewritten_only_past_the_tolerance_of_migration_0026(db, m
     assert move(low) == pytest.approx(moved, rel=1e-3)
     cluster, ids = make_cluster(db, np.vstack([members, face]))
     with db.connection() as conn:
-        assert tolerance(conn) == pytest.approx(1e-2)
+        assert tolerance(conn) == pytest.approx(2e-2)
         (new,) = assignment.faces_to_assign(conn, [ids[-1]]).values()
         centroid = conn.execute("SELECT centroid::text FROM cluster WHERE id = %s", (cluster,)).fetchone()[0]
     with db.autocommit() as conn:
@@ -86,6 +86,7 @@ def test_a_centroid_is_rewritten_only_past_the_tolerance_of_migration_0026(db, m
         after = cluster_updates(conn)
         still = conn.execute("SELECT centroid::text FROM cluster WHERE id = %s", (cluster,)).fetchone()[0]
     assert done.cluster_id == cluster
-    assert (after[0] - before[0], after[1] - before[1]) == (1, 0 if rewritten else 1)  # one update, HOT unless rewritten
+    # one update, HOT unless it rewrites the centroid
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 0 if rewritten else 1)
     assert (still != centroid) == rewritten
     assert_clusters_exact(db)

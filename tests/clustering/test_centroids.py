@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from photodb.clustering.bootstrap import bootstrap
-from photodb.clustering.incremental import assign_new_faces, move_face
+from photodb.clustering.incremental import assign_new_faces
+from photodb.clustering.manual_moves import move_face
 from photodb.database.clustering import centroids
 from photodb.database.detection_repository import DetectionRepository
 from tests.clustering.conftest import assert_clusters_exact, clusters_of, insert

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from photodb.clustering.bootstrap import bootstrap
-from photodb.clustering.incremental import move_face
+from photodb.clustering.manual_moves import move_face
 from tests.clustering.conftest import clusters_of, insert
 
 

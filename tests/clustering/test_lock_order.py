@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from photodb.clustering.bootstrap import bootstrap
-from photodb.clustering.incremental import NEIGHBOURS, assign_new_faces, move_face
+from photodb.clustering.incremental import NEIGHBOURS, assign_new_faces
+from photodb.clustering.manual_moves import move_face
 from photodb.database.clustering import assignment, locks
 from photodb.database.detection_repository import DetectionRepository
 from tests.clustering.conftest import assert_clusters_exact, clusters_of, insert

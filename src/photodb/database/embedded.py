@@ -53,6 +53,7 @@ def shared_buffers() -> str:
 def server_settings() -> dict[str, str]:
     return SERVER_SETTINGS | {"shared_buffers": shared_buffers()}
 
+
 _INCLUDE_LINE = "include_if_exists = 'photodb.conf'"
 
 

@@ -2,7 +2,7 @@
 
 A face is a person_detection id. The rules of people.identity hold: one transaction per decision,
 locks in the one order (model lock shared, detections, clusters, persons), validation under the
-locks before any write, `by` recorded. Moves go through clustering.incremental.move_locked_face
+locks before any write, `by` recorded. Moves go through clustering.manual_moves.move_locked_face
 (the manual move every tool uses: the face is pinned, sums and counts follow). A rejected face is
 re-placed by the incremental assignment path (assign_new_faces) after the decision commits: that
 path never puts a face into a cluster holding a face it is cannot-linked with, so it skips the
@@ -15,7 +15,8 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 
-from photodb.clustering.incremental import assign_new_faces, move_locked_face
+from photodb.clustering.incremental import assign_new_faces
+from photodb.clustering.manual_moves import move_locked_face
 from photodb.database import face_constraints as links_db
 from photodb.database import people_repository as people_db
 from photodb.database.clustering import locks as lock_db

@@ -1,6 +1,6 @@
 """Reviewing faces that incremental assignment could not place alone (face_match_candidate).
 
-Accept: the face joins that cluster as 'manual' (clustering.incremental.move_face_in), and its
+Accept: the face joins that cluster as 'manual' (clustering.manual_moves.move_face_in), and its
 other pending candidates are rejected. Reject: a cannot-link from the face to every face of that
 cluster, so it is never proposed there again; when no candidate is left the face waits for an
 assignment again and is assigned at once (it may land in another cluster, or in review again).
@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from photodb.clustering.incremental import assign_new_faces, move_face_in
+from photodb.clustering.incremental import assign_new_faces
+from photodb.clustering.manual_moves import move_face_in
 from photodb.database import people_repository as people_db
 from photodb.database import review_repository as review_db
 from photodb.database.clustering import locks as lock_db
