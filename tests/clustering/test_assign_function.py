@@ -198,7 +198,7 @@ def test_an_assignment_writes_one_version_of_its_cluster_and_a_still_centroid_no
     direction = rng.normal(size=512)
     big, big_ids = make_cluster(db, direction + rng.normal(size=(1001, 512)) * 0.02)
     other = rng.normal(size=512)
-    small, small_ids = make_cluster(db, other + rng.normal(size=(3, 512)) * 0.3)
+    small, small_ids = make_cluster(db, other + rng.normal(size=(3, 512)) * 1.0)  # a wide pair: the third face moves it
     with db.connection() as conn:
         faces = assignment.faces_to_assign(conn, [big_ids[-1], small_ids[-1]])
         centroids = dict(conn.execute("SELECT id, centroid::text FROM cluster").fetchall())
@@ -228,7 +228,9 @@ def test_the_joined_cluster_is_locked_by_its_update_with_no_separate_read(db):
     adds the update that rewrites it. 0006 read and locked the row first, one index probe more."""
     rng = np.random.default_rng(5)
     big, big_ids = make_cluster(db, rng.normal(size=512) + rng.normal(size=(1001, 512)) * 0.02)
-    small, small_ids = make_cluster(db, rng.normal(size=512) + rng.normal(size=(3, 512)) * 0.3)
+    small, small_ids = make_cluster(
+        db, rng.normal(size=512) + rng.normal(size=(3, 512)) * 1.0
+    )  # a wide pair: the third face moves it
     with db.connection() as conn:
         faces = assignment.faces_to_assign(conn, [big_ids[-1], small_ids[-1]])
     for face, cluster, reads in ((faces[big_ids[-1]], big, 2), (faces[small_ids[-1]], small, 3)):
