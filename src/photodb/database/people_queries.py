@@ -56,7 +56,7 @@ def person_face_stats(conn: psycopg.Connection, person_id: int) -> FaceStats:
     """Faces, photos, ages and capture years of one person: its clusters' faces and its own.
 
     One statement: the faces come from idx_person_detection_cluster_faces per cluster (an
-    index-only scan) and from the person index for its own, each photo's capture year from
+    index-only scan) and from idx_person_detection_person_photo for its own, each photo's capture year from
     idx_metadata_photo_captured (index-only too)."""
     row = conn.execute(
         f"""SELECT count(*)::int, count(DISTINCT f.photo_id)::int, min(f.age_estimate), max(f.age_estimate),

@@ -188,7 +188,7 @@ class CapturedBetween:
 
     def id_sets(self, params: Params) -> list[sql.Composable]:
         """As a set of photo ids (the capture-date index's range, then the estimates) for a ranking
-        that reads every filtered row: the per-row OR makes it read every photo instead. None for
+        that reads every filtered row: the per-row OR makes it read every photo instead. No set for
         a range open at both ends (every dated photo)."""
         if self.start is None and self.end is None:
             return []
