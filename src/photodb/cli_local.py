@@ -150,6 +150,35 @@ def skip_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def people_line(summary: RunSummary) -> str | None:
+    """The last line of a run (rich markup): where the library's people stand and what to do next."""
+    if summary.people_error is not None:
+        return (
+            f"[yellow]people:[/] not brought up to date ({escape(summary.people_error)}); "
+            "the next run, or `photodb cluster`, does it"
+        )
+    people = summary.people
+    if people is None:
+        return None
+    counts = (
+        f"{_plural(people.persons, 'person')} ({people.named} named), {_plural(people.unsorted_faces, 'unsorted face')}"
+    )
+    if not people.ran:
+        return f"[bold]people:[/] {counts}; another process is updating them with this run's faces"
+    if people.persons == 0 and people.unsorted_faces == 0:
+        return "[bold]people:[/] no faces found yet"
+    step = "name them with `photodb web` or `photodb people list`"
+    if people.named == people.persons and people.unsorted_faces:
+        step = "sort the rest with `photodb people list --unsorted`"
+    elif people.named == people.persons:
+        step = "search them with `photodb search --person NAME`"
+    return f"[bold]people:[/] {counts} — {step}"
+
+
 def _summary_json(summary: RunSummary) -> str:
     data = {"summary_format": SUMMARY_FORMAT, **asdict(summary)}
     data["errors"] = [{**asdict(e), "at": e.at.isoformat() if e.at else None} for e in summary.errors]
@@ -195,18 +224,27 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     is_flag=True,
     help=f"Print the summary as JSON on stdout (no progress bars); its layout is summary_format {SUMMARY_FORMAT}.",
 )
+@click.option(
+    "--no-people",
+    is_flag=True,
+    help="Do not bring people up to date at the end (clustering and persons; UPDATE_PEOPLE_AFTER_INDEX=false "
+    "turns it off for good). `photodb cluster` and `photodb maintenance weekly` do it by hand.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 def main(
     path: Path, parallel: int, stages: list[str], force: bool, dry_run: bool, max_photos: int | None,
-    collection: str, retry_failed: bool, as_json: bool, verbose: bool,
+    collection: str, retry_failed: bool, as_json: bool, no_people: bool, verbose: bool,
 ) -> None:  # fmt: skip
-    """Index the photos under PATH: normalize, read metadata, detect people.
+    """Index the photos under PATH: normalize, read metadata, detect people, then group their faces.
 
     Runs without any set-up: when DATABASE_URL is not set, PhotoDB starts its own PostgreSQL under
     PHOTODB_HOME and stops it when the last PhotoDB process exits. Rerunning is cheap: unchanged
     files are left alone, changed files are redone. Photos that fail are recorded with the reason and
-    the run goes on. A stage whose model is missing records its photos as skipped, says why once, and
-    a later run that has the model processes them. The exit status is 0 unless the run itself could
+    the run goes on. When faces were added, the run ends by grouping them into people (a new
+    clustering when the library has none or it is stale, else the changed clusters only), so
+    `photodb people list` and `photodb web` show them at once. A stage whose model is missing
+    records its photos as skipped, says why once, and a later run that has the model processes
+    them. The exit status is 0 unless the run itself could
     not happen or had to stop (database unreachable for DATABASE_RETRY_DEADLINE_SECONDS, an internal
     error: one line says which).
     """
@@ -219,6 +257,7 @@ def main(
     options = RunOptions(
         stages=stages, parallel=parallel, force=force, dry_run=dry_run, max_photos=max_photos,
         retry_failed=retry_failed, collection=collection,
+        people=settings.update_people_after_index and not no_people,
     )  # fmt: skip
     if not path.expanduser().exists():
         _fail(console, f"folder not found: {path}")
@@ -236,8 +275,11 @@ def main(
         if progress is not None:
             with progress.progress:
                 summary = processor.run(path)
+            with console.status("people: checking for new faces") as status:
+                processor.update_people(summary, lambda message: status.update(escape(message)))
         else:
             summary = processor.run(path)
+            processor.update_people(summary)
     except (DatabaseUnavailable, DatabaseUnreachable, MigrationError, RunError) as error:
         _fail(console, str(error))
     except KeyboardInterrupt:
@@ -258,5 +300,8 @@ def main(
                 f"  [red]✗[/] {escape(error.filename)} [dim]({error.stage})[/]: {escape(error.message)}",
                 soft_wrap=True,
             )
+        line = people_line(summary)
+        if line is not None:
+            console.print(line, soft_wrap=True)
     if summary.stopped_by is not None:
         _fail(console, summary.stopped_by)

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     clip_force_cpu: bool = False
 
     # Clustering
+    # process-local / photodb index end by bringing people up to date (people.refresh): a bootstrap
+    # when the staleness rule asks for one, then auto-association of what changed (--no-people: off).
+    update_people_after_index: bool = True
     hdbscan_min_cluster_size: int = Field(default=3, ge=2)
     hdbscan_min_samples: int = Field(default=2, ge=1)
     # Tier 2's largest cosine distance to a centroid depends on the embedding model: see

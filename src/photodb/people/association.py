@@ -20,7 +20,7 @@ Afterwards the age/gender aggregation runs again for the persons it touched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -136,10 +136,17 @@ def check_threshold(threshold: float | None) -> None:
 
 
 def auto_associate(
-    db: Database, collection_id: int | None, *, threshold: float | None = None, dry_run: bool = False
+    db: Database,
+    collection_id: int | None,
+    *,
+    threshold: float | None = None,
+    dry_run: bool = False,
+    clusters: Collection[int] | None = None,
 ) -> AssociationReport:
     """Group the clusters of a collection (None: every collection) into persons; `threshold`
-    overrides every model's own; `dry_run` plans the same groups and writes nothing."""
+    overrides every model's own; `dry_run` plans the same groups and writes nothing; `clusters`
+    limits the work to pairs with one of them on a side, and lone persons to them (the clusters
+    that changed since the last pass: the other pairs were decided then)."""
     check_threshold(threshold)
     lone_min = db.settings.association_lone_cluster_min_faces
     report = AssociationReport(dry_run=dry_run)
@@ -149,7 +156,8 @@ def auto_associate(
     for collection, model in work:
         limit = threshold if threshold is not None else db.settings.person_association_threshold_for(model)
         result = db.retrying(
-            lambda c=collection, m=model, t=limit: _associate_model(db, c, m, t, lone_min, dry_run), "associate"
+            lambda c=collection, m=model, t=limit: _associate_model(db, c, m, t, lone_min, dry_run, clusters),
+            "associate",
         )
         report.models.append(result)
     touched = sorted({p for m in report.models for p in m.touched_persons})
@@ -189,19 +197,31 @@ def associate_collection_in(
 
 
 def _associate_model(
-    db: Database, collection_id: int, model: str, threshold: float, lone_min: int, dry_run: bool
+    db: Database,
+    collection_id: int,
+    model: str,
+    threshold: float,
+    lone_min: int,
+    dry_run: bool,
+    focus: Collection[int] | None = None,
 ) -> ModelReport:
     for attempt in range(ATTEMPTS):
         try:
             with db.connection() as conn, conn.transaction():
-                return _associate_in(conn, collection_id, model, threshold, lone_min, dry_run)
+                return _associate_in(conn, collection_id, model, threshold, lone_min, dry_run, focus)
         except _StateMoved:
             logger.info("persons changed while associating %s (attempt %d); again", model, attempt + 1)
     raise RuntimeError(f"persons of collection {collection_id} kept changing during auto-association; run it again")
 
 
 def _associate_in(
-    conn: psycopg.Connection, collection_id: int, model: str, threshold: float, lone_min: int, dry_run: bool
+    conn: psycopg.Connection,
+    collection_id: int,
+    model: str,
+    threshold: float,
+    lone_min: int,
+    dry_run: bool,
+    focus: Collection[int] | None = None,
 ) -> ModelReport:
     """One model: groups of close clusters join persons, then lone clusters of at least `lone_min`
     faces (0: none) get their own. The lone candidates are locked with the groups' clusters (step 4)."""
@@ -209,9 +229,12 @@ def _associate_in(
     lock_model(conn, collection_id, model, shared=True)
     ids, vectors = repo.centroids(conn, collection_id, model)
     report.clusters = len(ids)
-    pairs = find_pairs(ids, vectors, threshold)
+    pairs = find_pairs(ids, vectors, threshold, focus)
     report.pairs = len(pairs)
     lone = repo.lone_cluster_candidates(conn, collection_id, model, lone_min) if lone_min > 0 else []
+    if focus is not None:
+        wanted = set(focus)
+        lone = [c for c in lone if c in wanted]
     if not pairs and not lone:
         return report
     involved = sorted({p.a for p in pairs} | {p.b for p in pairs})

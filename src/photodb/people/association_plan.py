@@ -12,7 +12,7 @@ Rules beyond the spec's algorithm, so automatic work never undoes a person's dec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,17 +33,29 @@ class Pair:
     distance: float
 
 
-def find_pairs(ids: np.ndarray, unit_vectors: np.ndarray, threshold: float) -> list[Pair]:
+def find_pairs(
+    ids: np.ndarray, unit_vectors: np.ndarray, threshold: float, focus: Collection[int] | None = None
+) -> list[Pair]:
     """Every pair of clusters whose centroids are within `threshold` (cosine distance, as pgvector's
-    `<=>` gives it), in blocks so memory stays bounded at any number of clusters. The products run
-    in float32 (three times faster); pairs near the threshold are settled in float64."""
+    `<=>` gives it), or only the pairs with a cluster of `focus` on one side; in blocks so memory
+    stays bounded at any number of clusters. The products run in float32 (three times faster);
+    pairs near the threshold are settled in float64."""
     single = unit_vectors.astype(np.float32)
+    if focus is None:
+        rows = np.arange(len(ids))
+    else:
+        rows = np.nonzero(np.isin(ids, np.fromiter(focus, np.int64, len(focus))))[0]
+    in_rows = np.zeros(len(ids), bool)
+    in_rows[rows] = True
     pairs: list[Pair] = []
-    for start in range(0, len(ids), PAIR_BLOCK_ROWS):
-        distances = 1.0 - single[start : start + PAIR_BLOCK_ROWS] @ single[start:].T
-        rows, cols = np.nonzero(distances <= threshold + FLOAT32_SLACK)
-        upper = cols > rows  # columns start at this block's first row: col > row is j > i
-        left, right = rows[upper] + start, cols[upper] + start
+    for start in range(0, len(rows), PAIR_BLOCK_ROWS):
+        block = rows[start : start + PAIR_BLOCK_ROWS]
+        first = int(block[0]) if focus is None else 0  # all rows: the lower triangle was done already
+        distances = 1.0 - single[block] @ single[first:].T
+        near_rows, cols = np.nonzero(distances <= threshold + FLOAT32_SLACK)
+        left, right = block[near_rows], cols + first
+        keep = (left != right) & (~in_rows[right] | (right > left))  # each pair once
+        left, right = left[keep], right[keep]
         exact = 1.0 - np.einsum("ij,ij->i", unit_vectors[left], unit_vectors[right])
         for i, j, distance in zip(left.tolist(), right.tolist(), exact.tolist(), strict=True):
             if distance <= threshold:

@@ -12,10 +12,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import psycopg
 
 from photodb.config import Settings
 from photodb.database.connection import Database
@@ -23,6 +25,7 @@ from photodb.database.faults import DatabaseUnreachable, describe_error, is_tran
 from photodb.database.models import Collection, StageCounts
 from photodb.database.queue_repository import QueuePlan, QueueRepository
 from photodb.database.repository import PhotoRepository, Scope
+from photodb.people.refresh import needs_refresh, refresh_people
 from photodb.processors.identity import ProcessIdentity
 from photodb.processors.progress import ProgressPoller, with_own_progress
 from photodb.processors.queue_worker import QueueWorker, RunControl, WorkerContext
@@ -55,6 +58,7 @@ class RunOptions:
     max_photos: int | None = None
     retry_failed: bool = False
     collection: str = "default"
+    people: bool = True  # bring people up to date after the stages (UPDATE_PEOPLE_AFTER_INDEX, --no-people)
 
 
 def queue_plan(
@@ -98,6 +102,7 @@ class LocalProcessor:
         self._registered = 0
         self._registration_error: BaseException | None = None
         self._scope: Scope | None = None
+        self._collection_id: int | None = None
         self._poller = ProgressPoller()
         self._last_counts: dict[str, StageCounts] | None = None
         self._finished_at_poll: dict[tuple[str, str], int] = {}
@@ -168,6 +173,7 @@ class LocalProcessor:
         started = time.monotonic()
         collection, scope = self._resolve(root)
         self._scope = scope
+        self._collection_id = collection.id
         folder = root.expanduser().resolve()
         if self.options.dry_run:
             return self._dry_run(folder, collection, scope, started)
@@ -206,6 +212,20 @@ class LocalProcessor:
         self._summarise(summary, plan)
         summary.elapsed_seconds = time.monotonic() - started
         return summary
+
+    def update_people(self, summary: RunSummary, progress: Callable[[str], None] | None = None) -> None:
+        """People brought up to date after the stages (people.refresh): not for a dry run, a run that
+        stopped, or when the collection's people have already seen every face."""
+        if not self.options.people or summary.dry_run or summary.stopped_by is not None:
+            return
+        collection_id = self._collection_id
+        if collection_id is None or not self.db.call("checking people", needs_refresh, self.db, collection_id):
+            return
+        try:
+            summary.people = refresh_people(self.db, collection_id, by=f"index:{self.identity}", progress=progress)
+        except (psycopg.Error, DatabaseUnreachable) as error:
+            log.warning("people step failed: %s", describe_error(error))
+            summary.people_error = describe_error(error)
 
     def _prepare_queue(self, scope: Scope, plan: QueuePlan) -> None:
         """Re-queue what this run may retry, block what sits behind a failure, skip what cannot run here."""

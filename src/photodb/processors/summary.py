@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from photodb.database.models import StageError
+from photodb.people.refresh import PeopleReport
 
 
 @dataclass
@@ -35,3 +36,5 @@ class RunSummary:
     elapsed_seconds: float = 0.0
     dry_run: bool = False
     stopped_by: str | None = None  # the error that ended the run early, and in which thread
+    people: PeopleReport | None = None  # the people step after the stages (None: not run)
+    people_error: str | None = None  # why the people step could not finish (the stages' work stands)
