@@ -74,14 +74,26 @@ def people() -> None:
 
 @people.command("list")
 @click.option("--clusters", "with_clusters", is_flag=True, help="list the clusters too")
+@click.option(
+    "--unsorted",
+    is_flag=True,
+    help="list the faces in no cluster instead, largest first, each with the nearest person to move it to",
+)
 @click.option("--all", "include_hidden", is_flag=True, help="include hidden persons and clusters")
 @click.option(
     "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="most persons/clusters listed (0: all)"
 )
 @common
-def list_command(with_clusters: bool, include_hidden: bool, limit: int, collection: str | None, as_json: bool) -> None:
+def list_command(
+    with_clusters: bool, unsorted: bool, include_hidden: bool, limit: int, collection: str | None, as_json: bool
+) -> None:
     """Persons (unnamed ones as 'Unknown #id') with face and photo counts, ages and a sample photo,
-    most faces first."""
+    most faces first; with --unsorted, the faces that are nobody's yet."""
+    if unsorted:
+        if with_clusters or include_hidden:
+            raise click.UsageError("--unsorted takes only --limit, --collection and --json")
+        run(collection, as_json, lambda db, cid: views.list_unsorted(db, cid, limit=limit or None), _describe_unsorted)
+        return
 
     def describe(result: dict[str, Any]) -> str:
         lines = [
@@ -109,6 +121,25 @@ def list_command(with_clusters: bool, include_hidden: bool, limit: int, collecti
         ),
         describe,
     )
+
+
+def _describe_unsorted(result: dict[str, Any]) -> str:
+    lines = []
+    for face in result["faces"]:
+        near = face["nearest_person"]
+        hint = (
+            f"nearest: person {near['person_id']} {near['name']} (distance {near['distance']:.2f}); "
+            f"`photodb people move {face['id']} --person {near['person_id']}`"
+            if near
+            else "no person to suggest yet: name it with `photodb web`"
+        )
+        issue = f", {face['quality_issue']}" if face["quality_issue"] else ""
+        lines.append(f"face {face['id']} ({face['size'][0]}x{face['size'][1]} px{issue}) {face['photo_path']}: {hint}")
+    if not lines:
+        return "no unsorted faces: every face is in a cluster"
+    if len(result["faces"]) < result["faces_total"]:
+        lines.append(f"({len(result['faces'])} of {result['faces_total']} unsorted faces; --limit 0 lists all)")
+    return "\n".join(lines)
 
 
 def _ages(age_range: list[int] | None) -> str:

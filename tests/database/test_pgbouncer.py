@@ -20,9 +20,11 @@ from PIL import Image, ImageOps
 
 from photodb.clustering.synthetic import make_faces
 from photodb.config import Settings
+from photodb.database import people_refresh as refresh_db
 from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database
 from photodb.database.embedded import EmbeddedPostgres
+from photodb.people.refresh import needs_refresh, refresh_people
 from tests.cli import bootstrap_clusters, cli_env, process_local, process_local_at_once
 from tests.imaging import make_library
 from tests.pgbouncer import MISSING, PgBouncer, pgbouncer_binary, start_pgbouncer
@@ -212,3 +214,17 @@ def obama_clusters(database_url: str) -> dict[str, int | None]:
                WHERE p.filename LIKE '%obama%'"""
         ).fetchall()
     return dict(rows)
+
+
+def test_one_people_refresh_at_a_time_through_pgbouncer(tmp_path, pooled_url, database_url):
+    insert_faces(database_url, make_faces(120, 8, seed=9).embeddings, "face")
+    settings = Settings(_env_file=None, database_url=pooled_url, photodb_home=tmp_path)  # type: ignore[call-arg]
+    with Database(settings) as holder_db, Database(settings) as db:
+        with holder_db.connection() as holder, holder.transaction():
+            assert refresh_db.try_lock(holder, 1)
+            # every transaction of the other pool may land on another server connection: the lock still holds
+            assert not refresh_people(db, 1, by="test").ran
+            assert not refresh_people(db, 1, by="test").ran
+        report = refresh_people(db, 1, by="test")
+        assert report.ran and report.persons > 0
+        assert not needs_refresh(db, 1)

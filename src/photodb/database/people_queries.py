@@ -287,7 +287,8 @@ def face_detail(conn: psycopg.Connection, detection_id: int) -> dict[str, Any] |
     """One face: its photo, cluster, person, status, who placed it, and its must/cannot-links."""
     row = conn.execute(
         f"""SELECT d.id, {_PATH}, d.cluster_id, coalesce(c.person_id, d.person_id), d.cluster_status,
-                   d.assigned_by, fe.embedding_model, ph.collection_id, d.age_estimate, d.gender
+                   d.assigned_by, fe.embedding_model, ph.collection_id, d.age_estimate, d.gender,
+                   d.face_bbox_x IS NOT NULL
             FROM person_detection d JOIN photo ph ON ph.id = d.photo_id
             JOIN collection col ON col.id = ph.collection_id
             LEFT JOIN cluster c ON c.id = d.cluster_id
@@ -308,5 +309,6 @@ def face_detail(conn: psycopg.Connection, detection_id: int) -> dict[str, Any] |
         "collection_id",
         "age_estimate",
         "gender",
+        "is_face",
     )
     return dict(zip(keys, row, strict=True))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from photodb.database import people_queries as queries
+from photodb.database import unsorted_faces as unsorted
 from photodb.database.connection import Database
 from photodb.database.face_constraints import face_links
 from photodb.people.identity import PeopleError, check_collection
@@ -28,6 +29,25 @@ def list_people(
             clusters, total = queries.list_clusters(conn, collection_id, include_hidden=include_hidden, limit=limit)
             out |= {"clusters": clusters, "clusters_total": total}
     return out
+
+
+#: A person is suggested for an unsorted face up to this multiple of the model's assignment
+#: threshold: farther than the automatic rule goes, close enough for a person to judge.
+SUGGEST_WITHIN_THRESHOLDS = 1.5
+
+
+def list_unsorted(db: Database, collection_id: int | None, *, limit: int | None = 50) -> dict[str, Any]:
+    """Faces in no cluster and on no person, largest first, each with the nearest person when one
+    is near enough to suggest."""
+    with db.connection() as conn:
+        faces = unsorted.unsorted_faces(conn, collection_id, limit)
+        total = unsorted.unsorted_count(conn, collection_id)
+    for face in faces:
+        near = face["nearest_person"]
+        reach = SUGGEST_WITHIN_THRESHOLDS * db.settings.clustering_threshold_for(face["embedding_model"])
+        if near is not None and near["distance"] > reach:
+            face["nearest_person"] = None
+    return {"faces": faces, "faces_total": total}
 
 
 def show_person(db: Database, person_id: int, *, photos: int = 20, collection_id: int | None = None) -> dict[str, Any]:
@@ -53,6 +73,8 @@ def show_face(db: Database, face_id: int, *, collection_id: int | None = None) -
         face = queries.face_detail(conn, face_id)
         if face is None:
             raise PeopleError(f"no face {face_id}")
+        if not face.pop("is_face"):
+            raise PeopleError(f"detection {face_id} is a body without a face, not a face")
         links = face_links(conn, face_id)
     check_collection("face", face_id, face["collection_id"], collection_id)
     return face | {"must_link": links["must_link"], "cannot_link": links["cannot_link"]}
