@@ -298,8 +298,9 @@ def main() -> None:
 
     print(f"\n{'candidate':<12} {'faces':>5} {'gender acc':>10} {'age MAE':>8}")
     for name, found in answers.items():
-        right = sum(("M" if male >= 0.5 else "F") == face.gender for (male, _), face in zip(found, LABELLED, strict=True))
-        mae = float(np.mean([abs(age - face.age) for (_, age), face in zip(found, LABELLED, strict=True)]))
+        pairs = list(zip(found, LABELLED, strict=True))
+        right = sum(("M" if male >= 0.5 else "F") == face.gender for (male, _), face in pairs)
+        mae = float(np.mean([abs(age - face.age) for (_, age), face in pairs]))
         print(f"{name:<12} {len(found):>5} {right / len(found):>10.3f} {mae:>8.1f}")
 
 
