@@ -19,6 +19,8 @@ from photodb.search.query import ByDate, ByFace, BySimilarity, ByWords, Ranking,
 
 Sort = Literal["relevance", "newest", "oldest"]
 MAX_LIMIT = 1000
+#: The years a search may name (`--year`, the page's year field).
+FIRST_YEAR, LAST_YEAR = 1800, 2200
 
 
 class SearchError(ValueError):
