@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from photodb.database.embedded import ROOT_HOME_MODE, EmbeddedPostgres
 from photodb.utils.private import private_dir, write_private
 from tests.cli import cli_env, process_local
 from tests.imaging import make_library
@@ -69,3 +70,23 @@ def test_a_folder_of_another_program_is_not_tightened_but_made_parents_are_priva
     written = write_private(made / "x.bin", lambda out: out.write(b"x"))
     assert stat.S_IMODE(written.stat().st_mode) == 0o600 and written.read_bytes() == b"x"
     assert [p.name for p in made.iterdir()] == ["x.bin"]  # no temporary file left
+
+
+@pytest.mark.timeout(300)
+def test_the_embedded_servers_files_are_private_and_its_config_belongs_to_the_server(tmp_path):
+    home = tmp_path / "home"
+    server = EmbeddedPostgres(home)
+    server.acquire()
+    try:
+        owner_only = [home / "pg-leases", *(home / "pg-leases").iterdir(), home / "embedded-postgres.lock"]
+        mode_of = {path: stat.S_IMODE(path.stat().st_mode) for path in [home, *owner_only, server.pgdata]}
+        config = server.pgdata / "photodb.conf"
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+        assert config.stat().st_uid == server.pgdata.stat().st_uid  # the server can read its settings
+    finally:
+        server.release()
+    assert mode_of.pop(home) == (ROOT_HOME_MODE if os.geteuid() == 0 else 0o700)
+    assert mode_of.pop(server.pgdata) == 0o700
+    assert {path.name: mode for path, mode in mode_of.items()} == {
+        path.name: 0o700 if path.name == "pg-leases" else 0o600 for path in mode_of
+    }

@@ -5,12 +5,14 @@ signed, and answers bad input with a 400 and its message, never a 500."""
 from __future__ import annotations
 
 import re
+import stat
 
 import pytest
 from starlette.testclient import TestClient
 
 from photodb.web import security
 from photodb.web.app import WebContext, create_app
+from photodb.web.thumbnails import cache_dir
 from tests.web.conftest import ORIGIN
 from tests.web.test_http import post, scalar, token_of
 
@@ -124,3 +126,16 @@ def test_bad_form_input_is_a_400_with_its_message_and_writes_nothing(client, wor
 )
 def test_other_bad_addresses_are_a_400_or_404_never_a_500(client, world, page):
     assert client.get(page).status_code in (400, 404)
+
+
+def test_face_and_photo_thumbnails_are_the_owners_only(client, world, db, settings):
+    face = world.faces["ada"][0]
+    photo = scalar(db, "SELECT photo_id FROM person_detection WHERE id = %s", face)
+    assert client.get(f"/face/{face}.jpg").status_code == 200
+    assert client.get(f"/photo/{photo}.jpg").status_code == 200
+    cache = cache_dir(settings.photodb_home)
+    for folder in (cache, cache.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    made = sorted(path.name for path in cache.iterdir())
+    assert made == sorted([f"{face}.jpg", f"photo-{photo}.jpg"])
+    assert all(stat.S_IMODE((cache / name).stat().st_mode) == 0o600 for name in made)
