@@ -96,6 +96,8 @@ def test_only_a_message_the_server_signed_is_shown(client, world):
         ({"person": "Bob\x00"}, "NUL byte"),
         ({"place": "Par\x00is"}, "NUL byte"),
         ({"words": "\x00"}, "NUL byte"),
+        ({"from": "9999-12-31"}, "is not between 1800 and 2200"),
+        ({"to": "9999-12-31"}, "is not between 1800 and 2200"),
     ],
 )
 def test_bad_search_input_is_a_400_with_its_message(client, world, params, message):
