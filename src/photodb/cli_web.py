@@ -9,6 +9,7 @@ import uvicorn
 
 from photodb.cli_support import open_for_collection, settings_or_exit, usage_error
 from photodb.ml.clip import create_clip_model
+from photodb.utils.private import private_dir
 from photodb.web import security
 from photodb.web.app import WebContext, create_app
 from photodb.web.thumbnails import cache_dir
@@ -42,8 +43,8 @@ def web_command(port: int, collection: str | None) -> None:
     """Review people in a browser: name, merge, hide, verify, "not this person", match candidates.
 
     Serves on 127.0.0.1 only, for its owner only: it prints an address with a secret made at start
-    (http://127.0.0.1:PORT/?token=...); open that one, and the browser keeps the secret as a cookie
-    until the server stops. Any request without it is refused (403). Every change goes through the
+    (http://127.0.0.1:PORT/?token=...; a new one at every start); open that one, and the browser
+    keeps the secret as a cookie. Any request without it is refused (403). Every change goes through the
     same code as `photodb people`. A port already in use: one line, exit 2.
     """
     settings = settings_or_exit()
@@ -54,7 +55,7 @@ def web_command(port: int, collection: str | None) -> None:
             db=db,
             settings=settings,
             images_dir=settings.images_dir,
-            thumbnail_cache=cache_dir(settings.photodb_home),
+            thumbnail_cache=private_dir(cache_dir(settings.photodb_home)),  # an older cache is tightened
             collection_id=collection_id,
             token=token,
             text_encoder=create_clip_model(settings),
