@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from photodb.cli_support import open_for_collection, settings_or_exit
-from photodb.search.service import SearchError, SearchRequest, SearchResult, search
+from photodb.search.service import FIRST_YEAR, LAST_YEAR, SearchError, SearchRequest, SearchResult, search
 
 EXIT_BAD_INPUT = 2
 
@@ -93,7 +93,7 @@ def _show(results: list[SearchResult]) -> None:
 @click.option("--cluster", "clusters", multiple=True, type=int, help="an unnamed face cluster by id (repeatable)")
 @click.option("--from", "start", metavar="YYYY-MM-DD", help="taken on or after this day")
 @click.option("--to", "end", metavar="YYYY-MM-DD", help="taken on or before this day")
-@click.option("--year", type=click.IntRange(1800, 2200), help="taken in this year")
+@click.option("--year", type=click.IntRange(FIRST_YEAR, LAST_YEAR), help="taken in this year")
 @click.option("--month", type=click.IntRange(1, 12), help="taken in this month (of --year, or of any year)")
 @click.option("--on-this-day", is_flag=True, help="taken on today's day and month, any year")
 @click.option("--camera", help="camera make or model containing this text (e.g. iphone)")

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from photodb.config import Settings
+from photodb.utils.private import private_dir, touch_private
 
 
 def configure_logging(settings: Settings, console: Console, verbose: bool = False) -> None:
@@ -16,8 +17,9 @@ def configure_logging(settings: Settings, console: Console, verbose: bool = Fals
     console_handler.setFormatter(logging.Formatter("%(message)s"))
     handlers: list[logging.Handler] = [console_handler]
     if settings.log_file is not None:
-        settings.log_file.expanduser().parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(settings.log_file.expanduser(), encoding="utf-8")
+        log_file = settings.log_file.expanduser()
+        private_dir(log_file.parent, own=False)
+        file_handler = logging.FileHandler(touch_private(log_file), encoding="utf-8")
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"))
         file_handler.setLevel(level)
         handlers.append(file_handler)

@@ -10,12 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from starlette.testclient import TestClient
 
 from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.incremental import assign_new_faces
 from photodb.config import Settings
 from photodb.database.connection import Database
+from photodb.web import security
+from photodb.web.app import WebContext, create_app
+from photodb.web.thumbnails import cache_dir
 from tests.people.identities import identity, make_person, store
+
+#: The address the tests' browser believes it talks to.
+ORIGIN = "http://127.0.0.1:8765"
 
 #: The face box of every generated photo, in pixels of its 160x120 normalized PNG.
 BOX = (50, 20, 60, 70)
@@ -84,3 +91,20 @@ def world(db: Database, settings: Settings) -> World:
         give_images(db, settings.images_dir, ids, COLOURS[name])
     give_images(db, settings.images_dir, [pending], (150, 110, 60))
     return World(faces, clusters, ada, bob, pending)
+
+
+def opened(context: WebContext) -> TestClient:
+    """A browser that opened the address `photodb web` printed (its token turned into the cookie)."""
+    client = TestClient(create_app(context), base_url=ORIGIN)
+    assert client.get(f"/?token={context.token}", follow_redirects=False).status_code == 303
+    return client
+
+
+@pytest.fixture
+def web_context(db: Database, settings: Settings, world: World) -> WebContext:
+    return WebContext(db, settings, settings.images_dir, cache_dir(settings.photodb_home), None, security.new_token())
+
+
+@pytest.fixture
+def client(web_context: WebContext) -> TestClient:
+    return opened(web_context)

@@ -1,14 +1,17 @@
 """The people page in a real headless Chromium (Debian's chromium + chromium-driver, driven by
-selenium): `photodb web` runs as a user starts it, against a generated library; the test names a
-person, merges two and rejects a face by clicking, then checks the database and the page. The
-screenshots are saved in the test's tmp dir (their paths are printed)."""
+selenium): `photodb web` runs as a user starts it, against a generated library; the browser opens
+the address it printed (with its token; the clean address alone is refused), names a person, merges
+two and rejects a face by clicking, then checks the database and the page. The screenshots are saved
+in the test's tmp dir (their paths are printed)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,9 +35,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str  # the clean address
+    printed: str  # the address `photodb web` printed, with its token
+
+
 @pytest.fixture
-def server(tmp_path: Path, database_url: str, settings, world) -> Iterator[str]:
-    """`photodb web` in its own process; ready once it printed its address and uvicorn its start."""
+def server(tmp_path: Path, database_url: str, settings, world) -> Iterator[Server]:
+    """`photodb web` in its own process; ready once it printed its address (its socket is listening)."""
     port = free_port()
     env = cli_env(tmp_path, database_url, PHOTODB_HOME=str(settings.photodb_home), IMG_PATH=str(settings.img_path))
     process = subprocess.Popen(
@@ -45,11 +54,12 @@ def server(tmp_path: Path, database_url: str, settings, world) -> Iterator[str]:
         seen = []
         for line in process.stdout:  # ends when the server exits: then it failed to start
             seen.append(line)
-            if "Uvicorn running on" in line or "Application startup complete" in line:
+            printed = re.search(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]+", line)
+            if printed:
                 break
         else:
             pytest.fail(f"photodb web did not start: {''.join(seen)}")
-        yield f"http://127.0.0.1:{port}"
+        yield Server(f"http://127.0.0.1:{port}", printed.group(0))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -100,7 +110,10 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
-    browser.get(server + "/")
+    browser.get(server.url + "/")
+    assert "photodb web" in browser.page_source and f"Unknown #{world.ada_person}" not in browser.page_source
+    browser.get(server.printed)
+    assert browser.current_url == server.url + "/"  # the token left the address, kept as the cookie
     assert f"Unknown #{world.ada_person}" in browser.page_source
     thumbnail = browser.find_element(By.CSS_SELECTOR, f'img[src="/face/{world.faces["ada"][0]}.jpg"]')
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumbnail) == 84
@@ -133,7 +146,7 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     assert not browser.find_elements(By.CSS_SELECTOR, f"#cluster-{world.clusters['ada']} #face-{rejected}")
     shoot(browser, tmp_path, "4-rejected")
 
-    browser.get(server + "/review")
+    browser.get(server.url + "/review")
     pairs = browser.find_elements(By.CSS_SELECTOR, "article.pair")
     assert len(pairs) == 2
     first = int(pairs[0].get_attribute("id").removeprefix("candidate-"))

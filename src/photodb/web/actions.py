@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 
 from photodb.database.connection import Database
 from photodb.people import face_decisions, identity, review, split
+from photodb.web.fields import BadInput, whole_number
 
 #: Who decided, as `photodb people --by` records a person's decision.
 BY = "user"
@@ -15,15 +16,12 @@ Form = Mapping[str, str]
 Action = Callable[[Database, Form, int | None], str]
 
 
-class BadForm(ValueError):
+class BadForm(BadInput):
     """A field is missing or not a number: one line, nothing written."""
 
 
 def number(form: Form, field: str) -> int:
-    value = form.get(field, "").strip()
-    if not value.isdigit():
-        raise BadForm(f"{field} must be a number, got {value!r}")
-    return int(value)
+    return whole_number(form.get(field, ""), field)
 
 
 def text(form: Form, field: str) -> str:
@@ -121,7 +119,7 @@ ACTIONS: dict[str, Action] = {
 }
 
 #: The errors an action reports as one line (nothing was written).
-USER_ERRORS: tuple[type[Exception], ...] = (BadForm, identity.PeopleError, review.ReviewError, split.SplitError)
+USER_ERRORS: tuple[type[Exception], ...] = (BadInput, identity.PeopleError, review.ReviewError, split.SplitError)
 
 
 def run(db: Database, name: str, form: Form, collection_id: int | None) -> str:
