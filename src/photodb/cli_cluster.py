@@ -84,7 +84,8 @@ def main(
             f"collection {r.collection_id} / {r.embedding_model}: {r.faces} faces; {verb} {r.clusters} clusters "
             f"({r.new_clusters} new, {r.reused_clusters} kept, {r.deleted_clusters} deleted), {r.noise} noise; "
             f"{r.faces_moved} faces moved, {r.faces_newly_clustered} newly clustered, {r.faces_to_noise} to noise; "
-            f"{r.pinned_faces} pinned, {r.constrained_faces} moved by constraints; {r.seconds:.1f} s"
+            f"{r.pinned_faces} pinned, {r.constrained_faces} moved by constraints; then {r.noise_placed} noise faces "
+            f"placed, {r.leftover_clusters} clusters of faces left over; {r.seconds:.1f} s"
         )
         for conflict in r.conflicts:
             click.echo(f"  note: {conflict}")
