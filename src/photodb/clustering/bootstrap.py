@@ -25,7 +25,7 @@ from photodb.clustering import constraints, leftovers
 from photodb.clustering.incremental import check_server
 from photodb.clustering.model import Fit, fit_clusters
 from photodb.clustering.quality import OUTLIER, QualityGate
-from photodb.config import Settings
+from photodb.clustering.staleness import run_parameters
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import quality as quality_db
@@ -73,16 +73,6 @@ class _Plan:
     key_labels: dict[constraints.Key, int]
     constrained: set[int]
     issues: dict[int, str]  # face index -> why the quality gate sent it to noise
-
-
-def run_parameters(settings: Settings, min_cluster_size: int, min_samples: int) -> dict[str, Any]:
-    return {
-        "min_cluster_size": min_cluster_size,
-        "min_samples": min_samples,
-        "reduce_dims": settings.clustering_reduce_dims,
-        "cluster_selection_method": settings.hdbscan_cluster_selection_method,
-        "algorithm": "pca+exact-knn-mst",
-    }
 
 
 def _majority(labels: np.ndarray, values: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
