@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from photodb.cli_support import settings_or_exit
+from photodb.cli_support import announce_library, settings_or_exit
 from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database, DatabaseUnavailable
 from photodb.database.faults import DatabaseUnreachable
@@ -156,6 +156,7 @@ def main(
     reporter = None if as_json else RichReporter(console)
     try:
         db = Database(settings, pool_size=2)
+        announce_library(settings, db)
         runner = EnrichRunner(settings, db, provider, limits, reporter)
         with reporter.progress if reporter is not None else nullcontext():
             if path is not None:

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from photodb import maintenance
-from photodb.cli_support import settings_or_exit
+from photodb.cli_support import announce_library, settings_or_exit, verbose_option
 from photodb.clustering.staleness import check_staleness
 from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database, DatabaseUnavailable
@@ -30,6 +30,7 @@ SHOWN_PROBLEMS = 10
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@verbose_option
 def main() -> None:
     """Cluster and people maintenance for PhotoDB (cron-friendly).
 
@@ -58,6 +59,7 @@ def _database(collection: str | None) -> Iterator[tuple[Database, int | None]]:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
         sys.exit(EXIT_WRONG)
     with db:
+        announce_library(settings, db)
         collection_id = None
         if collection is not None:
             with db.connection() as conn:

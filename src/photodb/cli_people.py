@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from photodb.cli_people_review import review_command, split_command
-from photodb.cli_support import OneLineErrorsGroup, open_for_collection
+from photodb.cli_support import OneLineErrorsGroup, open_for_collection, verbose_option
 from photodb.database.connection import Database
 from photodb.people import dates, face_decisions, identity, views
 from photodb.people.identity import PeopleError
@@ -53,6 +53,7 @@ def run(collection: str | None, as_json: bool, action: Action, describe: Callabl
 
 
 @click.group(cls=OneLineErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@verbose_option
 def people() -> None:
     """Name, correct and look at the people found in your photos.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import uvicorn
 
-from photodb.cli_support import open_for_collection, settings_or_exit
+from photodb.cli_support import open_for_collection, settings_or_exit, verbose_option
 from photodb.ml.clip import create_clip_model
 from photodb.web import security
 from photodb.web.app import WebContext, create_app
@@ -17,6 +17,7 @@ HOST = "127.0.0.1"
 @click.command("web", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="port on 127.0.0.1")
 @click.option("--collection", default=None, help="collection name (only its people)")
+@verbose_option
 def web_command(port: int, collection: str | None) -> None:
     """Review people in a browser: name, merge, hide, verify, "not this person", match candidates.
 

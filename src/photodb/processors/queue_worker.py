@@ -181,7 +181,7 @@ class QueueWorker:
         message = (message or "").replace("\x00", "")[:MAX_ERROR_LENGTH] or f"{status} without a message"
         if status == "failed":
             log.info("%s failed for photo %s: %s", claim.stage, claim.photo_id, message)
-        elif self.control.first_telling(claim.stage, message):
-            log.warning("%s skipped photo %s: %s (logged once per run for this reason)", claim.stage,
+        elif self.control.first_telling(claim.stage, message):  # the summary counts them: a log line
+            log.info("%s skipped photo %s: %s (logged once per run for this reason)", claim.stage,
                         claim.photo_id, message)  # fmt: skip
         return Outcome(claim, status, message)
