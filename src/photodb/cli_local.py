@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from photodb.cli_support import announce_library, settings_or_exit
+from photodb.cli_support import VERBOSE_HELP, announce_library, settings_or_exit
 from photodb.database.connection import Database, DatabaseUnavailable, run_pool_size
 from photodb.database.faults import DatabaseUnreachable
 from photodb.database.migrations import MigrationError
@@ -195,7 +195,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     is_flag=True,
     help=f"Print the summary as JSON on stdout (no progress bars); its layout is summary_format {SUMMARY_FORMAT}.",
 )
-@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--verbose", "-v", is_flag=True, help=VERBOSE_HELP)
 def main(
     path: Path, parallel: int, stages: list[str], force: bool, dry_run: bool, max_photos: int | None,
     collection: str, retry_failed: bool, as_json: bool, verbose: bool,

@@ -89,6 +89,7 @@ def announce_library(settings: Settings, db: Database | None = None) -> None:
 
 
 _VERBOSE = "photodb.verbose"
+VERBOSE_HELP = "Show the whole log on the console, down to debug lines (else warnings only; LOG_FILE gets LOG_LEVEL)."
 
 
 def _set_up_logging(ctx: click.Context, param: click.Parameter, verbose: bool) -> None:
@@ -109,5 +110,5 @@ def verbose_option(function: Any) -> Any:
         expose_value=False,
         is_eager=True,
         callback=_set_up_logging,
-        help="Show the log on the console, down to debug lines (else warnings only; LOG_FILE gets LOG_LEVEL).",
+        help=VERBOSE_HELP,
     )(function)

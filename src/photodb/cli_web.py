@@ -36,4 +36,5 @@ def web_command(port: int, collection: str | None) -> None:
             text_encoder=create_clip_model(settings),
         )
         click.echo(f"photodb web: http://{HOST}:{port}/ (Ctrl-C stops)")
-        uvicorn.run(create_app(context), host=HOST, port=port, log_level="info", access_log=False)
+        # log_config=None: uvicorn's lines go through PhotoDB's logging (LOG_FILE; the console with -v)
+        uvicorn.run(create_app(context), host=HOST, port=port, log_level="info", access_log=False, log_config=None)
