@@ -49,6 +49,8 @@ def test_reading_commands_on_an_empty_new_library_say_so_and_name_it(tmp_path, d
     assert json.loads(indexed.stdout)["library"] == label
     after = photodb(tmp_path, database_url, "people", "list")
     assert after.stderr.splitlines()[0] == f"library: {label}" and NEW_LIBRARY not in after.stderr
+    for command in (("people", "list", "--json"), ("maintenance", "daily", "--json")):
+        assert json.loads(photodb(tmp_path, database_url, *command).stdout)["library"] == label, command
 
 
 def test_the_console_is_quiet_the_log_file_and_verbose_keep_the_details(tmp_path, database_url):

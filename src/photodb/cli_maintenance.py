@@ -109,7 +109,10 @@ def _run(
     ok = all(r.ok for r in results)
     seconds = sum(r.seconds for r in results)
     if as_json:
-        document: dict[str, Any] = {"ok": ok, "seconds": round(seconds, 3), "tasks": [r.as_dict() for r in results]}
+        document: dict[str, Any] = {
+            "library": db.settings.library, "ok": ok, "seconds": round(seconds, 3),
+            "tasks": [r.as_dict() for r in results],
+        }  # fmt: skip
         click.echo(json.dumps(document, indent=2))
     elif len(results) > 1:
         failed = [r.task for r in results if not r.ok]

@@ -46,10 +46,11 @@ def run(collection: str | None, as_json: bool, action: Action, describe: Callabl
     try:
         with open_for_collection(collection) as (db, collection_id):
             result = action(db, collection_id)
+            library = db.settings.library
     except PeopleError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    click.echo(json.dumps(result, indent=2, default=str) if as_json else describe(result))
+    click.echo(json.dumps({"library": library, **result}, indent=2, default=str) if as_json else describe(result))
 
 
 @click.group(cls=OneLineErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
