@@ -28,7 +28,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 from bench._common import embedded_server, fresh_database, print_table  # noqa: E402
-from bench.full_run import PROCESS_LOCAL, random_mobileclip, sample_folder  # noqa: E402
+from bench.full_run import PROCESS_LOCAL, sample_folder  # noqa: E402
+
+#: Run in its own process: the children forked from a process that loaded torch would inherit its
+#: peak RSS (ru_maxrss survives fork and exec).
+CLIP_ENVIRONMENT = (
+    "import json; from bench.full_run import random_mobileclip; clip = random_mobileclip(); "
+    "print(json.dumps({'MODELS_DIR': str(clip.weights.parent), **clip.environment()}))"
+)
 
 
 def run_once(folder: Path, scratch: Path, env: dict[str, str]) -> dict[str, float]:
@@ -60,8 +67,10 @@ def main() -> None:
     models = scratch / "no-models"
     extra: dict[str, str] = {"MODELS_DIR": str(models)}
     if not args.no_clip:
-        clip = random_mobileclip()
-        extra = {"MODELS_DIR": str(clip.weights.parent), **clip.environment()}
+        made = subprocess.run(
+            [sys.executable, "-c", CLIP_ENVIRONMENT], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        extra = json.loads(made.stdout.splitlines()[-1])
     sources = {"this": ROOT / "src"}
     if args.baseline_src is not None:
         sources["baseline"] = args.baseline_src.resolve()
