@@ -49,6 +49,8 @@ def test_reading_commands_on_an_empty_new_library_say_so_and_name_it(tmp_path, d
     assert json.loads(indexed.stdout)["library"] == label
     after = photodb(tmp_path, database_url, "people", "list")
     assert after.stderr.splitlines()[0] == f"library: {label}" and NEW_LIBRARY not in after.stderr
+    bad = photodb(tmp_path, database_url, "people", "show", "999999")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr  # an error alone
     for command in (("people", "list", "--json"), ("maintenance", "daily", "--json")):
         assert json.loads(photodb(tmp_path, database_url, *command).stdout)["library"] == label, command
 

@@ -59,7 +59,6 @@ def _database(collection: str | None) -> Iterator[tuple[Database, int | None]]:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
         sys.exit(EXIT_WRONG)
     with db:
-        announce_library(settings, db)
         collection_id = None
         if collection is not None:
             with db.connection() as conn:
@@ -67,6 +66,7 @@ def _database(collection: str | None) -> Iterator[tuple[Database, int | None]]:
             if collection_id is None:
                 _usage_error(f"no collection named {collection!r}")
         yield db, collection_id
+        announce_library(settings, db)  # after the work, as `open_for_collection` does
 
 
 def _changes(result: maintenance.TaskResult) -> str:

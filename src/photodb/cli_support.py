@@ -52,22 +52,31 @@ def settings_or_exit() -> Settings:
 
 
 @contextmanager
-def open_for_collection(collection: str | None) -> Iterator[tuple[Database, int | None]]:
-    """The database and the id of `collection` (None: all); failures become one-line CLI errors."""
+def open_for_collection(
+    collection: str | None, *, library_first: bool = False
+) -> Iterator[tuple[Database, int | None]]:
+    """The database and the id of `collection` (None: all); failures become one-line CLI errors.
+
+    The library line (`announce_library`) follows the command's work, or comes first with
+    `library_first` (a server that runs until stopped); a command that fails says only its error.
+    """
     settings = settings_or_exit()
     try:
         db = Database(settings, pool_size=2)
     except (DatabaseUnavailable, MigrationError) as error:
         raise click.ClickException(str(error)) from error
     with db:
-        announce_library(settings, db)
         collection_id = None
         if collection is not None:
             with db.connection() as conn:
                 collection_id = face_db.collection_id_by_name(conn, collection)
             if collection_id is None:  # bad usage, like an unknown id: one line, exit 2
                 usage_error(f"no collection named {collection!r}")
+        if library_first:
+            announce_library(settings, db)
         yield db, collection_id
+        if not library_first:
+            announce_library(settings, db)
 
 
 def library_line(settings: Settings, db: Database | None = None) -> str:

@@ -25,7 +25,7 @@ def web_command(port: int, collection: str | None) -> None:
     `photodb people` and needs this session's token (set by the page itself).
     """
     settings = settings_or_exit()
-    with open_for_collection(collection) as (db, collection_id):
+    with open_for_collection(collection, library_first=True) as (db, collection_id):
         context = WebContext(
             db=db,
             settings=settings,
