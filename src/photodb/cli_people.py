@@ -41,8 +41,16 @@ def by_option(command: Callable[..., None]) -> Callable[..., None]:
     )(command)
 
 
-def run(collection: str | None, as_json: bool, action: Action, describe: Callable[[dict[str, Any]], str]) -> None:
-    """Open the database, do `action`, print its result; PeopleError is one line on stderr, exit 2."""
+def run(
+    collection: str | None,
+    as_json: bool,
+    action: Action,
+    describe: Callable[[dict[str, Any]], str],
+    *,
+    name_library: bool = False,
+) -> None:
+    """Open the database, do `action`, print its result (with `name_library`, the JSON names the
+    library too); PeopleError is one line on stderr, exit 2."""
     try:
         with open_for_collection(collection) as (db, collection_id):
             result = action(db, collection_id)
@@ -50,7 +58,8 @@ def run(collection: str | None, as_json: bool, action: Action, describe: Callabl
     except PeopleError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    click.echo(json.dumps({"library": library, **result}, indent=2, default=str) if as_json else describe(result))
+    shown = {"library": library, **result} if name_library else result
+    click.echo(json.dumps(shown, indent=2, default=str) if as_json else describe(result))
 
 
 @click.group(cls=OneLineErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,6 +119,7 @@ def list_command(with_clusters: bool, include_hidden: bool, limit: int, collecti
             db, cid, include_hidden=include_hidden, with_clusters=with_clusters, limit=limit or None
         ),
         describe,
+        name_library=True,
     )
 
 
