@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from photodb import maintenance
-from photodb.cli_support import settings_or_exit
+from photodb.cli_support import announce_library, settings_or_exit, verbose_option
 from photodb.clustering.staleness import check_staleness
 from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database, DatabaseUnavailable
@@ -30,6 +30,7 @@ SHOWN_PROBLEMS = 10
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@verbose_option
 def main() -> None:
     """Cluster and people maintenance for PhotoDB (cron-friendly).
 
@@ -65,6 +66,7 @@ def _database(collection: str | None) -> Iterator[tuple[Database, int | None]]:
             if collection_id is None:
                 _usage_error(f"no collection named {collection!r}")
         yield db, collection_id
+        announce_library(settings, db)  # after the work, as `open_for_collection` does
 
 
 def _changes(result: maintenance.TaskResult) -> str:
@@ -107,7 +109,10 @@ def _run(
     ok = all(r.ok for r in results)
     seconds = sum(r.seconds for r in results)
     if as_json:
-        document: dict[str, Any] = {"ok": ok, "seconds": round(seconds, 3), "tasks": [r.as_dict() for r in results]}
+        document: dict[str, Any] = {
+            "library": db.settings.library, "ok": ok, "seconds": round(seconds, 3),
+            "tasks": [r.as_dict() for r in results],
+        }  # fmt: skip
         click.echo(json.dumps(document, indent=2))
     elif len(results) > 1:
         failed = [r.task for r in results if not r.ok]

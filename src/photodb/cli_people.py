@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from photodb.cli_people_review import review_command, split_command
-from photodb.cli_support import OneLineErrorsGroup, open_for_collection
+from photodb.cli_support import OneLineErrorsGroup, open_for_collection, verbose_option
 from photodb.database.connection import Database
 from photodb.people import dates, face_decisions, identity, views
 from photodb.people.identity import PeopleError
@@ -41,18 +41,29 @@ def by_option(command: Callable[..., None]) -> Callable[..., None]:
     )(command)
 
 
-def run(collection: str | None, as_json: bool, action: Action, describe: Callable[[dict[str, Any]], str]) -> None:
-    """Open the database, do `action`, print its result; PeopleError is one line on stderr, exit 2."""
+def run(
+    collection: str | None,
+    as_json: bool,
+    action: Action,
+    describe: Callable[[dict[str, Any]], str],
+    *,
+    name_library: bool = False,
+) -> None:
+    """Open the database, do `action`, print its result (with `name_library`, the JSON names the
+    library too); PeopleError is one line on stderr, exit 2."""
     try:
         with open_for_collection(collection) as (db, collection_id):
             result = action(db, collection_id)
+            library = db.settings.library
     except PeopleError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    click.echo(json.dumps(result, indent=2, default=str) if as_json else describe(result))
+    shown = {"library": library, **result} if name_library else result
+    click.echo(json.dumps(shown, indent=2, default=str) if as_json else describe(result))
 
 
 @click.group(cls=OneLineErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@verbose_option
 def people() -> None:
     """Name, correct and look at the people found in your photos.
 
@@ -120,6 +131,7 @@ def list_command(
             db, cid, include_hidden=include_hidden, with_clusters=with_clusters, limit=limit or None
         ),
         describe,
+        name_library=True,
     )
 
 

@@ -13,10 +13,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from photodb.cli_support import open_for_collection, settings_or_exit
-from photodb.search.service import FIRST_YEAR, LAST_YEAR, SearchError, SearchRequest, SearchResult, search
+from photodb.cli_support import open_for_collection, settings_or_exit, verbose_option
+from photodb.search.service import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    SearchError,
+    SearchRequest,
+    SearchResult,
+    nothing_enriched,
+    search,
+)
 
 EXIT_BAD_INPUT = 2
+NOTHING_ENRICHED = (
+    "no photo has an LLM description yet: --words searches what `photodb enrich PATH` writes "
+    "(for what photos show without it, give a QUERY or --tag)"
+)
 
 
 def _fail(message: str) -> NoReturn:
@@ -114,6 +126,7 @@ def _show(results: list[SearchResult]) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--collection", help="only this collection")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@verbose_option
 def search_command(
     query: tuple[str, ...],
     words: str | None,
@@ -179,6 +192,8 @@ def search_command(
         )
         with open_for_collection(collection) as (db, collection_id):
             results = search(db, settings, replace(request, collection_id=collection_id))
+            if words and not results and nothing_enriched(db):
+                Console(stderr=True).print(NOTHING_ENRICHED, soft_wrap=True, highlight=False, markup=False)
     except SearchError as error:
         _fail(str(error))
     if as_json:

@@ -7,7 +7,7 @@ import socket
 import click
 import uvicorn
 
-from photodb.cli_support import open_for_collection, settings_or_exit, usage_error
+from photodb.cli_support import open_for_collection, settings_or_exit, usage_error, verbose_option
 from photodb.ml.clip import create_clip_model
 from photodb.utils.private import private_dir
 from photodb.web import security
@@ -39,6 +39,7 @@ def listen(port: int) -> socket.socket:
 @click.command("web", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="port on 127.0.0.1")
 @click.option("--collection", default=None, help="collection name (only its people)")
+@verbose_option
 def web_command(port: int, collection: str | None) -> None:
     """Review people in a browser: name, merge, hide, verify, "not this person", match candidates.
 
@@ -49,7 +50,7 @@ def web_command(port: int, collection: str | None) -> None:
     """
     settings = settings_or_exit()
     sock = listen(port)
-    with open_for_collection(collection) as (db, collection_id):
+    with open_for_collection(collection, library_first=True) as (db, collection_id):
         token = security.new_token()
         context = WebContext(
             db=db,
@@ -61,5 +62,6 @@ def web_command(port: int, collection: str | None) -> None:
             text_encoder=create_clip_model(settings),
         )
         click.echo(f"photodb web: http://{HOST}:{port}/?{security.FIELD}={token} (Ctrl-C stops)")
-        config = uvicorn.Config(create_app(context), log_level="warning", access_log=False)
+        # log_config=None: uvicorn's lines go through PhotoDB's logging (LOG_FILE; the console with -v)
+        config = uvicorn.Config(create_app(context), log_level="info", access_log=False, log_config=None)
         uvicorn.Server(config).run(sockets=[sock])

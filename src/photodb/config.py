@@ -327,6 +327,20 @@ class Settings(BaseSettings):
         """Where normalized PNGs go: IMG_PATH, or a folder under PHOTODB_HOME."""
         return (self.img_path or self.photodb_home / "images").expanduser()
 
+    @property
+    def library(self) -> str:
+        """Which library the commands work on: PHOTODB_HOME for the embedded server, else the
+        DATABASE_URL's host, port and database (never its user or password)."""
+        if self.database_url is None:
+            return str(self.photodb_home.expanduser().absolute())
+        try:
+            parts = conninfo_to_dict(self.database_url.get_secret_value())
+        except Exception:  # validated when read; a server-side detail must not stop a report
+            return "DATABASE_URL"
+        host = str(parts.get("host") or "localhost")
+        port = f":{parts['port']}" if parts.get("port") else ""
+        return f"{host}{port}/{parts.get('dbname') or '(default database)'}"
+
     @cached_property
     def pgdata_dir(self) -> Path:
         return self.photodb_home.expanduser() / "pgdata"

@@ -219,6 +219,12 @@ def _check_request(request: SearchRequest) -> None:
         raise SearchError("--words is empty")
 
 
+def nothing_enriched(db: Database) -> bool:
+    """True while no photo has an LLM analysis: `--words` can then find nothing, whatever the words."""
+    with db.connection() as conn:
+        return not repo.has_llm_analyses(conn)
+
+
 def search(
     db: Database, settings: Settings, request: SearchRequest, encoder: TextEncoder | None = None
 ) -> list[SearchResult]:
