@@ -16,7 +16,7 @@ from photodb.database.detection_repository import DetectionRepository
 from photodb.database.repository import PhotoRepository
 from photodb.ml.files import file_sha256
 from photodb.stages import stage_class
-from photodb.stages.base import StageContext, StageFailure, StageUnavailable
+from photodb.stages.base import StageContext, StageFailure, StageSkipped, StageUnavailable
 from photodb.stages.detection import DetectionStage
 from tests.detection_models import make_arcface_onnx, make_random_yolo
 from tests.photos import add_normalized_photo
@@ -308,17 +308,20 @@ def test_yolo_backend_with_a_missing_model_stops_the_run_with_one_message(db, se
     )
 
 
-def test_corrupt_or_replaced_model_files_stop_the_run(db, yolo_settings):
-    """The file check is up front, the load (and with it the checksum) when the stage first claims work."""
+def test_corrupt_or_replaced_model_files_skip_the_stages_photos_with_the_reason(db, yolo_settings):
+    """The file check is up front, the load (and with it the checksum) when the stage first claims
+    work; a file that does not load skips each photo with the reason, and is not loaded again."""
     detection = yolo_settings.detection_model_file
     detection.write_bytes(b"\x80\x02corrupt")
-    with pytest.raises(StageUnavailable, match=r"yolov8x_person_face\.pt has sha256 .* not .*DETECTION_MODEL_SHA256"):
-        make_stage(db, yolo_settings).ready()
+    stage = make_stage(db, yolo_settings)
+    for _ in range(2):
+        with pytest.raises(StageSkipped, match=r"does not load: .*yolov8x_person_face\.pt has sha256 .* not "):
+            stage.ready()
     pinned = yolo_settings.model_copy(update={"detection_model_sha256": file_sha256(detection)})
-    with pytest.raises(StageUnavailable, match="cannot load YOLO person_face model"):
+    with pytest.raises(StageSkipped, match="cannot load YOLO person_face model"):
         make_stage(db, pinned).ready()
     yolo_settings.arcface_model_file.write_bytes(b"garbage")
-    with pytest.raises(StageUnavailable, match="cannot load ArcFace model"):
+    with pytest.raises(StageSkipped, match="cannot load ArcFace model"):
         make_stage(
             db, pinned.model_copy(update={"arcface_model_sha256": file_sha256(yolo_settings.arcface_model_file)})
         ).ready()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -113,23 +114,32 @@ class BaseStage(ABC):
     def __init__(self, context: StageContext) -> None:
         self.context = context
         self._ready = False
+        self._unloadable: StageUnavailable | None = None
         self._ready_lock = threading.Lock()
         #: Stages of the run whose models must be loaded before this one's (INIT_ORDER, set by the runner).
         self.loads_after: list[BaseStage] = []
 
     def ready(self) -> None:
-        """Load the stage's models now unless done before (thread-safe, once); raises StageUnavailable.
+        """Load the stage's models now unless done before (thread-safe, once); raises StageSkipped
+        when they do not load, every time after the first try too (a file that does not load is no
+        photo's fault: its photos are skipped with the reason and the run goes on).
 
         The stages in `loads_after` get ready first, so models load in INIT_ORDER whichever stage
         claims work first (on macOS, CoreML must load after the PyTorch models)."""
         if self._ready:
             return
         for earlier in self.loads_after:
-            earlier.ready()
+            with suppress(StageSkipped):  # that stage's photos say why; this one may still load
+                earlier.ready()
         with self._ready_lock:
-            if not self._ready:
-                self.load_models()
-                self._ready = True
+            if self._unloadable is None and not self._ready:
+                try:
+                    self.load_models()
+                    self._ready = True
+                except StageUnavailable as error:
+                    self._unloadable = error
+            if self._unloadable is not None:
+                raise StageSkipped(f"model does not load: {self._unloadable}") from self._unloadable
 
     def load_models(self) -> None:  # noqa: B027 - optional hook, stages without models load nothing
         """Load what `process` needs (weights, prompt embeddings, batch coordinators)."""
