@@ -13,8 +13,9 @@ import click
 from photodb.cli_people_review import review_command, split_command
 from photodb.cli_support import OneLineErrorsGroup, open_for_collection
 from photodb.database.connection import Database
-from photodb.people import dates, face_decisions, identity, views
+from photodb.people import dates, face_decisions, identity, undo, views
 from photodb.people.identity import PeopleError
+from photodb.utils.terminal import printable
 
 #: Bad input (unknown ids, self-links, contradictions): one line, nothing written.
 EXIT_BAD_INPUT = 2
@@ -85,17 +86,17 @@ def list_command(with_clusters: bool, include_hidden: bool, limit: int, collecti
 
     def describe(result: dict[str, Any]) -> str:
         lines = [
-            f"person {p['id']}: {p['name']}: {p['faces']} faces, {p['photos']} photos, {p['clusters']} clusters"
-            f"{_ages(p['age_range'])}{_hidden(p)}  {p['sample_path'] or ''}"
+            f"person {p['id']}: {printable(p['name'])}: {_counts(p)}, {plural(p['clusters'], 'cluster')}"
+            f"{_ages(p['age_range'])}{_hidden(p)}  {printable(p['sample_path'])}"
             for p in result["persons"]
         ] or ["no persons yet"]
         if len(result["persons"]) < result["persons_total"]:
             lines.append(f"({len(result['persons'])} of {result['persons_total']} persons; --limit 0 lists all)")
         for c in result.get("clusters", []):
             lines.append(
-                f"cluster {c['id']}: {c['faces']} faces, {c['photos']} photos{_ages(c['age_range'])}"
-                f"{' ' + c['person'] if c['person'] else ''}{' verified' if c['verified'] else ''}"
-                f"{_hidden(c)}  {c['sample_path'] or ''}"
+                f"cluster {c['id']}: {_counts(c)}{_ages(c['age_range'])}"
+                f"{' ' + printable(c['person']) if c['person'] else ''}{' verified' if c['verified'] else ''}"
+                f"{_hidden(c)}  {printable(c['sample_path'])}"
             )
         if len(result.get("clusters", [])) < result.get("clusters_total", 0):
             lines.append(f"({len(result['clusters'])} of {result['clusters_total']} clusters; --limit 0 lists all)")
@@ -111,8 +112,21 @@ def list_command(with_clusters: bool, include_hidden: bool, limit: int, collecti
     )
 
 
+def plural(count: int, word: str) -> str:
+    """'1 cluster', '3 clusters'."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _counts(row: dict[str, Any]) -> str:
+    return f"{plural(row['faces'], 'face')}, {plural(row['photos'], 'photo')}"
+
+
 def _ages(age_range: list[int] | None) -> str:
-    return f", age {age_range[0]}-{age_range[1]}" if age_range else ""
+    """The one age figure of list and show: what the faces' age estimates say (youngest-oldest)."""
+    if not age_range:
+        return ""
+    low, high = age_range
+    return f", age {low} by the faces" if low == high else f", age {low}-{high} by the faces"
 
 
 def _hidden(row: dict[str, Any]) -> str:
@@ -159,25 +173,35 @@ def _show_person(db: Database, person_id: int, photos: int, collection_id: int |
 
 def _describe_shown(r: dict[str, Any]) -> str:
     if "face_list" in r:
-        head = f"cluster {r['id']}: {r['faces']} faces, {r['photos']} photos{_ages(r['age_range'])}"
-        head += f", person {r['person_id']} {r['person']}" if r["person_id"] else ", no person"
+        head = f"cluster {r['id']}: {_counts(r)}{_ages(r['age_range'])}"
+        head += f", person {r['person_id']} {printable(r['person'])}" if r["person_id"] else ", no person"
         head += (" verified" if r["verified"] else "") + _hidden(r)
-        return "\n".join([head, *(f"  face {f['id']} ({f['status']}): {f['photo_path']}" for f in r["face_list"])])
-    if "photo_path" in r:
-        return (
-            f"face {r['id']}: cluster {r['cluster_id']}, person {r['person_id']}, {r['status']}: {r['photo_path']}"
-            f"\n  must-link {r['must_link']}  cannot-link {r['cannot_link']}"
+        faces = (
+            f"  face {f['id']} ({f['status'] or 'unassigned'}): {printable(f['photo_path'])}" for f in r["face_list"]
         )
-    lines = [
-        f"person {r['id']}: {r['name']}: {r['faces']} faces, {r['photos']} photos{_ages(r['age_range'])}"
-        f", born ~{r['estimated_birth_year']}, gender {r['gender']}{_hidden(r)}"
+        return "\n".join([head, *faces])
+    if "photo_path" in r:
+        cluster = f"cluster {r['cluster_id']}" if r["cluster_id"] is not None else "no cluster"
+        person = f"person {r['person_id']}" if r["person_id"] is not None else "no person"
+        return (
+            f"face {r['id']}: {cluster}, {person}, {r['status'] or 'unassigned'}: {printable(r['photo_path'])}"
+            f"\n  must-link {_ids(r['must_link'])}  cannot-link {_ids(r['cannot_link'])}"
+        )
+    born = f", born ~{r['estimated_birth_year']}" if r["estimated_birth_year"] is not None else ""
+    gender = f", gender {r['gender']}" if r["gender"] else ""
+    lines = [f"person {r['id']}: {printable(r['name'])}: {_counts(r)}{_ages(r['age_range'])}{born}{gender}{_hidden(r)}"]
+    lines += [
+        f"  cluster {c['id']}: {plural(c['faces'], 'face')}  {printable(c['sample_path'])}" for c in r["clusters"]
     ]
-    lines += [f"  cluster {c['id']}: {c['faces']} faces  {c['sample_path'] or ''}" for c in r["clusters"]]
-    lines += [f"  photo {path}" for path in r["photo_paths"]]
+    lines += [f"  photo {printable(path)}" for path in r["photo_paths"]]
     lines += [
         f"  age {a['age']} in photo {a['photo_id']} ({_when(a)})" for a in r.get("ages", []) if a["age"] is not None
     ]
     return "\n".join(lines)
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(map(str, ids)) or "none"
 
 
 def _when(age: dict[str, Any]) -> str:
@@ -212,23 +236,51 @@ def set_birthdate_command(
 @people.command("name")
 @click.argument("args", nargs=-1, required=True)
 @click.option("--cluster", "cluster_id", type=int, help="name the person of this cluster (made if none)")
+@click.option("--face", "face_id", type=int, help="name the person of this face (it moves to them)")
+@click.option("--new", "new", is_flag=True, help="a second person of a name someone already has, on purpose")
 @by_option
 @common
-def name_command(args: tuple[str, ...], cluster_id: int | None, by: str, collection: str | None, as_json: bool) -> None:
-    """Name or rename a person: `name PERSON_ID "First Last"` or `name --cluster CLUSTER_ID "First Last"`."""
-    if cluster_id is not None:
+def name_command(
+    args: tuple[str, ...],
+    cluster_id: int | None,
+    face_id: int | None,
+    new: bool,
+    by: str,
+    collection: str | None,
+    as_json: bool,
+) -> None:
+    """Name or rename a person: `name PERSON_ID "First Last"`, `name --cluster CLUSTER_ID "First Last"`
+    or `name --face FACE_ID "First Last"`. A cluster or face given a name a person already has
+    (case and spaces aside) joins that person; --new makes a second person of that name."""
+    if cluster_id is not None and face_id is not None:
+        raise click.UsageError("give --cluster or --face, not both")
+    action: Action
+    if cluster_id is not None or face_id is not None:
         if len(args) != 1:
-            raise click.UsageError('with --cluster give only the name: name --cluster 12 "Grace Hopper"')
+            raise click.UsageError('with --cluster or --face give only the name: name --cluster 12 "Grace Hopper"')
         name = args[0]
-        action: Action = lambda db, cid: identity.name_cluster(db, cluster_id, name, by=by, collection_id=cid)  # noqa: E731
+        if cluster_id is not None:
+            action = lambda db, cid: identity.name_cluster(db, cluster_id, name, by=by, new=new, collection_id=cid)  # noqa: E731
+        else:
+            assert face_id is not None
+            action = lambda db, cid: face_decisions.name_face(db, face_id, name, by=by, new=new, collection_id=cid)  # noqa: E731
     else:
         if len(args) != 2 or not args[0].isdigit():
             raise click.UsageError('give a person id and a name: name 3 "Grace Hopper"')
         person_id, name = int(args[0]), args[1]
-        action = lambda db, cid: identity.name_person(db, person_id, name, by=by, collection_id=cid)  # noqa: E731
-    run(
-        collection, as_json, action, lambda r: f"person {r['person_id']}: {r['name']}{' (new)' if r['created'] else ''}"
-    )
+        action = lambda db, cid: identity.name_person(db, person_id, name, by=by, new=new, collection_id=cid)  # noqa: E731
+    run(collection, as_json, action, describe_naming)
+
+
+def describe_naming(r: dict[str, Any]) -> str:
+    """'cluster 12 linked to person 4 'Ada Example', now 3 clusters', or the person as named."""
+    name = printable(r["name"])
+    if r.get("linked"):
+        what = f"face {r['face_id']}" if "face_id" in r else f"cluster {r['cluster_id']}"
+        return f"{what} linked to person {r['person_id']} '{name}', now {plural(r['clusters'], 'cluster')}"
+    if "face_id" in r:
+        return f"face {r['face_id']}: new person {r['person_id']} '{name}'"
+    return f"person {r['person_id']}: {name}{' (new)' if r['created'] else ''}"
 
 
 people.add_command(name_command, "rename")
@@ -245,7 +297,7 @@ def link_command(cluster_id: int, person_id: int, by: str, collection: str | Non
         collection,
         as_json,
         lambda db, cid: identity.link_cluster(db, cluster_id, person_id, by=by, collection_id=cid),
-        lambda r: f"cluster {r['cluster_id']} -> person {r['person_id']}: {r['name']}",
+        lambda r: f"cluster {r['cluster_id']} -> person {r['person_id']}: {printable(r['name'])}",
     )
 
 
@@ -283,17 +335,27 @@ def verify_command(cluster_id: int, undo: bool, by: str, collection: str | None,
 
 
 @people.command("hide")
-@click.option("--person", "person_id", type=int)
-@click.option("--cluster", "cluster_id", type=int)
+@click.argument("person_arg", metavar="[PERSON_ID]", type=int, required=False)
+@click.option("--person", "person_option", type=int, help="the person to hide (as PERSON_ID)")
+@click.option("--cluster", "cluster_id", type=int, help="hide this cluster instead")
 @click.option("--unhide", is_flag=True, help="show it again")
 @by_option
 @common
 def hide_command(
-    person_id: int | None, cluster_id: int | None, unhide: bool, by: str, collection: str | None, as_json: bool
+    person_arg: int | None,
+    person_option: int | None,
+    cluster_id: int | None,
+    unhide: bool,
+    by: str,
+    collection: str | None,
+    as_json: bool,
 ) -> None:
-    """Hide a person or a cluster (strangers, junk) from listings; a hidden cluster takes no new faces."""
-    if (person_id is None) == (cluster_id is None):
-        raise click.UsageError("give one of --person or --cluster")
+    """Hide a person (`hide 4`) or a cluster (`hide --cluster 12`) from listings (strangers,
+    junk); a hidden cluster takes no new faces."""
+    given = [x for x in (person_arg, person_option, cluster_id) if x is not None]
+    if len(given) != 1:
+        raise click.UsageError("give one of PERSON_ID, --person or --cluster")
+    person_id = person_arg if person_arg is not None else person_option
     action: Action
     if person_id is not None:
         action = lambda db, cid: identity.hide_person(db, person_id, by=by, hidden=not unhide, collection_id=cid)  # noqa: E731
@@ -319,7 +381,7 @@ def merge_command(keep_id: int, other_id: int, by: str, collection: str | None, 
         collection,
         as_json,
         lambda db, cid: identity.merge_persons(db, keep_id, other_id, by=by, collection_id=cid),
-        lambda r: f"person {r['merged_person_id']} merged into person {r['person_id']}: {r['name']}",
+        lambda r: f"person {r['merged_person_id']} merged into person {r['person_id']}: {printable(r['name'])}",
     )
 
 
@@ -349,7 +411,7 @@ def move_command(
             db, face_id, cluster_id=cluster_id, person_id=person_id, by=by, collection_id=cid
         ),
         lambda r: (
-            f"face {r['face_id']}: cluster {r['from_cluster_id']} -> {r['cluster_id']}"
+            f"face {r['face_id']}: {_cluster(r['from_cluster_id'])} -> {_cluster(r['cluster_id'])}"
             + (f" (person {r['person_id']})" if r["person_id"] else "")
         ),
     )
@@ -366,10 +428,19 @@ def not_command(face_id: int, by: str, collection: str | None, as_json: bool) ->
         as_json,
         lambda db, cid: face_decisions.reject_face(db, face_id, by=by, collection_id=cid),
         lambda r: (
-            f"face {r['face_id']}: not cluster {r['rejected_cluster_id']} / person {r['rejected_person_id']}"
-            f"; now cluster {r['cluster_id']} ({r['outcome']})"
+            f"face {r['face_id']}: not "
+            + " / ".join(
+                f"{kind} {r[key]}"
+                for kind, key in (("cluster", "rejected_cluster_id"), ("person", "rejected_person_id"))
+                if r[key] is not None
+            )
+            + f"; now {_cluster(r['cluster_id'])} ({r['outcome']})"
         ),
     )
+
+
+def _cluster(cluster_id: int | None) -> str:
+    return f"cluster {cluster_id}" if cluster_id is not None else "no cluster"
 
 
 def _link_command(kind: face_decisions.LinkKind) -> click.Command:
@@ -397,3 +468,36 @@ people.add_command(_link_command("must"))
 people.add_command(_link_command("cannot"))
 people.add_command(split_command)
 people.add_command(review_command)
+
+
+@people.command("history")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="changes listed (0: all)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def history_command(limit: int, as_json: bool) -> None:
+    """The changes made with `photodb people` and the page, newest first: id, when, who, what."""
+    run(None, as_json, lambda db, _cid: {"changes": undo.history(db, limit or None)}, _describe_history)
+
+
+def _describe_history(result: dict[str, Any]) -> str:
+    lines = []
+    for c in result["changes"]:
+        state = f" (undone by change {c['undone_by']})" if c["undone_by"] is not None else ""
+        lines.append(
+            f"change {c['id']}: {c['at']:%Y-%m-%d %H:%M:%S} {printable(c['by'])}: {printable(c['what'])}{state}"
+        )
+    return "\n".join(lines) or "no changes yet"
+
+
+@people.command("undo")
+@click.argument("change_id", type=int, required=False)
+@by_option
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def undo_command(change_id: int | None, by: str, as_json: bool) -> None:
+    """Revert the last change (or change CHANGE_ID from `people history`) exactly, merges and
+    splits included; refused when a later change touched the same rows (undo that one first)."""
+    run(
+        None,
+        as_json,
+        lambda db, _cid: undo.undo(db, change_id, by=by),
+        lambda r: f"undid change {r['undone']} ({printable(r['what'])}) as change {r['change_id']}",
+    )
