@@ -23,6 +23,7 @@ from photodb.database import people_repository as people_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import manual as manual_db
 from photodb.database.connection import Database
+from photodb.database.people_queries import display_name
 from photodb.people.age_gender import refresh_persons
 from photodb.people.identity import (
     PeopleError,
@@ -112,7 +113,9 @@ def name_face(
             db, conn, face_id, cluster_id=None, person_id=person_id, by=by, collection_id=collection_id
         )
         change.what = f"name face {face_id} {name!r}: {'linked to' if linked else 'new'} person {person_id}"
-        clusters = len(people_db.person_cluster_ids(conn, [person_id]))
+        person = people_db.get_persons(conn, [person_id])[person_id]
+        name = display_name(person_id, person.first_name, person.last_name, person.named)
+        clusters = person.cluster_count
     return result | {
         "name": name,
         "linked": linked,
