@@ -43,7 +43,11 @@ def create_app(context: WebContext) -> Starlette:
     def render(request: Request, template: str, **values: Any) -> HTMLResponse:
         security.check_host(request)
         html = templates.get_template(template).render(
-            token=context.token, message=request.query_params.get("message"), path=request.url.path, **values
+            token=context.token,
+            message=request.query_params.get("message"),
+            undo=request.query_params.get("undo", "").isdigit() and request.query_params["undo"],
+            path=request.url.path,
+            **values,
         )
         response = HTMLResponse(html)
         response.set_cookie(security.COOKIE, context.token, httponly=True, samesite="strict")
@@ -110,11 +114,12 @@ def create_app(context: WebContext) -> Starlette:
         security.check_post(request, form.get(security.FIELD), context.token)
         name = request.path_params["name"]
         try:
-            message = await run_in_threadpool(actions.run, context.db, name, form, context.collection_id)
+            message, change_id = await run_in_threadpool(actions.run, context.db, name, form, context.collection_id)
         except actions.USER_ERRORS as error:
             page = templates.get_template("error.html").render(error=str(error), back=_local(form.get("next")))
             return HTMLResponse(page, status_code=400)
-        return RedirectResponse(f"{_local(form.get('next'))}?message={quote(message)}", status_code=303)
+        undo = f"&undo={change_id}" if change_id is not None else ""
+        return RedirectResponse(f"{_local(form.get('next'))}?message={quote(message)}{undo}", status_code=303)
 
     async def forbidden(_request: Request, error: Exception) -> Response:
         return PlainTextResponse(f"forbidden: {error}", status_code=403)
