@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from photodb import cli_people_format as fmt
 from photodb.cli_people_review import review_command, split_command
 from photodb.cli_support import OneLineErrorsGroup, open_for_collection
 from photodb.database.connection import Database
@@ -86,17 +87,17 @@ def list_command(with_clusters: bool, include_hidden: bool, limit: int, collecti
 
     def describe(result: dict[str, Any]) -> str:
         lines = [
-            f"person {p['id']}: {printable(p['name'])}: {_counts(p)}, {plural(p['clusters'], 'cluster')}"
-            f"{_ages(p['age_range'])}{_hidden(p)}  {printable(p['sample_path'])}"
+            f"person {p['id']}: {printable(p['name'])}: {fmt.counts(p)}, {fmt.plural(p['clusters'], 'cluster')}"
+            f"{fmt.ages(p['age_range'])}{fmt.hidden(p)}  {printable(p['sample_path'])}"
             for p in result["persons"]
         ] or ["no persons yet"]
         if len(result["persons"]) < result["persons_total"]:
             lines.append(f"({len(result['persons'])} of {result['persons_total']} persons; --limit 0 lists all)")
         for c in result.get("clusters", []):
             lines.append(
-                f"cluster {c['id']}: {_counts(c)}{_ages(c['age_range'])}"
+                f"cluster {c['id']}: {fmt.counts(c)}{fmt.ages(c['age_range'])}"
                 f"{' ' + printable(c['person']) if c['person'] else ''}{' verified' if c['verified'] else ''}"
-                f"{_hidden(c)}  {printable(c['sample_path'])}"
+                f"{fmt.hidden(c)}  {printable(c['sample_path'])}"
             )
         if len(result.get("clusters", [])) < result.get("clusters_total", 0):
             lines.append(f"({len(result['clusters'])} of {result['clusters_total']} clusters; --limit 0 lists all)")
@@ -110,27 +111,6 @@ def list_command(with_clusters: bool, include_hidden: bool, limit: int, collecti
         ),
         describe,
     )
-
-
-def plural(count: int, word: str) -> str:
-    """'1 cluster', '3 clusters'."""
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _counts(row: dict[str, Any]) -> str:
-    return f"{plural(row['faces'], 'face')}, {plural(row['photos'], 'photo')}"
-
-
-def _ages(age_range: list[int] | None) -> str:
-    """The one age figure of list and show: what the faces' age estimates say (youngest-oldest)."""
-    if not age_range:
-        return ""
-    low, high = age_range
-    return f", age {low} by the faces" if low == high else f", age {low}-{high} by the faces"
-
-
-def _hidden(row: dict[str, Any]) -> str:
-    return " (hidden)" if row.get("hidden") else ""
 
 
 @people.command("show")
@@ -160,7 +140,7 @@ def show_command(
     else:
         assert person_id is not None
         action = lambda db, cid: _show_person(db, person_id, photos, cid)  # noqa: E731
-    run(collection, as_json, action, _describe_shown)
+    run(collection, as_json, action, fmt.describe_shown)
 
 
 def _show_person(db: Database, person_id: int, photos: int, collection_id: int | None) -> dict[str, Any]:
@@ -169,45 +149,6 @@ def _show_person(db: Database, person_id: int, photos: int, collection_id: int |
         **views.show_person(db, person_id, photos=photos, collection_id=collection_id),
         "ages": dates.person_ages(db, person_id)[:photos],
     }
-
-
-def _describe_shown(r: dict[str, Any]) -> str:
-    if "face_list" in r:
-        head = f"cluster {r['id']}: {_counts(r)}{_ages(r['age_range'])}"
-        head += f", person {r['person_id']} {printable(r['person'])}" if r["person_id"] else ", no person"
-        head += (" verified" if r["verified"] else "") + _hidden(r)
-        faces = (
-            f"  face {f['id']} ({f['status'] or 'unassigned'}): {printable(f['photo_path'])}" for f in r["face_list"]
-        )
-        return "\n".join([head, *faces])
-    if "photo_path" in r:
-        cluster = f"cluster {r['cluster_id']}" if r["cluster_id"] is not None else "no cluster"
-        person = f"person {r['person_id']}" if r["person_id"] is not None else "no person"
-        return (
-            f"face {r['id']}: {cluster}, {person}, {r['status'] or 'unassigned'}: {printable(r['photo_path'])}"
-            f"\n  must-link {_ids(r['must_link'])}  cannot-link {_ids(r['cannot_link'])}"
-        )
-    born = f", born ~{r['estimated_birth_year']}" if r["estimated_birth_year"] is not None else ""
-    gender = f", gender {r['gender']}" if r["gender"] else ""
-    lines = [f"person {r['id']}: {printable(r['name'])}: {_counts(r)}{_ages(r['age_range'])}{born}{gender}{_hidden(r)}"]
-    lines += [
-        f"  cluster {c['id']}: {plural(c['faces'], 'face')}  {printable(c['sample_path'])}" for c in r["clusters"]
-    ]
-    lines += [f"  photo {printable(path)}" for path in r["photo_paths"]]
-    lines += [
-        f"  age {a['age']} in photo {a['photo_id']} ({_when(a)})" for a in r.get("ages", []) if a["age"] is not None
-    ]
-    return "\n".join(lines)
-
-
-def _ids(ids: list[int]) -> str:
-    return ", ".join(map(str, ids)) or "none"
-
-
-def _when(age: dict[str, Any]) -> str:
-    if age["captured_at"] is not None:
-        return f"{age['captured_at']:%Y-%m-%d}"
-    return f"about {age['estimated_year']:.0f}, estimated"
 
 
 @people.command("set-birthdate")
@@ -269,18 +210,7 @@ def name_command(
             raise click.UsageError('give a person id and a name: name 3 "Grace Hopper"')
         person_id, name = int(args[0]), args[1]
         action = lambda db, cid: identity.name_person(db, person_id, name, by=by, new=new, collection_id=cid)  # noqa: E731
-    run(collection, as_json, action, describe_naming)
-
-
-def describe_naming(r: dict[str, Any]) -> str:
-    """'cluster 12 linked to person 4 'Ada Example', now 3 clusters', or the person as named."""
-    name = printable(r["name"])
-    if r.get("linked"):
-        what = f"face {r['face_id']}" if "face_id" in r else f"cluster {r['cluster_id']}"
-        return f"{what} linked to person {r['person_id']} '{name}', now {plural(r['clusters'], 'cluster')}"
-    if "face_id" in r:
-        return f"face {r['face_id']}: new person {r['person_id']} '{name}'"
-    return f"person {r['person_id']}: {name}{' (new)' if r['created'] else ''}"
+    run(collection, as_json, action, fmt.describe_naming)
 
 
 people.add_command(name_command, "rename")
@@ -411,7 +341,7 @@ def move_command(
             db, face_id, cluster_id=cluster_id, person_id=person_id, by=by, collection_id=cid
         ),
         lambda r: (
-            f"face {r['face_id']}: {_cluster(r['from_cluster_id'])} -> {_cluster(r['cluster_id'])}"
+            f"face {r['face_id']}: {fmt.cluster(r['from_cluster_id'])} -> {fmt.cluster(r['cluster_id'])}"
             + (f" (person {r['person_id']})" if r["person_id"] else "")
         ),
     )
@@ -434,13 +364,9 @@ def not_command(face_id: int, by: str, collection: str | None, as_json: bool) ->
                 for kind, key in (("cluster", "rejected_cluster_id"), ("person", "rejected_person_id"))
                 if r[key] is not None
             )
-            + f"; now {_cluster(r['cluster_id'])} ({r['outcome']})"
+            + f"; now {fmt.cluster(r['cluster_id'])} ({r['outcome']})"
         ),
     )
-
-
-def _cluster(cluster_id: int | None) -> str:
-    return f"cluster {cluster_id}" if cluster_id is not None else "no cluster"
 
 
 def _link_command(kind: face_decisions.LinkKind) -> click.Command:
@@ -475,17 +401,7 @@ people.add_command(review_command)
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def history_command(limit: int, as_json: bool) -> None:
     """The changes made with `photodb people` and the page, newest first: id, when, who, what."""
-    run(None, as_json, lambda db, _cid: {"changes": undo.history(db, limit or None)}, _describe_history)
-
-
-def _describe_history(result: dict[str, Any]) -> str:
-    lines = []
-    for c in result["changes"]:
-        state = f" (undone by change {c['undone_by']})" if c["undone_by"] is not None else ""
-        lines.append(
-            f"change {c['id']}: {c['at']:%Y-%m-%d %H:%M:%S} {printable(c['by'])}: {printable(c['what'])}{state}"
-        )
-    return "\n".join(lines) or "no changes yet"
+    run(None, as_json, lambda db, _cid: {"changes": undo.history(db, limit or None)}, fmt.describe_history)
 
 
 @people.command("undo")
