@@ -23,6 +23,7 @@ from photodb.search.service import (
     nothing_enriched,
     search,
 )
+from photodb.utils.terminal import printable
 
 EXIT_BAD_INPUT = 2
 NOTHING_ENRICHED = (
@@ -32,7 +33,7 @@ NOTHING_ENRICHED = (
 
 
 def _fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    Console(stderr=True).print(f"[red]error:[/] {escape(printable(message))}", soft_wrap=True, highlight=False)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -90,7 +91,7 @@ def _show(results: list[SearchResult]) -> None:
             str(r.photo_id),
             _captured(r),
             f"{r.score:.3f}" if r.score is not None else "-",
-            ", ".join(p.name or f"person {p.id}" for p in r.persons) or "-",
+            escape(", ".join(printable(p.name) or f"person {p.id}" for p in r.persons) or "-"),
             escape(str(r.original_path or "-")),
             escape(str(r.normalized_path or "-")),
         )

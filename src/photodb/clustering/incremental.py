@@ -35,6 +35,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,18 +170,23 @@ def _predict_tier1(
         return None
 
 
-def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = False) -> AssignmentReport:
+def assign_new_faces(
+    db: Database, detection_ids: list[int], *, force: bool = False, conn: psycopg.Connection | None = None
+) -> AssignmentReport:
     """Assign faces that have no cluster yet, by id (a backlog, a face released by a decision).
 
     Without `force` it does nothing when CLUSTERING_ASSIGN_ON_DETECTION is off. Faces of a
     collection and model with no active run are left alone (the next bootstrap takes them).
     One pooled connection serves the whole batch: one query reads every face with its active
     run, tier 1 runs in memory for all of them, then each face is one statement (see _place).
+    With `conn` the statements run there instead (a decision re-placing a face in its own
+    transaction, so the undo log records the placement with the decision).
     """
     report = AssignmentReport()
     if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
         return report
-    with db.autocommit() as conn:
+    given = conn
+    with nullcontext(given) if given is not None else db.autocommit() as conn:
         check_server(db, conn)
         faces = assign_db.faces_to_assign(conn, detection_ids)
         waiting: list[tuple[assign_db.FaceToAssign | assign_db.NewFace, int]] = []
@@ -199,7 +205,7 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
         tier1 = _tier1(db, waiting, conn)
         stale = _place(db, conn, waiting, tier1, report)
     if stale:  # a bootstrap replaced the run between the read and the assignment: read again
-        report.merge(assign_new_faces(db, stale, force=True))
+        report.merge(assign_new_faces(db, stale, force=True, conn=given))
     return report
 
 

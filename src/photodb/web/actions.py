@@ -1,19 +1,23 @@
 """The changes the page can make, each one call of the same service functions as `photodb people`
-(people.identity, people.face_decisions, people.review): form fields in, a one-line message out."""
+(people.identity, people.face_decisions, people.review, people.undo): form fields in, a one-line
+message and the undo log's id of the change out (the page offers to undo it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
 from photodb.database.connection import Database
-from photodb.people import face_decisions, identity, review, split
+from photodb.people import face_decisions, identity, review, split, undo
+from photodb.utils.terminal import printable
 from photodb.web.fields import BadInput, whole_number
 
 #: Who decided, as `photodb people --by` records a person's decision.
 BY = "user"
 
 Form = Mapping[str, str]
-Action = Callable[[Database, Form, int | None], str]
+#: What an action reports: one line, and the change it recorded (None: nothing changed).
+Done = tuple[str, int | None]
+Action = Callable[[Database, Form, int | None], Done]
 
 
 class BadForm(BadInput):
@@ -31,51 +35,58 @@ def text(form: Form, field: str) -> str:
     return value
 
 
-def _name_person(db: Database, form: Form, cid: int | None) -> str:
+def _name_person(db: Database, form: Form, cid: int | None) -> Done:
     r = identity.name_person(db, number(form, "person_id"), text(form, "name"), by=BY, collection_id=cid)
-    return f"person {r['person_id']} is now {r['name']}"
+    return f"person {r['person_id']} is now {r['name']}", r["change_id"]
 
 
-def _name_cluster(db: Database, form: Form, cid: int | None) -> str:
-    r = identity.name_cluster(db, number(form, "cluster_id"), text(form, "name"), by=BY, collection_id=cid)
-    return f"cluster {r['cluster_id']}: person {r['person_id']} {r['name']}" + (" (new)" if r["created"] else "")
+def _name_cluster(db: Database, form: Form, cid: int | None) -> Done:
+    new = form.get("new") == "1"
+    r = identity.name_cluster(db, number(form, "cluster_id"), text(form, "name"), by=BY, new=new, collection_id=cid)
+    if r["linked"]:
+        clusters = f"{r['clusters']} cluster{'' if r['clusters'] == 1 else 's'}"
+        return f"cluster {r['cluster_id']} linked to person {r['person_id']} '{r['name']}', now {clusters}", r[
+            "change_id"
+        ]
+    made = " (new)" if r["created"] else ""
+    return f"cluster {r['cluster_id']}: person {r['person_id']} {r['name']}{made}", r["change_id"]
 
 
-def _merge(db: Database, form: Form, cid: int | None) -> str:
+def _merge(db: Database, form: Form, cid: int | None) -> Done:
     r = identity.merge_persons(db, number(form, "keep_id"), number(form, "other_id"), by=BY, collection_id=cid)
-    return f"person {r['merged_person_id']} merged into person {r['person_id']} {r['name']}"
+    return f"person {r['merged_person_id']} merged into person {r['person_id']} {r['name']}", r["change_id"]
 
 
-def _hide_person(db: Database, form: Form, cid: int | None) -> str:
+def _hide_person(db: Database, form: Form, cid: int | None) -> Done:
     hidden = form.get("hidden", "1") == "1"
     r = identity.hide_person(db, number(form, "person_id"), by=BY, hidden=hidden, collection_id=cid)
-    return f"person {r['person_id']} {'hidden' if r['hidden'] else 'shown'}"
+    return f"person {r['person_id']} {'hidden' if r['hidden'] else 'shown'}", r["change_id"]
 
 
-def _hide_cluster(db: Database, form: Form, cid: int | None) -> str:
+def _hide_cluster(db: Database, form: Form, cid: int | None) -> Done:
     hidden = form.get("hidden", "1") == "1"
     r = identity.hide_cluster(db, number(form, "cluster_id"), by=BY, hidden=hidden, collection_id=cid)
-    return f"cluster {r['cluster_id']} {'hidden' if r['hidden'] else 'shown'}"
+    return f"cluster {r['cluster_id']} {'hidden' if r['hidden'] else 'shown'}", r["change_id"]
 
 
-def _verify(db: Database, form: Form, cid: int | None) -> str:
+def _verify(db: Database, form: Form, cid: int | None) -> Done:
     verified = form.get("verified", "1") == "1"
     r = identity.verify_cluster(db, number(form, "cluster_id"), by=BY, verified=verified, collection_id=cid)
-    return f"cluster {r['cluster_id']} {'verified' if r['verified'] else 'not verified'}"
+    return f"cluster {r['cluster_id']} {'verified' if r['verified'] else 'not verified'}", r["change_id"]
 
 
-def _not_this_person(db: Database, form: Form, cid: int | None) -> str:
+def _not_this_person(db: Database, form: Form, cid: int | None) -> Done:
     r = face_decisions.reject_face(db, number(form, "face_id"), by=BY, collection_id=cid)
     placed = f"cluster {r['cluster_id']}" if r["cluster_id"] is not None else "no cluster"
-    return f"face {r['face_id']} is not cluster {r['rejected_cluster_id']}; now in {placed}"
+    return f"face {r['face_id']} is not cluster {r['rejected_cluster_id']}; now in {placed}", r["change_id"]
 
 
-def _set_birth_date(db: Database, form: Form, cid: int | None) -> str:
+def _set_birth_date(db: Database, form: Form, cid: int | None) -> Done:
     """A birth date (YYYY-MM-DD), or none with `clear`: as `photodb people set-birthdate`."""
     value = None if form.get("clear") == "1" else text(form, "birth_date")
     r = identity.set_birth_date(db, number(form, "person_id"), value, by=BY, collection_id=cid)
     born = r["birth_date"] or "unknown (the estimated birth year stands in)"
-    return f"person {r['person_id']}: born {born}, {r['estimated']} undated photos estimated"
+    return f"person {r['person_id']}: born {born}, {r['estimated']} undated photos estimated", r["change_id"]
 
 
 def halves_key(plan: split.SplitPlan) -> str:
@@ -83,7 +94,7 @@ def halves_key(plan: split.SplitPlan) -> str:
     return "|".join(",".join(map(str, sorted(half.detection_ids))) for half in plan.halves)
 
 
-def _split(db: Database, form: Form, _cid: int | None) -> str:
+def _split(db: Database, form: Form, _cid: int | None) -> Done:
     kind = form.get("kind")
     if kind not in ("cluster", "person"):
         raise BadForm(f"kind must be cluster or person, got {kind!r}")
@@ -93,13 +104,19 @@ def _split(db: Database, form: Form, _cid: int | None) -> str:
         raise BadForm("the faces of this cluster changed since the page was shown: look at the halves again")
     r = split.split(db, **target, keep=number(form, "keep"), shown=plan, by=BY)
     made = f"new cluster {r.new_cluster_id}" if r.new_cluster_id else f"new person {r.new_person_id}"
-    return f"{kind} {plan.target_id} split: half {r.kept} kept it, the other half is {made}"
+    return f"{kind} {plan.target_id} split: half {r.kept} kept it, the other half is {made}", r.change_id
+
+
+def _undo(db: Database, form: Form, _cid: int | None) -> Done:
+    """As `photodb people undo CHANGE_ID`: the Undo link shown after each change."""
+    r = undo.undo(db, number(form, "change_id"), by=BY)
+    return f"undid change {r['undone']} ({printable(r['what'])})", r["change_id"]
 
 
 def _review(decide: Callable[..., review.ReviewResult]) -> Action:
-    def action(db: Database, form: Form, _cid: int | None) -> str:
+    def action(db: Database, form: Form, _cid: int | None) -> Done:
         r = decide(db, number(form, "candidate_id"), by=BY)
-        return f"face {r.detection_id} {r.status} for cluster {r.cluster_id}"
+        return f"face {r.detection_id} {r.status} for cluster {r.cluster_id}", r.change_id
 
     return action
 
@@ -116,13 +133,14 @@ ACTIONS: dict[str, Action] = {
     "split": _split,
     "accept": _review(review.accept),
     "reject": _review(review.reject),
+    "undo": _undo,
 }
 
 #: The errors an action reports as one line (nothing was written).
 USER_ERRORS: tuple[type[Exception], ...] = (BadInput, identity.PeopleError, review.ReviewError, split.SplitError)
 
 
-def run(db: Database, name: str, form: Form, collection_id: int | None) -> str:
+def run(db: Database, name: str, form: Form, collection_id: int | None) -> Done:
     action = ACTIONS.get(name)
     if action is None:
         raise BadForm(f"no action {name!r}")

@@ -47,8 +47,9 @@ def create_app(context: WebContext) -> Starlette:
     signer = security.MessageSigner(context.token)
 
     def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+        message, undo = signer.verified(request)
         html = templates.get_template(template).render(
-            token=context.token, message=signer.verified(request), path=request.url.path, **values
+            token=context.token, message=message, undo=undo, path=request.url.path, **values
         )
         return HTMLResponse(html, status_code)
 
@@ -127,10 +128,10 @@ def create_app(context: WebContext) -> Starlette:
         form = fields.text_fields(submitted.multi_items())
         name = request.path_params["name"]
         try:
-            message = await run_in_threadpool(actions.run, context.db, name, form, context.collection_id)
+            message, change_id = await run_in_threadpool(actions.run, context.db, name, form, context.collection_id)
         except actions.USER_ERRORS as error:
             return error_page(error, _local(form.get("next")), 400)
-        return RedirectResponse(f"{_local(form.get('next'))}?{signer.query(message)}", status_code=303)
+        return RedirectResponse(f"{_local(form.get('next'))}?{signer.query(message, change_id)}", status_code=303)
 
     async def forbidden(_request: Request, error: Exception) -> Response:
         return PlainTextResponse(f"forbidden: {error}", status_code=403)

@@ -96,21 +96,25 @@ class OwnerOnly:
 
 
 class MessageSigner:
-    """Signs the one-line message of a change for the redirect to the page that shows it."""
+    """Signs the one-line message of a change, and the change's id its Undo button reverts, for the
+    redirect to the page that shows them: a crafted address shows neither."""
 
     def __init__(self, token: str) -> None:
         self._key = hmac.new(token.encode(), b"photodb web message", hashlib.sha256).digest()
 
-    def _signature(self, message: str) -> str:
-        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+    def _signature(self, message: str, undo: str) -> str:
+        return hmac.new(self._key, f"{undo}\n{message}".encode(), hashlib.sha256).hexdigest()
 
-    def query(self, message: str) -> str:
-        return urlencode({"message": message, "signature": self._signature(message)})
+    def query(self, message: str, change_id: int | None = None) -> str:
+        undo = "" if change_id is None else str(change_id)
+        fields = {"message": message} | ({"undo": undo} if undo else {})
+        return urlencode(fields | {"signature": self._signature(message, undo)})
 
-    def verified(self, request: Request) -> str | None:
-        """The message of the address if this server signed it, else none."""
+    def verified(self, request: Request) -> tuple[str | None, str | None]:
+        """The message and change id of the address if this server signed them, else none."""
         message = request.query_params.get("message")
+        undo = request.query_params.get("undo", "")
         signature = request.query_params.get("signature", "")
-        if message is None or not secrets.compare_digest(signature.encode(), self._signature(message).encode()):
-            return None
-        return message
+        if message is None or not secrets.compare_digest(signature.encode(), self._signature(message, undo).encode()):
+            return None, None
+        return message, undo or None
