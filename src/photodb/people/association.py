@@ -4,7 +4,7 @@ Per collection and embedding model (embeddings of two models are never compared)
 transaction: the centroids of the clusters that take part (not hidden, not left without a person
 by a user) are compared pairwise (numpy, exact; the same cosine distance as pgvector's `<=>`, and
 faster than one HNSW query per cluster: bench/association.py), pairs within the model's threshold
-(Settings.person_association_threshold_for) are grouped by complete linkage, and each group joins
+(`associate` of clustering.distances) are grouped by complete linkage, and each group joins
 one person (association_plan): a new auto-created 'Unknown' person, the one person its clusters
 have, or the winner of a merge (verified > cluster count > id). Pairs and persons blocked by
 cannot-links or faces of one photo are kept apart. Then every cluster still without a person that
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from photodb.clustering.distances import face_distance
 from photodb.config import Settings
 from photodb.database import association_repository as repo
 from photodb.database import people_repository as people
@@ -147,7 +148,7 @@ def auto_associate(
         collections = repo.collections_with_clusters(conn, collection_id)
         work = [(c, m) for c in collections for m in repo.cluster_models(conn, c)]
     for collection, model in work:
-        limit = threshold if threshold is not None else db.settings.person_association_threshold_for(model)
+        limit = threshold if threshold is not None else face_distance(db.settings, model, "associate")
         result = db.retrying(
             lambda c=collection, m=model, t=limit: _associate_model(db, c, m, t, lone_min, dry_run), "associate"
         )
@@ -168,7 +169,7 @@ def associate_collection_in(
     moved under it. Touched persons get their age and gender again."""
     reports = []
     for model in models:
-        threshold = settings.person_association_threshold_for(model)
+        threshold = face_distance(settings, model, "associate")
         for attempt in range(ATTEMPTS):
             try:
                 with conn.transaction():
