@@ -4,7 +4,10 @@ Each labelled sample photo (examples/photos/manifest.json's face identities, Eil
 tests/data/SOURCES.md, and the three women of the group photo, each cut out into her own photo:
 three faces of one photo are three people) is written as several photos of that person: itself
 and variations a camera gives (mirrored, tighter framing, darker, brighter, tilted, smaller).
-`truth` maps each written file to its identity.
+Eileen Collins is seen in four photos (itself, mirrored, tighter, brighter): with dlib her
+cluster's centroid is 0.098 from Grace Hopper's, within the 0.10 that merge-similar used to merge
+centroids at, while her faces and Hopper's are 0.095-0.114 apart. `write_library` returns each
+written file's identity.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from tests.samples import SAMPLES, manifest
 
 ASTRONAUT = Path(__file__).resolve().parent / "data" / "astronaut.jpg"
 GROUP_PHOTO = "faces/vladmandic_face_api/sample1.jpg"
+#: People seen in a few photos only: identity -> the variations written.
+SEEN_RARELY = {"eileen_collins": ("orig", "mirror", "tight", "bright")}
 
 
 def _variants(image: Image.Image) -> dict[str, Image.Image]:
@@ -75,6 +80,8 @@ def write_library(folder: Path) -> dict[str, str]:
     truth: dict[str, str] = {}
     for number, (identity, image) in enumerate(sources()):
         for kind, variant in _variants(image).items():
+            if identity in SEEN_RARELY and kind not in SEEN_RARELY[identity]:
+                continue
             name = f"{identity}_{number}_{kind}.jpg"
             variant.save(folder / name, quality=92)
             truth[name] = identity

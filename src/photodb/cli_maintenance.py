@@ -282,12 +282,13 @@ def _person_label(person_id: int | None) -> str:
 
 
 @main.command("auto-associate")
-@click.option("--threshold", type=float, default=None, help="largest centroid distance, for every model [per model]")
+@click.option("--threshold", type=float, default=None, help="largest distance of centroids and faces, all models")
 @click.option("--dry-run", is_flag=True, help="print the groups it would form; write nothing")
 @click.option("--collection", default=None, help="collection name (default: all)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def auto_associate_command(threshold: float | None, dry_run: bool, collection: str | None, as_json: bool) -> None:
-    """Group clusters of one person (close centroids, complete linkage) into a shared person.
+    """Group clusters of one person (close centroids, most face pairs across close too, complete
+    linkage) into a shared person.
 
     Each embedding model has its own threshold (PERSON_ASSOCIATION_THRESHOLD for ArcFace w600k_r50,
     measured defaults for the others, PERSON_ASSOCIATION_THRESHOLDS to override). A cluster no other

@@ -27,11 +27,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, get_args
 
+import numpy as np
+
 if TYPE_CHECKING:
     from photodb.config import Settings
 
 Rule = Literal["assign", "merge", "associate", "pair"]
 RULES: tuple[Rule, ...] = get_args(Rule)
+
+#: The share of face pairs across two clusters that must be within the `merge` distance before the
+#: clusters may become one (merge-similar) or one person (auto-association): a centroid averages
+#: its faces, so the centroids of two look-alikes' spread clusters come closer than their faces.
+MIN_LINKED_SHARE = 0.8
 
 #: The model whose row serves models without one.
 DEFAULT_MODEL = "arcface:w600k_r50"
@@ -78,3 +85,15 @@ def face_distance(settings: Settings, embedding_model: str, rule: Rule) -> float
     if rule == "associate":
         return settings.person_association_threshold
     return MEASURED[DEFAULT_MODEL][rule]
+
+
+def linked_share(first: np.ndarray, second: np.ndarray, distance: float) -> float:
+    """The share of face pairs across two sets of unit embeddings within `distance` (cosine)."""
+    if not len(first) or not len(second):
+        return 0.0
+    return float(np.mean(first @ second.T >= 1.0 - distance))
+
+
+def faces_linked(first: np.ndarray, second: np.ndarray, distance: float) -> bool:
+    """Whether two clusters' faces (unit embeddings) are close enough to be one person."""
+    return linked_share(first, second, distance) >= MIN_LINKED_SHARE

@@ -4,8 +4,8 @@ the bootstrap groups faces.
 Two clusters are candidates when their centroids (normalised sums) are within the model's
 ``merge`` distance (clustering.distances; --similarity-threshold for every model). That alone
 joins look-alikes: a centroid averages a cluster's faces, and a large, spread cluster's centroid
-comes close to its neighbours'. So a candidate merges only when at least MIN_LINKED_SHARE of the
-face pairs across the two clusters are within the same distance, measured on the faces
+comes close to its neighbours'. So a candidate merges only when at least MIN_LINKED_SHARE
+(clustering.distances) of the face pairs across the two clusters are within the same distance, measured on the faces
 themselves. (Were every pair within it, the centroids would be too: the candidates miss none.)
 Pairs are tried closest first, and a merged cluster is measured again, faces and centroid, until
 no candidate may merge: so a second run finds nothing.
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import psycopg
 
-from photodb.clustering.distances import face_distance
+from photodb.clustering.distances import MIN_LINKED_SHARE, face_distance, linked_share
 from photodb.config import Settings
 from photodb.database import maintenance_links as links_db
 from photodb.database import maintenance_repository as repo
@@ -33,21 +33,12 @@ from photodb.maintenance.links import apply_merges
 from photodb.maintenance.tasks import Options, Outcome, lock_collection_models
 
 MERGE_SIMILAR_BY = "auto:merge-similar"
-#: The share of face pairs across two clusters that must be within the merge distance.
-MIN_LINKED_SHARE = 0.8
 _BLOCK = 1024
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     return rows / np.where(norms > 0, norms, 1.0)
-
-
-def linked_share(first: np.ndarray, second: np.ndarray, distance: float) -> float:
-    """The share of face pairs across two sets of unit embeddings within `distance` (cosine)."""
-    if not len(first) or not len(second):
-        return 0.0
-    return float(np.mean(first @ second.T >= 1.0 - distance))
 
 
 @dataclass
