@@ -1,6 +1,7 @@
 """The figures behind the face distance table (photodb.clustering.distances), measured the same
-way for every packaged embedder on labelled faces (faces-dev, indexed by bench/weekly_grouping.py;
-skipped with a message when absent).
+way for every packaged embedder on labelled faces (faces-dev, as bench/weekly_grouping.py finds
+it; skipped with a message when absent). No database: each photo is read, its faces found and
+embedded with the detection stage's own functions.
 
     nice -n 10 .venv/bin/python bench/face_distances.py
 
@@ -23,38 +24,37 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
-import psycopg
-from pgvector.psycopg import register_vector
-from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cache_dir, embedded_server
-from weekly_grouping import EMBEDDERS, faces_dev_folder, indexed_library, truth_of
+from weekly_grouping import EMBEDDERS, faces_dev_folder, truth_of
 
 from photodb.clustering.distances import RULES, face_distance
 from photodb.config import Settings
-from photodb.database.clustering.faces import array_of
+from photodb.ml.face_detection import yunet_faces
+from photodb.ml.face_embedding import DlibEmbedder, FaceEmbedder, MobileFaceNetEmbedder, SFaceEmbedder
 
-MODEL = {"mbf": "arcface:w600k_mbf", "sface": "sface:2021dec", "dlib": "dlib:resnet_v1"}
+MAKERS = {"mbf": lambda: MobileFaceNetEmbedder(force_cpu=True), "sface": SFaceEmbedder, "dlib": DlibEmbedder}
 FMR = {"pair": 1e-4, "merge": 1e-3, "assign": 1e-3, "associate": 1e-3}
 
 
-def central_faces(home: Path, truth: dict[str, tuple[str, str]]) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    with embedded_server(home) as admin, psycopg.connect(make_conninfo(admin, dbname="photodb")) as conn:
-        register_vector(conn)
-        with conn.cursor(binary=True) as cur:
-            cur.execute(
-                """SELECT DISTINCT ON (p.id) p.filename, f.embedding
-                   FROM person_detection d JOIN photo p ON p.id = d.photo_id
-                   JOIN face_embedding f ON f.person_detection_id = d.id
-                   ORDER BY p.id, abs(d.face_bbox_x + d.face_bbox_width / 2 - p.normalized_width / 2.0)
-                                + abs(d.face_bbox_y + d.face_bbox_height / 2 - p.normalized_height / 2.0)"""
-            )
-            rows = [(name, array_of(e)) for name, e in cur.fetchall() if name in truth]
-    vectors = np.vstack([v for _, v in rows]).astype(np.float64)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors, [truth[name] for name, _ in rows]
+def central_faces(folder: Path, embedder: FaceEmbedder) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """The face nearest the centre of each labelled photo, found and embedded as the detection
+    stage does (YuNet boxes and landmarks, the embedder's own alignment)."""
+    vectors, labels = [], []
+    for path, label in sorted(truth_of(folder).items()):
+        image = cv2.imread(str(folder / path))
+        if image is None:
+            continue
+        height, width = image.shape[:2]
+        faces = yunet_faces(image, 0.8)
+        if not faces:
+            continue
+        face = min(faces, key=lambda f: abs(f.x + f.width / 2 - width / 2) + abs(f.y + f.height / 2 - height / 2))
+        vectors.append(embedder.embed_batch([embedder.prepare(image, face).chip])[0])
+        labels.append(label)
+    return unit(np.vstack(vectors).astype(np.float64)), labels
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -105,17 +105,16 @@ def main() -> None:
     if folder is None:
         print("faces-dev not found (../shared/samples/faces-dev or --faces-dev): nothing to measure, skipped")
         return
-    truth = truth_of(folder)
-    images = cache_dir() / "weekly-grouping" / "images"
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     print("embedder  rule       FMR     measured  TMR there  | table  FMR there  TMR there  (same / different pairs)")
     for embedder in args.embedders:
-        vectors, labels = central_faces(indexed_library(folder, embedder, args.embedders[0], images), truth)
+        model = MAKERS[embedder]()
+        vectors, labels = central_faces(folder, model)
         distances = measured(vectors, labels)
         for rule in RULES:
             same, different = distances[rule]
             at = float(np.quantile(different, FMR[rule]))
-            table = face_distance(settings, MODEL[embedder], rule)
+            table = face_distance(settings, model.model_name, rule)
             print(
                 f"{embedder:<9} {rule:<10} {FMR[rule]:<7g} {at:<9.3f} {np.mean(same <= at):<10.1%} | "
                 f"{table:<6.3f} {np.mean(different <= table):<10.2%} {np.mean(same <= table):<10.1%} "

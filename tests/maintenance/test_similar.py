@@ -4,7 +4,7 @@ photos, persons and other models keep clusters apart; a rerun finds nothing."""
 from __future__ import annotations
 
 from photodb import maintenance
-from photodb.maintenance import Options
+from photodb.maintenance import Options, run_task
 from photodb.maintenance.similar import MERGE_SIMILAR_BY
 from tests.clustering.conftest import assert_clusters_exact
 from tests.maintenance.conftest import Library, cluster_of, link, run, same_photo, snapshot
@@ -144,3 +144,21 @@ def test_a_rejected_review_candidate_stays_rejected_for_the_merged_cluster(db):
     with db.connection() as conn:
         rows = conn.execute("SELECT cluster_id, status, reviewed_by FROM face_match_candidate").fetchall()
     assert rows == [(a, "rejected", "user")]
+
+
+def test_refused_candidates_are_notes_with_their_reason_and_the_task_stays_ok(db):
+    lib = Library(db)
+    look = lib.centre()
+    twin = lib.centre(like=look, cosine=0.45)  # centroids within reach, faces not
+    look_cluster, twin_cluster = lib.cluster(lib.faces(look, 6)), lib.cluster(lib.faces(twin, 6))
+    centre = lib.centre()
+    first = lib.cluster(lib.faces(centre, 4), verified=True)
+    second = lib.cluster(lib.faces(centre, 4), verified=True)
+    result = run_task(db, maintenance.MERGE_SIMILAR, [1], Options())
+    assert result.ok and result.changes["groups"] == 0
+    assert (result.changes["refused_linkage"], result.changes["refused_rules"]) == (1, 1)
+    linkage, verified = sorted(result.notes)  # the look-alikes' clusters have the lower ids
+    assert verified == f"clusters {{{first}}} and {{{second}}} not merged: both verified"
+    assert linkage.startswith(f"clusters {{{look_cluster}}} and {{{twin_cluster}}} not merged: ")
+    assert linkage.endswith("% of their face pairs within 0.62 (needs 80%)")
+    assert result.as_dict()["notes"] == result.notes
