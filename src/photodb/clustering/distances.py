@@ -48,7 +48,7 @@ MEASURED: dict[str, dict[Rule, float]] = {
     DEFAULT_MODEL: {"merge": 0.62, "pair": 0.55},
     "arcface:w600k_mbf": {"assign": 0.62, "merge": 0.62, "associate": 0.60, "pair": 0.55},
     "sface": {"assign": 0.53, "merge": 0.58, "associate": 0.53, "pair": 0.52},
-    "dlib": {"assign": 0.10, "merge": 0.055, "associate": 0.06, "pair": 0.05},
+    "dlib": {"assign": 0.10, "merge": 0.072, "associate": 0.049, "pair": 0.056},
 }
 
 
