@@ -35,7 +35,7 @@ def test_association_thresholds_per_model_and_their_overrides(monkeypatch: pytes
     assert face_distance(defaults, "arcface:w600k_r50", "associate") == 0.8
     assert face_distance(defaults, "arcface:w600k_mbf", "associate") == 0.60
     assert face_distance(defaults, "sface:2021dec", "associate") == 0.53
-    assert face_distance(defaults, "dlib:resnet_v1", "associate") == 0.06
+    assert face_distance(defaults, "dlib:resnet_v1", "associate") == 0.049
     assert face_distance(defaults, "someday:model", "associate") == 0.8
     monkeypatch.setenv("PERSON_ASSOCIATION_THRESHOLDS", '{"dlib": 0.05, "arcface:w600k_mbf": 0.5}')
     monkeypatch.setenv("PERSON_ASSOCIATION_THRESHOLD", "0.7")
