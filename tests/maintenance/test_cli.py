@@ -77,6 +77,6 @@ def test_bad_usage_is_one_line_exit_2_and_writes_nothing(tmp_path, database_url,
         assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
         assert done.stdout == ""
     assert snapshot(db) == before
-    done = run_command([MAINTENANCE, "merge-similar", "--similarity-threshold", "0.3", "--json"], env=env)
+    done = run_command([MAINTENANCE, "merge-similar", "--similarity-threshold", "0.5", "--json"], env=env)
     assert done.returncode == 0
     assert json.loads(done.stdout)["tasks"][0]["changes"]["clusters_merged_away"] == 1

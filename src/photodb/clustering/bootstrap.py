@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from photodb.clustering import constraints, leftovers
+from photodb.clustering.distances import face_distance
 from photodb.clustering.incremental import check_server
 from photodb.clustering.model import Fit, fit_clusters
 from photodb.clustering.quality import OUTLIER, QualityGate
@@ -212,7 +213,7 @@ def bootstrap_model(
         embedding_model=model,
     )
     say(f"{model}: applying constraints")
-    threshold = settings.clustering_threshold_for(model)
+    threshold = face_distance(settings, model, "assign")
     plan, pinned = _plan(faces, fit, clusters, (must, cannot), threshold, report.conflicts, (gate, stored_issues))
     for reason in plan.issues.values():
         report.gated_faces[reason] = report.gated_faces.get(reason, 0) + 1

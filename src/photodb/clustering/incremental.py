@@ -7,7 +7,7 @@ unsupported hdbscan) has tier 1 off, with one warning per process; its faces go 
 When tier 1 says noise, tier 2 looks up the nearest centroids through pgvector's HNSW index and
 accepts a cluster whose epsilon ball holds the face: epsilon = 1 / lambda_birth is a Euclidean
 distance between unit vectors, i.e. a cosine distance of epsilon^2 / 2, capped by the model's
-threshold (Settings.clustering_threshold_for), which also serves clusters without a lambda. The
+threshold (`assign` of clustering.distances), which also serves clusters without a lambda. The
 cap matters in small libraries: there a cluster is born at the distance of the nearest other
 person, so its uncapped ball reaches exactly to them. A face
 inside two balls by nearly the same margin goes to review as face_match_candidate rows.
@@ -43,6 +43,7 @@ import numpy as np
 import psycopg
 
 from photodb.clustering.blas import single_threaded_blas
+from photodb.clustering.distances import face_distance
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.predictor import Predictor
 from photodb.clustering.quality import QualityGate
@@ -332,7 +333,7 @@ def _assign_one(
                 confidence=tier1[1] if tier1 else None,
                 outlier=outlier,
                 gate=gate,
-                threshold=settings.clustering_threshold_for(face.embedding_model),
+                threshold=face_distance(settings, face.embedding_model, "assign"),
                 margin=settings.clustering_ambiguity_margin,
                 neighbours=NEIGHBOURS,
                 ef_search=EF_SEARCH,

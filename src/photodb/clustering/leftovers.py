@@ -6,7 +6,7 @@
    leaves a face as noise when it is not dense enough with its neighbours, which is not the
    question tier 2 asks (is the face within a cluster's ball?).
 2. The faces still unassigned are grouped by complete linkage: every two faces of a group are
-   within the model's threshold of each other (pair_threshold), and no group holds two faces of
+   within the model's `pair` distance of each other (clustering.distances), and no group holds two faces of
    one photo or a cannot-linked pair. Each group of two or more becomes a cluster, so people with
    two photos are found (HDBSCAN's min_cluster_size is larger); auto-association gives such a
    cluster a person (ASSOCIATION_LONE_CLUSTER_MIN_FACES).
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from photodb.clustering.distances import face_distance
 from photodb.clustering.incremental import AssignmentReport, assign_new_faces
-from photodb.config import Settings
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import runs as run_db
@@ -36,11 +36,6 @@ LINKAGE_MAX_FACES = 2048
 APART = 4.0
 #: Rows per block when finding the faces' threshold graph (bounds memory: ~60 MB at 30k faces).
 BLOCK_ROWS = 512
-
-
-def pair_threshold(settings: Settings, model: str) -> float:
-    """The largest cosine distance between two faces of one leftover group."""
-    return settings.clustering_threshold_for(model)
 
 
 def place_noise(db: Database, detection_ids: Sequence[int]) -> AssignmentReport:
@@ -142,7 +137,7 @@ def group_leftovers(
             return 0
         position = {int(faces.ids[i]): p for p, i in enumerate(pool.tolist())}
         links = [(position[a], position[b]) for a, b in cannot if a in position and b in position]
-        threshold = pair_threshold(db.settings, model)
+        threshold = face_distance(db.settings, model, "pair")
         groups = [pool[g] for g in leftover_groups(faces.embeddings[pool], faces.photo_ids[pool], threshold, links)]
         if not groups:
             return 0
