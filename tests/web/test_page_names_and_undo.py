@@ -5,12 +5,12 @@ with an Undo control that reverts it through the same people.undo as `photodb pe
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import unquote_plus as unquote
 
-from tests.web.test_http import client, post, scalar, token_of  # noqa: F401  (fixture)
+from tests.web.test_http import post, scalar, token_of
 
 
-def test_a_bad_name_is_a_form_error_and_stores_nothing(client, world, db):  # noqa: F811
+def test_a_bad_name_is_a_form_error_and_stores_nothing(client, world, db):
     token = token_of(client)
     cyd = world.clusters["cyd"]
     for bad in ("Eve \x1b[2J", "Ring\x07", "x\u202ey", "n" * 201):
@@ -22,7 +22,7 @@ def test_a_bad_name_is_a_form_error_and_stores_nothing(client, world, db):  # no
     assert scalar(db, "SELECT count(*) FROM people_change") == 0
 
 
-def test_a_name_a_person_has_links_the_cluster_and_undo_reverts_it(client, world, db):  # noqa: F811
+def test_a_name_a_person_has_links_the_cluster_and_undo_reverts_it(client, world, db):
     token = token_of(client)
     cyd = world.clusters["cyd"]
     linked = post(client, "name-cluster", token, cluster_id=cyd, name="  bob ", next="/")
