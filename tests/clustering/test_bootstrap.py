@@ -46,7 +46,7 @@ def test_bootstrap_finds_identities_and_persists_the_run(db, faces):
             """SELECT count(*) FILTER (WHERE unassigned_since IS NULL), count(*) FROM person_detection
                WHERE cluster_id IS NULL AND cluster_status = 'unassigned'"""
         ).fetchone()
-        assert noise == (0, report.noise)
+        assert noise == (0, report.noise - report.noise_placed - report.leftover_faces)
         assert (
             conn.execute(
                 "SELECT count(*) FROM person_detection WHERE outlier_score IS NULL OR lambda_val IS NULL"

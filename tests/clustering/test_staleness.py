@@ -34,4 +34,4 @@ def test_staleness_report(db, settings, faces, monkeypatch):
     monkeypatch.setenv("PHOTODB_HOME", str(settings.photodb_home))
     result = CliRunner().invoke(main, ["check-staleness", "--json", "--collection", "default"])
     assert result.exit_code == 1, result.output
-    assert json.loads(result.output)["rebootstrap"] is True
+    assert json.loads(result.stdout)["rebootstrap"] is True

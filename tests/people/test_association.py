@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from photodb.clustering.distances import face_distance
 from photodb.database import association_repository as repo
 from photodb.database.connection import Database
 from photodb.people.association import auto_associate
@@ -239,11 +240,13 @@ def test_models_are_never_compared_and_each_has_its_own_threshold(world: World, 
     mbf, dlib = world.cluster(a, model=MBF), world.cluster(a, model="dlib:resnet_v1")  # identical centroids
     assert auto_associate(db, None).persons_created == 0  # one cluster per model: nothing to pair
     assert world.person_of(mbf) is None and world.person_of(dlib) is None
-    c, d = at_angles(0, angle_for(0.08), axis=200)  # 0.08: within w600k_mbf's 0.60, beyond dlib's 0.06
+    limits = {m: face_distance(db.settings, m, "associate") for m in (MBF, "dlib:resnet_v1")}
+    assert limits[MBF] > 0.08 > limits["dlib:resnet_v1"]
+    c, d = at_angles(0, angle_for(0.08), axis=200)  # within w600k_mbf's distance, beyond dlib's
     in_mbf, in_mbf_too = world.cluster(c, model=MBF), world.cluster(d, model=MBF)
     in_dlib, in_dlib_too = world.cluster(c, model="dlib:resnet_v1"), world.cluster(d, model="dlib:resnet_v1")
     report = auto_associate(db, None)
-    assert {m.embedding_model: m.threshold for m in report.models} == {MBF: 0.6, "dlib:resnet_v1": 0.06}
+    assert {m.embedding_model: m.threshold for m in report.models} == limits
     assert world.person_of(in_mbf) == world.person_of(in_mbf_too) is not None
     assert world.person_of(in_dlib) is None and world.person_of(in_dlib_too) is None
     assert world.person_of(mbf) is None and world.person_of(dlib) is None

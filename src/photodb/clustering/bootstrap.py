@@ -56,6 +56,7 @@ class BootstrapReport:
     gated_faces: dict[str, int] = field(default_factory=dict)  # kept out of clusters, by reason
     noise_placed: int = 0  # noise faces incremental assignment then placed (clustering.leftovers)
     leftover_clusters: int = 0  # clusters made of the faces still unassigned after that
+    leftover_faces: int = 0  # the faces in them (noise - noise_placed - leftover_faces: left unassigned)
     conflicts: list[str] = field(default_factory=list)
     run_id: int | None = None
     dry_run: bool = False
@@ -312,7 +313,9 @@ def bootstrap_model(
         placed = leftovers.place_noise(db, faces.ids[hdbscan_noise].tolist())
         report.noise_placed = sum(cluster is not None for cluster in placed.cluster_of.values())
         say(f"{model}: grouping the faces left unassigned")
-        report.leftover_clusters = leftovers.group_leftovers(db, collection_id, model, run_id, faces, noise, cannot)
+        report.leftover_clusters, report.leftover_faces = leftovers.group_leftovers(
+            db, collection_id, model, run_id, faces, noise, cannot
+        )
     report.seconds = time.monotonic() - started
     return report
 

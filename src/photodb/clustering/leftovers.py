@@ -126,21 +126,21 @@ def group_leftovers(
     faces: face_db.FaceSet,
     candidates: np.ndarray,
     cannot: Sequence[tuple[int, int]],
-) -> int:
+) -> tuple[int, int]:
     """Clusters of the run for the leftover groups among `candidates` (indices into `faces`) that
-    are still unassigned and ungated when locked; returns how many were made."""
+    are still unassigned and ungated when locked; returns how many clusters were made, of how many faces."""
     with db.connection() as conn, conn.transaction():
         lock_db.lock_model(conn, collection_id, model, shared=False)
         waiting = set(face_db.lock_unassigned(conn, faces.ids[candidates].tolist()))
         pool = np.array([i for i in candidates.tolist() if int(faces.ids[i]) in waiting], np.int64)
         if pool.size < 2:
-            return 0
+            return 0, 0
         position = {int(faces.ids[i]): p for p, i in enumerate(pool.tolist())}
         links = [(position[a], position[b]) for a, b in cannot if a in position and b in position]
         threshold = face_distance(db.settings, model, "pair")
         groups = [pool[g] for g in leftover_groups(faces.embeddings[pool], faces.photo_ids[pool], threshold, links)]
         if not groups:
-            return 0
+            return 0, 0
         new = [run_db.NewCluster.of_members(faces.embeddings, faces.ids, members.tolist()) for members in groups]
         cluster_ids = run_db.insert_clusters(conn, collection_id, model, run_id, new)
         face_db.join_clusters(
@@ -148,4 +148,4 @@ def group_leftovers(
             [int(faces.ids[i]) for members in groups for i in members.tolist()],
             [cid for cid, members in zip(cluster_ids, groups, strict=True) for _ in members.tolist()],
         )
-    return len(groups)
+    return len(groups), sum(len(members) for members in groups)
