@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from photodb.database.connection import Database
-from photodb.people import face_decisions, identity, review, split
+from photodb.people import covers, face_decisions, identity, review, split, views
 
 #: Who decided, as `photodb people --by` records a person's decision.
 BY = "user"
@@ -80,6 +80,48 @@ def _set_birth_date(db: Database, form: Form, cid: int | None) -> str:
     return f"person {r['person_id']}: born {born}, {r['estimated']} undated photos estimated"
 
 
+def selected_faces(form: Form) -> list[int]:
+    """The faces ticked on a page of faces (each checkbox is its own field, face_ID)."""
+    faces = sorted(int(k.removeprefix("face_")) for k in form if k.startswith("face_") and k[5:].isdigit())
+    if not faces:
+        raise BadForm("no face selected")
+    return faces
+
+
+def _faces_not_this_person(db: Database, form: Form, cid: int | None) -> str:
+    """ "Not this person" for each ticked face: a clustered face as `photodb people not`, a face that
+    is the person's by hand only (no cluster) as `people move --unassign`."""
+    faces = selected_faces(form)
+    for face_id in faces:
+        if views.show_face(db, face_id, collection_id=cid)["cluster_id"] is not None:
+            face_decisions.reject_face(db, face_id, by=BY, collection_id=cid)
+        else:
+            face_decisions.move_face(db, face_id, by=BY, collection_id=cid)
+    return f"{len(faces)} faces are not this person any more"
+
+
+def _faces_move(db: Database, form: Form, cid: int | None) -> str:
+    """Each ticked face to another person, as `photodb people move --person`."""
+    faces, person_id = selected_faces(form), number(form, "to_person_id")
+    for face_id in faces:
+        face_decisions.move_face(db, face_id, person_id=person_id, by=BY, collection_id=cid)
+    return f"{len(faces)} faces moved to person {person_id}"
+
+
+def _move_face(db: Database, form: Form, cid: int | None) -> str:
+    """One face (an unsorted one) to a person, as `photodb people move --person`."""
+    r = face_decisions.move_face(
+        db, number(form, "face_id"), person_id=number(form, "to_person_id"), by=BY, collection_id=cid
+    )
+    return f"face {r['face_id']} is now person {r['person_id']}'s"
+
+
+def _cover(db: Database, form: Form, cid: int | None) -> str:
+    """The face a person's card shows, as `photodb people cover`."""
+    r = covers.set_cover(db, number(form, "person_id"), number(form, "cover_face"), collection_id=cid)
+    return f"person {r['person_id']} shows face {r['cover_face_id']}"
+
+
 def halves_key(plan: split.SplitPlan) -> str:
     """The faces of each half as the page showed them, to refuse a split whose halves changed since."""
     return "|".join(",".join(map(str, sorted(half.detection_ids))) for half in plan.halves)
@@ -114,6 +156,10 @@ ACTIONS: dict[str, Action] = {
     "hide-cluster": _hide_cluster,
     "verify": _verify,
     "not-this-person": _not_this_person,
+    "faces-not-this-person": _faces_not_this_person,
+    "faces-move": _faces_move,
+    "move-face": _move_face,
+    "cover": _cover,
     "set-birthdate": _set_birth_date,
     "split": _split,
     "accept": _review(review.accept),

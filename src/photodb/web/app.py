@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.search.service import TextEncoder
-from photodb.web import actions, pages, security
+from photodb.web import actions, pages, people_pages, security
 from photodb.web.thumbnails import ThumbnailMissing, face_thumbnail, photo_thumbnail
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -49,9 +49,18 @@ def create_app(context: WebContext) -> Starlette:
         response.set_cookie(security.COOKIE, context.token, httponly=True, samesite="strict")
         return response
 
-    async def people_page(request: Request) -> Response:
-        data = await run_in_threadpool(pages.people, context.db, context.collection_id)
-        return render(request, "people.html", **data)
+    def people_route(route: people_pages.PageRoute) -> Route:
+        async def handler(request: Request) -> Response:
+            try:
+                data = await run_in_threadpool(
+                    route.build, context.db, context.collection_id, request.path_params, request.query_params
+                )
+            except people_pages.PAGE_ERRORS as error:
+                status = 400 if isinstance(error, pages.BadQuery) else 404
+                return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/"), status)
+            return render(request, route.template, **data)
+
+        return Route(route.path, handler)
 
     async def review_page(request: Request) -> Response:
         data = await run_in_threadpool(pages.review_page, context.db, context.collection_id)
@@ -82,7 +91,9 @@ def create_app(context: WebContext) -> Starlette:
 
     async def photo_page(request: Request) -> Response:
         try:
-            data = await run_in_threadpool(pages.photo, context.db, request.path_params["photo_id"])
+            data = await run_in_threadpool(
+                pages.photo, context.db, request.path_params["photo_id"], context.collection_id
+            )
         except pages.BadQuery as error:
             return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/search"), 404)
         return render(request, "photo.html", **data)
@@ -121,9 +132,9 @@ def create_app(context: WebContext) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/", people_page),
+            *(people_route(route) for route in people_pages.ROUTES),
             Route("/review", review_page),
-            Route("/person/{person_id:int}", timeline_page),
+            Route("/person/{person_id:int}/timeline", timeline_page),
             Route("/quality", quality_page),
             Route("/split", split_page),
             Route("/search", search_page),

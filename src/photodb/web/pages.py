@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from photodb.config import Settings
-from photodb.database import date_repository, web_queries
+from photodb.database import date_repository, person_pages, web_queries
 from photodb.database.connection import Database
 from photodb.people import dates, review, split, views
 from photodb.search.service import SearchError, SearchRequest, TextEncoder
@@ -21,33 +21,6 @@ QUALITY_CLUSTERS = 50
 QUALITY_OUTLIERS = 6
 #: Search results shown.
 SEARCH_LIMIT = 60
-#: Persons and clusters on the people page (most faces first); the page says how many there are.
-PEOPLE_LIMIT = 200
-#: Faces shown per cluster card (the medoid first).
-FACES_PER_CLUSTER = 8
-
-
-def people(db: Database, collection_id: int | None) -> dict[str, Any]:
-    """Persons and clusters, most faces first, each cluster with a few of its faces."""
-    listing = views.list_people(db, collection_id, with_clusters=True, limit=PEOPLE_LIMIT)
-    clusters = listing["clusters"]
-    with db.connection() as conn:
-        faces = web_queries.cluster_faces(conn, [c["id"] for c in clusters], FACES_PER_CLUSTER)
-    for cluster in clusters:
-        cluster["face_ids"] = faces.get(cluster["id"], [])
-    by_person: dict[int, list[dict[str, Any]]] = {}
-    for cluster in clusters:
-        if cluster["person_id"] is not None:
-            by_person.setdefault(cluster["person_id"], []).append(cluster)
-    for person in listing["persons"]:
-        person["cluster_list"] = by_person.get(person["id"], [])
-        person["sample_face"] = next((c["face_ids"][0] for c in person["cluster_list"] if c["face_ids"]), None)
-    return {
-        "persons": listing["persons"],
-        "unnamed_clusters": [c for c in clusters if c["person_id"] is None],
-        "persons_total": listing["persons_total"],
-        "clusters_total": listing["clusters_total"],
-    }
 
 
 def review_page(db: Database, collection_id: int | None) -> dict[str, Any]:
@@ -154,12 +127,19 @@ def search(
     return {"results": run_search(db, settings, request, encoder)}
 
 
-def photo(db: Database, photo_id: int) -> dict[str, Any]:
+#: Persons offered to name an unsorted face of a photo.
+PHOTO_TARGETS = 200
+
+
+def photo(db: Database, photo_id: int, collection_id: int | None = None) -> dict[str, Any]:
+    """A photo, its faces drawn where they are, and for a face not sorted yet the persons it may be."""
     with db.connection() as conn:
         detail = web_queries.photo_detail(conn, photo_id)
-    if detail is None:
-        raise BadQuery(f"no photo {photo_id}")
-    return {"photo": detail}
+        if detail is None:
+            raise BadQuery(f"no photo {photo_id}")
+        unsorted = any(not f["hidden"] and f["cluster_id"] is None and f["person_id"] is None for f in detail["faces"])
+        targets = person_pages.person_names(conn, collection_id, PHOTO_TARGETS, named_only=False) if unsorted else []
+    return {"photo": detail, "targets": targets}
 
 
 def split_page(db: Database, query: dict[str, str]) -> dict[str, Any]:

@@ -1,0 +1,138 @@
+"""The people pages (the grid of persons, a person with their faces, the queue of unnamed
+clusters), read through the same views as `photodb people`, one page at a time so a library of
+thousands of persons costs the same per page. ROUTES lists them for the app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from photodb.database import date_repository, person_pages, web_queries
+from photodb.database.connection import Database
+from photodb.people import views
+from photodb.people.identity import PeopleError
+from photodb.web import pages
+
+#: Person cards per page of the grid.
+PERSONS_PER_PAGE = 48
+#: Unnamed cluster cards on the people page (the queue shows all of them one by one).
+UNNAMED_ON_PEOPLE_PAGE = 12
+#: Unsorted faces on the people page, largest first.
+UNSORTED_ON_PEOPLE_PAGE = 24
+#: Faces per page of a person.
+FACES_PER_PAGE = 60
+#: Faces shown of the cluster being named, and of each unnamed cluster card.
+QUEUE_FACES = 12
+CARD_FACES = 6
+#: Persons offered as targets of a move or merge, and names offered while typing.
+TARGETS = 200
+NAMES = 1000
+
+Params = Mapping[str, Any]
+Build = Callable[[Database, int | None, Params, Mapping[str, str]], dict[str, Any]]
+
+
+class NotFound(LookupError):
+    """No such person (404)."""
+
+
+#: The errors a page shows as one line: 404 for a missing thing, 400 for a bad query value.
+PAGE_ERRORS: tuple[type[Exception], ...] = (NotFound, PeopleError, pages.BadQuery)
+
+
+def page_number(query: Mapping[str, str]) -> int:
+    value = query.get("page", "1").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise pages.BadQuery(f"page must be a number from 1, got {value!r}")
+    return int(value)
+
+
+def _pager(page: int, per_page: int, total: int) -> dict[str, int | None]:
+    last = max(1, -(-total // per_page))
+    return {
+        "page": page,
+        "last": last,
+        "previous": page - 1 if page > 1 else None,
+        "next": page + 1 if page < last else None,
+    }
+
+
+def people(db: Database, collection_id: int | None, _params: Params, query: Mapping[str, str]) -> dict[str, Any]:
+    """A page of person cards (cover face, counts, ages), the largest unnamed clusters and the
+    unsorted faces, each with its nearest person to accept."""
+    page = page_number(query)
+    listing = views.list_people(db, collection_id, limit=PERSONS_PER_PAGE, offset=(page - 1) * PERSONS_PER_PAGE)
+    unnamed = views.list_people(db, collection_id, with_clusters=True, limit=UNNAMED_ON_PEOPLE_PAGE)
+    clusters = [c for c in unnamed["clusters"] if c["person_id"] is None]
+    unsorted = views.list_unsorted(db, collection_id, limit=UNSORTED_ON_PEOPLE_PAGE) if page == 1 else None
+    with db.connection() as conn:
+        covers = person_pages.person_covers(conn, [p["id"] for p in listing["persons"]])
+        faces = web_queries.cluster_faces(conn, [c["id"] for c in clusters], CARD_FACES)
+        targets = person_pages.person_names(conn, collection_id, TARGETS, named_only=False)
+    for person in listing["persons"]:
+        person["cover"] = covers.get(person["id"])
+    for cluster in clusters:
+        cluster["face_ids"] = faces.get(cluster["id"], [])
+    return {
+        "persons": listing["persons"],
+        "persons_total": listing["persons_total"],
+        "pager": _pager(page, PERSONS_PER_PAGE, listing["persons_total"]),
+        "unnamed_clusters": clusters,
+        "unsorted": unsorted,
+        "targets": targets,
+    }
+
+
+def person(db: Database, collection_id: int | None, params: Params, query: Mapping[str, str]) -> dict[str, Any]:
+    """A person: cover, name, counts, birth date, and a page of their faces to select and act on;
+    move and merge offer the other persons only."""
+    person_id = int(params["person_id"])
+    page = page_number(query)
+    try:
+        shown = views.show_person(db, person_id, photos=0, collection_id=collection_id)
+    except PeopleError as error:
+        raise NotFound(str(error)) from None
+    with db.connection() as conn:
+        faces, total = person_pages.person_faces(
+            conn, person_id, limit=FACES_PER_PAGE, offset=(page - 1) * FACES_PER_PAGE
+        )
+        cover = person_pages.person_covers(conn, [person_id]).get(person_id)
+        targets = person_pages.person_names(conn, collection_id, TARGETS + 1, named_only=False)
+        birth_date, _, _ = date_repository.birth_of(conn, person_id)
+    return {
+        "person": shown,
+        "cover": cover,
+        "birth_date": birth_date,
+        "faces": faces,
+        "faces_total": total,
+        "pager": _pager(page, FACES_PER_PAGE, total),
+        "targets": [t for t in targets if t[0] != person_id][:TARGETS],
+    }
+
+
+def unnamed_queue(db: Database, collection_id: int | None, params: Params, _query: Mapping[str, str]) -> dict[str, Any]:
+    """One unnamed cluster at a time, largest first, after the one skipped or named before."""
+    after = params.get("cluster_id")
+    with db.connection() as conn:
+        cluster = person_pages.next_unnamed_cluster(conn, collection_id, int(after) if after is not None else None)
+        names = person_pages.person_names(conn, collection_id, NAMES, named_only=True)
+        faces = web_queries.cluster_faces(conn, [cluster["id"]], QUEUE_FACES) if cluster else {}
+    if cluster is not None:
+        cluster["face_ids"] = faces.get(cluster["id"], [])
+    return {"cluster": cluster, "names": sorted({name for _, name in names})}
+
+
+@dataclass(frozen=True)
+class PageRoute:
+    path: str
+    template: str
+    build: Build
+
+
+ROUTES: tuple[PageRoute, ...] = (
+    PageRoute("/", "people.html", people),
+    PageRoute("/person/{person_id:int}", "person.html", person),
+    PageRoute("/unnamed", "unnamed.html", unnamed_queue),
+    PageRoute("/unnamed/after/{cluster_id:int}", "unnamed.html", unnamed_queue),
+)
