@@ -4,8 +4,11 @@ a drawn face in its stored box for every detection (so thumbnails are real crops
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +18,9 @@ from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.incremental import assign_new_faces
 from photodb.config import Settings
 from photodb.database.connection import Database
+from tests.cli import PHOTODB, cli_env
 from tests.people.identities import identity, make_person, store
+from tests.web.browsing import CHROMEDRIVER, CHROMIUM, DESKTOP, free_port, set_viewport
 
 #: The face box of every generated photo, in pixels of its 160x120 normalized PNG.
 BOX = (50, 20, 60, 70)
@@ -84,3 +89,43 @@ def world(db: Database, settings: Settings) -> World:
         give_images(db, settings.images_dir, ids, COLOURS[name])
     give_images(db, settings.images_dir, [pending], (150, 110, 60))
     return World(faces, clusters, ada, bob, pending)
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str, settings: Settings, world: World) -> Iterator[str]:
+    """`photodb web` in its own process; ready once it printed its address and uvicorn its start."""
+    port = free_port()
+    env = cli_env(tmp_path, database_url, PHOTODB_HOME=str(settings.photodb_home), IMG_PATH=str(settings.img_path))
+    process = subprocess.Popen(
+        [PHOTODB, "web", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:  # ends when the server exits: then it failed to start
+            seen.append(line)
+            if "Uvicorn running on" in line or "Application startup complete" in line:
+                break
+        else:
+            pytest.fail(f"photodb web did not start: {''.join(seen)}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium at the desktop width (set_viewport changes it)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(10)
+    set_viewport(driver, DESKTOP)
+    yield driver
+    driver.quit()
