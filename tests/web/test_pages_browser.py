@@ -37,6 +37,7 @@ def test_every_page_fits_a_laptop_and_a_phone_even_with_a_200_character_name(ser
         "person": f"/person/{world.ada_person}",
         "timeline": f"/person/{world.ada_person}/timeline",
         "unnamed": "/unnamed",
+        "unsorted": "/unsorted",
         "photo": f"/photo/{photo}",
         "review": "/review",
         "quality": "/quality",
@@ -55,6 +56,7 @@ def test_every_page_fits_a_laptop_and_a_phone_even_with_a_200_character_name(ser
         set_viewport(browser, size)
         browser.get(server + "/")
         images_loaded(browser)
+        assert browser.find_elements(By.ID, f"unsorted-{world.pending_face}")  # the section loaded into the page
         covers = browser.find_elements(By.CSS_SELECTOR, "#persons img.cover")
         assert len(covers) == 2
         assert all(browser.execute_script("return arguments[0].naturalWidth", c) > 0 for c in covers)

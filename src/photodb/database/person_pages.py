@@ -23,17 +23,22 @@ FRONTAL_YAW = 0.15
 
 def person_covers(conn: psycopg.Connection, person_ids: Sequence[int]) -> dict[int, int]:
     """The face each person shows: the chosen one while it is still theirs, else a frontal face
-    first, then the sharpest, then the largest (one index scan of the person's clusters each)."""
+    first, then the sharpest, then the largest. Each person's faces are read through the cluster
+    index and the own-face index separately (an OR of the two would scan every face)."""
     rows = conn.execute(
         f"""SELECT p.id, coalesce(
                    (SELECT d.id FROM person_detection d LEFT JOIN cluster c ON c.id = d.cluster_id
                     WHERE d.id = p.cover_detection_id AND coalesce(c.person_id, d.person_id) = p.id),
-                   (SELECT d.id FROM person_detection d
-                    WHERE d.face_bbox_x IS NOT NULL
-                      AND (d.cluster_id IN (SELECT c.id FROM cluster c WHERE c.person_id = p.id)
-                           OR (d.person_id = p.id AND d.cluster_id IS NULL))
+                   (SELECT d.id FROM (
+                        SELECT d.id, d.face_landmarks, d.face_sharpness, d.face_bbox_width * d.face_bbox_height AS area
+                        FROM cluster c JOIN person_detection d ON d.cluster_id = c.id
+                        WHERE c.person_id = p.id AND d.face_bbox_x IS NOT NULL
+                        UNION ALL
+                        SELECT d.id, d.face_landmarks, d.face_sharpness, d.face_bbox_width * d.face_bbox_height
+                        FROM person_detection d
+                        WHERE d.person_id = p.id AND d.cluster_id IS NULL AND d.face_bbox_x IS NOT NULL) d
                     ORDER BY coalesce({_YAW} <= %(frontal)s, false) DESC, d.face_sharpness DESC NULLS LAST,
-                             d.face_bbox_width * d.face_bbox_height DESC, d.id
+                             d.area DESC, d.id
                     LIMIT 1))
             FROM person p WHERE p.id = ANY(%(p)s)""",  # noqa: S608 (only a constant is formatted in)
         {"p": list(person_ids), "frontal": FRONTAL_YAW},
@@ -77,6 +82,18 @@ def _count_person_faces(conn: psycopg.Connection, person_id: int) -> int:
         {"p": person_id},
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def unnamed_clusters(conn: psycopg.Connection, collection_id: int | None, limit: int) -> list[dict[str, Any]]:
+    """The largest clusters with no person (not hidden), for the people page's cards."""
+    rows = conn.execute(
+        """SELECT c.id, c.face_count FROM cluster c
+           WHERE c.person_id IS NULL AND NOT c.hidden AND c.face_count > 0
+             AND (%(c)s::bigint IS NULL OR c.collection_id = %(c)s)
+           ORDER BY c.face_count DESC, c.id LIMIT %(n)s""",
+        {"c": collection_id, "n": limit},
+    ).fetchall()
+    return [{"id": r[0], "faces": r[1]} for r in rows]
 
 
 def next_unnamed_cluster(

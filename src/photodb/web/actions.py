@@ -109,7 +109,11 @@ def _faces_move(db: Database, form: Form, cid: int | None) -> str:
 
 
 def _move_face(db: Database, form: Form, cid: int | None) -> str:
-    """One face (an unsorted one) to a person, as `photodb people move --person`."""
+    """One face (an unsorted one) to a person, as `photodb people move --person`: face_id and
+    to_person_id, or both in `suggested` (FACE:PERSON, the value of the suggestion's button)."""
+    if "suggested" in form:
+        face, _, person = form["suggested"].partition(":")
+        form = {"face_id": face, "to_person_id": person}
     r = face_decisions.move_face(
         db, number(form, "face_id"), person_id=number(form, "to_person_id"), by=BY, collection_id=cid
     )

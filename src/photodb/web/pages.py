@@ -19,16 +19,21 @@ TIMELINE_PHOTOS = 500
 #: Clusters on the quality page, and outlier faces shown for each.
 QUALITY_CLUSTERS = 50
 QUALITY_OUTLIERS = 6
+#: Pending pairs on the review page (the first ones; deciding brings the next).
+REVIEW_LIMIT = 40
 #: Search results shown.
 SEARCH_LIMIT = 60
 
 
 def review_page(db: Database, collection_id: int | None) -> dict[str, Any]:
     """Pending match candidates, each with a few faces of the cluster it might join."""
-    rows = review.list_pending(db, collection_id)
+    rows = review.list_pending(db, collection_id, REVIEW_LIMIT)
     with db.connection() as conn:
         faces = web_queries.cluster_faces(conn, sorted({r.cluster_id for r in rows}), 4)
-    return {"candidates": [r.as_dict() | {"cluster_faces": faces.get(r.cluster_id, [])} for r in rows]}
+    return {
+        "candidates": [r.as_dict() | {"cluster_faces": faces.get(r.cluster_id, [])} for r in rows],
+        "limit": REVIEW_LIMIT,
+    }
 
 
 def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[str, Any]:

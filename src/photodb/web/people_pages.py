@@ -18,7 +18,7 @@ from photodb.web import pages
 PERSONS_PER_PAGE = 48
 #: Unnamed cluster cards on the people page (the queue shows all of them one by one).
 UNNAMED_ON_PEOPLE_PAGE = 12
-#: Unsorted faces on the people page, largest first.
+#: Unsorted faces shown (on the people page and their own), largest first.
 UNSORTED_ON_PEOPLE_PAGE = 24
 #: Faces per page of a person.
 FACES_PER_PAGE = 60
@@ -59,17 +59,14 @@ def _pager(page: int, per_page: int, total: int) -> dict[str, int | None]:
 
 
 def people(db: Database, collection_id: int | None, _params: Params, query: Mapping[str, str]) -> dict[str, Any]:
-    """A page of person cards (cover face, counts, ages), the largest unnamed clusters and the
-    unsorted faces, each with its nearest person to accept."""
+    """A page of person cards (cover face, counts, ages) and the largest unnamed clusters; the
+    first page loads the unsorted faces after it is shown."""
     page = page_number(query)
     listing = views.list_people(db, collection_id, limit=PERSONS_PER_PAGE, offset=(page - 1) * PERSONS_PER_PAGE)
-    unnamed = views.list_people(db, collection_id, with_clusters=True, limit=UNNAMED_ON_PEOPLE_PAGE)
-    clusters = [c for c in unnamed["clusters"] if c["person_id"] is None]
-    unsorted = views.list_unsorted(db, collection_id, limit=UNSORTED_ON_PEOPLE_PAGE) if page == 1 else None
     with db.connection() as conn:
         covers = person_pages.person_covers(conn, [p["id"] for p in listing["persons"]])
+        clusters = person_pages.unnamed_clusters(conn, collection_id, UNNAMED_ON_PEOPLE_PAGE)
         faces = web_queries.cluster_faces(conn, [c["id"] for c in clusters], CARD_FACES)
-        targets = person_pages.person_names(conn, collection_id, TARGETS, named_only=False)
     for person in listing["persons"]:
         person["cover"] = covers.get(person["id"])
     for cluster in clusters:
@@ -79,9 +76,16 @@ def people(db: Database, collection_id: int | None, _params: Params, query: Mapp
         "persons_total": listing["persons_total"],
         "pager": _pager(page, PERSONS_PER_PAGE, listing["persons_total"]),
         "unnamed_clusters": clusters,
-        "unsorted": unsorted,
-        "targets": targets,
+        "show_unsorted": page == 1,
     }
+
+
+def unsorted(db: Database, collection_id: int | None, _params: Params, _query: Mapping[str, str]) -> dict[str, Any]:
+    """The faces in no cluster, largest first, each with its nearest person to accept; loaded by
+    the people page after it is shown (its slowest part), and a page of its own."""
+    with db.connection() as conn:
+        targets = person_pages.person_names(conn, collection_id, TARGETS, named_only=False)
+    return {"unsorted": views.list_unsorted(db, collection_id, limit=UNSORTED_ON_PEOPLE_PAGE), "targets": targets}
 
 
 def person(db: Database, collection_id: int | None, params: Params, query: Mapping[str, str]) -> dict[str, Any]:
@@ -134,5 +138,6 @@ ROUTES: tuple[PageRoute, ...] = (
     PageRoute("/", "people.html", people),
     PageRoute("/person/{person_id:int}", "person.html", person),
     PageRoute("/unnamed", "unnamed.html", unnamed_queue),
+    PageRoute("/unsorted", "unsorted.html", unsorted),
     PageRoute("/unnamed/after/{cluster_id:int}", "unnamed.html", unnamed_queue),
 )
