@@ -70,9 +70,11 @@ def set_viewport(browser: Any, size: tuple[int, int]) -> None:
 
 
 def images_loaded(browser: Any) -> None:
-    """Wait until every image of the page finished loading (or failed), lazy ones brought in first."""
+    """Wait until the page's lazily loaded sections are in and every image finished loading (or
+    failed), lazy ones brought in first."""
     from selenium.webdriver.support.wait import WebDriverWait
 
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return !document.querySelector('[data-src]')"))
     browser.execute_script("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return [...document.images].every(i => i.complete)"))
 

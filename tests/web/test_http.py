@@ -265,7 +265,7 @@ def test_split_page_shows_two_halves_and_the_picked_half_keeps_the_cluster(clien
     assert len(halves) == 2 and all(halves)
     ada_half = next(n for n, faces in enumerate(halves, 1) if faces <= set(world.faces["ada"]))
     key = re.search(r'name="halves" value="([^"]+)"', page).group(1)
-    token = token_of(client)
+    token = token_of(client, f"/split?cluster={ada_cluster}")
     stale = post(client, "split", token, kind="cluster", target_id=ada_cluster, keep=ada_half, halves="1|2")
     assert stale.status_code == 400 and "changed" in stale.text
     done = post(client, "split", token, kind="cluster", target_id=ada_cluster, keep=ada_half, halves=key)
