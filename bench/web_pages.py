@@ -114,7 +114,8 @@ def main() -> None:
             client = TestClient(create_app(context), base_url="http://127.0.0.1:8765")
             pages = {
                 "baseline: /static/style.css": "/static/style.css",
-                "people grid, page 1 (+ unnamed, unsorted)": "/",
+                "people grid, page 1 (+ unnamed clusters)": "/",
+                "unsorted faces (loaded into page 1)": "/unsorted",
                 "people grid, a middle page": f"/?page={ids['persons'] // 48 // 2}",
                 "person (largest), faces page 1": f"/person/{ids['person']}",
                 "person (largest), faces page 2": f"/person/{ids['person']}?page=2",

@@ -42,6 +42,7 @@ def test_every_page_fits_a_laptop_and_a_phone_even_with_a_200_character_name(ser
         "review": "/review",
         "quality": "/quality",
         "search": "/search",
+        "search-results": "/search?person=Bob",
         "split": f"/split?person={world.ada_person}",
     }
     for size in (DESKTOP, PHONE):
