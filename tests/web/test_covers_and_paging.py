@@ -4,6 +4,7 @@ people.covers as `photodb people cover`) and the people pages' paging and bad va
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from starlette.testclient import TestClient
@@ -115,3 +116,14 @@ def _photo_of(db: Database, face: int) -> int:
         row = conn.execute("SELECT photo_id FROM person_detection WHERE id = %s", (face,)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def test_the_timeline_is_paged(client, world, monkeypatch):
+    from photodb.web import pages
+
+    monkeypatch.setattr(pages, "TIMELINE_PHOTOS", 4)
+    first = client.get(f"/person/{world.ada_person}/timeline").text
+    second = client.get(f"/person/{world.ada_person}/timeline?page=2").text
+    shown = [set(re.findall(r'id="photo-(\d+)"', page)) for page in (first, second)]
+    assert len(shown[0]) == 4 and len(shown[1]) == 2 and not shown[0] & shown[1]
+    assert 'id="page-next"' in first and client.get(f"/person/{world.ada_person}/timeline?page=x").status_code == 400

@@ -63,7 +63,7 @@ class TimelineFace:
     estimated_stddev: float | None
 
 
-def person_timeline(conn: psycopg.Connection, person_id: int, limit: int) -> list[TimelineFace]:
+def person_timeline(conn: psycopg.Connection, person_id: int, limit: int, offset: int = 0) -> list[TimelineFace]:
     """One face per photo of a person (its own person_id, else its cluster's: the rule of
     people.dates.person_ages), oldest first by capture date or else estimated year, undated last."""
     rows = conn.execute(
@@ -78,8 +78,8 @@ def person_timeline(conn: psycopg.Connection, person_id: int, limit: int) -> lis
            LEFT JOIN photo_date_estimate e ON e.photo_id = f.photo_id AND m.captured_at IS NULL
            ORDER BY COALESCE(EXTRACT(YEAR FROM m.captured_at) + (EXTRACT(DOY FROM m.captured_at) - 1) / 366.0,
                              e.estimated_year) NULLS LAST, m.captured_at, f.photo_id
-           LIMIT %(n)s""",
-        {"p": person_id, "n": limit},
+           LIMIT %(n)s OFFSET %(o)s""",
+        {"p": person_id, "n": limit, "o": offset},
     ).fetchall()
     return [TimelineFace(*row) for row in rows]
 

@@ -70,15 +70,6 @@ def create_app(context: WebContext) -> Starlette:
         data = await run_in_threadpool(pages.quality, context.db, context.collection_id)
         return render(request, "quality.html", **data)
 
-    async def timeline_page(request: Request) -> Response:
-        try:
-            data = await run_in_threadpool(
-                pages.timeline, context.db, request.path_params["person_id"], context.collection_id
-            )
-        except actions.USER_ERRORS as error:
-            return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/"), 404)
-        return render(request, "timeline.html", **data)
-
     async def search_page(request: Request) -> Response:
         query = dict(request.query_params)
         try:
@@ -134,7 +125,6 @@ def create_app(context: WebContext) -> Starlette:
         routes=[
             *(people_route(route) for route in people_pages.ROUTES),
             Route("/review", review_page),
-            Route("/person/{person_id:int}/timeline", timeline_page),
             Route("/quality", quality_page),
             Route("/split", split_page),
             Route("/search", search_page),

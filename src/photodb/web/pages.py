@@ -14,8 +14,8 @@ from photodb.search.service import SearchError, SearchRequest, TextEncoder
 from photodb.search.service import search as run_search
 from photodb.web.actions import halves_key
 
-#: Photos shown on a person's timeline.
-TIMELINE_PHOTOS = 500
+#: Photos per page of a person's timeline.
+TIMELINE_PHOTOS = 100
 #: Clusters on the quality page, and outlier faces shown for each.
 QUALITY_CLUSTERS = 50
 QUALITY_OUTLIERS = 6
@@ -36,14 +36,14 @@ def review_page(db: Database, collection_id: int | None) -> dict[str, Any]:
     }
 
 
-def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[str, Any]:
+def timeline(db: Database, person_id: int, collection_id: int | None, page: int = 1) -> dict[str, Any]:
     """A person's photos by date (captured, else estimated from faces and marked so), with the age in
     each from people.dates (the birth date if given, else the estimated birth year); a photo with
     neither date shows the face's own age estimate."""
     person = views.show_person(db, person_id, photos=0, collection_id=collection_id)
     ages = {photo["photo_id"]: photo["age"] for photo in dates.person_ages(db, person_id)}
     with db.connection() as conn:
-        faces = web_queries.person_timeline(conn, person_id, TIMELINE_PHOTOS)
+        faces = web_queries.person_timeline(conn, person_id, TIMELINE_PHOTOS, (page - 1) * TIMELINE_PHOTOS)
         birth_date, _, _ = date_repository.birth_of(conn, person_id)
     entries = []
     for face in faces:
@@ -70,7 +70,7 @@ def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[st
                 "age": shown_age,
             }
         )
-    return {"person": person, "birth_date": birth_date, "entries": entries}
+    return {"person": person, "birth_date": birth_date, "entries": entries, "page": page}
 
 
 def quality(db: Database, collection_id: int | None) -> dict[str, Any]:

@@ -127,6 +127,16 @@ def unnamed_queue(db: Database, collection_id: int | None, params: Params, _quer
     return {"cluster": cluster, "names": sorted({name for _, name in names})}
 
 
+def timeline(db: Database, collection_id: int | None, params: Params, query: Mapping[str, str]) -> dict[str, Any]:
+    """A person's photos by date, a page at a time (pages.timeline)."""
+    page = page_number(query)
+    try:
+        data = pages.timeline(db, int(params["person_id"]), collection_id, page)
+    except PeopleError as error:
+        raise NotFound(str(error)) from None
+    return data | {"pager": _pager(page, pages.TIMELINE_PHOTOS, data["person"]["photos"])}
+
+
 @dataclass(frozen=True)
 class PageRoute:
     path: str
@@ -137,6 +147,7 @@ class PageRoute:
 ROUTES: tuple[PageRoute, ...] = (
     PageRoute("/", "people.html", people),
     PageRoute("/person/{person_id:int}", "person.html", person),
+    PageRoute("/person/{person_id:int}/timeline", "timeline.html", timeline),
     PageRoute("/unnamed", "unnamed.html", unnamed_queue),
     PageRoute("/unsorted", "unsorted.html", unsorted),
     PageRoute("/unnamed/after/{cluster_id:int}", "unnamed.html", unnamed_queue),
