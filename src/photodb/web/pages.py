@@ -38,17 +38,18 @@ def review_page(db: Database, collection_id: int | None) -> dict[str, Any]:
 
 def timeline(db: Database, person_id: int, collection_id: int | None, page: int = 1) -> dict[str, Any]:
     """A person's photos by date (captured, else estimated from faces and marked so), with the age in
-    each from people.dates (the birth date if given, else the estimated birth year); a photo with
-    neither date shows the face's own age estimate."""
+    each from people.dates.age_at for the photos of the page only (the birth date if given, else the
+    estimated birth year); a photo with neither date shows the face's own age estimate."""
     person = views.show_person(db, person_id, photos=0, collection_id=collection_id)
-    ages = {photo["photo_id"]: photo["age"] for photo in dates.person_ages(db, person_id)}
     with db.connection() as conn:
         faces = web_queries.person_timeline(conn, person_id, TIMELINE_PHOTOS, (page - 1) * TIMELINE_PHOTOS)
-        birth_date, _, _ = date_repository.birth_of(conn, person_id)
+        birth_date, birth_year, _ = date_repository.birth_of(conn, person_id)
     entries = []
     for face in faces:
-        age = ages.get(face.photo_id)
+        moment = face.captured_at if face.captured_at is not None else face.estimated_year
+        age = None if moment is None else dates.age_at(birth_date, birth_year, moment)
         if age is not None:
+            age = round(age, 1)  # as people.dates.person_ages gives it
             shown_age = f"age {max(0, math.floor(age))}"
         elif face.age_estimate is not None:
             shown_age = f"looks {round(face.age_estimate)}"
