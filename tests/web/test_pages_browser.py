@@ -138,3 +138,27 @@ def test_the_person_page_moves_ticked_faces_and_changes_the_cover(server, browse
     cover = browser.find_element(By.CSS_SELECTOR, f"#person-{world.ada_person} img.cover")
     assert cover.get_attribute("src").endswith(f"/face/{chosen}.jpg")
     shoot(browser, tmp_path, "person-cover")
+
+
+@pytest.mark.timeout(180)
+def test_unsorted_faces_on_the_people_page_are_moved_when_ticked_and_a_person_chosen(server, browser, world, db):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    browser.get(server + "/")
+    images_loaded(browser)  # the unsorted section is in
+    move = browser.find_element(By.ID, "unsorted-move-button")
+    assert not move.is_enabled()
+    browser.find_element(By.ID, f"pick-{world.pending_face}").click()
+    assert not move.is_enabled()  # a face but nobody to move it to yet
+    Select(browser.find_element(By.ID, "unsorted-move-to")).select_by_value(str(world.bob_person))
+    assert move.is_enabled()
+    and_wait_for_the_next_page(browser, move.click)
+    assert "1 faces moved" in browser.find_element(By.ID, "message").text
+    owner = scalar(
+        db,
+        """SELECT coalesce(c.person_id, d.person_id) FROM person_detection d
+           LEFT JOIN cluster c ON c.id = d.cluster_id WHERE d.id = %s""",
+        world.pending_face,
+    )
+    assert owner == world.bob_person
