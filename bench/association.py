@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bench._common import embedded_server, environment, fresh_database, print_table  # noqa: E402
 
+from photodb.clustering.distances import face_distance  # noqa: E402
 from photodb.clustering.synthetic import make_faces  # noqa: E402
 from photodb.config import Settings  # noqa: E402
 from photodb.database import association_repository as repo  # noqa: E402
@@ -147,7 +148,7 @@ def main() -> None:
                 started = time.perf_counter()
                 truth = load(db, args.faces, args.clusters, args.seed)
                 print(f"setup: {len(truth)} clusters from {args.faces} faces in {time.perf_counter() - started:.0f} s")
-                threshold = settings.person_association_threshold_for(MODEL)
+                threshold = face_distance(settings, MODEL, "associate")
                 rows = measure(db, threshold, args.knn, args.repeat)
                 quality = judge(db, truth)
     finally:

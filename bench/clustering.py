@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
+from photodb.clustering.distances import face_distance
 from photodb.clustering.synthetic import make_faces, pairwise_f1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -283,7 +284,7 @@ def incremental(n: int, identities: int, new: int, assignments: int) -> None:
                 run = run_db.active_run(conn, 1, "arcface")
                 conn.execute("ANALYZE")  # as autoanalyze would after the bootstrap rewrote every face
             assert run is not None
-            threshold = db.settings.clustering_threshold_for("arcface")
+            threshold = face_distance(db.settings, "arcface", "assign")
             search = {"threshold": threshold, "neighbours": NEIGHBOURS, "ef_search": EF_SEARCH}
             with db.autocommit() as conn:
                 plan = assign_db.nearest_clusters(conn, 1, "arcface", faces.embeddings[held[0]], explain=True, **search)

@@ -30,7 +30,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import embedded_server, environment, print_table
+from _common import embedded_server, environment, fresh_database, print_table
 
 from photodb.clustering.synthetic import make_faces
 from photodb.config import Settings
@@ -46,10 +46,7 @@ def settings_for(url: str, home: Path) -> Settings:
 
 
 def build_template(admin: str, home: Path, faces: np.ndarray) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-    url = make_conninfo(admin, dbname=TEMPLATE)
+    url = fresh_database(admin, TEMPLATE)
     with Database(settings_for(url, home)) as db, db.connection() as conn:
         conn.execute("DROP INDEX IF EXISTS idx_face_embedding")
         for start in range(0, len(faces), 20_000):
@@ -63,13 +60,6 @@ def copy_of(admin: str, name: str) -> str:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
-    return make_conninfo(admin, dbname=name)
-
-
-def fresh(admin: str, name: str) -> str:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
     return make_conninfo(admin, dbname=name)
 
 
@@ -107,7 +97,7 @@ def main() -> None:
         build_template(admin, home, first)
         print(f"library: {len(first)} faces loaded in {time.perf_counter() - started:.0f} s")
 
-        warm = fresh(admin, "people_ready_warm")  # imports and compiled code paid before any row is timed
+        warm = fresh_database(admin, "people_ready_warm")  # imports and compiled code paid before any row is timed
         with Database(settings_for(warm, home)) as db:
             with db.connection() as conn:
                 face_db.insert_faces(conn, 1, make_faces(2_000, 100, seed=5).embeddings, MODEL)

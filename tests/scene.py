@@ -45,6 +45,7 @@ def shapes_stage(db: Database, tiny_settings: Settings) -> Iterator[SceneAnalysi
     """The stage on the tiny model with only the colour prompts (the user's own set: no defaults)."""
     PromptRepository(db).save_categories([COLOUR_CATEGORY, FACE_COLOUR])
     stage = make_stage(db, tiny_settings)
+    stage.ready()
     yield stage
     stage.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 
@@ -16,6 +17,7 @@ from tests.cli import PROCESS_LOCAL, cli_env, completion_events, process_local, 
 from tests.imaging import make_library
 from tests.processors.tiny_cli import tiny_process_local
 from tests.processors.tiny_stages import MODEL_FILE
+from tests.samples import SAMPLES
 
 LOCAL_STAGES = ["normalize", "metadata"]
 STAGES = ("--stage", "normalize", "--stage", "metadata")
@@ -159,3 +161,19 @@ def test_progress_notes_name_failures_skips_and_the_reason():
         "[red]1 failed[/] [yellow]4 skipped: model not found: /m \\[x][/]"
     )
     assert progress_notes(StageCounts(completed=3), None, True) == "(finding files…)"
+
+
+def test_a_model_file_that_does_not_load_skips_its_stage_and_the_run_goes_on(tmp_path, database_url):
+    library = tmp_path / "lib"
+    library.mkdir()
+    shutil.copy(SAMPLES / "faces" / "pillow" / "hopper.jpg", library / "hopper.jpg")
+    garbage = tmp_path / "broken.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    env = cli_env(tmp_path, database_url, CLIP_MODEL_PATH=str(garbage))
+    result = process_local(str(library), "--stage", "normalize", "--stage", "scene_analysis", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    stages = json.loads(result.stdout)["stages"]
+    assert stages["normalize"]["completed"] == 1
+    assert stages["scene_analysis"]["skipped"] == 1 and stages["scene_analysis"]["completed"] == 0
+    (reason,) = stages["scene_analysis"]["skip_reasons"]
+    assert reason.startswith("model does not load: ") and "broken.safetensors" in reason

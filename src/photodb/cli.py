@@ -6,6 +6,8 @@ import importlib
 
 import click
 
+from photodb.cli_support import verbose_option
+
 #: Each subcommand and where it lives, imported only when it runs (or `--help` lists them): the
 #: areas pull in heavy libraries (scipy, scikit-learn, Starlette, the LLM SDKs), and a command
 #: such as `photodb people list` should not pay for every other area at start-up.
@@ -39,6 +41,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@verbose_option
 def photodb() -> None:
     """PhotoDB: index, tag and search your photo library.
 

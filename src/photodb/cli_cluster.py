@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from photodb.cli_support import open_for_collection
+from photodb.cli_support import open_for_collection, verbose_option
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.incremental import assign_unclustered
 from photodb.people.age_gender import aggregate_people
@@ -36,6 +36,7 @@ from photodb.people.age_gender import aggregate_people
 )
 @click.option("--collection", default=None, help="collection name (default: all)")
 @click.option("--json", "as_json", is_flag=True)
+@verbose_option
 def main(
     dry_run: bool,
     assign_new: bool,
@@ -82,16 +83,31 @@ def main(
         verb = "would make" if dry_run else "made"
         click.echo(
             f"collection {r.collection_id} / {r.embedding_model}: {r.faces} faces; {verb} {r.clusters} clusters "
-            f"({r.new_clusters} new, {r.reused_clusters} kept, {r.deleted_clusters} deleted), {r.noise} noise; "
-            f"{r.faces_moved} faces moved, {r.faces_newly_clustered} newly clustered, {r.faces_to_noise} to noise; "
-            f"{r.pinned_faces} pinned, {r.constrained_faces} moved by constraints; {r.seconds:.1f} s"
+            f"({r.new_clusters} new, {r.reused_clusters} kept, {r.deleted_clusters} deleted), {r.noise} noise "
+            f"(faces like no other); {r.faces_moved} faces moved, {r.faces_newly_clustered} newly clustered, "
+            f"{r.faces_to_noise} to noise; then {r.noise_placed} noise faces placed, {r.leftover_clusters} clusters "
+            f"of faces left over; {r.seconds:.1f} s"
         )
+        click.echo(f"  {_decisions_kept(r.pinned_faces, r.constrained_faces)}")
         for conflict in r.conflicts:
             click.echo(f"  note: {conflict}")
     if not reports:
         click.echo("no faces to cluster")
     if people is not None and people.people:
         click.echo(f"{people.people} people: age and gender updated")
+
+
+def _decisions_kept(pinned: int, constrained: int) -> str:
+    """What the run did with the user's own decisions, in words (a fresh library has none yet)."""
+    if not pinned and not constrained:
+        return (
+            "no decisions of yours to keep yet: faces you move, name or link with `photodb people` "
+            "(or on `photodb web`) stay where you put them in every later run"
+        )
+    return (
+        f"your decisions kept: {pinned} faces pinned where you put them, {constrained} moved by constraints "
+        "(to honour your must-link / cannot-link)"
+    )
 
 
 OUTCOME_WORDS = {

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from photodb.cli_support import settings_or_exit
+from photodb.cli_support import VERBOSE_HELP, announce_library, settings_or_exit
 from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database, DatabaseUnavailable
 from photodb.database.faults import DatabaseUnreachable
@@ -112,7 +112,7 @@ def _report(console: Console, summary: EnrichSummary, as_json: bool) -> None:
 @click.option("--check-batches", is_flag=True, help="Look at submitted batches and store the results of ended ones.")
 @click.option("--check-config", is_flag=True, help="Verify the provider settings without spending money.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--verbose", "-v", is_flag=True, help=VERBOSE_HELP)
 def main(
     path: Path | None, no_batch: bool, retry_failed: bool, force: bool, max_photos: int | None, collection: str,
     flush: bool, wait: bool, check_batches: bool, check_config: bool, as_json: bool, verbose: bool,
@@ -156,6 +156,7 @@ def main(
     reporter = None if as_json else RichReporter(console)
     try:
         db = Database(settings, pool_size=2)
+        announce_library(settings, db)
         runner = EnrichRunner(settings, db, provider, limits, reporter)
         with reporter.progress if reporter is not None else nullcontext():
             if path is not None:

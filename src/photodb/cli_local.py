@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from photodb.cli_support import settings_or_exit
+from photodb.cli_support import VERBOSE_HELP, announce_library, settings_or_exit
 from photodb.database.connection import Database, DatabaseUnavailable, run_pool_size
 from photodb.database.faults import DatabaseUnreachable
 from photodb.database.migrations import MigrationError
@@ -107,12 +107,12 @@ def _validate_stages(ctx: click.Context, param: click.Parameter, value: tuple[st
     return [name for name in PIPELINE_ORDER if name in value]
 
 
-def _summary_table(summary: RunSummary) -> Table:
+def _summary_table(summary: RunSummary, library: str) -> Table:
     title = "Dry run: what would happen" if summary.dry_run else f"process-local: {escape(summary.root)}"
-    table = Table(title=title, title_justify="left")
-    table.add_column("stage")
-    table.add_column("would run" if summary.dry_run else "completed", justify="right")
-    table.add_column("unchanged", justify="right")
+    table = Table(title=f"{title}, library {escape(library)}", title_justify="left")
+    table.add_column("stage", no_wrap=True, min_width=max(map(len, PIPELINE_ORDER)))
+    table.add_column("would run" if summary.dry_run else "completed", justify="right", min_width=9)
+    table.add_column("unchanged", justify="right", min_width=9)
     table.add_column("skipped (cannot run here)", justify="right", style="yellow")
     if not summary.dry_run:
         table.add_column("failed", justify="right", style="red")
@@ -179,8 +179,8 @@ def people_line(summary: RunSummary) -> str | None:
     return f"[bold]people:[/] {counts} — {step}"
 
 
-def _summary_json(summary: RunSummary) -> str:
-    data = {"summary_format": SUMMARY_FORMAT, **asdict(summary)}
+def _summary_json(summary: RunSummary, library: str) -> str:
+    data = {"summary_format": SUMMARY_FORMAT, "library": library, **asdict(summary)}
     data["errors"] = [{**asdict(e), "at": e.at.isoformat() if e.at else None} for e in summary.errors]
     return json.dumps(data, indent=2)
 
@@ -230,7 +230,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     help="Do not bring people up to date at the end (clustering and persons; UPDATE_PEOPLE_AFTER_INDEX=false "
     "turns it off for good). `photodb cluster` and `photodb maintenance weekly` do it by hand.",
 )
-@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--verbose", "-v", is_flag=True, help=VERBOSE_HELP)
 def main(
     path: Path, parallel: int, stages: list[str], force: bool, dry_run: bool, max_photos: int | None,
     collection: str, retry_failed: bool, as_json: bool, no_people: bool, verbose: bool,
@@ -266,6 +266,7 @@ def main(
     db: Database | None = None
     try:
         db = Database(settings, pool_size=run_pool_size(parallel))
+        announce_library(settings)
         shortage = db.connection_shortage(run_pool_size(parallel))
         if shortage is not None:
             console.print(f"[yellow]warning:[/] {escape(shortage)}", soft_wrap=True)
@@ -290,9 +291,9 @@ def main(
             db.close()
 
     if as_json:
-        click.echo(_summary_json(summary))
+        click.echo(_summary_json(summary, settings.library))
     else:
-        console.print(_summary_table(summary))
+        console.print(_summary_table(summary, settings.library))
         for line in skip_lines(summary):
             console.print(line, soft_wrap=True)
         for error in summary.errors:

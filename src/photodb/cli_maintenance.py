@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from photodb import maintenance
-from photodb.cli_support import settings_or_exit
+from photodb.cli_support import announce_library, settings_or_exit, verbose_option
 from photodb.clustering.staleness import check_staleness
 from photodb.database.clustering import faces as face_db
 from photodb.database.connection import Database, DatabaseUnavailable
@@ -25,11 +25,12 @@ from photodb.people.association import ThresholdError, auto_associate, check_thr
 from photodb.people.dates import estimate_photo_dates
 
 EXIT_OK, EXIT_WRONG, EXIT_USAGE = 0, 1, 2
-#: Problem lines shown per task without --json (which lists them all).
+#: Problem and note lines shown per task without --json (which lists them all).
 SHOWN_PROBLEMS = 10
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@verbose_option
 def main() -> None:
     """Cluster and people maintenance for PhotoDB (cron-friendly).
 
@@ -65,6 +66,7 @@ def _database(collection: str | None) -> Iterator[tuple[Database, int | None]]:
             if collection_id is None:
                 _usage_error(f"no collection named {collection!r}")
         yield db, collection_id
+        announce_library(settings, db)  # after the work, as `open_for_collection` does
 
 
 def _changes(result: maintenance.TaskResult) -> str:
@@ -84,6 +86,10 @@ def _show(console: Console, result: maintenance.TaskResult) -> None:
         console.print(f"  ! {escape(line)}", soft_wrap=True, highlight=False)
     if len(result.problems) > SHOWN_PROBLEMS:
         console.print(f"  ! ... {len(result.problems) - SHOWN_PROBLEMS} more (--json lists them all)")
+    for line in result.notes[:SHOWN_PROBLEMS]:
+        console.print(f"  - {escape(line)}", soft_wrap=True, highlight=False, style="dim")
+    if len(result.notes) > SHOWN_PROBLEMS:
+        console.print(f"  - ... {len(result.notes) - SHOWN_PROBLEMS} more (--json lists them all)", style="dim")
 
 
 def _run(
@@ -107,7 +113,10 @@ def _run(
     ok = all(r.ok for r in results)
     seconds = sum(r.seconds for r in results)
     if as_json:
-        document: dict[str, Any] = {"ok": ok, "seconds": round(seconds, 3), "tasks": [r.as_dict() for r in results]}
+        document: dict[str, Any] = {
+            "library": db.settings.library, "ok": ok, "seconds": round(seconds, 3),
+            "tasks": [r.as_dict() for r in results],
+        }  # fmt: skip
         click.echo(json.dumps(document, indent=2))
     elif len(results) > 1:
         failed = [r.task for r in results if not r.ok]
@@ -165,14 +174,15 @@ _single("update-stats", "Fix face counts and broken medoids, and refresh the dat
     "--similarity-threshold",
     type=float,
     default=None,
-    help="largest cosine distance between two centroids (1 - cosine similarity) for a merge; "
-    "default: each embedding model's clustering threshold (CLUSTERING_THRESHOLD*, 0.45 for ArcFace)",
+    help="largest cosine distance (1 - cosine similarity) between two centroids, and between most face "
+    "pairs across them, for a merge; default: each embedding model's `merge` distance (FACE_DISTANCES)",
 )
 @_collection_option
 @_json_option
 def merge_similar_command(similarity_threshold: float | None, collection: str | None, as_json: bool) -> None:
-    """Merge clusters of one embedding model whose centroids are closer than the threshold: never a
-    verified cluster into another, never across a cannot-link, a shared photo or two persons."""
+    """Merge clusters of one embedding model that are one person: close centroids and most face pairs
+    across them close too. Never two verified clusters, never across a cannot-link, a shared photo or
+    two persons; what it refused is listed with the reason."""
     if similarity_threshold is not None and not 0 < similarity_threshold <= 2:
         _usage_error(f"--similarity-threshold is a cosine distance in (0, 2], got {similarity_threshold}")
     _run([maintenance.MERGE_SIMILAR], collection, as_json, similarity_threshold=similarity_threshold)
@@ -277,12 +287,13 @@ def _person_label(person_id: int | None) -> str:
 
 
 @main.command("auto-associate")
-@click.option("--threshold", type=float, default=None, help="largest centroid distance, for every model [per model]")
+@click.option("--threshold", type=float, default=None, help="largest distance of centroids and faces, all models")
 @click.option("--dry-run", is_flag=True, help="print the groups it would form; write nothing")
 @click.option("--collection", default=None, help="collection name (default: all)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def auto_associate_command(threshold: float | None, dry_run: bool, collection: str | None, as_json: bool) -> None:
-    """Group clusters of one person (close centroids, complete linkage) into a shared person.
+    """Group clusters of one person (close centroids, most face pairs across close too, complete
+    linkage) into a shared person.
 
     Each embedding model has its own threshold (PERSON_ASSOCIATION_THRESHOLD for ArcFace w600k_r50,
     measured defaults for the others, PERSON_ASSOCIATION_THRESHOLDS to override). A cluster no other

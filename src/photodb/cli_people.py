@@ -10,11 +10,13 @@ from typing import Any
 
 import click
 
+from photodb import cli_people_format as fmt
 from photodb.cli_people_review import review_command, split_command
-from photodb.cli_support import OneLineErrorsGroup, open_for_collection
+from photodb.cli_support import OneLineErrorsGroup, open_for_collection, verbose_option
 from photodb.database.connection import Database
-from photodb.people import covers, dates, face_decisions, identity, views
+from photodb.people import covers, dates, face_decisions, identity, undo, views
 from photodb.people.identity import PeopleError
+from photodb.utils.terminal import printable
 
 #: Bad input (unknown ids, self-links, contradictions): one line, nothing written.
 EXIT_BAD_INPUT = 2
@@ -41,18 +43,29 @@ def by_option(command: Callable[..., None]) -> Callable[..., None]:
     )(command)
 
 
-def run(collection: str | None, as_json: bool, action: Action, describe: Callable[[dict[str, Any]], str]) -> None:
-    """Open the database, do `action`, print its result; PeopleError is one line on stderr, exit 2."""
+def run(
+    collection: str | None,
+    as_json: bool,
+    action: Action,
+    describe: Callable[[dict[str, Any]], str],
+    *,
+    name_library: bool = False,
+) -> None:
+    """Open the database, do `action`, print its result (with `name_library`, the JSON names the
+    library too); PeopleError is one line on stderr, exit 2."""
     try:
         with open_for_collection(collection) as (db, collection_id):
             result = action(db, collection_id)
+            library = db.settings.library
     except PeopleError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    click.echo(json.dumps(result, indent=2, default=str) if as_json else describe(result))
+    shown = {"library": library, **result} if name_library else result
+    click.echo(json.dumps(shown, indent=2, default=str) if as_json else describe(result))
 
 
 @click.group(cls=OneLineErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@verbose_option
 def people() -> None:
     """Name, correct and look at the people found in your photos.
 
@@ -92,22 +105,27 @@ def list_command(
     if unsorted:
         if with_clusters or include_hidden:
             raise click.UsageError("--unsorted takes only --limit, --collection and --json")
-        run(collection, as_json, lambda db, cid: views.list_unsorted(db, cid, limit=limit or None), _describe_unsorted)
+        run(
+            collection,
+            as_json,
+            lambda db, cid: views.list_unsorted(db, cid, limit=limit or None),
+            fmt.describe_unsorted,
+        )
         return
 
     def describe(result: dict[str, Any]) -> str:
         lines = [
-            f"person {p['id']}: {p['name']}: {p['faces']} faces, {p['photos']} photos, {p['clusters']} clusters"
-            f"{_ages(p['age_range'])}{_hidden(p)}  {p['sample_path'] or ''}"
+            f"person {p['id']}: {printable(p['name'])}: {fmt.counts(p)}, {fmt.plural(p['clusters'], 'cluster')}"
+            f"{fmt.ages(p['age_range'])}{fmt.hidden(p)}  {printable(p['sample_path'])}"
             for p in result["persons"]
         ] or ["no persons yet"]
         if len(result["persons"]) < result["persons_total"]:
             lines.append(f"({len(result['persons'])} of {result['persons_total']} persons; --limit 0 lists all)")
         for c in result.get("clusters", []):
             lines.append(
-                f"cluster {c['id']}: {c['faces']} faces, {c['photos']} photos{_ages(c['age_range'])}"
-                f"{' ' + c['person'] if c['person'] else ''}{' verified' if c['verified'] else ''}"
-                f"{_hidden(c)}  {c['sample_path'] or ''}"
+                f"cluster {c['id']}: {fmt.counts(c)}{fmt.ages(c['age_range'])}"
+                f"{' ' + printable(c['person']) if c['person'] else ''}{' verified' if c['verified'] else ''}"
+                f"{fmt.hidden(c)}  {printable(c['sample_path'])}"
             )
         if len(result.get("clusters", [])) < result.get("clusters_total", 0):
             lines.append(f"({len(result['clusters'])} of {result['clusters_total']} clusters; --limit 0 lists all)")
@@ -120,34 +138,8 @@ def list_command(
             db, cid, include_hidden=include_hidden, with_clusters=with_clusters, limit=limit or None
         ),
         describe,
+        name_library=True,
     )
-
-
-def _describe_unsorted(result: dict[str, Any]) -> str:
-    lines = []
-    for face in result["faces"]:
-        near = face["nearest_person"]
-        hint = (
-            f"nearest: person {near['person_id']} {near['name']} (distance {near['distance']:.2f}); "
-            f"`photodb people move {face['id']} --person {near['person_id']}`"
-            if near
-            else "no person to suggest yet: name it with `photodb web`"
-        )
-        issue = f", {face['quality_issue']}" if face["quality_issue"] else ""
-        lines.append(f"face {face['id']} ({face['size'][0]}x{face['size'][1]} px{issue}) {face['photo_path']}: {hint}")
-    if not lines:
-        return "no unsorted faces: every face is in a cluster"
-    if len(result["faces"]) < result["faces_total"]:
-        lines.append(f"({len(result['faces'])} of {result['faces_total']} unsorted faces; --limit 0 lists all)")
-    return "\n".join(lines)
-
-
-def _ages(age_range: list[int] | None) -> str:
-    return f", age {age_range[0]}-{age_range[1]}" if age_range else ""
-
-
-def _hidden(row: dict[str, Any]) -> str:
-    return " (hidden)" if row.get("hidden") else ""
 
 
 @people.command("show")
@@ -177,7 +169,7 @@ def show_command(
     else:
         assert person_id is not None
         action = lambda db, cid: _show_person(db, person_id, photos, cid)  # noqa: E731
-    run(collection, as_json, action, _describe_shown)
+    run(collection, as_json, action, fmt.describe_shown)
 
 
 def _show_person(db: Database, person_id: int, photos: int, collection_id: int | None) -> dict[str, Any]:
@@ -186,35 +178,6 @@ def _show_person(db: Database, person_id: int, photos: int, collection_id: int |
         **views.show_person(db, person_id, photos=photos, collection_id=collection_id),
         "ages": dates.person_ages(db, person_id)[:photos],
     }
-
-
-def _describe_shown(r: dict[str, Any]) -> str:
-    if "face_list" in r:
-        head = f"cluster {r['id']}: {r['faces']} faces, {r['photos']} photos{_ages(r['age_range'])}"
-        head += f", person {r['person_id']} {r['person']}" if r["person_id"] else ", no person"
-        head += (" verified" if r["verified"] else "") + _hidden(r)
-        return "\n".join([head, *(f"  face {f['id']} ({f['status']}): {f['photo_path']}" for f in r["face_list"])])
-    if "photo_path" in r:
-        return (
-            f"face {r['id']}: cluster {r['cluster_id']}, person {r['person_id']}, {r['status']}: {r['photo_path']}"
-            f"\n  must-link {r['must_link']}  cannot-link {r['cannot_link']}"
-        )
-    lines = [
-        f"person {r['id']}: {r['name']}: {r['faces']} faces, {r['photos']} photos{_ages(r['age_range'])}"
-        f", born ~{r['estimated_birth_year']}, gender {r['gender']}{_hidden(r)}"
-    ]
-    lines += [f"  cluster {c['id']}: {c['faces']} faces  {c['sample_path'] or ''}" for c in r["clusters"]]
-    lines += [f"  photo {path}" for path in r["photo_paths"]]
-    lines += [
-        f"  age {a['age']} in photo {a['photo_id']} ({_when(a)})" for a in r.get("ages", []) if a["age"] is not None
-    ]
-    return "\n".join(lines)
-
-
-def _when(age: dict[str, Any]) -> str:
-    if age["captured_at"] is not None:
-        return f"{age['captured_at']:%Y-%m-%d}"
-    return f"about {age['estimated_year']:.0f}, estimated"
 
 
 @people.command("set-birthdate")
@@ -243,23 +206,40 @@ def set_birthdate_command(
 @people.command("name")
 @click.argument("args", nargs=-1, required=True)
 @click.option("--cluster", "cluster_id", type=int, help="name the person of this cluster (made if none)")
+@click.option("--face", "face_id", type=int, help="name the person of this face (it moves to them)")
+@click.option("--new", "new", is_flag=True, help="a second person of a name someone already has, on purpose")
 @by_option
 @common
-def name_command(args: tuple[str, ...], cluster_id: int | None, by: str, collection: str | None, as_json: bool) -> None:
-    """Name or rename a person: `name PERSON_ID "First Last"` or `name --cluster CLUSTER_ID "First Last"`."""
-    if cluster_id is not None:
+def name_command(
+    args: tuple[str, ...],
+    cluster_id: int | None,
+    face_id: int | None,
+    new: bool,
+    by: str,
+    collection: str | None,
+    as_json: bool,
+) -> None:
+    """Name or rename a person: `name PERSON_ID "First Last"`, `name --cluster CLUSTER_ID "First Last"`
+    or `name --face FACE_ID "First Last"`. A cluster or face given a name a person already has
+    (case and spaces aside) joins that person; --new makes a second person of that name."""
+    if cluster_id is not None and face_id is not None:
+        raise click.UsageError("give --cluster or --face, not both")
+    action: Action
+    if cluster_id is not None or face_id is not None:
         if len(args) != 1:
-            raise click.UsageError('with --cluster give only the name: name --cluster 12 "Grace Hopper"')
+            raise click.UsageError('with --cluster or --face give only the name: name --cluster 12 "Grace Hopper"')
         name = args[0]
-        action: Action = lambda db, cid: identity.name_cluster(db, cluster_id, name, by=by, collection_id=cid)  # noqa: E731
+        if cluster_id is not None:
+            action = lambda db, cid: identity.name_cluster(db, cluster_id, name, by=by, new=new, collection_id=cid)  # noqa: E731
+        else:
+            assert face_id is not None
+            action = lambda db, cid: face_decisions.name_face(db, face_id, name, by=by, new=new, collection_id=cid)  # noqa: E731
     else:
         if len(args) != 2 or not args[0].isdigit():
             raise click.UsageError('give a person id and a name: name 3 "Grace Hopper"')
         person_id, name = int(args[0]), args[1]
-        action = lambda db, cid: identity.name_person(db, person_id, name, by=by, collection_id=cid)  # noqa: E731
-    run(
-        collection, as_json, action, lambda r: f"person {r['person_id']}: {r['name']}{' (new)' if r['created'] else ''}"
-    )
+        action = lambda db, cid: identity.name_person(db, person_id, name, by=by, new=new, collection_id=cid)  # noqa: E731
+    run(collection, as_json, action, fmt.describe_naming)
 
 
 people.add_command(name_command, "rename")
@@ -276,7 +256,7 @@ def link_command(cluster_id: int, person_id: int, by: str, collection: str | Non
         collection,
         as_json,
         lambda db, cid: identity.link_cluster(db, cluster_id, person_id, by=by, collection_id=cid),
-        lambda r: f"cluster {r['cluster_id']} -> person {r['person_id']}: {r['name']}",
+        lambda r: f"cluster {r['cluster_id']} -> person {r['person_id']}: {printable(r['name'])}",
     )
 
 
@@ -314,17 +294,27 @@ def verify_command(cluster_id: int, undo: bool, by: str, collection: str | None,
 
 
 @people.command("hide")
-@click.option("--person", "person_id", type=int)
-@click.option("--cluster", "cluster_id", type=int)
+@click.argument("person_arg", metavar="[PERSON_ID]", type=int, required=False)
+@click.option("--person", "person_option", type=int, help="the person to hide (as PERSON_ID)")
+@click.option("--cluster", "cluster_id", type=int, help="hide this cluster instead")
 @click.option("--unhide", is_flag=True, help="show it again")
 @by_option
 @common
 def hide_command(
-    person_id: int | None, cluster_id: int | None, unhide: bool, by: str, collection: str | None, as_json: bool
+    person_arg: int | None,
+    person_option: int | None,
+    cluster_id: int | None,
+    unhide: bool,
+    by: str,
+    collection: str | None,
+    as_json: bool,
 ) -> None:
-    """Hide a person or a cluster (strangers, junk) from listings; a hidden cluster takes no new faces."""
-    if (person_id is None) == (cluster_id is None):
-        raise click.UsageError("give one of --person or --cluster")
+    """Hide a person (`hide 4`) or a cluster (`hide --cluster 12`) from listings (strangers,
+    junk); a hidden cluster takes no new faces."""
+    given = [x for x in (person_arg, person_option, cluster_id) if x is not None]
+    if len(given) != 1:
+        raise click.UsageError("give one of PERSON_ID, --person or --cluster")
+    person_id = person_arg if person_arg is not None else person_option
     action: Action
     if person_id is not None:
         action = lambda db, cid: identity.hide_person(db, person_id, by=by, hidden=not unhide, collection_id=cid)  # noqa: E731
@@ -350,20 +340,21 @@ def merge_command(keep_id: int, other_id: int, by: str, collection: str | None, 
         collection,
         as_json,
         lambda db, cid: identity.merge_persons(db, keep_id, other_id, by=by, collection_id=cid),
-        lambda r: f"person {r['merged_person_id']} merged into person {r['person_id']}: {r['name']}",
+        lambda r: f"person {r['merged_person_id']} merged into person {r['person_id']}: {printable(r['name'])}",
     )
 
 
 @people.command("cover")
 @click.argument("person_id", type=int)
 @click.argument("face_id", type=int, required=False)
+@by_option
 @common
-def cover_command(person_id: int, face_id: int | None, collection: str | None, as_json: bool) -> None:
+def cover_command(person_id: int, face_id: int | None, by: str, collection: str | None, as_json: bool) -> None:
     """Show FACE on PERSON's card (no FACE: the sharpest frontal face again)."""
     run(
         collection,
         as_json,
-        lambda db, cid: covers.set_cover(db, person_id, face_id, collection_id=cid),
+        lambda db, cid: covers.set_cover(db, person_id, face_id, by=by, collection_id=cid),
         lambda r: (
             f"person {r['person_id']}: cover face {r['cover_face_id']}"
             + ("" if r["chosen"] else " (chosen automatically)")
@@ -397,7 +388,7 @@ def move_command(
             db, face_id, cluster_id=cluster_id, person_id=person_id, by=by, collection_id=cid
         ),
         lambda r: (
-            f"face {r['face_id']}: cluster {r['from_cluster_id']} -> {r['cluster_id']}"
+            f"face {r['face_id']}: {fmt.cluster(r['from_cluster_id'])} -> {fmt.cluster(r['cluster_id'])}"
             + (f" (person {r['person_id']})" if r["person_id"] else "")
         ),
     )
@@ -414,8 +405,13 @@ def not_command(face_id: int, by: str, collection: str | None, as_json: bool) ->
         as_json,
         lambda db, cid: face_decisions.reject_face(db, face_id, by=by, collection_id=cid),
         lambda r: (
-            f"face {r['face_id']}: not cluster {r['rejected_cluster_id']} / person {r['rejected_person_id']}"
-            f"; now cluster {r['cluster_id']} ({r['outcome']})"
+            f"face {r['face_id']}: not "
+            + " / ".join(
+                f"{kind} {r[key]}"
+                for kind, key in (("cluster", "rejected_cluster_id"), ("person", "rejected_person_id"))
+                if r[key] is not None
+            )
+            + f"; now {fmt.cluster(r['cluster_id'])} ({r['outcome']})"
         ),
     )
 
@@ -445,3 +441,26 @@ people.add_command(_link_command("must"))
 people.add_command(_link_command("cannot"))
 people.add_command(split_command)
 people.add_command(review_command)
+
+
+@people.command("history")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="changes listed (0: all)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def history_command(limit: int, as_json: bool) -> None:
+    """The changes made with `photodb people` and the page, newest first: id, when, who, what."""
+    run(None, as_json, lambda db, _cid: {"changes": undo.history(db, limit or None)}, fmt.describe_history)
+
+
+@people.command("undo")
+@click.argument("change_id", type=int, required=False)
+@by_option
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def undo_command(change_id: int | None, by: str, as_json: bool) -> None:
+    """Revert the last change (or change CHANGE_ID from `people history`) exactly, merges and
+    splits included; refused when a later change touched the same rows (undo that one first)."""
+    run(
+        None,
+        as_json,
+        lambda db, _cid: undo.undo(db, change_id, by=by),
+        lambda r: f"undid change {r['undone']} ({printable(r['what'])}) as change {r['change_id']}",
+    )

@@ -20,12 +20,13 @@ from photodb.database.connection import Database
 from photodb.database.review_repository import CandidateRow
 from photodb.people.review import ReviewError, ReviewResult, accept, list_pending, reject
 from photodb.people.split import SplitError, SplitPlan, SplitResult, plan_split, split
+from photodb.utils.terminal import printable
 
 EXIT_BAD_INPUT = 2
 
 
 def fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    Console(stderr=True).print(f"[red]error:[/] {escape(printable(message))}", soft_wrap=True, highlight=False)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -42,7 +43,7 @@ def _show_halves(plan: SplitPlan) -> None:
             "face", "photo", "path", title=f"half {half.number}: {half.face_count} faces (clusters {clusters})"
         )
         for sample in half.samples:
-            table.add_row(str(sample.detection_id), str(sample.photo_id), escape(sample.path))
+            table.add_row(str(sample.detection_id), str(sample.photo_id), escape(printable(sample.path)))
         console.print(table)
 
 
@@ -106,9 +107,9 @@ def split_command(
 
 
 def _candidate_line(row: CandidateRow) -> str:
-    person = f"person {row.person_id} ({row.person_name or 'no name'})" if row.person_id else "no person"
+    person = f"person {row.person_id} ({printable(row.person_name) or 'no name'})" if row.person_id else "no person"
     return (
-        f"candidate {row.candidate_id}: face {row.detection_id} in {row.path} -> cluster {row.cluster_id} "
+        f"candidate {row.candidate_id}: face {row.detection_id} in {printable(row.path)} -> cluster {row.cluster_id} "
         f"({row.cluster_face_count} faces, {person}), similarity {row.similarity:.3f}"
     )
 

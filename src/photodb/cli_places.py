@@ -10,13 +10,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from photodb.cli_support import open_for_collection
+from photodb.cli_support import open_for_collection, verbose_option
 from photodb.database import place_repository as places_db
 from photodb.places import PlacesUnavailable
 from photodb.places.backfill import backfill_places
 
 
 @click.group()
+@verbose_option
 def places() -> None:
     """Places: country, region and city of each photo with GPS, from GeoNames data shipped in a
     package (no network). process-local fills them for new photos; `backfill` for photos indexed

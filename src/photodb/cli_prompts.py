@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from photodb.cli_support import open_for_collection, settings_or_exit
+from photodb.cli_support import open_for_collection, settings_or_exit, verbose_option
 from photodb.database.prompt_repository import PromptRepository
 from photodb.prompts import NAME_PATTERN, RESERVED_CATEGORIES, CategorySpec, PromptFileError, load_prompt_file
 from photodb.prompts.embedding import build_prompt_embeddings, ensure_default_prompts
@@ -21,6 +21,7 @@ LABEL_TEMPLATES = ("a photo of {}", "a picture of {}", "a photo showing {}")
 
 
 @click.group()
+@verbose_option
 def prompts() -> None:
     """Tagging prompts: categories of labels that scene_analysis matches photos and faces against.
 

@@ -13,14 +13,27 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from photodb.cli_support import open_for_collection, settings_or_exit
-from photodb.search.service import SearchError, SearchRequest, SearchResult, search
+from photodb.cli_support import open_for_collection, settings_or_exit, verbose_option
+from photodb.search.service import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    SearchError,
+    SearchRequest,
+    SearchResult,
+    nothing_enriched,
+    search,
+)
+from photodb.utils.terminal import printable
 
 EXIT_BAD_INPUT = 2
+NOTHING_ENRICHED = (
+    "no photo has an LLM description yet: --words searches what `photodb enrich PATH` writes "
+    "(for what photos show without it, give a QUERY or --tag)"
+)
 
 
 def _fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    Console(stderr=True).print(f"[red]error:[/] {escape(printable(message))}", soft_wrap=True, highlight=False)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -78,7 +91,7 @@ def _show(results: list[SearchResult]) -> None:
             str(r.photo_id),
             _captured(r),
             f"{r.score:.3f}" if r.score is not None else "-",
-            ", ".join(p.name or f"person {p.id}" for p in r.persons) or "-",
+            escape(", ".join(printable(p.name) or f"person {p.id}" for p in r.persons) or "-"),
             escape(str(r.original_path or "-")),
             escape(str(r.normalized_path or "-")),
         )
@@ -93,7 +106,7 @@ def _show(results: list[SearchResult]) -> None:
 @click.option("--cluster", "clusters", multiple=True, type=int, help="an unnamed face cluster by id (repeatable)")
 @click.option("--from", "start", metavar="YYYY-MM-DD", help="taken on or after this day")
 @click.option("--to", "end", metavar="YYYY-MM-DD", help="taken on or before this day")
-@click.option("--year", type=click.IntRange(1800, 2200), help="taken in this year")
+@click.option("--year", type=click.IntRange(FIRST_YEAR, LAST_YEAR), help="taken in this year")
 @click.option("--month", type=click.IntRange(1, 12), help="taken in this month (of --year, or of any year)")
 @click.option("--on-this-day", is_flag=True, help="taken on today's day and month, any year")
 @click.option("--camera", help="camera make or model containing this text (e.g. iphone)")
@@ -114,6 +127,7 @@ def _show(results: list[SearchResult]) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--collection", help="only this collection")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@verbose_option
 def search_command(
     query: tuple[str, ...],
     words: str | None,
@@ -179,6 +193,8 @@ def search_command(
         )
         with open_for_collection(collection) as (db, collection_id):
             results = search(db, settings, replace(request, collection_id=collection_id))
+            if words and not results and nothing_enriched(db):
+                Console(stderr=True).print(NOTHING_ENRICHED, soft_wrap=True, highlight=False, markup=False)
     except SearchError as error:
         _fail(str(error))
     if as_json:

@@ -12,33 +12,10 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from photodb.clustering.distances import Rule
 from photodb.config_errors import check_env_file, describe_validation_error
 
 ENV_FILE = ".env"
-#: Tier 2 thresholds (cosine distance to a centroid) per embedding model, set midway between the
-#: same-person 5th percentile and the different-people maximum of cosine similarity measured on 152
-#: labelled faces (w600k_mbf 0.475 / 0.292, SFace 0.534 / 0.400) and checked on the sample faces
-#: (README). ArcFace w600k_r50 uses CLUSTERING_THRESHOLD, dlib CLUSTERING_THRESHOLD_DLIB.
-MEASURED_THRESHOLDS: dict[str, float] = {
-    "arcface:w600k_mbf": 0.62,
-    "sface": 0.53,
-}
-#: Auto-association's largest cosine distance between two cluster centroids, per embedding model
-#: (PERSON_ASSOCIATION_THRESHOLD, 0.8, is the ArcFace w600k_r50 value and applies to models without
-#: an entry). Each sits between the same-person and different-people distances measured with
-#: bench/association_thresholds.py on the labelled sample faces (examples/photos, Eileen Collins in
-#: tests/data; single faces and 3-variant centroids) and the 152 labelled faces of the model notes
-#: (face pairs: same-person 5th percentile / different-people maximum):
-#: - w600k_mbf: samples same <= 0.291 (Obama), different >= 0.794 (two women of the group photo);
-#:   152 faces 0.525 / 0.708. Threshold 0.60.
-#: - SFace: samples same <= 0.237, different >= 0.724 (Obama~Biden); 152 faces 0.466 / 0.600. 0.53.
-#: - dlib: samples same <= 0.034, different >= 0.102 (Grace Hopper~Eileen Collins); 152 faces
-#:   0.059 / 0.065 (its geometry is compressed: a 0.006 band). 0.06.
-MEASURED_ASSOCIATION_THRESHOLDS: dict[str, float] = {
-    "arcface:w600k_mbf": 0.60,
-    "sface": 0.53,
-    "dlib": 0.06,
-}
 #: Text -> photo search: the smallest cosine similarity between a query's CLIP text embedding and a
 #: photo's image embedding that counts as a match, per CLIP model (name, then family). Not measured
 #: here (no registry ships CLIP weights): 0.2 sits under LAION-400M's image-caption filter for
@@ -137,19 +114,22 @@ class Settings(BaseSettings):
     update_people_after_index: bool = True
     hdbscan_min_cluster_size: int = Field(default=3, ge=2)
     hdbscan_min_samples: int = Field(default=2, ge=1)
-    # Tier 2's largest cosine distance to a centroid depends on the embedding model: see
-    # clustering_threshold_for. CLUSTERING_THRESHOLD is for ArcFace w600k_r50 and any model without
-    # an entry; CLUSTERING_THRESHOLD_DLIB is the "dlib" entry; CLUSTERING_THRESHOLDS (JSON, e.g.
-    # '{"sface": 0.5}') overrides any entry by model name or family.
+    # Every grouping rule's largest cosine distance per embedding model is in one table
+    # (photodb.clustering.distances, read with face_distance). FACE_DISTANCES (JSON, e.g.
+    # '{"dlib": {"merge": 0.05}}') overrides any rule of any model by name or family. The older
+    # settings keep their meaning: CLUSTERING_THRESHOLD is `assign` for ArcFace w600k_r50 and any
+    # model without an entry, CLUSTERING_THRESHOLD_DLIB dlib's `assign`, CLUSTERING_THRESHOLDS
+    # (JSON, e.g. '{"sface": 0.5}') `assign` by model name or family.
+    face_distances: dict[str, dict[Rule, float]] = Field(default_factory=dict)
     clustering_threshold: float = Field(default=0.45, gt=0)
-    clustering_threshold_dlib: float = Field(default=0.1, gt=0)
+    clustering_threshold_dlib: float | None = Field(default=None, gt=0)
     clustering_thresholds: dict[str, float] = Field(default_factory=dict)
     hdbscan_cluster_selection_method: Literal["eom", "leaf"] = "eom"
     clustering_reduce_dims: int = Field(default=96, ge=2, le=512)  # PCA before HDBSCAN
     clustering_assign_on_detection: bool = True
     clustering_ambiguity_margin: float = Field(default=0.03, ge=0)  # cosine; closer calls go to review
     clustering_staleness_share: float = Field(default=0.2, gt=0)  # new-face share that asks for a rebuild
-    # Auto-association's largest centroid distance: see person_association_threshold_for.
+    # Auto-association's largest centroid distance (`associate` of the distance table):
     # PERSON_ASSOCIATION_THRESHOLD is for ArcFace w600k_r50 and any model without an entry;
     # PERSON_ASSOCIATION_THRESHOLDS (JSON, e.g. '{"dlib": 0.05}') overrides any entry.
     person_association_threshold: float = Field(default=0.8, gt=0)
@@ -262,25 +242,13 @@ class Settings(BaseSettings):
             raise ValueError(f"thresholds must be > 0 (cosine distances): {', '.join(bad)}")
         return value
 
-    def clustering_threshold_for(self, embedding_model: str) -> float:
-        """Tier 2's largest cosine distance to a centroid, for embeddings of this model.
-
-        Looked up by the full model name ("arcface:w600k_mbf"), then its family ("sface").
-        """
-        table = {**MEASURED_THRESHOLDS, "dlib": self.clustering_threshold_dlib, **self.clustering_thresholds}
-        for key in (embedding_model, embedding_model.split(":", 1)[0]):
-            if key in table:
-                return table[key]
-        return self.clustering_threshold
-
-    def person_association_threshold_for(self, embedding_model: str) -> float:
-        """Auto-association's largest cosine distance between two cluster centroids of this model
-        (looked up like clustering_threshold_for)."""
-        table = {**MEASURED_ASSOCIATION_THRESHOLDS, **self.person_association_thresholds}
-        for key in (embedding_model, embedding_model.split(":", 1)[0]):
-            if key in table:
-                return table[key]
-        return self.person_association_threshold
+    @field_validator("face_distances")
+    @classmethod
+    def _distances(cls, value: dict[str, dict[Rule, float]]) -> dict[str, dict[Rule, float]]:
+        bad = [f"{model}.{rule}" for model, row in value.items() for rule, d in row.items() if not 0 < d <= 2]
+        if bad:
+            raise ValueError(f"distances are cosine distances above 0 and at most 2: {', '.join(bad)}")
+        return value
 
     @field_validator("search_min_similarity")
     @classmethod
@@ -326,6 +294,20 @@ class Settings(BaseSettings):
     def images_dir(self) -> Path:
         """Where normalized PNGs go: IMG_PATH, or a folder under PHOTODB_HOME."""
         return (self.img_path or self.photodb_home / "images").expanduser()
+
+    @property
+    def library(self) -> str:
+        """Which library the commands work on: PHOTODB_HOME for the embedded server, else the
+        DATABASE_URL's host, port and database (never its user or password)."""
+        if self.database_url is None:
+            return str(self.photodb_home.expanduser().absolute())
+        try:
+            parts = conninfo_to_dict(self.database_url.get_secret_value())
+        except Exception:  # validated when read; a server-side detail must not stop a report
+            return "DATABASE_URL"
+        host = str(parts.get("host") or "localhost")
+        port = f":{parts['port']}" if parts.get("port") else ""
+        return f"{host}{port}/{parts.get('dbname') or '(default database)'}"
 
     @cached_property
     def pgdata_dir(self) -> Path:

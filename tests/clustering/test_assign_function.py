@@ -14,6 +14,7 @@ import pytest
 
 from photodb.clustering import incremental
 from photodb.clustering.bootstrap import bootstrap
+from photodb.clustering.distances import face_distance
 from photodb.clustering.incremental import EF_SEARCH, NEIGHBOURS, assign_new_faces
 from photodb.config import Settings
 from photodb.database.clustering import assignment
@@ -25,7 +26,7 @@ from tests.pgbouncer import MISSING, PgBouncer, pgbouncer_binary, start_pgbounce
 
 def options(db: Database) -> dict[str, float | int]:
     return {
-        "threshold": db.settings.clustering_threshold_for("arcface"),
+        "threshold": face_distance(db.settings, "arcface", "assign"),
         "margin": db.settings.clustering_ambiguity_margin,
         "neighbours": NEIGHBOURS,
         "ef_search": EF_SEARCH,
@@ -77,7 +78,7 @@ def expected_tier2(db: Database, detection_id: int) -> tuple[str, int | None]:
         return float(1 - a @ face / np.linalg.norm(a) / np.linalg.norm(face))
 
     nearest = sorted(rows, key=lambda r: (cosine(r[1].to_numpy()), r[0]))[:NEIGHBOURS]
-    threshold = settings.clustering_threshold_for("arcface")
+    threshold = face_distance(settings, "arcface", "assign")
     kept = []
     for cluster_id, _centroid, total, lambda_birth in nearest:
         epsilon = min(threshold, (1 / lambda_birth) ** 2 / 2) if lambda_birth else threshold

@@ -56,7 +56,15 @@ def test_sample_faces_cluster_by_person_and_new_photos_join_their_person(tmp_pat
         shutil.copy(SAMPLES / relative, library / name)
     # The expectations below (and CLUSTERING_THRESHOLD_DLIB) were measured with dlib's embeddings;
     # the default embedder's clustering of these faces is test_default_embedder_keeps_strangers_apart.
-    env = cli_env(tmp_path, database_url, DETECTION_BACKEND="offline", DETECTION_FORCE_CPU="true", FACE_EMBEDDER="dlib")
+    # Clustering by hand here (the people step of process-local would bootstrap by itself).
+    env = cli_env(
+        tmp_path,
+        database_url,
+        DETECTION_BACKEND="offline",
+        DETECTION_FORCE_CPU="true",
+        FACE_EMBEDDER="dlib",
+        UPDATE_PEOPLE_AFTER_INDEX="false",
+    )
 
     first = process_local(str(library), "--json", env=env, timeout=600)
     assert first.returncode == 0, first.stderr

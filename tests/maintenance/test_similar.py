@@ -4,7 +4,7 @@ photos, persons and other models keep clusters apart; a rerun finds nothing."""
 from __future__ import annotations
 
 from photodb import maintenance
-from photodb.maintenance import Options
+from photodb.maintenance import Options, run_task
 from photodb.maintenance.similar import MERGE_SIMILAR_BY
 from tests.clustering.conftest import assert_clusters_exact
 from tests.maintenance.conftest import Library, cluster_of, link, run, same_photo, snapshot
@@ -42,7 +42,15 @@ def test_a_split_identity_merges_and_look_alikes_and_strangers_do_not(db):
     look_cluster, twin_cluster = lib.cluster(lib.faces(look, 6)), lib.cluster(lib.faces(twin, 6))
     stranger = lib.identity(5)[2]
     changes = run(db, maintenance.MERGE_SIMILAR)
-    assert changes == {"groups": 1, "clusters_merged_away": 1, "faces_moved": 5, "deferred": 0}
+    # the look-alikes' centroids are within reach (0.62), their faces are not (~0.7 apart)
+    assert changes == {
+        "groups": 1,
+        "clusters_merged_away": 1,
+        "faces_moved": 5,
+        "deferred": 0,
+        "refused_linkage": 1,
+        "refused_rules": 0,
+    }
     assert set(cluster_of(db, first + second).values()) == {a}  # the larger, then the lower id, stays
     with db.connection() as conn:
         assert [r[0] for r in conn.execute("SELECT id FROM cluster ORDER BY id")] == [
@@ -55,8 +63,8 @@ def test_a_split_identity_merges_and_look_alikes_and_strangers_do_not(db):
     after = snapshot(db)
     assert run(db, maintenance.MERGE_SIMILAR)["groups"] == 0
     assert snapshot(db) == after
-    # a looser threshold (cosine distance 0.7) takes the look-alikes too
-    assert run(db, maintenance.MERGE_SIMILAR, Options(similarity_threshold=0.7))["clusters_merged_away"] == 1
+    # a looser threshold (cosine distance 0.85) takes the look-alikes too
+    assert run(db, maintenance.MERGE_SIMILAR, Options(similarity_threshold=0.85))["clusters_merged_away"] == 1
     with db.connection() as conn:
         assert [r[0] for r in conn.execute("SELECT id FROM cluster ORDER BY id")] == [a, look_cluster, stranger]
     assert b not in {row[0] for row in snapshot(db)["clusters"]}
@@ -136,3 +144,21 @@ def test_a_rejected_review_candidate_stays_rejected_for_the_merged_cluster(db):
     with db.connection() as conn:
         rows = conn.execute("SELECT cluster_id, status, reviewed_by FROM face_match_candidate").fetchall()
     assert rows == [(a, "rejected", "user")]
+
+
+def test_refused_candidates_are_notes_with_their_reason_and_the_task_stays_ok(db):
+    lib = Library(db)
+    look = lib.centre()
+    twin = lib.centre(like=look, cosine=0.45)  # centroids within reach, faces not
+    look_cluster, twin_cluster = lib.cluster(lib.faces(look, 6)), lib.cluster(lib.faces(twin, 6))
+    centre = lib.centre()
+    first = lib.cluster(lib.faces(centre, 4), verified=True)
+    second = lib.cluster(lib.faces(centre, 4), verified=True)
+    result = run_task(db, maintenance.MERGE_SIMILAR, [1], Options())
+    assert result.ok and result.changes["groups"] == 0
+    assert (result.changes["refused_linkage"], result.changes["refused_rules"]) == (1, 1)
+    linkage, verified = sorted(result.notes)  # the look-alikes' clusters have the lower ids
+    assert verified == f"clusters {{{first}}} and {{{second}}} not merged: both verified"
+    assert linkage.startswith(f"clusters {{{look_cluster}}} and {{{twin_cluster}}} not merged: ")
+    assert linkage.endswith("% of their face pairs within 0.62 (needs 80%)")
+    assert result.as_dict()["notes"] == result.notes

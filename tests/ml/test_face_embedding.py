@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from photodb.clustering.distances import face_distance
 from photodb.config import Settings
 from photodb.ml.base import ModelUnavailable
 from photodb.ml.boxes import Box
@@ -145,7 +146,7 @@ def test_packaged_embedders_keep_people_apart_by_their_measured_threshold(embedd
     clustering threshold, every different pair (the group photo's three faces included) far outside it."""
     vectors = sample_embeddings(embedder)
     assert embedder.dim == dim
-    threshold = Settings(_env_file=None).clustering_threshold_for(embedder.model_name)  # type: ignore[call-arg]
+    threshold = face_distance(Settings(_env_file=None), embedder.model_name, "assign")  # type: ignore[call-arg]
     names = list(vectors)
     same = [1 - vectors[a] @ vectors[b] for a, b in SAME_PERSON]
     different = [
@@ -193,19 +194,19 @@ def test_face_embedder_setting_picks_the_model(tmp_path: Path):
 
 def test_each_embedding_model_has_its_own_threshold(monkeypatch: pytest.MonkeyPatch):
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert defaults.clustering_threshold_for("arcface:w600k_r50") == 0.45
-    assert defaults.clustering_threshold_for("arcface:w600k_mbf") == 0.62
-    assert defaults.clustering_threshold_for("sface:2021dec") == 0.53
-    assert defaults.clustering_threshold_for("dlib:resnet_v1") == 0.10
-    assert defaults.clustering_threshold_for("someday:model") == 0.45  # no entry: CLUSTERING_THRESHOLD
+    assert face_distance(defaults, "arcface:w600k_r50", "assign") == 0.45
+    assert face_distance(defaults, "arcface:w600k_mbf", "assign") == 0.62
+    assert face_distance(defaults, "sface:2021dec", "assign") == 0.53
+    assert face_distance(defaults, "dlib:resnet_v1", "assign") == 0.10
+    assert face_distance(defaults, "someday:model", "assign") == 0.45  # no entry: CLUSTERING_THRESHOLD
     monkeypatch.setenv("CLUSTERING_THRESHOLDS", '{"sface": 0.4, "arcface:w600k_mbf": 0.5}')
     monkeypatch.setenv("CLUSTERING_THRESHOLD_DLIB", "0.08")  # the old setting keeps working
     monkeypatch.setenv("CLUSTERING_THRESHOLD", "0.4")
     tuned = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert tuned.clustering_threshold_for("sface:2021dec") == 0.4
-    assert tuned.clustering_threshold_for("arcface:w600k_mbf") == 0.5
-    assert tuned.clustering_threshold_for("dlib:resnet_v1") == 0.08
-    assert tuned.clustering_threshold_for("arcface:w600k_r50") == 0.4
+    assert face_distance(tuned, "sface:2021dec", "assign") == 0.4
+    assert face_distance(tuned, "arcface:w600k_mbf", "assign") == 0.5
+    assert face_distance(tuned, "dlib:resnet_v1", "assign") == 0.08
+    assert face_distance(tuned, "arcface:w600k_r50", "assign") == 0.4
 
 
 def test_packaged_weights_come_from_their_installed_wheel():

@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
-MBF = "arcface:w600k_mbf"  # threshold 0.60 (config.MEASURED_ASSOCIATION_THRESHOLDS)
+MBF = "arcface:w600k_mbf"  # threshold 0.60 (clustering.distances.MEASURED)
 
 
 def at_angles(*degrees: float, axis: int = 0) -> list[np.ndarray]:

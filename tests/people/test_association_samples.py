@@ -64,7 +64,7 @@ def test_sample_faces_end_in_one_person_each(tmp_path, database_url):
     for name, relative in PEOPLE.items():
         shutil.copy(SAMPLES / relative, library / name)
     env = cli_env(tmp_path, database_url, DETECTION_BACKEND="offline", DETECTION_FORCE_CPU="true")
-    indexed = process_local(str(library), env=env, timeout=600)
+    indexed = process_local(str(library), "--no-people", env=env, timeout=600)
     assert indexed.returncode == 0, indexed.stderr
     assert singleton_clusters(database_url) == 8  # one face per photo, three in the group photo
 
@@ -104,12 +104,12 @@ def test_sample_faces_end_in_one_person_each(tmp_path, database_url):
 
 
 def test_index_cluster_weekly_on_the_sample_faces(tmp_path, database_url):
-    """The issue's end to end, as a user runs it: `photodb index`, `photodb cluster`, `photodb
-    maintenance weekly`. The bootstrap puts Obama's two photos in one cluster and Grace Hopper's two
-    in another; weekly makes singleton clusters of the faces it left as noise, and auto-association
-    gives each two-face cluster no other cluster joins a person of its own
-    (ASSOCIATION_LONE_CLUSTER_MIN_FACES, 2). So Obama's two photos end in one person, Hopper's two in
-    another, the strangers' one-face clusters in none, and no person holds two faces of one photo."""
+    """End to end as a user runs it: `photodb index` alone makes the persons (its people step
+    bootstraps: Obama's two photos in one cluster, Grace Hopper's two in another, and gives each
+    two-face cluster no other cluster joins a person of its own, ASSOCIATION_LONE_CLUSTER_MIN_FACES
+    2); `photodb cluster` and `photodb maintenance weekly` (singleton clusters of the faces left
+    as noise) keep them. So Obama's two photos end in one person, Hopper's two in another, the
+    strangers' one-face clusters in none, and no person holds two faces of one photo."""
     library = tmp_path / "lib"
     library.mkdir()
     for name, relative in PEOPLE.items():
@@ -117,17 +117,24 @@ def test_index_cluster_weekly_on_the_sample_faces(tmp_path, database_url):
     env = cli_env(
         tmp_path, database_url, DETECTION_BACKEND="offline", DETECTION_FORCE_CPU="true", UNASSIGNED_SINGLETON_DAYS="0"
     )
-    for step in (["index", str(library)], ["cluster"], ["maintenance", "weekly", "--json"]):
+    indexed = run_command([PHOTODB, "index", str(library), "--json"], env=env, timeout=600)
+    assert indexed.returncode == 0, indexed.stderr
+    assert json.loads(indexed.stdout)["people"]["persons"] == 2
+    after_index = persons_by_file(database_url)
+    for step in (["cluster"], ["maintenance", "weekly", "--json"]):
         done = run_command([PHOTODB, *step], env=env, timeout=600)
         assert done.returncode == 0, (step, done.stdout, done.stderr)
     weekly = {task["task"]: task for task in json.loads(done.stdout)["tasks"]}
     assert weekly["auto-associate"]["ok"]
-    assert weekly["auto-associate"]["changes"]["lone_persons_created"] == 2
+    assert weekly["auto-associate"]["changes"]["lone_persons_created"] == 0  # the index made them
     found = persons_by_file(database_url)
     (obama,), (obama2,) = found["obama.jpg"], found["obama2.jpg"]
     (hopper,), (grace_hopper,) = found["hopper.jpg"], found["grace_hopper.jpg"]
     assert obama is not None and obama == obama2
     assert hopper is not None and hopper == grace_hopper and hopper != obama
+    assert {k: found[k] for k in ("obama.jpg", "hopper.jpg")} == {
+        k: after_index[k] for k in ("obama.jpg", "hopper.jpg")
+    }
     strangers = found["biden.jpg"] + found["group.jpg"]
     assert strangers == [None] * 4  # one face each: a singleton cluster, no person
     with psycopg.connect(database_url) as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from photodb.clustering.distances import face_distance
 from photodb.config import Settings, load_settings
 from photodb.config_errors import ConfigurationError
 from photodb.ml.face_embedding import DlibEmbedder, FaceEmbedder, MobileFaceNetEmbedder, SFaceEmbedder
@@ -16,7 +17,7 @@ from tests.ml.test_face_embedding import SAME_PERSON, sample_embeddings
 )
 def test_each_packaged_embedder_has_a_threshold_between_same_and_different_people(embedder: FaceEmbedder):
     vectors = sample_embeddings(embedder)
-    threshold = Settings(_env_file=None).person_association_threshold_for(embedder.model_name)  # type: ignore[call-arg]
+    threshold = face_distance(Settings(_env_file=None), embedder.model_name, "associate")  # type: ignore[call-arg]
     assert threshold != 0.8  # a measured entry, not the ArcFace w600k_r50 default
     names = list(vectors)
     same = [1 - vectors[a] @ vectors[b] for a, b in SAME_PERSON]
@@ -31,17 +32,17 @@ def test_each_packaged_embedder_has_a_threshold_between_same_and_different_peopl
 
 def test_association_thresholds_per_model_and_their_overrides(monkeypatch: pytest.MonkeyPatch):
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert defaults.person_association_threshold_for("arcface:w600k_r50") == 0.8
-    assert defaults.person_association_threshold_for("arcface:w600k_mbf") == 0.60
-    assert defaults.person_association_threshold_for("sface:2021dec") == 0.53
-    assert defaults.person_association_threshold_for("dlib:resnet_v1") == 0.06
-    assert defaults.person_association_threshold_for("someday:model") == 0.8
+    assert face_distance(defaults, "arcface:w600k_r50", "associate") == 0.8
+    assert face_distance(defaults, "arcface:w600k_mbf", "associate") == 0.60
+    assert face_distance(defaults, "sface:2021dec", "associate") == 0.53
+    assert face_distance(defaults, "dlib:resnet_v1", "associate") == 0.049
+    assert face_distance(defaults, "someday:model", "associate") == 0.8
     monkeypatch.setenv("PERSON_ASSOCIATION_THRESHOLDS", '{"dlib": 0.05, "arcface:w600k_mbf": 0.5}')
     monkeypatch.setenv("PERSON_ASSOCIATION_THRESHOLD", "0.7")
     tuned = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert tuned.person_association_threshold_for("dlib:resnet_v1") == 0.05
-    assert tuned.person_association_threshold_for("arcface:w600k_mbf") == 0.5
-    assert tuned.person_association_threshold_for("arcface:w600k_r50") == 0.7
+    assert face_distance(tuned, "dlib:resnet_v1", "associate") == 0.05
+    assert face_distance(tuned, "arcface:w600k_mbf", "associate") == 0.5
+    assert face_distance(tuned, "arcface:w600k_r50", "associate") == 0.7
     monkeypatch.setenv("PERSON_ASSOCIATION_THRESHOLDS", '{"dlib": -1}')
     with pytest.raises(ConfigurationError, match="PERSON_ASSOCIATION_THRESHOLDS"):
         load_settings(_env_file=None)

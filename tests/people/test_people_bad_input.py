@@ -90,7 +90,7 @@ CASES = [
     (["merge", "P"], "Missing argument"),
     (["move", "a", "--cluster", "x"], "(see photodb people move --help)"),
     (["move", "a"], "give one of --cluster, --person or --unassign"),
-    (["hide", "--person", "P", "--cluster", "C"], "give one of --person or --cluster"),
+    (["hide", "--person", "P", "--cluster", "C"], "give one of PERSON_ID, --person or --cluster"),
     (["show", "P", "--face", "a"], "give one of PERSON_ID, --cluster or --face"),
     (["split", "--cluster", "x"], "'x' is not a valid integer"),
     (["review", "--accept", "x"], "not a valid integer"),

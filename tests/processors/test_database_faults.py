@@ -125,7 +125,8 @@ def test_database_gone_past_the_deadline_stops_with_one_line_and_the_next_run_fi
         server.ensure_postgres_running()
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert run.returncode == 1 and stdout == ""
-    assert len(lines) == 1 and lines[0].startswith("error: database unreachable for 3 s: "), stderr
+    assert lines[0].startswith("library: "), stderr  # the first line of every command
+    assert len(lines) == 2 and lines[1].startswith("error: database unreachable for 3 s: "), stderr
     assert "password" not in stderr.lower()
 
     rows = queue_rows(url)

@@ -16,7 +16,7 @@ from photodb.database.detection_repository import DetectionRepository
 from photodb.database.repository import PhotoRepository
 from photodb.ml.files import file_sha256
 from photodb.stages import stage_class
-from photodb.stages.base import StageContext, StageFailure, StageUnavailable
+from photodb.stages.base import StageContext, StageFailure, StageSkipped, StageUnavailable
 from photodb.stages.detection import DetectionStage
 from tests.detection_models import make_arcface_onnx, make_random_yolo
 from tests.photos import add_normalized_photo
@@ -273,6 +273,7 @@ def test_yolo_set_runs_load_predict_parse_match_store(db, yolo_settings):
 
 def test_on_cpu_parallel_workers_run_unbatched_unless_told(db, yolo_settings):
     stage = make_stage(db, yolo_settings, parallel=4)
+    stage.ready()
     assert stage.yolo_coordinator is None and stage.embedding_coordinator is None
     stage.close()
 
@@ -280,6 +281,7 @@ def test_on_cpu_parallel_workers_run_unbatched_unless_told(db, yolo_settings):
 def test_yolo_backend_with_parallel_workers_uses_batch_coordinators(db, yolo_settings):
     stage = make_stage(db, yolo_settings.model_copy(update={"batch_coordinator_on_cpu": True}), parallel=4)
     try:
+        stage.ready()
         assert stage.yolo_coordinator is not None and stage.embedding_coordinator is not None
         photos = [
             add_normalized_photo(db, yolo_settings, SAMPLES / "faces" / "pillow" / "hopper.jpg") for _ in range(4)
@@ -306,19 +308,23 @@ def test_yolo_backend_with_a_missing_model_stops_the_run_with_one_message(db, se
     )
 
 
-def test_corrupt_or_replaced_model_files_stop_the_run(db, yolo_settings):
+def test_corrupt_or_replaced_model_files_skip_the_stages_photos_with_the_reason(db, yolo_settings):
+    """The file check is up front, the load (and with it the checksum) when the stage first claims
+    work; a file that does not load skips each photo with the reason, and is not loaded again."""
     detection = yolo_settings.detection_model_file
     detection.write_bytes(b"\x80\x02corrupt")
-    with pytest.raises(StageUnavailable, match=r"yolov8x_person_face\.pt has sha256 .* not .*DETECTION_MODEL_SHA256"):
-        make_stage(db, yolo_settings)
+    stage = make_stage(db, yolo_settings)
+    for _ in range(2):
+        with pytest.raises(StageSkipped, match=r"does not load: .*yolov8x_person_face\.pt has sha256 .* not "):
+            stage.ready()
     pinned = yolo_settings.model_copy(update={"detection_model_sha256": file_sha256(detection)})
-    with pytest.raises(StageUnavailable, match="cannot load YOLO person_face model"):
-        make_stage(db, pinned)
+    with pytest.raises(StageSkipped, match="cannot load YOLO person_face model"):
+        make_stage(db, pinned).ready()
     yolo_settings.arcface_model_file.write_bytes(b"garbage")
-    with pytest.raises(StageUnavailable, match="cannot load ArcFace model"):
+    with pytest.raises(StageSkipped, match="cannot load ArcFace model"):
         make_stage(
             db, pinned.model_copy(update={"arcface_model_sha256": file_sha256(yolo_settings.arcface_model_file)})
-        )
+        ).ready()
 
 
 def test_a_failed_cluster_assignment_keeps_the_faces_for_later(db, offline_settings, offline_stage, caplog):
@@ -374,3 +380,22 @@ def test_changing_the_face_embedder_is_reported_by_check_staleness(db, offline_s
         "no active run for embedding model 'arcface:w600k_mbf' (embedding model changed since the last bootstrap)"
     ]
     assert "which no face uses any more" in reports["dlib:resnet_v1"].reasons[0]
+
+
+def test_the_stage_loads_its_models_once_when_first_ready_not_when_built(db, offline_settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from photodb.ml.base import MODEL_LOADS
+
+    before = dict(MODEL_LOADS)
+    stage = make_stage(db, offline_settings, parallel=8)
+    try:
+        assert dict(MODEL_LOADS) == before  # built: files checked, nothing loaded
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: stage.ready(), range(8)))
+        loaded = {family: MODEL_LOADS[family] - before.get(family, 0) for family in MODEL_LOADS}
+        # eight workers, one load each of the detector and the embedder
+        assert sorted(n for n in loaded.values() if n) == [1, 1], loaded
+        assert {type(stage.detector).__name__, type(stage.embedder).__name__} == {f for f, n in loaded.items() if n}
+    finally:
+        stage.close()

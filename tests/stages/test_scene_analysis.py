@@ -195,8 +195,9 @@ def test_single_and_multi_selection_with_thresholds(db, tiny_settings, tmp_path)
     assert "reds_strict" not in found
 
 
-def test_the_defaults_are_stored_and_embedded_at_stage_start(db, tiny_settings):
+def test_the_defaults_are_stored_and_embedded_when_the_stage_gets_ready(db, tiny_settings):
     stage = make_stage(db, tiny_settings)
+    stage.ready()
     stage.close()
     repository = PromptRepository(db)
     assert {r.name for r in repository.list_categories()} >= {"mood", "emotion", "gaze"}

@@ -27,6 +27,7 @@ def test_batch_coordinators_give_the_same_tags_as_direct_calls(db, tiny_settings
     PromptRepository(db).save_categories([COLOUR_CATEGORY, FACE_COLOUR])
     settings = tiny_settings.model_copy(update={"batch_coordinator_on_cpu": True, "batch_coordinator_max_wait_ms": 20})
     stage = make_stage(db, settings, parallel=4)
+    stage.ready()
     assert stage.clip_coordinator is not None and stage.face_coordinator is not None
     photos = [
         shape_photo(db, settings, tmp_path, c, s, 40 + i)

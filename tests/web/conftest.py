@@ -4,6 +4,7 @@ a drawn face in its stored box for every detection (so thumbnails are real crops
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,14 +14,21 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from starlette.testclient import TestClient
 
 from photodb.clustering.bootstrap import bootstrap
 from photodb.clustering.incremental import assign_new_faces
 from photodb.config import Settings
 from photodb.database.connection import Database
+from photodb.web import security
+from photodb.web.app import WebContext, create_app
+from photodb.web.thumbnails import cache_dir
 from tests.cli import PHOTODB, cli_env
 from tests.people.identities import identity, make_person, store
 from tests.web.browsing import CHROMEDRIVER, CHROMIUM, DESKTOP, free_port, set_viewport
+
+#: The address the tests' browser believes it talks to.
+ORIGIN = "http://127.0.0.1:8765"
 
 #: The face box of every generated photo, in pixels of its 160x120 normalized PNG.
 BOX = (50, 20, 60, 70)
@@ -91,9 +99,15 @@ def world(db: Database, settings: Settings) -> World:
     return World(faces, clusters, ada, bob, pending)
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str  # the clean address
+    printed: str  # the address `photodb web` printed, with its token
+
+
 @pytest.fixture
-def server(tmp_path: Path, database_url: str, settings: Settings, world: World) -> Iterator[str]:
-    """`photodb web` in its own process; ready once it printed its address and uvicorn its start."""
+def server(tmp_path: Path, database_url: str, settings: Settings, world: World) -> Iterator[Server]:
+    """`photodb web` in its own process; ready once it printed its address (its socket is listening)."""
     port = free_port()
     env = cli_env(tmp_path, database_url, PHOTODB_HOME=str(settings.photodb_home), IMG_PATH=str(settings.img_path))
     process = subprocess.Popen(
@@ -104,11 +118,12 @@ def server(tmp_path: Path, database_url: str, settings: Settings, world: World) 
         seen = []
         for line in process.stdout:  # ends when the server exits: then it failed to start
             seen.append(line)
-            if "Uvicorn running on" in line or "Application startup complete" in line:
+            printed = re.search(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]+", line)
+            if printed:
                 break
         else:
             pytest.fail(f"photodb web did not start: {''.join(seen)}")
-        yield f"http://127.0.0.1:{port}"
+        yield Server(f"http://127.0.0.1:{port}", printed.group(0))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -129,3 +144,20 @@ def browser() -> Iterator[Any]:
     set_viewport(driver, DESKTOP)
     yield driver
     driver.quit()
+
+
+def opened(context: WebContext) -> TestClient:
+    """A browser that opened the address `photodb web` printed (its token turned into the cookie)."""
+    client = TestClient(create_app(context), base_url=ORIGIN)
+    assert client.get(f"/?token={context.token}", follow_redirects=False).status_code == 303
+    return client
+
+
+@pytest.fixture
+def web_context(db: Database, settings: Settings, world: World) -> WebContext:
+    return WebContext(db, settings, settings.images_dir, cache_dir(settings.photodb_home), None, security.new_token())
+
+
+@pytest.fixture
+def client(web_context: WebContext) -> TestClient:
+    return opened(web_context)

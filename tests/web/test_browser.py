@@ -1,6 +1,7 @@
 """The people pages in a real headless Chromium (tests/web/browsing.py): `photodb web` runs as a
-user starts it, against a generated library; the test names a person, merges two and rejects a
-face by clicking, then checks the database and the page."""
+user starts it, against a generated library; the browser opens the address it printed (with its
+token; the clean address alone is refused), names a person, merges two and rejects a face by
+clicking, then checks the database and the page."""
 
 from __future__ import annotations
 
@@ -17,14 +18,17 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
-    browser.get(server + "/")
+    browser.get(server.url + "/")
+    assert "photodb web" in browser.page_source and f"Unknown #{world.ada_person}" not in browser.page_source
+    browser.get(server.printed)
+    assert browser.current_url == server.url + "/"  # the token left the address, kept as the cookie
     assert f"Unknown #{world.ada_person}" in browser.page_source
     images_loaded(browser)
     cover = browser.find_element(By.CSS_SELECTOR, f"#person-{world.ada_person} img.cover")
     assert browser.execute_script("return arguments[0].naturalWidth", cover) == 84  # a face crop, 60 px + margins
     shoot(browser, tmp_path, "1-people")
 
-    browser.get(f"{server}/person/{world.ada_person}")
+    browser.get(f"{server.url}/person/{world.ada_person}")
     box = browser.find_element(By.ID, f"name-person-{world.ada_person}")
     assert box.get_attribute("value") == ""  # no name yet: the box is empty, not "Unknown #…"
     box.send_keys("Ada Lovelace")
@@ -38,7 +42,7 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     )
     shoot(browser, tmp_path, "2-named")
 
-    browser.get(f"{server}/person/{world.bob_person}")
+    browser.get(f"{server.url}/person/{world.bob_person}")
     into = Select(browser.find_element(By.ID, "merge-into"))
     offered = [o.get_attribute("value") for o in into.options if o.get_attribute("value")]
     assert str(world.ada_person) in offered and str(world.bob_person) not in offered  # never into itself
@@ -51,7 +55,7 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     shoot(browser, tmp_path, "3-merged")
 
     rejected = world.faces["ada"][2]
-    browser.get(f"{server}/person/{world.ada_person}")
+    browser.get(f"{server.url}/person/{world.ada_person}")
     assert not browser.find_element(By.ID, "faces-not-button").is_enabled()  # nothing ticked: nothing offered
     browser.find_element(By.ID, f"pick-{rejected}").click()
     and_wait_for_the_next_page(browser, browser.find_element(By.ID, "faces-not-button").click)
@@ -60,7 +64,7 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     assert not browser.find_elements(By.ID, f"face-{rejected}")
     shoot(browser, tmp_path, "4-rejected")
 
-    browser.get(server + "/review")
+    browser.get(server.url + "/review")
     pairs = browser.find_elements(By.CSS_SELECTOR, "article.pair")
     assert len(pairs) == 2
     first = int(pairs[0].get_attribute("id").removeprefix("candidate-"))

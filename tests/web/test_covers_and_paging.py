@@ -7,27 +7,18 @@ import json
 import re
 
 import pytest
-from starlette.testclient import TestClient
 
-from photodb.config import Settings
 from photodb.database import person_pages
 from photodb.database.connection import Database
-from photodb.people import covers
+from photodb.people import covers, undo
 from photodb.people.identity import PeopleError
 from photodb.web import people_pages, security
-from photodb.web.app import WebContext, create_app
-from photodb.web.thumbnails import cache_dir
 from tests.cli import PHOTODB, cli_env, run_command
+from tests.web.browsing import scalar
 
 ORIGIN = "http://127.0.0.1:8765"
 FRONTAL = [[20.0, 30.0], [40.0, 30.0], [30.0, 40.0], [22.0, 50.0], [38.0, 50.0]]
 PROFILE = [[20.0, 30.0], [40.0, 30.0], [39.0, 40.0], [22.0, 50.0], [38.0, 50.0]]  # nose at one eye: turned
-
-
-@pytest.fixture
-def client(db: Database, settings: Settings, world) -> TestClient:
-    context = WebContext(db, settings, settings.images_dir, cache_dir(settings.photodb_home), None, "t" * 43)
-    return TestClient(create_app(context), base_url=ORIGIN)
 
 
 def describe(db: Database, face: int, sharpness: float, landmarks: list[list[float]] | None) -> None:
@@ -51,11 +42,14 @@ def test_the_cover_is_the_sharpest_frontal_face_until_the_user_chooses_one(db, w
     describe(db, ada[5], 950.0, None)  # sharpest of all, frontal unknown
     assert cover_of(db, world.ada_person) == ada[3]
 
-    chosen = covers.set_cover(db, world.ada_person, ada[1])
+    chosen = covers.set_cover(db, world.ada_person, ada[1], by="user")
     assert chosen["cover_face_id"] == ada[1] and cover_of(db, world.ada_person) == ada[1]
     with pytest.raises(PeopleError, match="not a face of person"):
-        covers.set_cover(db, world.ada_person, world.faces["bob"][0])
+        covers.set_cover(db, world.ada_person, world.faces["bob"][0], by="user")
     assert cover_of(db, world.ada_person) == ada[1]  # a refused choice changes nothing
+    undo.undo(db, chosen["change_id"], by="user")  # a choice is a change of the undo log
+    assert cover_of(db, world.ada_person) == ada[3]
+    covers.set_cover(db, world.ada_person, ada[1], by="user")
 
     env = cli_env(tmp_path, database_url)
     refused = run_command([PHOTODB, "people", "cover", str(world.ada_person), str(world.faces["bob"][0])], env=env)
@@ -75,7 +69,7 @@ def test_the_people_grid_is_paged_and_bad_page_values_are_400(client, db, world,
     assert 'data-src="/unsorted"' in first.text and 'data-src="/unsorted"' not in second.text  # loaded after
     for bad in ("abc", "0", "-1"):
         response = client.get(f"/?page={bad}")
-        assert response.status_code == 400 and "page must be a number" in response.text
+        assert response.status_code == 400 and "page must be" in response.text
     assert client.get(f"/person/{world.ada_person}?page=x").status_code == 400
     assert client.get("/person/999999").status_code == 404
 
@@ -127,3 +121,30 @@ def test_the_timeline_is_paged(client, world, monkeypatch):
     shown = [set(re.findall(r'id="photo-(\d+)"', page)) for page in (first, second)]
     assert len(shown[0]) == 4 and len(shown[1]) == 2 and not shown[0] & shown[1]
     assert 'id="page-next"' in first and client.get(f"/person/{world.ada_person}/timeline?page=x").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("action", "fields", "said"),
+    [
+        ("faces-move", {"face_x": "on", "to_person_id": "1"}, "face must be a number"),
+        ("faces-move", {"face_1": "on", "to_person_id": "²"}, "to_person_id must be a number"),
+        ("faces-not-this-person", {"face_99999999999999999999": "on"}, "face must be between"),
+        ("move-face", {"suggested": "1:x"}, "to_person_id must be a number"),
+        ("cover", {"person_id": "1", "cover_face": "1\x00"}, "NUL"),
+    ],
+)
+def test_the_new_actions_answer_bad_fields_with_400(client, db, world, action, fields, said):
+    before = scalar(db, "SELECT count(*) FROM people_change")
+    response = client.post(
+        f"/action/{action}",
+        data={"token": client.cookies.get(security.COOKIE), "next": "/"} | fields,
+        headers={"origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert response.status_code == 400 and said in response.text
+    assert scalar(db, "SELECT count(*) FROM people_change") == before
+
+
+def test_a_page_number_past_the_last_allowed_is_400(client, world):
+    response = client.get(f"/person/{world.ada_person}?page={people_pages.LAST_PAGE + 1}")
+    assert response.status_code == 400 and "page must be between" in response.text

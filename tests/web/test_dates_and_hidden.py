@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from tests.web.test_http import client, post, scalar, token_of  # noqa: F401  (client is a fixture)
+from tests.web.test_http import post, scalar, token_of
 
 MOMENT = re.compile(
     r'src="/face/(\d+)\.jpg".*?class="date( estimate)?">([^<]*)</span> <span class="age">([^<]*)<', re.S
@@ -25,7 +25,7 @@ def date_faces(db, captured: dict[int, str]) -> None:
             )
 
 
-def test_a_birth_date_set_on_the_page_gives_the_ages_and_dates_an_undated_photo(client, world, db):  # noqa: F811
+def test_a_birth_date_set_on_the_page_gives_the_ages_and_dates_an_undated_photo(client, world, db):
     ada = world.ada_person
     first, second, undated = world.faces["ada"][3], world.faces["ada"][0], world.faces["ada"][1]
     date_faces(db, {first: "1990-06-01 12:00", second: "2001-03-04 08:00"})
@@ -63,7 +63,7 @@ def test_a_birth_date_set_on_the_page_gives_the_ages_and_dates_an_undated_photo(
     assert "born about 1980" in page
 
 
-def test_a_bad_birth_date_is_one_line_and_writes_nothing(client, world, db):  # noqa: F811
+def test_a_bad_birth_date_is_one_line_and_writes_nothing(client, world, db):
     token = token_of(client, f"/person/{world.ada_person}")
     for bad in ("1985-13-01", "2999-01-01", ""):
         response = post(client, "set-birthdate", token, person_id=world.ada_person, birth_date=bad)
@@ -74,7 +74,7 @@ def test_a_bad_birth_date_is_one_line_and_writes_nothing(client, world, db):  # 
     assert scalar(db, "SELECT birth_date FROM person WHERE id = %s", world.ada_person) is None
 
 
-def test_an_estimated_date_is_marked_on_the_search_and_photo_pages(client, world, db):  # noqa: F811
+def test_an_estimated_date_is_marked_on_the_search_and_photo_pages(client, world, db):
     face = world.faces["bob"][2]
     photo = scalar(db, "SELECT photo_id FROM person_detection WHERE id = %s", face)
     with db.connection() as conn:
@@ -90,7 +90,7 @@ def test_an_estimated_date_is_marked_on_the_search_and_photo_pages(client, world
     assert '<span class="estimate">about 1994 ± 3 years (estimated from faces)</span>' in page
 
 
-def test_a_hidden_person_is_not_named_on_the_search_and_photo_pages(client, world, db):  # noqa: F811
+def test_a_hidden_person_is_not_named_on_the_search_and_photo_pages(client, world, db):
     face = world.faces["bob"][0]
     photo = scalar(db, "SELECT photo_id FROM person_detection WHERE id = %s", face)
     date_faces(db, {face: "1999-05-01 10:00"})

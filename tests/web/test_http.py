@@ -6,28 +6,17 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from photodb.config import Settings
 from photodb.database.clustering.centroids import recount_clusters
 from photodb.database.connection import Database
 from photodb.ml.clip import create_clip_model
 from photodb.web import security
-from photodb.web.app import WebContext, create_app
+from photodb.web.app import WebContext
 from photodb.web.thumbnails import cache_dir
 from tests.tiny_clip import tiny_clip  # noqa: F401  (session fixture)
-
-ORIGIN = "http://127.0.0.1:8765"
-
-
-@pytest.fixture
-def client(db: Database, settings: Settings, world) -> TestClient:
-    context = WebContext(
-        db, settings, settings.images_dir, cache_dir(settings.photodb_home), None, security.new_token()
-    )
-    return TestClient(create_app(context), base_url=ORIGIN)
+from tests.web.conftest import ORIGIN, opened
 
 
 def token_of(client: TestClient, page: str = "/") -> str:
@@ -297,7 +286,7 @@ def test_text_search_uses_the_servers_one_clip_encoder(db, settings, world, tiny
         security.new_token(),
         encoder,
     )
-    client = TestClient(create_app(context), base_url=ORIGIN)
+    client = opened(context)
     assert not encoder._loaded
     for _ in range(2):
         page = client.get("/search", params={"text": "a red circle"})

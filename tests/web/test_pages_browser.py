@@ -27,6 +27,7 @@ LONG_NAME = ("Maximiliana " * 16 + "Wolfeschlegelsteinhausenbergerdorff")[:200]
 
 @pytest.mark.timeout(300)
 def test_every_page_fits_a_laptop_and_a_phone_even_with_a_200_character_name(server, browser, world, db, tmp_path):
+    browser.get(server.printed)  # the owner opened the address `photodb web` printed
     from selenium.webdriver.common.by import By
 
     assert len(LONG_NAME) == 200
@@ -48,14 +49,14 @@ def test_every_page_fits_a_laptop_and_a_phone_even_with_a_200_character_name(ser
     for size in (DESKTOP, PHONE):
         for name, path in pages.items():
             set_viewport(browser, size)
-            browser.get(server + path)
+            browser.get(server.url + path)
             images_loaded(browser)
             assert overflow(browser) <= 0, f"{path} is wider than {size[0]} px"
             broken = browser.execute_script("return [...document.images].filter(i => !i.naturalWidth).map(i => i.src)")
             assert broken == [], f"{path}: images that did not load: {broken}"
             shoot(browser, tmp_path, f"{name}-{size[0]}x{size[1]}")
         set_viewport(browser, size)
-        browser.get(server + "/")
+        browser.get(server.url + "/")
         images_loaded(browser)
         assert browser.find_elements(By.ID, f"unsorted-{world.pending_face}")  # the section loaded into the page
         covers = browser.find_elements(By.CSS_SELECTOR, "#persons img.cover")
@@ -67,6 +68,7 @@ def test_every_page_fits_a_laptop_and_a_phone_even_with_a_200_character_name(ser
 
 @pytest.mark.timeout(240)
 def test_the_unnamed_queue_names_skips_and_hides_with_the_keyboard(server, browser, world, db, tmp_path):
+    browser.get(server.printed)  # the owner opened the address `photodb web` printed
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -76,7 +78,7 @@ def test_the_unnamed_queue_names_skips_and_hides_with_the_keyboard(server, brows
     def shown() -> int:
         return int(browser.find_element(By.CSS_SELECTOR, "[data-cluster]").get_attribute("data-cluster"))
 
-    browser.get(server + "/unnamed")
+    browser.get(server.url + "/unnamed")
     assert shown() == queue[0]
     box = browser.switch_to.active_element
     assert box.get_attribute("id") == "queue-name"  # typing starts at once
@@ -94,7 +96,7 @@ def test_the_unnamed_queue_names_skips_and_hides_with_the_keyboard(server, brows
     assert browser.find_elements(By.ID, "queue-done")  # nothing after it; the skipped one waits for later
     shoot(browser, tmp_path, "queue-2-named")
 
-    browser.get(server + "/unnamed")
+    browser.get(server.url + "/unnamed")
     assert shown() == queue[0]
     and_wait_for_the_next_page(browser, lambda: browser.switch_to.active_element.send_keys(Keys.DELETE))
     assert scalar(db, "SELECT hidden FROM cluster WHERE id = %s", queue[0]) is True
@@ -104,11 +106,12 @@ def test_the_unnamed_queue_names_skips_and_hides_with_the_keyboard(server, brows
 
 @pytest.mark.timeout(240)
 def test_the_person_page_moves_ticked_faces_and_changes_the_cover(server, browser, world, db, tmp_path):
+    browser.get(server.printed)  # the owner opened the address `photodb web` printed
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
     moved = world.faces["ada"][:2]
-    browser.get(f"{server}/person/{world.ada_person}")
+    browser.get(f"{server.url}/person/{world.ada_person}")
     assert not browser.find_element(By.ID, "faces-move-button").is_enabled()
     for face in moved:
         browser.find_element(By.ID, f"pick-{face}").click()
@@ -134,7 +137,7 @@ def test_the_person_page_moves_ticked_faces_and_changes_the_cover(server, browse
     and_wait_for_the_next_page(browser, browser.find_element(By.ID, f"cover-{chosen}").click)
     assert scalar(db, "SELECT cover_detection_id FROM person WHERE id = %s", world.ada_person) == chosen
     assert browser.find_element(By.ID, "cover").get_attribute("src").endswith(f"/face/{chosen}.jpg")
-    browser.get(server + "/")
+    browser.get(server.url + "/")
     cover = browser.find_element(By.CSS_SELECTOR, f"#person-{world.ada_person} img.cover")
     assert cover.get_attribute("src").endswith(f"/face/{chosen}.jpg")
     shoot(browser, tmp_path, "person-cover")
@@ -142,10 +145,11 @@ def test_the_person_page_moves_ticked_faces_and_changes_the_cover(server, browse
 
 @pytest.mark.timeout(180)
 def test_unsorted_faces_on_the_people_page_are_moved_when_ticked_and_a_person_chosen(server, browser, world, db):
+    browser.get(server.printed)  # the owner opened the address `photodb web` printed
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
-    browser.get(server + "/")
+    browser.get(server.url + "/")
     images_loaded(browser)  # the unsorted section is in
     move = browser.find_element(By.ID, "unsorted-move-button")
     assert not move.is_enabled()

@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from photodb.clustering import constraints
+from photodb.clustering import constraints, leftovers
+from photodb.clustering.distances import face_distance
 from photodb.clustering.incremental import check_server
 from photodb.clustering.model import Fit, fit_clusters
 from photodb.clustering.quality import OUTLIER, QualityGate
-from photodb.config import Settings
+from photodb.clustering.staleness import run_parameters
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import quality as quality_db
@@ -53,6 +54,8 @@ class BootstrapReport:
     pinned_faces: int = 0
     constrained_faces: int = 0
     gated_faces: dict[str, int] = field(default_factory=dict)  # kept out of clusters, by reason
+    noise_placed: int = 0  # noise faces incremental assignment then placed (clustering.leftovers)
+    leftover_clusters: int = 0  # clusters made of the faces still unassigned after that
     conflicts: list[str] = field(default_factory=list)
     run_id: int | None = None
     dry_run: bool = False
@@ -71,16 +74,6 @@ class _Plan:
     key_labels: dict[constraints.Key, int]
     constrained: set[int]
     issues: dict[int, str]  # face index -> why the quality gate sent it to noise
-
-
-def run_parameters(settings: Settings, min_cluster_size: int, min_samples: int) -> dict[str, Any]:
-    return {
-        "min_cluster_size": min_cluster_size,
-        "min_samples": min_samples,
-        "reduce_dims": settings.clustering_reduce_dims,
-        "cluster_selection_method": settings.hdbscan_cluster_selection_method,
-        "algorithm": "pca+exact-knn-mst",
-    }
 
 
 def _majority(labels: np.ndarray, values: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,14 +173,6 @@ def _gated(gate: tuple[QualityGate, dict[int, str]], fit: Fit, ids: np.ndarray, 
     return issues
 
 
-def _summaries(embeddings: np.ndarray, ids: np.ndarray, members: list[int]) -> tuple[np.ndarray, int]:
-    """The sum of the members' embeddings (the stored centroid representation), and the member
-    nearest to its direction (the medoid by cosine)."""
-    vectors = embeddings[members]
-    total = vectors.sum(axis=0, dtype=np.float64)
-    return total.astype(np.float32), int(ids[members[int(np.argmax(vectors @ total))]])
-
-
 def bootstrap_model(
     db: Database,
     collection_id: int,
@@ -228,7 +213,7 @@ def bootstrap_model(
         embedding_model=model,
     )
     say(f"{model}: applying constraints")
-    threshold = settings.clustering_threshold_for(model)
+    threshold = face_distance(settings, model, "assign")
     plan, pinned = _plan(faces, fit, clusters, (must, cannot), threshold, report.conflicts, (gate, stored_issues))
     for reason in plan.issues.values():
         report.gated_faces[reason] = report.gated_faces.get(reason, 0) + 1
@@ -265,12 +250,11 @@ def bootstrap_model(
     say(f"{model}: writing {len(groups)} clusters")
     summaries: dict[constraints.Key, run_db.NewCluster] = {}
     for key, members in groups.items():
-        centroid, medoid = _summaries(faces.embeddings, faces.ids, members)
         label = plan.key_labels.get(key)
-        summaries[key] = run_db.NewCluster(
-            centroid,
-            len(members),
-            medoid,
+        summaries[key] = run_db.NewCluster.of_members(
+            faces.embeddings,
+            faces.ids,
+            members,
             fit.lambda_birth.get(label) if label is not None else None,
             fit.persistence.get(label) if label is not None else None,
         )
@@ -320,6 +304,15 @@ def bootstrap_model(
         label_map = {str(label): int(cluster) for label, cluster in enumerate(landed) if cluster >= 0}
         run_db.activate_run(conn, run_id, label_map)
     report.run_id = run_id
+    noise = np.array([i for i, key in enumerate(plan.keys) if key is None and i not in plan.issues], np.int64)
+    if noise.size:
+        # only HDBSCAN's own noise: a face the constraints or the far-member drop took out stays out
+        hdbscan_noise = noise[fit.labels[noise] < 0]
+        say(f"{model}: placing {hdbscan_noise.size} noise faces as new faces are placed")
+        placed = leftovers.place_noise(db, faces.ids[hdbscan_noise].tolist())
+        report.noise_placed = sum(cluster is not None for cluster in placed.cluster_of.values())
+        say(f"{model}: grouping the faces left unassigned")
+        report.leftover_clusters = leftovers.group_leftovers(db, collection_id, model, run_id, faces, noise, cannot)
     report.seconds = time.monotonic() - started
     return report
 

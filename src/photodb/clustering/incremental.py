@@ -7,7 +7,7 @@ unsupported hdbscan) has tier 1 off, with one warning per process; its faces go 
 When tier 1 says noise, tier 2 looks up the nearest centroids through pgvector's HNSW index and
 accepts a cluster whose epsilon ball holds the face: epsilon = 1 / lambda_birth is a Euclidean
 distance between unit vectors, i.e. a cosine distance of epsilon^2 / 2, capped by the model's
-threshold (Settings.clustering_threshold_for), which also serves clusters without a lambda. The
+threshold (`assign` of clustering.distances), which also serves clusters without a lambda. The
 cap matters in small libraries: there a cluster is born at the distance of the nearest other
 person, so its uncapped ball reaches exactly to them. A face
 inside two balls by nearly the same margin goes to review as face_match_candidate rows.
@@ -35,6 +35,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ import numpy as np
 import psycopg
 
 from photodb.clustering.blas import single_threaded_blas
+from photodb.clustering.distances import face_distance
 from photodb.clustering.hdbscan_compat import UnsupportedHdbscan
 from photodb.clustering.predictor import Predictor
 from photodb.clustering.quality import QualityGate
@@ -169,18 +171,23 @@ def _predict_tier1(
         return None
 
 
-def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = False) -> AssignmentReport:
+def assign_new_faces(
+    db: Database, detection_ids: list[int], *, force: bool = False, conn: psycopg.Connection | None = None
+) -> AssignmentReport:
     """Assign faces that have no cluster yet, by id (a backlog, a face released by a decision).
 
     Without `force` it does nothing when CLUSTERING_ASSIGN_ON_DETECTION is off. Faces of a
     collection and model with no active run are left alone (the next bootstrap takes them).
     One pooled connection serves the whole batch: one query reads every face with its active
     run, tier 1 runs in memory for all of them, then each face is one statement (see _place).
+    With `conn` the statements run there instead (a decision re-placing a face in its own
+    transaction, so the undo log records the placement with the decision).
     """
     report = AssignmentReport()
     if not detection_ids or not (force or db.settings.clustering_assign_on_detection):
         return report
-    with db.autocommit() as conn:
+    given = conn
+    with nullcontext(given) if given is not None else db.autocommit() as conn:
         check_server(db, conn)
         faces = assign_db.faces_to_assign(conn, detection_ids)
         waiting: list[tuple[assign_db.FaceToAssign | assign_db.NewFace, int]] = []
@@ -199,7 +206,7 @@ def assign_new_faces(db: Database, detection_ids: list[int], *, force: bool = Fa
         tier1 = _tier1(db, waiting, conn)
         stale = _place(db, conn, waiting, tier1, report)
     if stale:  # a bootstrap replaced the run between the read and the assignment: read again
-        report.merge(assign_new_faces(db, stale, force=True))
+        report.merge(assign_new_faces(db, stale, force=True, conn=given))
     return report
 
 
@@ -326,7 +333,7 @@ def _assign_one(
                 confidence=tier1[1] if tier1 else None,
                 outlier=outlier,
                 gate=gate,
-                threshold=settings.clustering_threshold_for(face.embedding_model),
+                threshold=face_distance(settings, face.embedding_model, "assign"),
                 margin=settings.clustering_ambiguity_margin,
                 neighbours=NEIGHBOURS,
                 ef_search=EF_SEARCH,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from photodb.config import Settings
 from photodb.database.clustering import faces as face_db
 from photodb.database.clustering import runs as run_db
 from photodb.database.clustering import staleness as stale_db
@@ -31,6 +32,17 @@ class StalenessReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"rebootstrap": self.rebootstrap}
+
+
+def run_parameters(settings: Settings, min_cluster_size: int, min_samples: int) -> dict[str, Any]:
+    """What a run records of how it was made; a run whose record differs from today's is stale."""
+    return {
+        "min_cluster_size": min_cluster_size,
+        "min_samples": min_samples,
+        "reduce_dims": settings.clustering_reduce_dims,
+        "cluster_selection_method": settings.hdbscan_cluster_selection_method,
+        "algorithm": "pca+exact-knn-mst",
+    }
 
 
 def check_staleness(db: Database, collection_id: int | None = None) -> list[StalenessReport]:
@@ -64,8 +76,6 @@ def check_staleness(db: Database, collection_id: int | None = None) -> list[Stal
                 report.unassigned_faces = stale_db.unassigned_count(conn, cid, model)
                 if report.new_share >= settings.clustering_staleness_share:
                     report.reasons.append(f"{report.new_faces} faces ({report.new_share:.0%}) added since run {run.id}")
-                from photodb.clustering.bootstrap import run_parameters  # scipy, scikit-learn: ~1 s
-
                 now = run_parameters(settings, settings.hdbscan_min_cluster_size, settings.hdbscan_min_samples)
                 was = {"min_cluster_size": run.min_cluster_size, "min_samples": run.min_samples} | {
                     k: v for k, v in run.parameters.items() if k in now and k not in ("min_cluster_size", "min_samples")

@@ -23,6 +23,8 @@ from pathlib import Path
 import fasteners
 import psutil
 
+from photodb.utils.private import private_dir, touch_private, write_private
+
 with warnings.catch_warnings():
     # pgserver asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR that only warns.
     warnings.simplefilter("ignore")
@@ -55,6 +57,14 @@ def server_settings() -> dict[str, str]:
 
 
 _INCLUDE_LINE = "include_if_exists = 'photodb.conf'"
+
+#: PHOTODB_HOME when PhotoDB runs as root: pgserver then runs the server as its own system user,
+#: which must pass through (not list) PHOTODB_HOME to reach the 0700 pgdata it owns.
+ROOT_HOME_MODE = 0o711
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -91,7 +101,7 @@ class EmbeddedPostgres:
         return self.home / "pg-leases"
 
     def _process_lock(self) -> fasteners.InterProcessLock:
-        return fasteners.InterProcessLock(str(self.home / "embedded-postgres.lock"))
+        return fasteners.InterProcessLock(str(touch_private(self.home / "embedded-postgres.lock")))
 
     def live_leases(self) -> list[str]:
         """Lease names of live client processes; files of dead ones are removed on the way."""
@@ -109,11 +119,11 @@ class EmbeddedPostgres:
         with self._thread_lock:
             if self._uri is not None:
                 return self._uri
-            self.home.mkdir(parents=True, exist_ok=True)
-            self.leases_dir.mkdir(exist_ok=True)
+            private_dir(self.home, own=not _as_root())
+            private_dir(self.leases_dir)
             with self._process_lock():
                 self.live_leases()
-                self.pgdata.mkdir(exist_ok=True)
+                private_dir(self.pgdata, own=not _as_root())
                 server = PostgresServer(self.pgdata, cleanup_mode=None)
                 try:
                     server.ensure_pgdata_inited()
@@ -123,7 +133,9 @@ class EmbeddedPostgres:
                     raise EmbeddedDatabaseError(
                         f"could not start the embedded PostgreSQL in {self.pgdata}: {error}; see {self.pgdata / 'log'}"
                     ) from error
-                (self.leases_dir / _lease_name(os.getpid())).touch()
+                if _as_root():
+                    self.home.chmod(ROOT_HOME_MODE)
+                touch_private(self.leases_dir / _lease_name(os.getpid()))
                 self._server = server
                 self._ensure_database(server)
             self._uri = server.get_uri(database=DATABASE_NAME)
@@ -135,8 +147,10 @@ class EmbeddedPostgres:
         settings = "".join(f"{name} = {value}\n" for name, value in server_settings().items())
         own = self.pgdata / "photodb.conf"
         if not own.exists() or own.read_text() != settings:
-            own.write_text(settings)
-            own.chmod(0o644)
+            write_private(own, lambda out: out.write(settings.encode()))
+            server_user = self.pgdata.stat()
+            if server_user.st_uid != os.geteuid():  # as root: the server runs as pgserver's own user
+                os.chown(own, server_user.st_uid, server_user.st_gid)
         main = self.pgdata / "postgresql.conf"
         if _INCLUDE_LINE not in main.read_text():
             with main.open("a") as handle:

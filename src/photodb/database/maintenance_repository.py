@@ -267,6 +267,27 @@ def cluster_sums(conn: psycopg.Connection, collection_id: int, model: str) -> tu
     return [r[0] for r in rows], np.vstack([array_of(r[1]) for r in rows]).astype(np.float64)
 
 
+def member_embeddings(conn: psycopg.Connection, cluster_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Each cluster's face embeddings, unit length, one row per face (binary transfer)."""
+    with conn.cursor(binary=True) as cur:
+        cur.execute(
+            """SELECT d.cluster_id, f.embedding FROM person_detection d
+               JOIN face_embedding f ON f.person_detection_id = d.id
+               WHERE d.cluster_id = ANY(%s) ORDER BY d.cluster_id, d.id""",
+            (list(cluster_ids),),
+        )
+        rows = cur.fetchall()
+    grouped: dict[int, list[np.ndarray]] = {}
+    for cluster_id, embedding in rows:
+        grouped.setdefault(cluster_id, []).append(array_of(embedding))
+    found = {}
+    for cluster_id, vectors in grouped.items():
+        matrix = np.vstack(vectors).astype(np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        found[cluster_id] = matrix / np.where(norms > 0, norms, 1.0)
+    return found
+
+
 #: The columns of health_figures' query, in its order.
 HEALTH_FIGURES = (
     "total_clusters",

@@ -66,16 +66,17 @@ def mark_refreshed(conn: psycopg.Connection, collection_id: int, *, requested: i
 
 
 def latest_face(conn: psycopg.Connection, collection_id: int) -> int:
-    """The highest id of a detection with a face embedding in the collection (0: none)."""
+    """The highest id of a detection with a face embedding in the collection (0: none): a backward
+    walk of face_embedding's key that stops at the first face of the collection."""
     row = conn.execute(
-        """SELECT coalesce(max(fe.person_detection_id), 0) FROM face_embedding fe
+        """SELECT fe.person_detection_id FROM face_embedding fe
            JOIN person_detection pd ON pd.id = fe.person_detection_id
            JOIN photo p ON p.id = pd.photo_id
-           WHERE p.collection_id = %s""",
+           WHERE p.collection_id = %s
+           ORDER BY fe.person_detection_id DESC LIMIT 1""",
         (collection_id,),
     ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(row[0]) if row is not None else 0
 
 
 def clusters_of_faces_after(conn: psycopg.Connection, collection_id: int, detection_id: int) -> list[int]:

@@ -306,3 +306,16 @@ def blocking_faces(conn: psycopg.Connection, detection_id: int, cluster_id: int)
         {"f": detection_id, "c": cluster_id},
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
+
+
+def persons_named(conn: psycopg.Connection, collection_id: int, name: str) -> list[int]:
+    """The named persons of a collection whose name is `name`, case and repeated spaces aside."""
+    rows = conn.execute(
+        r"""SELECT id FROM person
+            WHERE collection_id = %s AND named
+              AND lower(regexp_replace(btrim(concat_ws(' ', first_name, last_name)), '\s+', ' ', 'g'))
+                  = lower(regexp_replace(btrim(%s), '\s+', ' ', 'g'))
+            ORDER BY id""",
+        (collection_id, name),
+    ).fetchall()
+    return [r[0] for r in rows]

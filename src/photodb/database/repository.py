@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
@@ -272,3 +273,9 @@ class PhotoRepository:
         with self.db.autocommit() as conn:
             cur = conn.cursor(row_factory=dict_row)
             return cur.execute("SELECT * FROM metadata WHERE photo_id = %s", (photo_id,)).fetchone()
+
+
+def has_photos(conn: psycopg.Connection) -> bool:
+    """Whether any photo was ever registered in this database (an empty new library has none)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM photo)").fetchone()
+    return bool(row[0])

@@ -84,6 +84,12 @@ def text_search_configurations(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT cfgname FROM pg_ts_config ORDER BY cfgname").fetchall()]
 
 
+def has_llm_analyses(conn: psycopg.Connection) -> bool:
+    """Whether any photo has an LLM analysis (what `--words` searches)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM llm_analysis WHERE error_message IS NULL)").fetchone()
+    return bool(row[0]) if row else False
+
+
 def relanguage_analyses(conn: psycopg.Connection, language: str) -> int:
     """Rebuild the words of analyses indexed in another language; how many were.
 

@@ -29,8 +29,9 @@ MEDOID_CHANGE_SHARE = 0.2
 
 @dataclass(frozen=True)
 class Options:
-    """similarity_threshold: merge-similar's largest cosine distance between two centroids (None:
-    each model's clustering threshold, Settings.clustering_threshold_for). unassigned_older_than:
+    """similarity_threshold: merge-similar's largest cosine distance between two centroids and
+    between the face pairs across them (None: each model's `merge` distance, clustering.distances).
+    unassigned_older_than:
     how long a face waits in the unassigned pool before it becomes a singleton cluster (zero: all)."""
 
     similarity_threshold: float | None = None
@@ -44,15 +45,18 @@ class Options:
 
 @dataclass
 class Outcome:
-    """What one task did: counts by name, and problems (lines a person should act on)."""
+    """What one task did: counts by name, problems (lines a person should act on: the task is not
+    ok) and notes (what it chose not to do and why; the task stays ok)."""
 
     changes: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, other: Outcome) -> None:
         for key, value in other.changes.items():
             self.changes[key] = self.changes.get(key, 0) + value
         self.problems.extend(other.problems)
+        self.notes.extend(other.notes)
 
 
 TaskFunction = Callable[[psycopg.Connection, Settings, int, Options], Outcome]
@@ -72,6 +76,7 @@ class TaskResult:
     problems: list[str]
     seconds: float
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -83,6 +88,7 @@ class TaskResult:
             "ok": self.ok,
             "changes": self.changes,
             "problems": self.problems,
+            "notes": self.notes,
             "error": self.error,
             "seconds": round(self.seconds, 3),
         }
@@ -118,7 +124,8 @@ def run_task(db: Database, task: Task, collection_ids: Iterable[int], options: O
             outcome.add(db.retrying(lambda c=collection_id: once(c), f"maintenance {task.name}"))
     except Exception as failure:  # reported as this task's failure; the next task still runs
         error = describe_error(failure)
-    return TaskResult(task.name, outcome.changes, outcome.problems, time.perf_counter() - started, error)
+    seconds = time.perf_counter() - started
+    return TaskResult(task.name, outcome.changes, outcome.problems, seconds, error, outcome.notes)
 
 
 def run_tasks(

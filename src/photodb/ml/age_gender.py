@@ -78,6 +78,15 @@ def _load_offline() -> AgeGenderModel:
     return model
 
 
+def missing_age_gender_file(settings: Settings) -> str | None:
+    """Why no age/gender model can run here, known without loading one: MiVOLO asked for, its file absent."""
+    from photodb.ml.base import model_not_found
+
+    if settings.age_gender_model == "mivolo" and not settings.mivolo_model_file.is_file():
+        return str(model_not_found(settings.mivolo_model_file, "MIVOLO_MODEL_PATH"))
+    return None
+
+
 def create_age_gender_model(settings: Settings) -> AgeGenderChoice:
     """AGE_GENDER_MODEL: `mivolo`, `offline`, or `auto` (MiVOLO when its file exists, else offline).
 

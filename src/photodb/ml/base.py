@@ -1,17 +1,20 @@
 """What every model family shares: lazy loading under a lock, device choice, and the one error type.
 
 A model family is a `LazyModel`: constructing it is cheap (no heavy imports, no files read), and
-`load()` does the work once, on first use or when a stage loads its models up front so that a
-missing file stops a run with one line instead of failing every photo. `_lock` is the model's own
-lock: `load()` holds it, and families whose inference is not thread-safe hold it around each call.
+`load()` does the work once, on first use: a stage loads its models when it first claims work
+(`BaseStage.ready`), so a run with nothing to do loads none. `_lock` is the model's own lock:
+`load()` holds it, and families whose inference is not thread-safe hold it around each call.
+Every load is logged at DEBUG ("loading model …") and counted in `MODEL_LOADS`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import logging
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 
 #: Python modules the ML stages need, with the distribution that provides each.
 ML_MODULES = {
@@ -31,6 +34,11 @@ ML_MODULES = {
 }
 ML_EXTRA_HINT = "pip install 'photodb[ml]'"
 DOWNLOAD_SCRIPT = "scripts/download_models.sh"
+
+log = logging.getLogger(__name__)
+
+#: How many times each model family (by class name) was loaded in this process.
+MODEL_LOADS: Counter[str] = Counter()
 
 
 class ModelUnavailable(RuntimeError):
@@ -58,7 +66,10 @@ class LazyModel(ABC):
             return
         with self._lock:
             if not self._loaded:
+                family = type(self).__name__
+                log.debug("loading model %s", family)
                 self._load()
+                MODEL_LOADS[family] += 1
                 self._loaded = True
 
     @abstractmethod

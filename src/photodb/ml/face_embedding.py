@@ -15,7 +15,7 @@ detector, else from YuNet run on the face crop; without landmarks the centred cr
 row records `aligned = false`); dlib uses its own 5-point predictor and face chip, the pipeline it
 was trained with. Models differ in dimension and space: the stored `embedding_model` keeps them
 apart, `pad_embedding` zero-pads to the 512-d column, and each model has its own clustering
-threshold (Settings.clustering_threshold_for).
+distances (clustering.distances).
 """
 
 from __future__ import annotations

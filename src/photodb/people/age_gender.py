@@ -8,8 +8,14 @@
   are down-weighted smoothly, so a child mistaken for the person or a wrong date does not drag
   the year. birth_year_stddev is the weighted standard deviation of the samples around the
   estimate, with those robustness weights.
-- Gender: a weighted vote of the detections' 'M'/'F' answers, each worth its weight times its
-  gender confidence; the winner's share of the votes is the confidence, 'U' below the floor.
+- Gender: a confidence-weighted vote over calibrated per-face probabilities. A face's stored
+  probability is softened on the log-odds scale (temperature FACE_TEMPERATURE, after capping the
+  model's logit), since models are overconfident and no single face is certain; the face then
+  gives its weight times that probability to its gender and the rest of its weight to the other.
+  The two sums, plus Jeffreys' half a face each, are a Beta posterior over the share of this
+  person's faces that read as the winner; the confidence is the posterior probability that this
+  share is over one half. So one photo never gives 1.0, agreeing faces raise the confidence
+  towards 1, and a disagreeing minority lowers it; 'U' below the floor.
   'U' answers do not vote. Dates are not needed.
 - A sample's weight is its detection confidence times min(1, face short side / 64 px) in
   original pixels: small or doubtful faces count less (a body alone counts half).
@@ -46,6 +52,12 @@ MIN_SCALE_YEARS = 1.0
 FULL_WEIGHT_FACE_PX = 64.0
 #: The weight of a body without a face (MiVOLO estimates from the body alone are weaker).
 BODY_ONLY_FACTOR = 0.5
+#: A face's gender log-odds are divided by this before voting (models are overconfident).
+FACE_TEMPERATURE = 1.5
+#: The largest log-odds a model's gender probability counts for (probability 0.999).
+MAX_FACE_LOGIT = math.log(999.0)
+#: Jeffreys' prior: half a face's weight for each gender in every vote.
+PRIOR_PER_GENDER = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,17 +116,58 @@ def robust_location(values: Sequence[float], weights: Sequence[float]) -> tuple[
     return centre, spread
 
 
+def calibrated_probability(confidence: float) -> float:
+    """The probability a face's gender answer counts for: strictly between 0.5 and 1."""
+    p = min(max(float(confidence), 0.5), 1.0)
+    logit = MAX_FACE_LOGIT if p >= 1.0 else min(math.log(p / (1.0 - p)), MAX_FACE_LOGIT)
+    return 1.0 / (1.0 + math.exp(-logit / FACE_TEMPERATURE))
+
+
+def beta_upper_half(a: float, b: float) -> float:
+    """P(X > 1/2) for X ~ Beta(a, b), from the regularized incomplete beta function's continued
+    fraction, taken on the side where it converges (I_x(p, q) for x below (p + 1) / (p + q + 2))."""
+    front = math.exp((a + b) * math.log(0.5) + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b))
+    if a >= b:
+        return 1.0 - front * _beta_fraction(a, b, 0.5) / a
+    return front * _beta_fraction(b, a, 0.5) / b
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """Lentz's evaluation of the incomplete beta continued fraction."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-12:
+            break
+    return fraction
+
+
 def gender_vote(samples: Sequence[PersonSample], min_confidence: float) -> tuple[str | None, float | None]:
     votes = {"M": 0.0, "F": 0.0}
     for sample in samples:
         if sample.gender in votes and sample.gender_confidence is not None:
-            votes[sample.gender] += sample_weight(sample) * float(sample.gender_confidence)
-    total = votes["M"] + votes["F"]
-    if total <= 0:
+            weight = sample_weight(sample)
+            agreeing = calibrated_probability(sample.gender_confidence)
+            other = "F" if sample.gender == "M" else "M"
+            votes[sample.gender] += weight * agreeing
+            votes[other] += weight * (1.0 - agreeing)
+    if votes["M"] + votes["F"] <= 0:
         return None, None
     winner = "M" if votes["M"] >= votes["F"] else "F"
-    share = votes[winner] / total
-    return (winner if share >= min_confidence else "U"), share
+    loser = "F" if winner == "M" else "M"
+    confidence = beta_upper_half(votes[winner] + PRIOR_PER_GENDER, votes[loser] + PRIOR_PER_GENDER)
+    return (winner if confidence >= min_confidence else "U"), confidence
 
 
 def aggregate_person(person_id: int, samples: Sequence[PersonSample], min_confidence: float) -> PersonAgeGender:

@@ -4,7 +4,8 @@ Per collection and embedding model (embeddings of two models are never compared)
 transaction: the centroids of the clusters that take part (not hidden, not left without a person
 by a user) are compared pairwise (numpy, exact; the same cosine distance as pgvector's `<=>`, and
 faster than one HNSW query per cluster: bench/association.py), pairs within the model's threshold
-(Settings.person_association_threshold_for) are grouped by complete linkage, and each group joins
+(`associate` of clustering.distances) whose faces are close too (most face pairs across within
+`merge`: clustering.distances.faces_linked) are grouped by complete linkage, and each group joins
 one person (association_plan): a new auto-created 'Unknown' person, the one person its clusters
 have, or the winner of a merge (verified > cluster count > id). Pairs and persons blocked by
 cannot-links or faces of one photo are kept apart. Then every cluster still without a person that
@@ -23,10 +24,13 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import psycopg
 
+from photodb.clustering.distances import face_distance, faces_linked
 from photodb.config import Settings
 from photodb.database import association_repository as repo
+from photodb.database import maintenance_repository as maintenance_repo
 from photodb.database import people_repository as people
 from photodb.database.clustering.locks import lock_clusters, lock_model
 from photodb.database.connection import Database
@@ -56,6 +60,8 @@ class ModelReport:
     threshold: float
     clusters: int = 0
     pairs: int = 0
+    #: centroid pairs within the threshold whose faces are not (too few face pairs within `merge`)
+    pairs_not_linked: int = 0
     groups: list[GroupPlan] = field(default_factory=list)
     persons_created: int = 0
     clusters_linked: int = 0
@@ -83,6 +89,7 @@ class ModelReport:
             "threshold": self.threshold,
             "clusters": self.clusters,
             "pairs": self.pairs,
+            "pairs_not_linked": self.pairs_not_linked,
             "groups": len(self.groups),
             "groups_changed": [g.as_dict() for g in self.groups if g.changed],
             "persons_created": self.persons_created,
@@ -144,9 +151,9 @@ def auto_associate(
     clusters: Collection[int] | None = None,
 ) -> AssociationReport:
     """Group the clusters of a collection (None: every collection) into persons; `threshold`
-    overrides every model's own; `dry_run` plans the same groups and writes nothing; `clusters`
-    limits the work to pairs with one of them on a side, and lone persons to them (the clusters
-    that changed since the last pass: the other pairs were decided then)."""
+    overrides every model's own, for centroids and their faces; `dry_run` plans the same groups and
+    writes nothing; `clusters` limits the work to pairs with one of them on a side, and lone persons
+    to them (the clusters that changed since the last pass: the other pairs were decided then)."""
     check_threshold(threshold)
     lone_min = db.settings.association_lone_cluster_min_faces
     report = AssociationReport(dry_run=dry_run)
@@ -154,9 +161,13 @@ def auto_associate(
         collections = repo.collections_with_clusters(conn, collection_id)
         work = [(c, m) for c in collections for m in repo.cluster_models(conn, c)]
     for collection, model in work:
-        limit = threshold if threshold is not None else db.settings.person_association_threshold_for(model)
+        limits = (
+            (threshold, threshold)
+            if threshold is not None
+            else (face_distance(db.settings, model, "associate"), face_distance(db.settings, model, "merge"))
+        )
         result = db.retrying(
-            lambda c=collection, m=model, t=limit: _associate_model(db, c, m, t, lone_min, dry_run, clusters),
+            lambda c=collection, m=model, t=limits: _associate_model(db, c, m, t, lone_min, dry_run, clusters),
             "associate",
         )
         report.models.append(result)
@@ -176,13 +187,13 @@ def associate_collection_in(
     moved under it. Touched persons get their age and gender again."""
     reports = []
     for model in models:
-        threshold = settings.person_association_threshold_for(model)
+        limits = (face_distance(settings, model, "associate"), face_distance(settings, model, "merge"))
         for attempt in range(ATTEMPTS):
             try:
                 with conn.transaction():
                     reports.append(
                         _associate_in(
-                            conn, collection_id, model, threshold, settings.association_lone_cluster_min_faces, False
+                            conn, collection_id, model, limits, settings.association_lone_cluster_min_faces, False
                         )
                     )
                 break
@@ -200,7 +211,7 @@ def _associate_model(
     db: Database,
     collection_id: int,
     model: str,
-    threshold: float,
+    limits: tuple[float, float],
     lone_min: int,
     dry_run: bool,
     focus: Collection[int] | None = None,
@@ -208,7 +219,7 @@ def _associate_model(
     for attempt in range(ATTEMPTS):
         try:
             with db.connection() as conn, conn.transaction():
-                return _associate_in(conn, collection_id, model, threshold, lone_min, dry_run, focus)
+                return _associate_in(conn, collection_id, model, limits, lone_min, dry_run, focus)
         except _StateMoved:
             logger.info("persons changed while associating %s (attempt %d); again", model, attempt + 1)
     raise RuntimeError(f"persons of collection {collection_id} kept changing during auto-association; run it again")
@@ -218,18 +229,27 @@ def _associate_in(
     conn: psycopg.Connection,
     collection_id: int,
     model: str,
-    threshold: float,
+    limits: tuple[float, float],
     lone_min: int,
     dry_run: bool,
     focus: Collection[int] | None = None,
 ) -> ModelReport:
     """One model: groups of close clusters join persons, then lone clusters of at least `lone_min`
-    faces (0: none) get their own. The lone candidates are locked with the groups' clusters (step 4)."""
+    faces (0: none) get their own. The lone candidates are locked with the groups' clusters (step 4).
+    `limits`: the centroid threshold, and the `merge` distance most face pairs across a pair of
+    clusters must be within (clustering.distances.faces_linked)."""
+    threshold, face_limit = limits
     report = ModelReport(collection_id, model, threshold, lone_min_faces=lone_min)
     lock_model(conn, collection_id, model, shared=True)
     ids, vectors = repo.centroids(conn, collection_id, model)
     report.clusters = len(ids)
     pairs = find_pairs(ids, vectors, threshold, focus)
+    if pairs:
+        faces = maintenance_repo.member_embeddings(conn, sorted({c for p in pairs for c in (p.a, p.b)}))
+        empty = np.zeros((0, vectors.shape[1]), np.float32)
+        linked = [p for p in pairs if faces_linked(faces.get(p.a, empty), faces.get(p.b, empty), face_limit)]
+        report.pairs_not_linked = len(pairs) - len(linked)
+        pairs = linked
     report.pairs = len(pairs)
     lone = repo.lone_cluster_candidates(conn, collection_id, model, lone_min) if lone_min > 0 else []
     if focus is not None:

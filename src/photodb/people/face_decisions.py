@@ -17,13 +17,24 @@ import psycopg
 
 from photodb.clustering.incremental import assign_new_faces
 from photodb.clustering.manual_moves import move_locked_face
+from photodb.database import change_repository as change_db
 from photodb.database import face_constraints as links_db
 from photodb.database import people_repository as people_db
 from photodb.database.clustering import locks as lock_db
 from photodb.database.clustering import manual as manual_db
 from photodb.database.connection import Database
+from photodb.database.people_queries import display_name
 from photodb.people.age_gender import refresh_persons
-from photodb.people.identity import PeopleError, check_collection, lock_person, transaction
+from photodb.people.identity import (
+    PeopleError,
+    check_collection,
+    lock_person,
+    named_alike,
+    recorded,
+    split_name,
+    transaction,
+    valid_name,
+)
 
 
 def _face(conn: psycopg.Connection, face_id: int, collection_id: int | None) -> links_db.FaceInfo:
@@ -75,38 +86,98 @@ def move_face(
 ) -> dict[str, Any]:
     """Move a face by hand into a cluster, to a person (their nearest cluster of the face's model,
     else the person alone), or out of every cluster (both None). The face is pinned ('manual')."""
-    with transaction(db) as conn:
+    where = f"cluster {cluster_id}" if cluster_id is not None else f"person {person_id}" if person_id else "no cluster"
+    with recorded(db, f"move face {face_id} to {where}", by=by) as (conn, change):
+        result = _move_locked(
+            db, conn, face_id, cluster_id=cluster_id, person_id=person_id, by=by, collection_id=collection_id
+        )
+    return result | {"change_id": change.id}
+
+
+def move_faces(
+    db: Database, face_ids: list[int], *, person_id: int, by: str, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Several faces to one person (the person page's selection) as one change, so one Undo
+    puts them all back."""
+    with recorded(db, f"move faces {', '.join(map(str, face_ids))} to person {person_id}", by=by) as (conn, change):
+        for face_id in sorted(face_ids):
+            _move_locked(db, conn, face_id, cluster_id=None, person_id=person_id, by=by, collection_id=collection_id)
+    return {"face_ids": sorted(face_ids), "person_id": person_id, "change_id": change.id}
+
+
+def name_face(
+    db: Database, face_id: int, name: str, *, by: str, new: bool = False, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Give a face a name: it moves to the person who has that name (their nearest cluster), or,
+    when nobody has it (or with `new`), to a new person of that name, alone."""
+    name = valid_name(name)
+    first, last = split_name(name)
+    with recorded(db, f"name face {face_id} {name!r}", by=by) as (conn, change):
         face = _face(conn, face_id, collection_id)
-        target = cluster_id
-        if cluster_id is not None:
-            cluster = _of_face_collection(face, "cluster", cluster_id, people_db.get_clusters(conn, [cluster_id]))
-            if cluster.embedding_model != face.embedding_model:
-                raise PeopleError(
-                    f"face {face_id} ({face.embedding_model}) cannot join cluster {cluster_id} "
-                    f"({cluster.embedding_model}): embeddings of different models are never compared"
-                )
-        if person_id is not None:
-            _of_face_collection(face, "person", person_id, people_db.get_persons(conn, [person_id]))
-            target = people_db.nearest_person_cluster(conn, person_id, face_id)
-        _lock_face(conn, face)
-        if target is not None:
-            blocks = people_db.blocking_faces(conn, face_id, target)
-            if blocks:
-                other, why = blocks[0]
-                raise PeopleError(f"face {face_id} cannot join cluster {target}: {why} with its face {other}")
-        before = _face_owner(conn, face_id)
-        try:
-            left = move_locked_face(conn, face_id, target)
-        except LookupError as error:
-            raise PeopleError(str(error)) from None
-        own_person = person_id if target is None else None
-        after = own_person if target is None else people_db.get_clusters(conn, [target])[target].person_id
-        touched = sorted({p for p in (before, after) if p is not None})
-        if own_person is not None and own_person not in people_db.lock_persons(conn, touched):
-            raise PeopleError(f"no person {own_person} (deleted just now)")
-        people_db.set_face_person(conn, face_id, own_person, by=by)
-        refresh_persons(conn, face.collection_id, touched, db.settings)
-        return {"face_id": face_id, "from_cluster_id": left, "cluster_id": target, "person_id": person_id}
+        person_id = named_alike(conn, face.collection_id, name, new=new)
+        linked = person_id is not None
+        if person_id is None:
+            person_id = people_db.create_person(
+                conn, face.collection_id, first_name=first, last_name=last, auto_created=False, by=by
+            )
+        result = _move_locked(
+            db, conn, face_id, cluster_id=None, person_id=person_id, by=by, collection_id=collection_id
+        )
+        change.what = f"name face {face_id} {name!r}: {'linked to' if linked else 'new'} person {person_id}"
+        person = people_db.get_persons(conn, [person_id])[person_id]
+        name = display_name(person_id, person.first_name, person.last_name, person.named)
+        clusters = person.cluster_count
+    return result | {
+        "name": name,
+        "linked": linked,
+        "created": not linked,
+        "clusters": clusters,
+        "change_id": change.id,
+    }
+
+
+def _move_locked(
+    db: Database,
+    conn: psycopg.Connection,
+    face_id: int,
+    *,
+    cluster_id: int | None,
+    person_id: int | None,
+    by: str,
+    collection_id: int | None,
+) -> dict[str, Any]:
+    """move_face inside the caller's transaction."""
+    face = _face(conn, face_id, collection_id)
+    target = cluster_id
+    if cluster_id is not None:
+        cluster = _of_face_collection(face, "cluster", cluster_id, people_db.get_clusters(conn, [cluster_id]))
+        if cluster.embedding_model != face.embedding_model:
+            raise PeopleError(
+                f"face {face_id} ({face.embedding_model}) cannot join cluster {cluster_id} "
+                f"({cluster.embedding_model}): embeddings of different models are never compared"
+            )
+    if person_id is not None:
+        _of_face_collection(face, "person", person_id, people_db.get_persons(conn, [person_id]))
+        target = people_db.nearest_person_cluster(conn, person_id, face_id)
+    _lock_face(conn, face)
+    if target is not None:
+        blocks = people_db.blocking_faces(conn, face_id, target)
+        if blocks:
+            other, why = blocks[0]
+            raise PeopleError(f"face {face_id} cannot join cluster {target}: {why} with its face {other}")
+    before = _face_owner(conn, face_id)
+    try:
+        left = move_locked_face(conn, face_id, target)
+    except LookupError as error:
+        raise PeopleError(str(error)) from None
+    own_person = person_id if target is None else None
+    after = own_person if target is None else people_db.get_clusters(conn, [target])[target].person_id
+    touched = sorted({p for p in (before, after) if p is not None})
+    if own_person is not None and own_person not in people_db.lock_persons(conn, touched):
+        raise PeopleError(f"no person {own_person} (deleted just now)")
+    people_db.set_face_person(conn, face_id, own_person, by=by)
+    refresh_persons(conn, face.collection_id, touched, db.settings)
+    return {"face_id": face_id, "from_cluster_id": left, "cluster_id": target, "person_id": person_id}
 
 
 def reject_face(db: Database, face_id: int, *, by: str, collection_id: int | None = None) -> dict[str, Any]:
@@ -116,7 +187,7 @@ def reject_face(db: Database, face_id: int, *, by: str, collection_id: int | Non
     A face alone in a person's cluster stays there; the cluster is unlinked from the person and
     remembered as not them (cluster_person_cannot_link), which is the same decision one level up.
     """
-    with transaction(db) as conn:
+    with recorded(db, f"face {face_id} is not its person", by=by) as (conn, change):
         seen = _face(conn, face_id, collection_id)
         if seen.cluster_id is None and seen.person_id is None:
             raise PeopleError(f"face {face_id} is in no cluster and has no person")
@@ -158,17 +229,25 @@ def reject_face(db: Database, face_id: int, *, by: str, collection_id: int | Non
             people_db.unlink_clusters(conn, [home.id], by=by)
             people_db.reject_person(conn, home.id, home.person_id, by=by)
             people_db.set_face_person(conn, face_id, None, by=by)
-            return result | {"cluster_id": home.id, "outcome": "cluster unlinked from the person"}
-        if face.cluster_id is not None:
-            manual_db.release_faces(conn, [face_id])
-            manual_db.delete_cluster_if_empty(conn, face.cluster_id)
-        people_db.set_face_person(conn, face_id, None, by=by)
-    report = assign_new_faces(db, [face_id], force=True)
-    outcome = next(iter(report.outcomes), "unassigned")
-    with transaction(db) as conn:  # the person it left, and the one it joined, if any
+        else:
+            if face.cluster_id is not None:
+                manual_db.release_faces(conn, [face_id])
+                manual_db.delete_cluster_if_empty(conn, face.cluster_id)
+            people_db.set_face_person(conn, face_id, None, by=by)
+        change.what = f"face {face_id} is not cluster {face.cluster_id} / person {rejected_person}"
+    if alone:
+        return result | {"cluster_id": home.id, "outcome": "cluster unlinked from the person", "change_id": change.id}
+    # re-placed by the assignment path in a transaction of its own (its locks are taken afresh, in
+    # the one order), recorded under the same change
+    with transaction(db) as conn:
+        if change.id is not None:
+            change_db.resume(conn, change.id)
+        report = assign_new_faces(db, [face_id], force=True, conn=conn)
         touched = sorted({p for p in (rejected_person, _face_owner(conn, face_id)) if p is not None})
-        refresh_persons(conn, face.collection_id, touched, db.settings)
-    return result | {"cluster_id": report.cluster_of.get(face_id), "outcome": outcome}
+        refresh_persons(conn, face.collection_id, touched, db.settings)  # the person it left and joined
+        change_db.pause(conn)
+    outcome = next(iter(report.outcomes), "unassigned")
+    return result | {"cluster_id": report.cluster_of.get(face_id), "outcome": outcome, "change_id": change.id}
 
 
 LinkKind = Literal["must", "cannot"]
@@ -181,7 +260,7 @@ def link_faces(
     kind anywhere in their must-linked sets (or a must-link between two faces of one photo)."""
     if first == second:
         raise PeopleError(f"a face cannot be {kind}-linked to itself ({first})")
-    with transaction(db) as conn:
+    with recorded(db, f"{kind}-link faces {first} and {second}", by=by) as (conn, change):
         faces = {face_id: _face(conn, face_id, collection_id) for face_id in (first, second)}
         a, b = faces[first], faces[second]
         if a.collection_id != b.collection_id:
@@ -205,9 +284,10 @@ def link_faces(
         elif second in set_a:
             raise PeopleError(f"faces {first} and {second} are must-linked (directly or through other faces)")
         created = links_db.add_link(conn, "must_link" if kind == "must" else "cannot_link", first, second, by=by)
-        return {
-            "kind": f"{kind}-link",
-            "face_ids": sorted((first, second)),
-            "created": created,
-            "clusters": [a.cluster_id, b.cluster_id],
-        }
+    return {
+        "kind": f"{kind}-link",
+        "face_ids": sorted((first, second)),
+        "created": created,
+        "clusters": [a.cluster_id, b.cluster_id],
+        "change_id": change.id,
+    }

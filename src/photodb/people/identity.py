@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import psycopg
 
+from photodb.database import change_repository as change_db
 from photodb.database import date_repository as date_sql
 from photodb.database import people_repository as people_db
 from photodb.database.clustering import locks as lock_db
@@ -27,6 +29,7 @@ from photodb.database.connection import Database
 from photodb.database.people_queries import display_name
 from photodb.people import dates
 from photodb.people.age_gender import refresh_persons
+from photodb.people.names import BadName, clean_name
 
 #: Attempts when the clusters of a person changed between reading and locking them.
 ATTEMPTS = 3
@@ -44,17 +47,54 @@ def transaction(db: Database) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+@dataclass
+class Change:
+    """A decision being recorded in the undo log: `what` may be refined until it commits; `id`
+    is None afterwards when it changed nothing (and left no record)."""
+
+    id: int | None
+    what: str
+
+
+@contextmanager
+def recorded(db: Database, what: str, *, by: str) -> Iterator[tuple[psycopg.Connection, Change]]:
+    """One decision's transaction, every row it writes recorded under one change (people.undo)."""
+    with transaction(db) as conn:
+        change = Change(change_db.begin(conn, what, by), what)
+        yield conn, change
+        assert change.id is not None
+        change.id = change_db.finish(conn, change.id, change.what)
+
+
 def check_collection(kind: str, object_id: int, found_in: int, collection_id: int | None) -> None:
     if collection_id is not None and found_in != collection_id:
         raise PeopleError(f"{kind} {object_id} belongs to another collection")
 
 
+def valid_name(text: str) -> str:
+    """names.clean_name, its refusal a PeopleError (one line, exit 2, a form error on the page)."""
+    try:
+        return clean_name(text)
+    except BadName as error:
+        raise PeopleError(str(error)) from None
+
+
 def split_name(name: str) -> tuple[str, str | None]:
     """'Grace Brewster Hopper' -> ('Grace', 'Brewster Hopper'): first word, then the rest."""
-    first, _, last = " ".join(name.split()).partition(" ")
-    if not first:
-        raise PeopleError("a name cannot be empty")
+    first, _, last = valid_name(name).partition(" ")
     return first, last or None
+
+
+def named_alike(conn: psycopg.Connection, collection_id: int, name: str, *, new: bool) -> int | None:
+    """The one person of the collection already called `name` (case and spaces aside), or None
+    (also with `new`: a second person of that name on purpose); PeopleError when two are."""
+    if new:
+        return None
+    found = people_db.persons_named(conn, collection_id, name)
+    if len(found) > 1:
+        ids = ", ".join(map(str, found))
+        raise PeopleError(f"persons {ids} are all called {name!r}: give the person's id, or --new for another")
+    return found[0] if found else None
 
 
 def lock_cluster(conn: psycopg.Connection, cluster_id: int, collection_id: int | None) -> people_db.ClusterRow:
@@ -79,48 +119,83 @@ def lock_person(conn: psycopg.Connection, person_id: int, collection_id: int | N
 
 
 def _person_result(conn: psycopg.Connection, person_id: int) -> dict[str, Any]:
-    row = conn.execute("SELECT first_name, last_name, named FROM person WHERE id = %s", (person_id,)).fetchone()
+    row = conn.execute(
+        "SELECT first_name, last_name, named, (SELECT count(*) FROM cluster WHERE person_id = %s) FROM person "
+        "WHERE id = %s",
+        (person_id, person_id),
+    ).fetchone()
     assert row is not None
-    return {"person_id": person_id, "name": display_name(person_id, *row)}
+    return {"person_id": person_id, "name": display_name(person_id, *row[:3]), "clusters": row[3]}
 
 
 def name_person(
-    db: Database, person_id: int, name: str, *, by: str, collection_id: int | None = None
+    db: Database, person_id: int, name: str, *, by: str, new: bool = False, collection_id: int | None = None
 ) -> dict[str, Any]:
-    """Name or rename a person."""
+    """Name or rename a person. A name another person already has is refused (merging the two is
+    `merge`), unless `new` says there are two people of that name."""
+    name = valid_name(name)
     first, last = split_name(name)
-    with transaction(db) as conn:
-        lock_person(conn, person_id, collection_id)
+    with recorded(db, f"name person {person_id} {name!r}", by=by) as (conn, change):
+        person = lock_person(conn, person_id, collection_id)
+        other = named_alike(conn, person.collection_id, name, new=new)
+        if other is not None and other != person_id:
+            raise PeopleError(
+                f"person {other} is already called {name!r}: `photodb people merge {other} {person_id}` makes them "
+                "one, --new names a second person so"
+            )
         people_db.rename_person(conn, person_id, first, last, by=by)
-        return _person_result(conn, person_id) | {"created": False}
+        result = _person_result(conn, person_id) | {"created": False, "linked": False}
+    return result | {"change_id": change.id}
 
 
 def name_cluster(
-    db: Database, cluster_id: int, name: str, *, by: str, collection_id: int | None = None
+    db: Database, cluster_id: int, name: str, *, by: str, new: bool = False, collection_id: int | None = None
 ) -> dict[str, Any]:
-    """Name the person of a cluster: its person is renamed, or a new person is made and linked."""
+    """Name the person of a cluster. When one person already has that name, the cluster is linked
+    to them (`linked`); otherwise its person is renamed, or a new person is made and linked. With
+    `new` a second person of that name is made on purpose (or the cluster's own person renamed)."""
+    name = valid_name(name)
     first, last = split_name(name)
-    with transaction(db) as conn:
+    with recorded(db, f"name cluster {cluster_id} {name!r}", by=by) as (conn, change):
         cluster = lock_cluster(conn, cluster_id, collection_id)
-        created = cluster.person_id is None
-        if created:
+        existing = named_alike(conn, cluster.collection_id, name, new=new)
+        linked = existing is not None and existing != cluster.person_id
+        if linked:
+            assert existing is not None
+            people_db.lock_persons(conn, [p for p in (existing, cluster.person_id) if p is not None])
+            lock_person(conn, existing, collection_id)
+            people_db.forget_rejection(conn, cluster_id, existing)
+            people_db.link_clusters(conn, existing, [cluster_id], by=by)
+            touched = [existing, *([cluster.person_id] if cluster.person_id is not None else [])]
+            refresh_persons(conn, cluster.collection_id, touched, db.settings)
+            person_id, created = existing, False
+            change.what = f"name cluster {cluster_id} {name!r}: linked to person {existing}"
+        elif cluster.person_id is None:
             person_id = people_db.create_person(
                 conn, cluster.collection_id, first_name=first, last_name=last, auto_created=False, by=by
             )
             people_db.link_clusters(conn, person_id, [cluster_id], by=by)
             refresh_persons(conn, cluster.collection_id, [person_id], db.settings)
+            created = True
         else:
-            person_id = cluster.person_id
+            person_id, created = cluster.person_id, False
             lock_person(conn, person_id, collection_id)
-        people_db.rename_person(conn, person_id, first, last, by=by)
-        return _person_result(conn, person_id) | {"cluster_id": cluster_id, "created": created}
+        if not linked:
+            people_db.rename_person(conn, person_id, first, last, by=by)
+        result = _person_result(conn, person_id) | {
+            "cluster_id": cluster_id,
+            "created": created,
+            "linked": linked,
+            "previous_person_id": cluster.person_id,
+        }
+    return result | {"change_id": change.id}
 
 
 def link_cluster(
     db: Database, cluster_id: int, person_id: int, *, by: str, collection_id: int | None = None
 ) -> dict[str, Any]:
     """Link a cluster to a person. A user's link overrides an earlier "not this person" of theirs."""
-    with transaction(db) as conn:
+    with recorded(db, f"link cluster {cluster_id} to person {person_id}", by=by) as (conn, change):
         cluster = lock_cluster(conn, cluster_id, collection_id)
         people_db.lock_persons(conn, [p for p in (person_id, cluster.person_id) if p is not None])  # both, id order
         person = lock_person(conn, person_id, collection_id)
@@ -133,58 +208,67 @@ def link_cluster(
         if changed:
             touched = [person_id, *([cluster.person_id] if cluster.person_id is not None else [])]
             refresh_persons(conn, cluster.collection_id, touched, db.settings)
-        return _person_result(conn, person_id) | {
+        result = _person_result(conn, person_id) | {
             "cluster_id": cluster_id,
             "previous_person_id": cluster.person_id,
             "changed": changed,
             "rejection_overridden": overridden,
         }
+    return result | {"change_id": change.id}
 
 
 def unlink_cluster(db: Database, cluster_id: int, *, by: str, collection_id: int | None = None) -> dict[str, Any]:
     """Unlink a cluster from its person, and remember that it is not that person, so automatic
     association never links them again."""
-    with transaction(db) as conn:
+    with recorded(db, f"unlink cluster {cluster_id}", by=by) as (conn, change):
         cluster = lock_cluster(conn, cluster_id, collection_id)
         if cluster.person_id is not None:
             lock_person(conn, cluster.person_id, None)
             people_db.unlink_clusters(conn, [cluster_id], by=by)
             people_db.reject_person(conn, cluster_id, cluster.person_id, by=by)
             refresh_persons(conn, cluster.collection_id, [cluster.person_id], db.settings)
-        return {
-            "cluster_id": cluster_id,
-            "previous_person_id": cluster.person_id,
-            "changed": cluster.person_id is not None,
-        }
+            change.what = f"unlink cluster {cluster_id} from person {cluster.person_id}"
+    return {
+        "cluster_id": cluster_id,
+        "previous_person_id": cluster.person_id,
+        "changed": cluster.person_id is not None,
+        "change_id": change.id,
+    }
 
 
 def verify_cluster(
     db: Database, cluster_id: int, *, by: str, verified: bool = True, collection_id: int | None = None
 ) -> dict[str, Any]:
     """Mark a cluster as checked by a person (its faces are then pinned by every re-bootstrap)."""
-    with transaction(db) as conn:
+    what = f"{'verify' if verified else 'unverify'} cluster {cluster_id}"
+    with recorded(db, what, by=by) as (conn, change):
         lock_cluster(conn, cluster_id, collection_id)
         people_db.set_cluster_verified(conn, cluster_id, verified, by=by)
-        return {"cluster_id": cluster_id, "verified": verified, "verified_by": by if verified else None}
+    return {
+        "cluster_id": cluster_id,
+        "verified": verified,
+        "verified_by": by if verified else None,
+        "change_id": change.id,
+    }
 
 
 def hide_cluster(
     db: Database, cluster_id: int, *, by: str, hidden: bool = True, collection_id: int | None = None
 ) -> dict[str, Any]:
     """Hide a cluster (strangers, junk): left out of listings and of incremental assignment."""
-    with transaction(db) as conn:
+    with recorded(db, f"{'hide' if hidden else 'show'} cluster {cluster_id}", by=by) as (conn, change):
         lock_cluster(conn, cluster_id, collection_id)
         people_db.set_cluster_hidden(conn, cluster_id, hidden, by=by)
-        return {"cluster_id": cluster_id, "hidden": hidden}
+    return {"cluster_id": cluster_id, "hidden": hidden, "change_id": change.id}
 
 
 def hide_person(
     db: Database, person_id: int, *, by: str, hidden: bool = True, collection_id: int | None = None
 ) -> dict[str, Any]:
-    with transaction(db) as conn:
+    with recorded(db, f"{'hide' if hidden else 'show'} person {person_id}", by=by) as (conn, change):
         lock_person(conn, person_id, collection_id)
         people_db.set_person_hidden(conn, person_id, hidden, by=by)
-        return {"person_id": person_id, "hidden": hidden}
+    return {"person_id": person_id, "hidden": hidden, "change_id": change.id}
 
 
 def merge_persons(
@@ -194,11 +278,12 @@ def merge_persons(
     if keep_id == other_id:
         raise PeopleError(f"cannot merge person {keep_id} into itself")
     for _ in range(ATTEMPTS):
-        with transaction(db) as conn:
+        with recorded(db, f"merge person {other_id} into person {keep_id}", by=by) as (conn, change):
             result = _merge_locked(conn, keep_id, other_id, by=by, collection_id=collection_id)
             if result is not None:
                 refresh_persons(conn, result["collection_id"], [keep_id, other_id], db.settings)
-                return result
+        if result is not None:
+            return result | {"change_id": change.id}
     raise PeopleError(f"persons {keep_id} and {other_id} keep changing; try again")
 
 
@@ -256,8 +341,15 @@ def set_birth_date(
 ) -> dict[str, Any]:
     """Set (text) or clear (None) a person's birth date, then re-date the person's undated photos."""
     value = None if text is None else parse_birth_date(text)
-    with transaction(db) as conn:
+    what = f"set the birth date of person {person_id} to {value}" if value else f"clear person {person_id}'s birth date"
+    with recorded(db, what, by=by) as (conn, change):
         person = lock_person(conn, person_id, collection_id)
         date_sql.set_birth_date(conn, person_id, value, None if value is None else by)
         report = dates.estimate_photo_dates_in(conn, person.collection_id, person_ids=[person_id])
-    return {"person_id": person_id, "birth_date": value, "by": None if value is None else by, **report.as_dict()}
+    return {
+        "person_id": person_id,
+        "birth_date": value,
+        "by": None if value is None else by,
+        **report.as_dict(),
+        "change_id": change.id,
+    }

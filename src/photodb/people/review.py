@@ -15,6 +15,7 @@ from typing import Any
 
 from photodb.clustering.incremental import assign_new_faces
 from photodb.clustering.manual_moves import move_face_in
+from photodb.database import change_repository as change_db
 from photodb.database import people_repository as people_db
 from photodb.database import review_repository as review_db
 from photodb.database.clustering import locks as lock_db
@@ -38,6 +39,7 @@ class ReviewResult:
     cannot_links: int = 0
     reassigned: str | None = None  # after the last rejection: what assignment did with the face
     now_in_cluster: int | None = None
+    change_id: int | None = None  # the undo log's record of the decision (people.undo)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +61,7 @@ def _pending(conn: Any, candidate_id: int) -> CandidateRow:
 
 def accept(db: Database, candidate_id: int, *, by: str = "user") -> ReviewResult:
     with db.connection() as conn, conn.transaction():
+        change_id = change_db.begin(conn, f"accept match candidate {candidate_id}", by)
         row = _pending(conn, candidate_id)
         try:
             move_face_in(
@@ -72,13 +75,21 @@ def accept(db: Database, candidate_id: int, *, by: str = "user") -> ReviewResult
         gained = people_db.face_persons(conn, [row.detection_id]).get(row.detection_id)
         if gained is not None:  # the cluster's person has a face more: its ages and photos' dates
             refresh_persons(conn, row.collection_id, [gained], db.settings)
+        change_id = change_db.finish(conn, change_id)
     return ReviewResult(
-        candidate_id, row.detection_id, row.cluster_id, "accepted", others, now_in_cluster=row.cluster_id
+        candidate_id,
+        row.detection_id,
+        row.cluster_id,
+        "accepted",
+        others,
+        now_in_cluster=row.cluster_id,
+        change_id=change_id,
     )
 
 
 def reject(db: Database, candidate_id: int, *, by: str = "user") -> ReviewResult:
     with db.connection() as conn, conn.transaction():
+        change_id = change_db.begin(conn, f"reject match candidate {candidate_id}", by)
         row = _pending(conn, candidate_id)
         lock_db.lock_model(conn, row.collection_id, row.embedding_model, shared=True)
         if manual_db.lock_face(conn, row.detection_id) is None:
@@ -89,9 +100,16 @@ def reject(db: Database, candidate_id: int, *, by: str = "user") -> ReviewResult
         released = review_db.pending_left(conn, row.detection_id) == 0 and review_db.release_from_review(
             conn, row.detection_id
         )
-    result = ReviewResult(candidate_id, row.detection_id, row.cluster_id, "rejected", cannot_links=links)
-    if released:
-        report = assign_new_faces(db, [row.detection_id], force=True)
+        change_id = change_db.finish(conn, change_id)
+    result = ReviewResult(
+        candidate_id, row.detection_id, row.cluster_id, "rejected", cannot_links=links, change_id=change_id
+    )
+    if released:  # assigned again in a transaction of its own, recorded under the same change
+        with db.connection() as conn, conn.transaction():
+            if change_id is not None:
+                change_db.resume(conn, change_id)
+            report = assign_new_faces(db, [row.detection_id], force=True, conn=conn)
+            change_db.pause(conn)
         result.reassigned = next(iter(report.outcomes), None)
         result.now_in_cluster = report.cluster_of.get(row.detection_id)
     return result

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from photodb.database import change_repository as change_db
 from photodb.database import people_repository as people_db
 from photodb.database import split_repository as split_db
 from photodb.database.clustering import centroids as centroid_db
@@ -95,9 +96,11 @@ class SplitResult:
     relinked_clusters: list[int] = field(default_factory=list)
     moved_faces: int = 0
     cannot_links: int = 0
+    change_id: int | None = None  # the undo log's record of the split (people.undo)
 
     def as_dict(self) -> dict[str, Any]:
         return self.plan.as_dict() | {
+            "change_id": self.change_id,
             "kept_half": self.kept,
             "new_cluster_id": self.new_cluster_id,
             "new_person_id": self.new_person_id,
@@ -192,8 +195,10 @@ def split(
     user chose from), the split is refused if the faces changed since."""
     if keep not in (1, 2):
         raise SplitError(f"--keep must be 1 or 2, not {keep}")
+    what = f"split {'cluster' if cluster_id is not None else 'person'} {cluster_id or person_id}, half {keep} keeps it"
     for _attempt in range(ATTEMPTS):
         with db.connection() as conn, conn.transaction():
+            change_id = change_db.begin(conn, what, by)
             target = _target(conn, cluster_id, person_id)
             lock_db.lock_model(conn, target.collection_id, target.model, shared=True)
             members = split_db.members(conn, cluster_id=cluster_id, person_id=person_id, lock=True)
@@ -201,6 +206,7 @@ def split(
             lock_db.lock_clusters(conn, clusters | ({target.id} if target.kind == "cluster" else set()))
             current = split_db.members(conn, cluster_id=cluster_id, person_id=person_id)
             if [m.detection_id for m in current] != [m.detection_id for m in members]:
+                change_db.finish(conn, change_id)  # empty: leaves no record
                 continue  # a face joined or left before the clusters were locked: read again
             if target.person_id is not None:
                 people_db.lock_persons(conn, [target.person_id])
@@ -213,6 +219,7 @@ def split(
             result = (_split_cluster if target.kind == "cluster" else _split_person)(conn, chosen)
             touched = [p for p in (target.person_id, result.new_person_id) if p is not None]
             refresh_persons(conn, target.collection_id, touched, db.settings)
+            result.change_id = change_db.finish(conn, change_id)
             return result
     raise SplitError(f"{'cluster' if cluster_id is not None else 'person'} kept changing while it was split: try again")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from photodb.clustering.distances import face_distance
 from photodb.database import people_queries as queries
 from photodb.database import unsorted_faces as unsorted
 from photodb.database.connection import Database
@@ -47,7 +48,7 @@ def list_unsorted(db: Database, collection_id: int | None, *, limit: int | None 
         total = unsorted.unsorted_count(conn, collection_id)
     for face in faces:
         near = face["nearest_person"]
-        reach = SUGGEST_WITHIN_THRESHOLDS * db.settings.clustering_threshold_for(face["embedding_model"])
+        reach = SUGGEST_WITHIN_THRESHOLDS * face_distance(db.settings, face["embedding_model"], "assign")
         if near is not None and near["distance"] > reach:
             face["nearest_person"] = None
     return {"faces": faces, "faces_total": total}

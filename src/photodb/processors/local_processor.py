@@ -144,9 +144,11 @@ class LocalProcessor:
     def _open_stages(self, collection: Collection) -> tuple[dict[str, BaseStage], dict[str, str]]:
         """Construct the run's stages in INIT_ORDER; return them in processing order.
 
-        A stage that raises StageUnavailable (a missing extra) is left out of a default run and
-        stops a run that asked for it. A stage that sets `skip_reason` (a missing model) stays in
-        the run and skips its photos; its reason is logged here, once.
+        A stage that raises StageUnavailable (a missing extra or model file) is left out of a default
+        run and stops a run that asked for it. A stage that sets `skip_reason` (a missing model)
+        stays in the run and skips its photos; its reason is logged here, once. No model loads here:
+        each stage loads its models when it first claims a photo, after those of the stages opened
+        before it (`loads_after`), so that models load in INIT_ORDER.
         """
         context = StageContext(self.settings, self.db, collection, parallel=self.options.parallel)
         opened: dict[str, BaseStage] = {}
@@ -154,7 +156,7 @@ class LocalProcessor:
         explicit = set(self.options.stages) != set(implemented_stages())
         for name in sorted(self.options.stages, key=INIT_ORDER.index):
             try:
-                opened[name] = stage = stage_class(name)(context)
+                stage = stage_class(name)(context)
             except StageUnavailable as error:
                 if explicit:
                     for stage in opened.values():
@@ -163,6 +165,8 @@ class LocalProcessor:
                 log.warning("skipping stage %s: %s", name, error)
                 unavailable[name] = str(error)
                 continue
+            stage.loads_after = list(opened.values())
+            opened[name] = stage
             if stage.skip_reason is not None:
                 log.warning("%s cannot run here, its photos are recorded as skipped: %s", name, stage.skip_reason)
         return {name: opened[name] for name in self.options.stages if name in opened}, unavailable

@@ -20,7 +20,7 @@ from photodb.database.faults import DatabaseUnreachable, describe_error, is_tran
 from photodb.database.models import Claim
 from photodb.database.queue_repository import Cycle, Outcome, QueuePlan, QueueRepository, Settled
 from photodb.database.repository import PhotoRepository, Scope
-from photodb.stages.base import BaseStage, StageFailure, StageSkipped
+from photodb.stages.base import BaseStage, StageFailure, StageSkipped, StageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class QueueWorker:
                 return "skipped", str(skipped)
             except StageFailure as failure:
                 return "failed", str(failure)
-            except DatabaseUnreachable:
+            except (DatabaseUnreachable, StageUnavailable):  # the stage's models do not load: the run stops
                 raise
             except Exception as unexpected:  # a photo-specific crash is recorded, a database blip retried
                 if is_transient(unexpected):
@@ -181,7 +181,7 @@ class QueueWorker:
         message = (message or "").replace("\x00", "")[:MAX_ERROR_LENGTH] or f"{status} without a message"
         if status == "failed":
             log.info("%s failed for photo %s: %s", claim.stage, claim.photo_id, message)
-        elif self.control.first_telling(claim.stage, message):
-            log.warning("%s skipped photo %s: %s (logged once per run for this reason)", claim.stage,
+        elif self.control.first_telling(claim.stage, message):  # the summary counts them: a log line
+            log.info("%s skipped photo %s: %s (logged once per run for this reason)", claim.stage,
                         claim.photo_id, message)  # fmt: skip
         return Outcome(claim, status, message)

@@ -19,6 +19,8 @@ from photodb.search.query import ByDate, ByFace, BySimilarity, ByWords, Ranking,
 
 Sort = Literal["relevance", "newest", "oldest"]
 MAX_LIMIT = 1000
+#: The years a search may name (`--year`, `--from`, `--to` and the page's fields).
+FIRST_YEAR, LAST_YEAR = 1800, 2200
 
 
 class SearchError(ValueError):
@@ -93,6 +95,9 @@ def _persons(conn: psycopg.Connection, request: SearchRequest) -> list[int]:
 
 def _date_filters(request: SearchRequest) -> list[f.Filter]:
     out: list[f.Filter] = []
+    for name, day in (("--from", request.start), ("--to", request.end)):
+        if day is not None and not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise SearchError(f"{name} {day} is not between {FIRST_YEAR} and {LAST_YEAR}")
     if request.start is not None or request.end is not None:
         if request.start and request.end and request.start > request.end:
             raise SearchError(f"--from {request.start} is after --to {request.end}")
@@ -212,6 +217,12 @@ def _check_request(request: SearchRequest) -> None:
         raise SearchError("the text query is empty")
     if request.words is not None and not request.words.strip():
         raise SearchError("--words is empty")
+
+
+def nothing_enriched(db: Database) -> bool:
+    """True while no photo has an LLM analysis: `--words` can then find nothing, whatever the words."""
+    with db.connection() as conn:
+        return not repo.has_llm_analyses(conn)
 
 
 def search(

@@ -1,6 +1,7 @@
 """Stage 4: age and gender of every detected person, on the detections the detection stage stored.
 
-The model is chosen once per run (photodb.ml.age_gender.create_age_gender_model): MiVOLO when its
+The model is chosen once per run, when the stage first claims a photo
+(photodb.ml.age_gender.create_age_gender_model): MiVOLO when its
 file is there (face + body), else the offline model whose weights ship in a package (faces only).
 Each detection row gets age_estimate, gender ('U' when the model's probability for the chosen
 gender is below AGE_GENDER_GENDER_MIN_CONFIDENCE), gender_confidence, the model's raw output in
@@ -46,19 +47,32 @@ class AgeGenderStage(BaseStage):
         super().__init__(context)
         require_ml_extra(self.name)  # without the extra there are no models (nor detections) to run
         from photodb.database.age_gender_repository import AgeGenderRepository
+        from photodb.ml.age_gender import missing_age_gender_file
+
+        self.model: AgeGenderModel | None = None
+        missing = missing_age_gender_file(context.settings)
+        if missing is not None:
+            self.skip_reason = f"no age/gender model: {missing}"
+            log.warning("age_gender: %s", self.skip_reason)
+        self.repository = AgeGenderRepository(context.db)
+        self._inference_lock = threading.Lock()
+
+    def load_models(self) -> None:
+        """Choose and load the model; with none usable every photo is skipped with the reason."""
         from photodb.ml.age_gender import create_age_gender_model
 
-        choice = create_age_gender_model(context.settings)
-        self.model: AgeGenderModel | None = choice.model
+        if self.skip_reason is not None:
+            return
+        choice = create_age_gender_model(self.context.settings)
+        self.model = choice.model
         if choice.model is None:
             self.skip_reason = f"no age/gender model: {choice.reason}"
             log.warning("age_gender: %s", self.skip_reason)
         else:
             log.info("age_gender model %s", choice.model.model_name)
-        self.repository = AgeGenderRepository(context.db)
-        self._inference_lock = threading.Lock()
 
     def process(self, photo: Photo) -> None:
+        self.ready()
         if self.model is None:
             raise StageSkipped(self.skip_reason or "no age/gender model")
         people = self.repository.people_of_photo(photo.id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -29,7 +31,8 @@ class StageSkipped(Exception):
 
 
 class StageUnavailable(RuntimeError):
-    """The stage cannot run at all here (missing extra, model file): stops the run with this message."""
+    """The stage cannot run at all here (missing extra, model file, a file that does not load):
+    stops the run with this message."""
 
 
 @dataclass
@@ -91,6 +94,11 @@ class BaseStage(ABC):
     `process` is called from several worker threads at once; anything it shares must be thread-safe.
     It raises StageFailure (or any exception) for a photo it cannot handle; the processor records
     the message on that photo's processing_status row and moves on.
+
+    Construction is cheap: it checks that the stage's model files exist (setting `skip_reason`
+    when one is missing) but loads no weights. A model stage loads them in `load_models`, which
+    `ready()` runs once, under a lock, when the stage first processes a photo: a run with nothing
+    to do loads no model, and several workers claiming their first photos at once load it once.
     """
 
     name: ClassVar[str]
@@ -105,6 +113,36 @@ class BaseStage(ABC):
 
     def __init__(self, context: StageContext) -> None:
         self.context = context
+        self._ready = False
+        self._unloadable: StageUnavailable | None = None
+        self._ready_lock = threading.Lock()
+        #: Stages of the run whose models must be loaded before this one's (INIT_ORDER, set by the runner).
+        self.loads_after: list[BaseStage] = []
+
+    def ready(self) -> None:
+        """Load the stage's models now unless done before (thread-safe, once); raises StageSkipped
+        when they do not load, every time after the first try too (a file that does not load is no
+        photo's fault: its photos are skipped with the reason and the run goes on).
+
+        The stages in `loads_after` get ready first, so models load in INIT_ORDER whichever stage
+        claims work first (on macOS, CoreML must load after the PyTorch models)."""
+        if self._ready:
+            return
+        for earlier in self.loads_after:
+            with suppress(StageSkipped):  # that stage's photos say why; this one may still load
+                earlier.ready()
+        with self._ready_lock:
+            if self._unloadable is None and not self._ready:
+                try:
+                    self.load_models()
+                    self._ready = True
+                except StageUnavailable as error:
+                    self._unloadable = error
+            if self._unloadable is not None:
+                raise StageSkipped(f"model does not load: {self._unloadable}") from self._unloadable
+
+    def load_models(self) -> None:  # noqa: B027 - optional hook, stages without models load nothing
+        """Load what `process` needs (weights, prompt embeddings, batch coordinators)."""
 
     @abstractmethod
     def process(self, photo: Photo) -> None: ...

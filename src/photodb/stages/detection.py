@@ -1,9 +1,10 @@
 """Stage 3: find faces and bodies, pair them, embed the faces, store it all for the photo.
 
 Boxes are stored in pixels of the normalized PNG. The model set (yolo or offline) and the face
-embedder are chosen once per run (see photodb.ml.person_detection and photodb.ml.face_embedding);
-the models load in the constructor, so a missing, corrupt or unverified model file stops the run
-with one message instead of failing every photo.
+embedder are chosen once per run (see photodb.ml.person_detection and photodb.ml.face_embedding).
+A missing model file stops the run at construction; the models load when the stage first claims
+a photo (`ready`), and a corrupt or unverified file stops the run there, with one message instead
+of failing every photo.
 
 With `--parallel > 1` and BATCH_COORDINATOR_ENABLED, worker threads hand their images to a
 `yolo` BatchCoordinator (YOLO_BATCH_ENABLED; not for CoreML) and their aligned face chips to an
@@ -39,7 +40,7 @@ class DetectionStage(BaseStage):
         super().__init__(context)
         require_ml_extra(self.name)  # without the extra there are no models (nor detections) to run
         from photodb.database.detection_repository import DetectionRepository
-        from photodb.ml.base import ModelUnavailable, model_not_found
+        from photodb.ml.base import model_not_found
         from photodb.ml.face_embedding import create_embedder, resolve_face_embedder
         from photodb.ml.person_detection import create_detector, resolve_backend
 
@@ -56,6 +57,14 @@ class DetectionStage(BaseStage):
             raise StageUnavailable(str(model_not_found(paths, " / ".join(absent))))
         self.detector = create_detector(settings, self.backend)
         self.embedder = create_embedder(settings, self.backend)
+        self.repository = DetectionRepository(context.db)
+        self.yolo_coordinator: BatchCoordinator | None = None
+        self.embedding_coordinator: BatchCoordinator | None = None
+
+    def load_models(self) -> None:
+        from photodb.ml.base import ModelUnavailable
+
+        settings = self.context.settings
         try:
             self.embedder.load()
             self.detector.load()  # last: CoreML must load after every other model (design, macOS)
@@ -69,10 +78,7 @@ class DetectionStage(BaseStage):
             self.detector.version,
             self.embedder.model_name,
         )
-        self.repository = DetectionRepository(context.db)
-        self.yolo_coordinator: BatchCoordinator | None = None
-        self.embedding_coordinator: BatchCoordinator | None = None
-        if context.parallel > 1 and settings.batch_coordinator_enabled:
+        if self.context.parallel > 1 and settings.batch_coordinator_enabled:
             if self.detector.device != "cpu" or settings.batch_coordinator_on_cpu:
                 self._start_coordinators()
             else:
@@ -107,6 +113,7 @@ class DetectionStage(BaseStage):
     def process(self, photo: Photo) -> None:
         import cv2
 
+        self.ready()
         # Decoded once for the run's stages (StageContext.images); the models take BGR, as OpenCV reads.
         image = cv2.cvtColor(self.context.normalized_rgb(photo), cv2.COLOR_RGB2BGR)
         height, width = image.shape[:2]

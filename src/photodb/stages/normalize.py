@@ -6,6 +6,7 @@ from photodb.database.models import Photo
 from photodb.database.repository import PhotoRepository
 from photodb.stages.base import BaseStage, StageContext, StageFailure
 from photodb.utils.image import ImageError, load_image, save_png
+from photodb.utils.private import private_dir
 
 
 class NormalizeStage(BaseStage):
@@ -14,7 +15,7 @@ class NormalizeStage(BaseStage):
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
         self.repo = PhotoRepository(context.db)
-        context.settings.images_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(context.settings.images_dir)
 
     def process(self, photo: Photo) -> None:
         settings = self.context.settings

@@ -15,7 +15,8 @@ them again. With neither, the stage does not run at all (`skip_reason`). With `-
 an accelerator, worker threads' images go through the `clip_image` and `clip_face`
 BatchCoordinators (tensor mode); on a CPU
 batching loses (bench/scene_analysis.py: MobileCLIP-S2 batched at --parallel 8 ran at 0.45x of
-unbatched) and is off unless BATCH_COORDINATOR_ON_CPU. The model and every prompt category warm up in the constructor.
+unbatched) and is off unless BATCH_COORDINATOR_ON_CPU. The model and every prompt category warm up
+when the stage first claims a photo (`ready`), before its first photo.
 """
 
 from __future__ import annotations
@@ -52,47 +53,60 @@ class SceneAnalysisStage(BaseStage):
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
         require_ml_extra(self.name)  # without the extra there are no models (nor detections) to run
-        from photodb.database.prompt_repository import PromptRepository
         from photodb.database.scene_repository import SceneRepository
-        from photodb.ml.alignment import EMBEDDING_COLUMN_DIM
-        from photodb.ml.base import ModelUnavailable
         from photodb.ml.clip import create_clip_model
-        from photodb.prompts.cache import PromptCache
-        from photodb.prompts.embedding import ensure_default_prompts
 
         settings = context.settings
         self.repository = SceneRepository(context.db)
         self.clip_coordinator: BatchCoordinator | None = None
         self.face_coordinator: BatchCoordinator | None = None
         self.clip = create_clip_model(settings)
+        self.taxonomy = _apple_vision()
+        self.object_labeler = _object_labeler(settings)
         if not settings.clip_model_file.is_file():
             missing = str(_model_not_found(settings.clip_model_file))
-            self.taxonomy = _apple_vision()
-            self.object_labeler = _object_labeler(settings)
             labellers = [m.model_name for m in (self.taxonomy, self.object_labeler) if m is not None]
             if labellers:
                 self.partial_reason = f"{missing} (labels only: {', '.join(labellers)})"
             else:
                 self.skip_reason = missing
             log.warning("scene_analysis: %s", self.partial_reason or self.skip_reason)
+
+    def load_models(self) -> None:
+        """CLIP and every prompt category first, then the labellers (Metal state order, spec, macOS)."""
+        if self.skip_reason:
             return
-        try:
-            self.clip.warm_up()
-        except ModelUnavailable as error:
-            raise StageUnavailable(str(error)) from error
-        if self.clip.embedding_dim > EMBEDDING_COLUMN_DIM:
-            raise StageUnavailable(
-                f"{self.clip.model_name} gives {self.clip.embedding_dim}-d embeddings; "
-                f"photo_embedding holds at most {EMBEDDING_COLUMN_DIM}"
-            )
-        prompts = PromptRepository(context.db)
-        context.db.call("storing the default prompts", ensure_default_prompts, prompts)
-        self.prompts = PromptCache(prompts, self.clip)
-        for target in ("scene", "face"):  # embeds missing labels now, not in the first photo
-            context.db.call("loading prompts", self.prompts.categories, target)
-        self.taxonomy = _apple_vision()  # after the torch model: Metal state order (spec, macOS)
-        self.object_labeler = _object_labeler(settings)
-        if context.parallel > 1 and settings.batch_coordinator_enabled:
+        from photodb.database.prompt_repository import PromptRepository
+        from photodb.ml.alignment import EMBEDDING_COLUMN_DIM
+        from photodb.ml.base import ModelUnavailable
+        from photodb.prompts.cache import PromptCache
+        from photodb.prompts.embedding import ensure_default_prompts
+
+        context, settings = self.context, self.context.settings
+        if self.partial_reason is None:
+            try:
+                self.clip.warm_up()
+            except ModelUnavailable as error:
+                raise StageUnavailable(str(error)) from error
+            if self.clip.embedding_dim > EMBEDDING_COLUMN_DIM:
+                raise StageUnavailable(
+                    f"{self.clip.model_name} gives {self.clip.embedding_dim}-d embeddings; "
+                    f"photo_embedding holds at most {EMBEDDING_COLUMN_DIM}"
+                )
+            prompts = PromptRepository(context.db)
+            context.db.call("storing the default prompts", ensure_default_prompts, prompts)
+            self.prompts = PromptCache(prompts, self.clip)
+            for target in ("scene", "face"):  # embeds missing labels now, not in the first photo
+                context.db.call("loading prompts", self.prompts.categories, target)
+        if self.taxonomy is not None:
+            self.taxonomy.load()
+        if self.object_labeler is not None:
+            try:
+                self.object_labeler.load()
+            except ModelUnavailable as error:
+                log.warning("object labels unavailable: %s", error)
+                self.object_labeler = None
+        if self.partial_reason is None and context.parallel > 1 and settings.batch_coordinator_enabled:
             if self.clip.device != "cpu" or settings.batch_coordinator_on_cpu:
                 self._start_coordinators()
             else:
@@ -119,6 +133,7 @@ class SceneAnalysisStage(BaseStage):
             raise StageSkipped(self.skip_reason)
         from PIL import Image
 
+        self.ready()
         pixels = self.context.normalized_rgb(photo)  # decoded once for the run's stages
         image = Image.fromarray(pixels)
         path = self.context.normalized_path(photo)
@@ -239,32 +254,22 @@ def _face_crop(image: Image.Image, face: FaceBox) -> Image.Image:
 
 
 def _apple_vision() -> Any:
-    """Apple Vision's classifier, loaded, on macOS; else None (said once per run, here)."""
+    """Apple Vision's classifier (not loaded yet) on macOS; else None (said once per run, here)."""
     from photodb.ml.apple_vision import AppleVisionClassifier
 
     classifier = AppleVisionClassifier()
     if not classifier.available():
         log.info("Apple Vision taxonomy unavailable: %s", classifier.reason)
         return None
-    classifier.load()
     return classifier
 
 
 def _object_labeler(settings: Any) -> Any:
-    """Offline object labels (photodb.ml.object_labels), loaded, when that module and its weights exist."""
-    from photodb.ml.base import ModelUnavailable
-
+    """Offline object labels (photodb.ml.object_labels, not loaded yet) when that module and its weights exist."""
     try:
         from photodb.ml.object_labels import create_object_labeler  # type: ignore[import-not-found]
     except ModuleNotFoundError as error:
         if error.name != "photodb.ml.object_labels":
             raise
         return None
-    labeler = create_object_labeler(settings)
-    if labeler is not None:
-        try:
-            labeler.load()
-        except ModelUnavailable as error:
-            log.warning("object labels unavailable: %s", error)
-            return None
-    return labeler
+    return create_object_labeler(settings)

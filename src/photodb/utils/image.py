@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from photodb.utils.private import write_private
+
 _register_lock = threading.Lock()
 _registered = False
 
@@ -148,10 +150,4 @@ def load_image(path: Path, max_pixels: int, scale: float = 1.0, max_side: int = 
 
 def save_png(image: Image.Image, target: Path, compress_level: int) -> None:
     """Write atomically: a crash never leaves a half-written PNG under the final name."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        image.save(temporary, format="PNG", compress_level=compress_level)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_private(target, lambda out: image.save(out, format="PNG", compress_level=compress_level))

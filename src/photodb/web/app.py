@@ -1,16 +1,19 @@
 """The Starlette application of `photodb web`: server-rendered pages, one POST route for every
-change (actions.ACTIONS), face thumbnails. Database work runs in Starlette's thread pool."""
+change (actions.ACTIONS), face and photo thumbnails, all behind security.OwnerOnly. Bad input is
+a 400 with its message (web.fields). Database work runs in Starlette's thread pool."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -19,10 +22,12 @@ from starlette.staticfiles import StaticFiles
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.search.service import TextEncoder
-from photodb.web import actions, pages, people_pages, security
+from photodb.web import actions, fields, pages, people_pages, security
 from photodb.web.thumbnails import ThumbnailMissing, face_thumbnail, photo_thumbnail
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+Thumbnailer = Callable[[Database, Path, Path, int], Path]
 
 
 @dataclass(frozen=True)
@@ -39,87 +44,100 @@ class WebContext:
 
 def create_app(context: WebContext) -> Starlette:
     templates = Environment(loader=PackageLoader("photodb.web"), autoescape=select_autoescape(["html"]))
+    signer = security.MessageSigner(context.token)
 
-    def render(request: Request, template: str, **values: Any) -> HTMLResponse:
-        security.check_host(request)
+    def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+        message, undo = signer.verified(request)
         html = templates.get_template(template).render(
-            token=context.token, message=request.query_params.get("message"), path=request.url.path, **values
+            token=context.token, message=message, undo=undo, path=request.url.path, **values
         )
-        response = HTMLResponse(html)
-        response.set_cookie(security.COOKIE, context.token, httponly=True, samesite="strict")
-        return response
+        return HTMLResponse(html, status_code)
+
+    def error_page(error: Exception, back: str, status_code: int) -> HTMLResponse:
+        return HTMLResponse(templates.get_template("error.html").render(error=str(error), back=back), status_code)
+
+    def query_of(request: Request) -> dict[str, str]:
+        return fields.text_fields(request.query_params.multi_items())
 
     def people_route(route: people_pages.PageRoute) -> Route:
         async def handler(request: Request) -> Response:
+            query = query_of(request)
             try:
                 data = await run_in_threadpool(
-                    route.build, context.db, context.collection_id, request.path_params, request.query_params
+                    route.build, context.db, context.collection_id, request.path_params, query
                 )
             except people_pages.PAGE_ERRORS as error:
-                status = 400 if isinstance(error, pages.BadQuery) else 404
-                return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/"), status)
+                return error_page(error, "/", 404 if isinstance(error, people_pages.NOT_FOUND) else 400)
             return render(request, route.template, **data)
 
         return Route(route.path, handler)
 
     async def review_page(request: Request) -> Response:
+        query_of(request)
         data = await run_in_threadpool(pages.review_page, context.db, context.collection_id)
         return render(request, "review.html", **data)
 
     async def quality_page(request: Request) -> Response:
+        query_of(request)
         data = await run_in_threadpool(pages.quality, context.db, context.collection_id)
         return render(request, "quality.html", **data)
 
     async def search_page(request: Request) -> Response:
-        query = dict(request.query_params)
+        query = query_of(request)
         try:
             data = await run_in_threadpool(
                 pages.search, context.db, context.settings, query, context.collection_id, context.text_encoder
             )
         except pages.SEARCH_ERRORS as error:
-            return render(request, "search.html", query=query, results=None, error=str(error))
+            return render(request, "search.html", 400, query=query, results=None, error=str(error))
         return render(request, "search.html", query=query, error=None, **data)
 
     async def photo_page(request: Request) -> Response:
+        query_of(request)
         try:
             data = await run_in_threadpool(
                 pages.photo, context.db, request.path_params["photo_id"], context.collection_id
             )
         except pages.BadQuery as error:
-            return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/search"), 404)
+            return error_page(error, "/search", 404)
         return render(request, "photo.html", **data)
 
     async def split_page(request: Request) -> Response:
         try:
-            data = await run_in_threadpool(pages.split_page, context.db, dict(request.query_params))
+            data = await run_in_threadpool(pages.split_page, context.db, query_of(request))
         except pages.SPLIT_ERRORS as error:
-            return HTMLResponse(templates.get_template("error.html").render(error=str(error), back="/"), 400)
+            return error_page(error, "/", 400)
         return render(request, "split.html", **data)
 
-    async def thumbnail(request: Request) -> Response:
-        security.check_host(request)
-        make = face_thumbnail if request.path_params["kind"] == "face" else photo_thumbnail
-        try:
-            path = await run_in_threadpool(
-                make, context.db, context.images_dir, context.thumbnail_cache, request.path_params["object_id"]
-            )
-        except ThumbnailMissing as error:
-            return PlainTextResponse(str(error), status_code=404)
-        return FileResponse(path, media_type="image/jpeg")
+    def thumbnail(make: Thumbnailer) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            try:
+                path = await run_in_threadpool(
+                    make, context.db, context.images_dir, context.thumbnail_cache, request.path_params["object_id"]
+                )
+            except ThumbnailMissing as error:
+                return PlainTextResponse(str(error), status_code=404)
+            return FileResponse(path, media_type="image/jpeg")
+
+        return serve
 
     async def action(request: Request) -> Response:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        security.check_post(request, form.get(security.FIELD), context.token)
+        submitted = await request.form()
+        form_token = submitted.get(security.FIELD)
+        security.check_post(request, form_token if isinstance(form_token, str) else None, context.token)
+        form = fields.text_fields(submitted.multi_items())
         name = request.path_params["name"]
         try:
-            message = await run_in_threadpool(actions.run, context.db, name, form, context.collection_id)
+            message, change_id = await run_in_threadpool(actions.run, context.db, name, form, context.collection_id)
         except actions.USER_ERRORS as error:
-            page = templates.get_template("error.html").render(error=str(error), back=_local(form.get("next")))
-            return HTMLResponse(page, status_code=400)
-        return RedirectResponse(f"{_local(form.get('next'))}?message={quote(message)}", status_code=303)
+            return error_page(error, _local(form.get("next")), 400)
+        return RedirectResponse(f"{_local(form.get('next'))}?{signer.query(message, change_id)}", status_code=303)
 
     async def forbidden(_request: Request, error: Exception) -> Response:
         return PlainTextResponse(f"forbidden: {error}", status_code=403)
+
+    async def bad_input(_request: Request, error: Exception) -> Response:
+        return error_page(error, "/", 400)
 
     return Starlette(
         routes=[
@@ -128,12 +146,14 @@ def create_app(context: WebContext) -> Starlette:
             Route("/quality", quality_page),
             Route("/split", split_page),
             Route("/search", search_page),
-            Route("/photo/{photo_id:int}", photo_page),
-            Route("/{kind:str}/{object_id:int}.jpg", thumbnail),
+            Route("/photo/{photo_id:id}", photo_page),
+            Route("/face/{object_id:id}.jpg", thumbnail(face_thumbnail)),
+            Route("/photo/{object_id:id}.jpg", thumbnail(photo_thumbnail)),
             Route("/action/{name}", action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
-        exception_handlers={security.Forbidden: forbidden},
+        middleware=[Middleware(security.OwnerOnly, token=context.token)],
+        exception_handlers={security.Forbidden: forbidden, fields.BadInput: bad_input},
     )
 
 

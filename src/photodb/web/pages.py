@@ -10,9 +10,10 @@ from photodb.config import Settings
 from photodb.database import date_repository, person_pages, web_queries
 from photodb.database.connection import Database
 from photodb.people import dates, review, split, views
-from photodb.search.service import SearchError, SearchRequest, TextEncoder
+from photodb.search.service import FIRST_YEAR, LAST_YEAR, SearchError, SearchRequest, TextEncoder
 from photodb.search.service import search as run_search
 from photodb.web.actions import halves_key
+from photodb.web.fields import BadInput, whole_number
 
 #: Photos per page of a person's timeline.
 TIMELINE_PHOTOS = 100
@@ -81,12 +82,12 @@ def quality(db: Database, collection_id: int | None) -> dict[str, Any]:
     return {"spreads": spreads}
 
 
-class BadQuery(ValueError):
+class BadQuery(BadInput):
     """A search field is malformed (a year that is not a number...)."""
 
 
-SEARCH_ERRORS: tuple[type[Exception], ...] = (SearchError, BadQuery)
-SPLIT_ERRORS: tuple[type[Exception], ...] = (split.SplitError, BadQuery)
+SEARCH_ERRORS: tuple[type[Exception], ...] = (SearchError, BadInput)
+SPLIT_ERRORS: tuple[type[Exception], ...] = (split.SplitError, BadInput)
 
 
 def _field(query: dict[str, str], name: str) -> str | None:
@@ -113,15 +114,13 @@ def search(
     if not any(_field(query, k) for k in ("text", "words", "person", "year", "from", "to", "place", "camera", "tag")):
         return {"results": None}
     year = _field(query, "year")
-    if year is not None and not year.isdigit():
-        raise BadQuery(f"year must be a number, got {year!r}")
     person = _field(query, "person")
     tag = _field(query, "tag")
     request = SearchRequest(
         text=_field(query, "text"),
         words=_field(query, "words"),
         persons=tuple(name.strip() for name in person.split(",") if name.strip()) if person else (),
-        year=int(year) if year else None,
+        year=whole_number(year, "year", FIRST_YEAR, LAST_YEAR) if year else None,
         start=_date(query, "from"),
         end=_date(query, "to"),
         place=_field(query, "place"),
@@ -151,8 +150,7 @@ def photo(db: Database, photo_id: int, collection_id: int | None = None) -> dict
 def split_page(db: Database, query: dict[str, str]) -> dict[str, Any]:
     """The two halves a split would make (nothing written), for the user to pick the one that keeps it."""
     kind = "cluster" if "cluster" in query else "person"
-    value = query.get(kind, "")
-    if not value.isdigit():
+    if kind not in query:
         raise BadQuery("give ?cluster=ID or ?person=ID")
-    plan = split.plan_split(db, **{f"{kind}_id": int(value)})
+    plan = split.plan_split(db, **{f"{kind}_id": whole_number(query[kind], kind)})
     return {"plan": plan, "kind": kind, "halves_key": halves_key(plan)}

@@ -13,6 +13,7 @@ from photodb.database.connection import Database
 from photodb.people import views
 from photodb.people.identity import PeopleError
 from photodb.web import pages
+from photodb.web.fields import BadInput, whole_number
 
 #: Person cards per page of the grid.
 PERSONS_PER_PAGE = 48
@@ -38,14 +39,14 @@ class NotFound(LookupError):
 
 
 #: The errors a page shows as one line: 404 for a missing thing, 400 for a bad query value.
-PAGE_ERRORS: tuple[type[Exception], ...] = (NotFound, PeopleError, pages.BadQuery)
+NOT_FOUND: tuple[type[Exception], ...] = (NotFound, PeopleError)
+PAGE_ERRORS: tuple[type[Exception], ...] = (*NOT_FOUND, BadInput)
+#: The highest page number asked for (a larger one is a typo, not a page).
+LAST_PAGE = 1_000_000
 
 
 def page_number(query: Mapping[str, str]) -> int:
-    value = query.get("page", "1").strip() or "1"
-    if not value.isdigit() or int(value) < 1:
-        raise pages.BadQuery(f"page must be a number from 1, got {value!r}")
-    return int(value)
+    return whole_number(query.get("page", "1").strip() or "1", "page", 1, LAST_PAGE)
 
 
 def _pager(page: int, per_page: int, total: int) -> dict[str, int | None]:
@@ -146,9 +147,9 @@ class PageRoute:
 
 ROUTES: tuple[PageRoute, ...] = (
     PageRoute("/", "people.html", people),
-    PageRoute("/person/{person_id:int}", "person.html", person),
-    PageRoute("/person/{person_id:int}/timeline", "timeline.html", timeline),
+    PageRoute("/person/{person_id:id}", "person.html", person),
+    PageRoute("/person/{person_id:id}/timeline", "timeline.html", timeline),
     PageRoute("/unnamed", "unnamed.html", unnamed_queue),
     PageRoute("/unsorted", "unsorted.html", unsorted),
-    PageRoute("/unnamed/after/{cluster_id:int}", "unnamed.html", unnamed_queue),
+    PageRoute("/unnamed/after/{cluster_id:id}", "unnamed.html", unnamed_queue),
 )

@@ -3,14 +3,13 @@ PHOTODB_HOME so a page of faces decodes each photo once."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 from photodb.database import web_queries
 from photodb.database.connection import Database
+from photodb.utils.private import write_private
 
 THUMBNAIL_SIZE = 160
 PHOTO_SIZE = 320
@@ -66,11 +65,6 @@ def photo_thumbnail(db: Database, images_dir: Path, cache: Path, photo_id: int) 
 
 
 def _save(image: Image.Image, target: Path, size: int) -> Path:
-    """Shrink and store as JPEG under a temporary name, then rename: a reader never sees half a file."""
+    """Shrink and store as JPEG, the owner's only (utils.private)."""
     image.thumbnail((size, size))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    with os.fdopen(handle, "wb") as out:
-        image.save(out, format="JPEG", quality=85)
-    os.replace(temporary, target)
-    return target
+    return write_private(target, lambda out: image.save(out, format="JPEG", quality=85))

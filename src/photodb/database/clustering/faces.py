@@ -175,3 +175,25 @@ def insert_faces(
         for det_id, vector in zip(detection_ids, embeddings, strict=True):
             copy.write_row((det_id, model, vector.shape[0], np.asarray(vector, np.float32)))
     return detection_ids
+
+
+def lock_unassigned(conn: psycopg.Connection, detection_ids: Sequence[int]) -> list[int]:
+    """Of these faces, those still in the unassigned pool (no cluster, status 'unassigned', no
+    quality issue), locked until the transaction ends."""
+    rows = conn.execute(
+        """SELECT id FROM person_detection
+           WHERE id = ANY(%s) AND cluster_id IS NULL AND cluster_status = 'unassigned' AND quality_issue IS NULL
+           ORDER BY id FOR UPDATE""",
+        (list(detection_ids),),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def join_clusters(conn: psycopg.Connection, detection_ids: Sequence[int], cluster_ids: Sequence[int]) -> None:
+    """Put locked unassigned faces into clusters whose sums and counts already hold them."""
+    conn.execute(
+        """UPDATE person_detection d SET cluster_id = j.cluster_id, cluster_status = 'auto',
+               cluster_confidence = NULL, unassigned_since = NULL
+           FROM unnest(%s::bigint[], %s::bigint[]) AS j(id, cluster_id) WHERE d.id = j.id""",
+        (list(detection_ids), list(cluster_ids)),
+    )

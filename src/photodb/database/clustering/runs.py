@@ -46,6 +46,22 @@ class NewCluster:
     lambda_birth: float | None
     persistence: float | None
 
+    @classmethod
+    def of_members(
+        cls,
+        embeddings: np.ndarray,
+        ids: np.ndarray,
+        members: Sequence[int],
+        lambda_birth: float | None = None,
+        persistence: float | None = None,
+    ) -> NewCluster:
+        """The cluster of these faces (indices into `embeddings` and `ids`): the sum of their
+        embeddings, and as medoid the member nearest to its direction (the medoid by cosine)."""
+        vectors = embeddings[list(members)]
+        total = vectors.sum(axis=0, dtype=np.float64)
+        medoid = int(ids[list(members)[int(np.argmax(vectors @ total))]])
+        return cls(total.astype(np.float32), len(members), medoid, lambda_birth, persistence)
+
 
 def load_clusters(conn: psycopg.Connection, collection_id: int, model: str) -> dict[int, ClusterInfo]:
     rows = conn.execute(
