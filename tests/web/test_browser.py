@@ -59,7 +59,7 @@ def test_name_merge_reject_and_review_in_a_real_browser(server, browser, world, 
     assert not browser.find_element(By.ID, "faces-not-button").is_enabled()  # nothing ticked: nothing offered
     browser.find_element(By.ID, f"pick-{rejected}").click()
     and_wait_for_the_next_page(browser, browser.find_element(By.ID, "faces-not-button").click)
-    assert "1 faces are not this person" in browser.find_element(By.ID, "message").text
+    assert f"face {rejected} is not this person" in browser.find_element(By.ID, "message").text
     assert scalar(db, "SELECT cluster_id FROM person_detection WHERE id = %s", rejected) != world.clusters["ada"]
     assert not browser.find_elements(By.ID, f"face-{rejected}")
     shoot(browser, tmp_path, "4-rejected")

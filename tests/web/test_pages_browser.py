@@ -121,16 +121,16 @@ def test_the_person_page_moves_ticked_faces_and_changes_the_cover(server, browse
     target.select_by_value(str(world.bob_person))
     and_wait_for_the_next_page(browser, browser.find_element(By.ID, "faces-move-button").click)
     assert "2 faces moved" in browser.find_element(By.ID, "message").text
+    assert all(_owner_of(db, face) == world.bob_person for face in moved)
+    and_wait_for_the_next_page(browser, browser.find_element(By.ID, "undo").click)  # one change for both
+    assert "undid change" in browser.find_element(By.ID, "message").text
+    assert all(_owner_of(db, face) == world.ada_person for face in moved)
+    browser.get(f"{server.url}/person/{world.ada_person}")
     for face in moved:
-        assert (
-            scalar(
-                db,
-                """SELECT coalesce(c.person_id, d.person_id) FROM person_detection d
-               LEFT JOIN cluster c ON c.id = d.cluster_id WHERE d.id = %s""",
-                face,
-            )
-            == world.bob_person
-        )
+        browser.find_element(By.ID, f"pick-{face}").click()
+    Select(browser.find_element(By.ID, "faces-move-to")).select_by_value(str(world.bob_person))
+    and_wait_for_the_next_page(browser, browser.find_element(By.ID, "faces-move-button").click)
+    assert all(_owner_of(db, face) == world.bob_person for face in moved)
 
     chosen = world.faces["ada"][4]
     assert browser.find_element(By.ID, "cover").get_attribute("src").endswith(f"/face/{world.faces['ada'][2]}.jpg")
@@ -158,7 +158,7 @@ def test_unsorted_faces_on_the_people_page_are_moved_when_ticked_and_a_person_ch
     Select(browser.find_element(By.ID, "unsorted-move-to")).select_by_value(str(world.bob_person))
     assert move.is_enabled()
     and_wait_for_the_next_page(browser, move.click)
-    assert "1 faces moved" in browser.find_element(By.ID, "message").text
+    assert "1 face moved" in browser.find_element(By.ID, "message").text
     owner = scalar(
         db,
         """SELECT coalesce(c.person_id, d.person_id) FROM person_detection d
@@ -166,3 +166,42 @@ def test_unsorted_faces_on_the_people_page_are_moved_when_ticked_and_a_person_ch
         world.pending_face,
     )
     assert owner == world.bob_person
+
+
+def _owner_of(db, face: int) -> object:
+    return scalar(
+        db,
+        "SELECT coalesce(c.person_id, d.person_id) FROM person_detection d"
+        " LEFT JOIN cluster c ON c.id = d.cluster_id WHERE d.id = %s",
+        face,
+    )
+
+
+def _clusters_of(db, person_id: int) -> list[int]:
+    with db.connection() as conn:
+        rows = conn.execute("SELECT id FROM cluster WHERE person_id = %s ORDER BY id", (person_id,)).fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.mark.timeout(180)
+def test_undo_of_a_merge_brings_both_persons_back_with_their_clusters(server, browser, world, db, tmp_path):
+    browser.get(server.printed)  # the owner opened the address `photodb web` printed
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    before = {p: _clusters_of(db, p) for p in (world.ada_person, world.bob_person)}
+    assert before[world.ada_person] and before[world.bob_person]
+    browser.get(f"{server.url}/person/{world.bob_person}")
+    Select(browser.find_element(By.ID, "merge-into")).select_by_value(str(world.ada_person))
+    and_wait_for_the_next_page(browser, browser.find_element(By.ID, "merge-button").click)
+    assert "merged" in browser.find_element(By.ID, "message").text
+    assert not browser.find_elements(By.ID, f"person-{world.bob_person}")
+    assert _clusters_of(db, world.ada_person) == sorted(before[world.ada_person] + before[world.bob_person])
+    shoot(browser, tmp_path, "undo-1-merged")
+
+    and_wait_for_the_next_page(browser, browser.find_element(By.ID, "undo").click)
+    assert "undid change" in browser.find_element(By.ID, "message").text
+    assert browser.find_elements(By.ID, f"person-{world.bob_person}")  # the card is back on the grid
+    assert browser.find_elements(By.ID, f"person-{world.ada_person}")
+    assert {p: _clusters_of(db, p) for p in before} == before
+    shoot(browser, tmp_path, "undo-2-undone")
