@@ -14,7 +14,7 @@ from photodb import cli_people_format as fmt
 from photodb.cli_people_review import review_command, split_command
 from photodb.cli_support import OneLineErrorsGroup, open_for_collection, verbose_option
 from photodb.database.connection import Database
-from photodb.people import dates, face_decisions, identity, undo, views
+from photodb.people import covers, dates, face_decisions, identity, undo, views
 from photodb.people.identity import PeopleError
 from photodb.utils.terminal import printable
 
@@ -341,6 +341,24 @@ def merge_command(keep_id: int, other_id: int, by: str, collection: str | None, 
         as_json,
         lambda db, cid: identity.merge_persons(db, keep_id, other_id, by=by, collection_id=cid),
         lambda r: f"person {r['merged_person_id']} merged into person {r['person_id']}: {printable(r['name'])}",
+    )
+
+
+@people.command("cover")
+@click.argument("person_id", type=int)
+@click.argument("face_id", type=int, required=False)
+@by_option
+@common
+def cover_command(person_id: int, face_id: int | None, by: str, collection: str | None, as_json: bool) -> None:
+    """Show FACE on PERSON's card (no FACE: the sharpest frontal face again)."""
+    run(
+        collection,
+        as_json,
+        lambda db, cid: covers.set_cover(db, person_id, face_id, by=by, collection_id=cid),
+        lambda r: (
+            f"person {r['person_id']}: cover face {r['cover_face_id']}"
+            + ("" if r["chosen"] else " (chosen automatically)")
+        ),
     )
 
 

@@ -4,8 +4,12 @@ a drawn face in its stored box for every detection (so thumbnails are real crops
 
 from __future__ import annotations
 
+import re
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +23,9 @@ from photodb.database.connection import Database
 from photodb.web import security
 from photodb.web.app import WebContext, create_app
 from photodb.web.thumbnails import cache_dir
+from tests.cli import PHOTODB, cli_env
 from tests.people.identities import identity, make_person, store
+from tests.web.browsing import CHROMEDRIVER, CHROMIUM, DESKTOP, free_port, set_viewport
 
 #: The address the tests' browser believes it talks to.
 ORIGIN = "http://127.0.0.1:8765"
@@ -91,6 +97,53 @@ def world(db: Database, settings: Settings) -> World:
         give_images(db, settings.images_dir, ids, COLOURS[name])
     give_images(db, settings.images_dir, [pending], (150, 110, 60))
     return World(faces, clusters, ada, bob, pending)
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # the clean address
+    printed: str  # the address `photodb web` printed, with its token
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str, settings: Settings, world: World) -> Iterator[Server]:
+    """`photodb web` in its own process; ready once it printed its address (its socket is listening)."""
+    port = free_port()
+    env = cli_env(tmp_path, database_url, PHOTODB_HOME=str(settings.photodb_home), IMG_PATH=str(settings.img_path))
+    process = subprocess.Popen(
+        [PHOTODB, "web", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:  # ends when the server exits: then it failed to start
+            seen.append(line)
+            printed = re.search(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]+", line)
+            if printed:
+                break
+        else:
+            pytest.fail(f"photodb web did not start: {''.join(seen)}")
+        yield Server(f"http://127.0.0.1:{port}", printed.group(0))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium at the desktop width (set_viewport changes it)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(10)
+    set_viewport(driver, DESKTOP)
+    yield driver
+    driver.quit()
 
 
 def opened(context: WebContext) -> TestClient:

@@ -167,10 +167,11 @@ def test_timeline_lists_a_persons_photos_by_date_with_the_age_from_the_birth_yea
             )
         conn.execute("UPDATE person_detection SET age_estimate = 31.6 WHERE id = %s", (undated,))
         conn.execute("UPDATE person SET estimated_birth_year = 1980 WHERE id = %s", (world.ada_person,))
-    page = client.get(f"/person/{world.ada_person}").text
+    page = client.get(f"/person/{world.ada_person}/timeline").text
     moments = re.findall(r'src="/face/(\d+)\.jpg".*?class="date">([^<]*)</span> <span class="age">([^<]*)<', page, re.S)
     assert moments[:2] == [(str(first), "1990-06-01", "age 10"), (str(second), "2001-03-04", "age 21")]
     assert (str(undated), "undated", "looks 32") in moments and len(moments) == len(world.faces["ada"])
+    assert client.get("/person/999999/timeline").status_code == 404
     assert client.get("/person/999999").status_code == 404
 
 
@@ -253,7 +254,7 @@ def test_split_page_shows_two_halves_and_the_picked_half_keeps_the_cluster(clien
     assert len(halves) == 2 and all(halves)
     ada_half = next(n for n, faces in enumerate(halves, 1) if faces <= set(world.faces["ada"]))
     key = re.search(r'name="halves" value="([^"]+)"', page).group(1)
-    token = token_of(client)
+    token = token_of(client, f"/split?cluster={ada_cluster}")
     stale = post(client, "split", token, kind="cluster", target_id=ada_cluster, keep=ada_half, halves="1|2")
     assert stale.status_code == 400 and "changed" in stale.text
     done = post(client, "split", token, kind="cluster", target_id=ada_cluster, keep=ada_half, halves=key)

@@ -24,7 +24,19 @@ def stranger(web_context: WebContext) -> TestClient:
 
 
 def test_the_printed_token_sets_a_strict_httponly_cookie_and_leads_to_the_clean_address(stranger, web_context):
-    for page in ("/", "/review", "/static/style.css", "/person/1", "/face/1.jpg", "/no-such-page"):
+    for page in (
+        "/",
+        "/review",
+        "/static/style.css",
+        "/person/1",
+        "/person/1/timeline",
+        "/unnamed",
+        "/unnamed/after/1",
+        "/unsorted",
+        "/static/select.js",
+        "/face/1.jpg",
+        "/no-such-page",
+    ):
         refused = stranger.get(page)
         assert refused.status_code == 403, page
         assert "photodb web" in refused.text and "?token=" in refused.text and web_context.token not in refused.text

@@ -158,19 +158,26 @@ _PERSON_PAGE = f"""
     LEFT JOIN (SELECT d.person_id, count(*) AS n FROM person_detection d
                WHERE d.person_id IS NOT NULL AND d.cluster_id IS NULL GROUP BY d.person_id) o ON o.person_id = p.id
     WHERE (%(c)s::bigint IS NULL OR p.collection_id = %(c)s) AND (%(all)s OR NOT p.hidden)
-    GROUP BY p.id, col.id ORDER BY ord LIMIT %(n)s"""  # noqa: S608 (only constants are formatted in)
+    GROUP BY p.id, col.id ORDER BY ord LIMIT %(n)s OFFSET %(o)s"""  # noqa: S608 (only constants are formatted in)
 
 #: A listed person's faces; its own looked up only when it has some (`own_faces` of the page).
 _PERSON_FACES = _faces_of_person("page.id", has_own="page.own_faces > 0")
 
 
 def list_persons(
-    conn: psycopg.Connection, collection_id: int | None, *, include_hidden: bool, limit: int | None
+    conn: psycopg.Connection,
+    collection_id: int | None,
+    *,
+    include_hidden: bool,
+    limit: int | None,
+    offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
     """The persons with most faces (hidden ones only with include_hidden), up to `limit` (None:
-    all), and how many there are. Ordering uses the stored cluster face counts; photos and ages
+    all) from `offset` on, and how many there are. Ordering uses the stored cluster face counts; photos and ages
     are computed for the persons shown only, so a page costs the same in any library."""
-    rows = _listing_rows(conn, _PERSON_PAGE, _PERSON_FACES, {"c": collection_id, "all": include_hidden, "n": limit})
+    rows = _listing_rows(
+        conn, _PERSON_PAGE, _PERSON_FACES, {"c": collection_id, "all": include_hidden, "n": limit, "o": offset}
+    )
     persons = [_person_dict(row) | {"clusters": row[12], "faces": faces} | shown for row, faces, shown in rows]
     return persons, rows[0][0][14] if rows else _count_persons(conn, collection_id, include_hidden)
 

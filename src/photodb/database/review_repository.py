@@ -49,13 +49,14 @@ _CANDIDATES = """
 """
 
 
-def pending(conn: psycopg.Connection, collection_id: int | None = None) -> list[CandidateRow]:
-    """Pending candidates, face by face (oldest face first), the closest cluster first."""
+def pending(conn: psycopg.Connection, collection_id: int | None = None, limit: int | None = None) -> list[CandidateRow]:
+    """Pending candidates, face by face (oldest face first), the closest cluster first; the first
+    `limit` of them (None: all)."""
     rows = conn.execute(
         _CANDIDATES
         + """WHERE m.status = 'pending' AND (%s::bigint IS NULL OR p.collection_id = %s)
-             ORDER BY m.detection_id, m.similarity DESC, m.candidate_id""",
-        (collection_id, collection_id),
+             ORDER BY m.detection_id, m.similarity DESC, m.candidate_id LIMIT %s""",
+        (collection_id, collection_id, limit),
     ).fetchall()
     return [CandidateRow(*r) for r in rows]
 

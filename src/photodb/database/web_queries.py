@@ -63,7 +63,7 @@ class TimelineFace:
     estimated_stddev: float | None
 
 
-def person_timeline(conn: psycopg.Connection, person_id: int, limit: int) -> list[TimelineFace]:
+def person_timeline(conn: psycopg.Connection, person_id: int, limit: int, offset: int = 0) -> list[TimelineFace]:
     """One face per photo of a person (its own person_id, else its cluster's: the rule of
     people.dates.person_ages), oldest first by capture date or else estimated year, undated last."""
     rows = conn.execute(
@@ -78,8 +78,8 @@ def person_timeline(conn: psycopg.Connection, person_id: int, limit: int) -> lis
            LEFT JOIN photo_date_estimate e ON e.photo_id = f.photo_id AND m.captured_at IS NULL
            ORDER BY COALESCE(EXTRACT(YEAR FROM m.captured_at) + (EXTRACT(DOY FROM m.captured_at) - 1) / 366.0,
                              e.estimated_year) NULLS LAST, m.captured_at, f.photo_id
-           LIMIT %(n)s""",
-        {"p": person_id, "n": limit},
+           LIMIT %(n)s OFFSET %(o)s""",
+        {"p": person_id, "n": limit, "o": offset},
     ).fetchall()
     return [TimelineFace(*row) for row in rows]
 
@@ -138,7 +138,7 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
                    pl.city, pl.region, pl.country,
                    (SELECT l.description FROM llm_analysis l WHERE l.photo_id = ph.id AND l.description IS NOT NULL
                     ORDER BY l.processed_at DESC LIMIT 1),
-                   e.estimated_year, e.stddev_years
+                   e.estimated_year, e.stddev_years, ph.normalized_width, ph.normalized_height
             FROM photo ph JOIN collection col ON col.id = ph.collection_id
             LEFT JOIN metadata m ON m.photo_id = ph.id LEFT JOIN photo_place pl ON pl.photo_id = ph.id
             LEFT JOIN photo_date_estimate e ON e.photo_id = ph.id AND m.captured_at IS NULL
@@ -153,7 +153,7 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
     faces = conn.execute(
         sql.SQL(
             """SELECT d.id, d.cluster_id, p.id, p.first_name, p.last_name, p.named, d.age_estimate,
-                      NOT ({shown})
+                      NOT ({shown}), d.face_bbox_x, d.face_bbox_y, d.face_bbox_width, d.face_bbox_height
                FROM person_detection d LEFT JOIN cluster c ON c.id = d.cluster_id
                LEFT JOIN person p ON p.id = COALESCE(d.person_id, c.person_id)
                WHERE d.photo_id = %s AND d.face_bbox_x IS NOT NULL ORDER BY d.face_bbox_x, d.id"""
@@ -170,6 +170,8 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
         "camera": camera or None,
         "place": ", ".join(part for part in (row[6], row[7], row[8]) if part) or None,
         "description": row[9],
+        "width": row[12],
+        "height": row[13],
         "tags": [f"{category}: {label}" for category, label in tags],
         "faces": [
             {
@@ -179,10 +181,19 @@ def photo_detail(conn: psycopg.Connection, photo_id: int) -> dict[str, Any] | No
                 "person_id": None if f[7] or f[2] is None else f[2],
                 "person": None if f[7] or f[2] is None else display_name(f[2], f[3], f[4], f[5]),
                 "age_estimate": round(f[6]) if f[6] is not None else None,
+                "box": _box_share(f[8:12], row[12], row[13]),
             }
             for f in faces
         ],
     }
+
+
+def _box_share(box: Sequence[float], width: int | None, height: int | None) -> dict[str, float] | None:
+    """A face box as percentages of the normalized image, to draw it over the photo at any size."""
+    if not width or not height:
+        return None
+    x, y, w, h = box
+    return {"left": 100 * x / width, "top": 100 * y / height, "width": 100 * w / width, "height": 100 * h / height}
 
 
 def estimated_date(year: float, stddev: float) -> str:

@@ -94,6 +94,17 @@ def move_face(
     return result | {"change_id": change.id}
 
 
+def move_faces(
+    db: Database, face_ids: list[int], *, person_id: int, by: str, collection_id: int | None = None
+) -> dict[str, Any]:
+    """Several faces to one person (the person page's selection) as one change, so one Undo
+    puts them all back."""
+    with recorded(db, f"move faces {', '.join(map(str, face_ids))} to person {person_id}", by=by) as (conn, change):
+        for face_id in sorted(face_ids):
+            _move_locked(db, conn, face_id, cluster_id=None, person_id=person_id, by=by, collection_id=collection_id)
+    return {"face_ids": sorted(face_ids), "person_id": person_id, "change_id": change.id}
+
+
 def name_face(
     db: Database, face_id: int, name: str, *, by: str, new: bool = False, collection_id: int | None = None
 ) -> dict[str, Any]:

@@ -45,9 +45,9 @@ class ReviewResult:
         return asdict(self)
 
 
-def list_pending(db: Database, collection_id: int | None = None) -> list[CandidateRow]:
+def list_pending(db: Database, collection_id: int | None = None, limit: int | None = None) -> list[CandidateRow]:
     with db.connection() as conn:
-        return review_db.pending(conn, collection_id)
+        return review_db.pending(conn, collection_id, limit)
 
 
 def _pending(conn: Any, candidate_id: int) -> CandidateRow:

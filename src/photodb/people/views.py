@@ -20,11 +20,14 @@ def list_people(
     include_hidden: bool = False,
     with_clusters: bool = False,
     limit: int | None = 50,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """The persons with most faces (unnamed ones as 'Unknown #id'), and with `with_clusters` the
-    clusters with most faces, each up to `limit` (None: all), with the totals."""
+    clusters with most faces, each up to `limit` (None: all; persons from `offset` on), with the totals."""
     with db.connection() as conn:
-        persons, total = queries.list_persons(conn, collection_id, include_hidden=include_hidden, limit=limit)
+        persons, total = queries.list_persons(
+            conn, collection_id, include_hidden=include_hidden, limit=limit, offset=offset
+        )
         out: dict[str, Any] = {"persons": persons, "persons_total": total}
         if with_clusters:
             clusters, total = queries.list_clusters(conn, collection_id, include_hidden=include_hidden, limit=limit)

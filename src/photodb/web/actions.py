@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from photodb.database.connection import Database
-from photodb.people import face_decisions, identity, review, split, undo
+from photodb.people import covers, face_decisions, identity, review, split, undo, views
 from photodb.utils.terminal import printable
 from photodb.web.fields import BadInput, whole_number
 
@@ -89,6 +89,57 @@ def _set_birth_date(db: Database, form: Form, cid: int | None) -> Done:
     return f"person {r['person_id']}: born {born}, {r['estimated']} undated photos estimated", r["change_id"]
 
 
+def selected_faces(form: Form) -> list[int]:
+    """The faces ticked on a page of faces (each checkbox is its own field, face_ID)."""
+    faces = sorted(
+        {whole_number(k.removeprefix("face_"), "face") for k in form if k.startswith("face_") and k != "face_id"}
+    )
+    if not faces:
+        raise BadForm("no face selected")
+    return faces
+
+
+def _faces_not_this_person(db: Database, form: Form, cid: int | None) -> Done:
+    """ "Not this person" for each ticked face: a clustered face as `photodb people not`, a face that
+    is the person's by hand only (no cluster) as `people move --unassign`. Each face is its own
+    change (a rejection re-places the face in a transaction of its own); Undo reverts the last."""
+    faces = selected_faces(form)
+    change_id = None
+    for face_id in faces:
+        if views.show_face(db, face_id, collection_id=cid)["cluster_id"] is not None:
+            change_id = face_decisions.reject_face(db, face_id, by=BY, collection_id=cid)["change_id"]
+        else:
+            change_id = face_decisions.move_face(db, face_id, by=BY, collection_id=cid)["change_id"]
+    if len(faces) == 1:
+        return f"face {faces[0]} is not this person any more", change_id
+    return f"{len(faces)} faces are not this person any more (Undo puts back face {faces[-1]})", change_id
+
+
+def _faces_move(db: Database, form: Form, cid: int | None) -> Done:
+    """The ticked faces to another person, as `photodb people move --person`, in one change."""
+    faces, person_id = selected_faces(form), number(form, "to_person_id")
+    r = face_decisions.move_faces(db, faces, person_id=person_id, by=BY, collection_id=cid)
+    return f"{len(faces)} face{'' if len(faces) == 1 else 's'} moved to person {person_id}", r["change_id"]
+
+
+def _move_face(db: Database, form: Form, cid: int | None) -> Done:
+    """One face (an unsorted one) to a person, as `photodb people move --person`: face_id and
+    to_person_id, or both in `suggested` (FACE:PERSON, the value of the suggestion's button)."""
+    if "suggested" in form:
+        face, _, person = form["suggested"].partition(":")
+        form = {"face_id": face, "to_person_id": person}
+    r = face_decisions.move_face(
+        db, number(form, "face_id"), person_id=number(form, "to_person_id"), by=BY, collection_id=cid
+    )
+    return f"face {r['face_id']} is now person {r['person_id']}'s", r["change_id"]
+
+
+def _cover(db: Database, form: Form, cid: int | None) -> Done:
+    """The face a person's card shows, as `photodb people cover`."""
+    r = covers.set_cover(db, number(form, "person_id"), number(form, "cover_face"), by=BY, collection_id=cid)
+    return f"person {r['person_id']} shows face {r['cover_face_id']}", r["change_id"]
+
+
 def halves_key(plan: split.SplitPlan) -> str:
     """The faces of each half as the page showed them, to refuse a split whose halves changed since."""
     return "|".join(",".join(map(str, sorted(half.detection_ids))) for half in plan.halves)
@@ -129,6 +180,10 @@ ACTIONS: dict[str, Action] = {
     "hide-cluster": _hide_cluster,
     "verify": _verify,
     "not-this-person": _not_this_person,
+    "faces-not-this-person": _faces_not_this_person,
+    "faces-move": _faces_move,
+    "move-face": _move_face,
+    "cover": _cover,
     "set-birthdate": _set_birth_date,
     "split": _split,
     "accept": _review(review.accept),

@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from photodb.config import Settings
 from photodb.database.connection import Database
 from photodb.search.service import TextEncoder
-from photodb.web import actions, fields, pages, security
+from photodb.web import actions, fields, pages, people_pages, security
 from photodb.web.thumbnails import ThumbnailMissing, face_thumbnail, photo_thumbnail
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -59,10 +59,18 @@ def create_app(context: WebContext) -> Starlette:
     def query_of(request: Request) -> dict[str, str]:
         return fields.text_fields(request.query_params.multi_items())
 
-    async def people_page(request: Request) -> Response:
-        query_of(request)
-        data = await run_in_threadpool(pages.people, context.db, context.collection_id)
-        return render(request, "people.html", **data)
+    def people_route(route: people_pages.PageRoute) -> Route:
+        async def handler(request: Request) -> Response:
+            query = query_of(request)
+            try:
+                data = await run_in_threadpool(
+                    route.build, context.db, context.collection_id, request.path_params, query
+                )
+            except people_pages.PAGE_ERRORS as error:
+                return error_page(error, "/", 404 if isinstance(error, people_pages.NOT_FOUND) else 400)
+            return render(request, route.template, **data)
+
+        return Route(route.path, handler)
 
     async def review_page(request: Request) -> Response:
         query_of(request)
@@ -73,16 +81,6 @@ def create_app(context: WebContext) -> Starlette:
         query_of(request)
         data = await run_in_threadpool(pages.quality, context.db, context.collection_id)
         return render(request, "quality.html", **data)
-
-    async def timeline_page(request: Request) -> Response:
-        query_of(request)
-        try:
-            data = await run_in_threadpool(
-                pages.timeline, context.db, request.path_params["person_id"], context.collection_id
-            )
-        except actions.USER_ERRORS as error:
-            return error_page(error, "/", 404)
-        return render(request, "timeline.html", **data)
 
     async def search_page(request: Request) -> Response:
         query = query_of(request)
@@ -97,7 +95,9 @@ def create_app(context: WebContext) -> Starlette:
     async def photo_page(request: Request) -> Response:
         query_of(request)
         try:
-            data = await run_in_threadpool(pages.photo, context.db, request.path_params["photo_id"])
+            data = await run_in_threadpool(
+                pages.photo, context.db, request.path_params["photo_id"], context.collection_id
+            )
         except pages.BadQuery as error:
             return error_page(error, "/search", 404)
         return render(request, "photo.html", **data)
@@ -141,9 +141,8 @@ def create_app(context: WebContext) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/", people_page),
+            *(people_route(route) for route in people_pages.ROUTES),
             Route("/review", review_page),
-            Route("/person/{person_id:id}", timeline_page),
             Route("/quality", quality_page),
             Route("/split", split_page),
             Route("/search", search_page),

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from photodb.config import Settings
-from photodb.database import date_repository, web_queries
+from photodb.database import date_repository, person_pages, web_queries
 from photodb.database.connection import Database
 from photodb.people import dates, review, split, views
 from photodb.search.service import FIRST_YEAR, LAST_YEAR, SearchError, SearchRequest, TextEncoder
@@ -15,63 +15,42 @@ from photodb.search.service import search as run_search
 from photodb.web.actions import halves_key
 from photodb.web.fields import BadInput, whole_number
 
-#: Photos shown on a person's timeline.
-TIMELINE_PHOTOS = 500
+#: Photos per page of a person's timeline.
+TIMELINE_PHOTOS = 100
 #: Clusters on the quality page, and outlier faces shown for each.
 QUALITY_CLUSTERS = 50
 QUALITY_OUTLIERS = 6
+#: Pending pairs on the review page (the first ones; deciding brings the next).
+REVIEW_LIMIT = 40
 #: Search results shown.
 SEARCH_LIMIT = 60
-#: Persons and clusters on the people page (most faces first); the page says how many there are.
-PEOPLE_LIMIT = 200
-#: Faces shown per cluster card (the medoid first).
-FACES_PER_CLUSTER = 8
-
-
-def people(db: Database, collection_id: int | None) -> dict[str, Any]:
-    """Persons and clusters, most faces first, each cluster with a few of its faces."""
-    listing = views.list_people(db, collection_id, with_clusters=True, limit=PEOPLE_LIMIT)
-    clusters = listing["clusters"]
-    with db.connection() as conn:
-        faces = web_queries.cluster_faces(conn, [c["id"] for c in clusters], FACES_PER_CLUSTER)
-    for cluster in clusters:
-        cluster["face_ids"] = faces.get(cluster["id"], [])
-    by_person: dict[int, list[dict[str, Any]]] = {}
-    for cluster in clusters:
-        if cluster["person_id"] is not None:
-            by_person.setdefault(cluster["person_id"], []).append(cluster)
-    for person in listing["persons"]:
-        person["cluster_list"] = by_person.get(person["id"], [])
-        person["sample_face"] = next((c["face_ids"][0] for c in person["cluster_list"] if c["face_ids"]), None)
-    return {
-        "persons": listing["persons"],
-        "unnamed_clusters": [c for c in clusters if c["person_id"] is None],
-        "persons_total": listing["persons_total"],
-        "clusters_total": listing["clusters_total"],
-    }
 
 
 def review_page(db: Database, collection_id: int | None) -> dict[str, Any]:
     """Pending match candidates, each with a few faces of the cluster it might join."""
-    rows = review.list_pending(db, collection_id)
+    rows = review.list_pending(db, collection_id, REVIEW_LIMIT)
     with db.connection() as conn:
         faces = web_queries.cluster_faces(conn, sorted({r.cluster_id for r in rows}), 4)
-    return {"candidates": [r.as_dict() | {"cluster_faces": faces.get(r.cluster_id, [])} for r in rows]}
+    return {
+        "candidates": [r.as_dict() | {"cluster_faces": faces.get(r.cluster_id, [])} for r in rows],
+        "limit": REVIEW_LIMIT,
+    }
 
 
-def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[str, Any]:
+def timeline(db: Database, person_id: int, collection_id: int | None, page: int = 1) -> dict[str, Any]:
     """A person's photos by date (captured, else estimated from faces and marked so), with the age in
-    each from people.dates (the birth date if given, else the estimated birth year); a photo with
-    neither date shows the face's own age estimate."""
+    each from people.dates.age_at for the photos of the page only (the birth date if given, else the
+    estimated birth year); a photo with neither date shows the face's own age estimate."""
     person = views.show_person(db, person_id, photos=0, collection_id=collection_id)
-    ages = {photo["photo_id"]: photo["age"] for photo in dates.person_ages(db, person_id)}
     with db.connection() as conn:
-        faces = web_queries.person_timeline(conn, person_id, TIMELINE_PHOTOS)
-        birth_date, _, _ = date_repository.birth_of(conn, person_id)
+        faces = web_queries.person_timeline(conn, person_id, TIMELINE_PHOTOS, (page - 1) * TIMELINE_PHOTOS)
+        birth_date, birth_year, _ = date_repository.birth_of(conn, person_id)
     entries = []
     for face in faces:
-        age = ages.get(face.photo_id)
+        moment = face.captured_at if face.captured_at is not None else face.estimated_year
+        age = None if moment is None else dates.age_at(birth_date, birth_year, moment)
         if age is not None:
+            age = round(age, 1)  # as people.dates.person_ages gives it
             shown_age = f"age {max(0, math.floor(age))}"
         elif face.age_estimate is not None:
             shown_age = f"looks {round(face.age_estimate)}"
@@ -93,7 +72,7 @@ def timeline(db: Database, person_id: int, collection_id: int | None) -> dict[st
                 "age": shown_age,
             }
         )
-    return {"person": person, "birth_date": birth_date, "entries": entries}
+    return {"person": person, "birth_date": birth_date, "entries": entries, "page": page}
 
 
 def quality(db: Database, collection_id: int | None) -> dict[str, Any]:
@@ -153,12 +132,19 @@ def search(
     return {"results": run_search(db, settings, request, encoder)}
 
 
-def photo(db: Database, photo_id: int) -> dict[str, Any]:
+#: Persons offered to name an unsorted face of a photo.
+PHOTO_TARGETS = 200
+
+
+def photo(db: Database, photo_id: int, collection_id: int | None = None) -> dict[str, Any]:
+    """A photo, its faces drawn where they are, and for a face not sorted yet the persons it may be."""
     with db.connection() as conn:
         detail = web_queries.photo_detail(conn, photo_id)
-    if detail is None:
-        raise BadQuery(f"no photo {photo_id}")
-    return {"photo": detail}
+        if detail is None:
+            raise BadQuery(f"no photo {photo_id}")
+        unsorted = any(not f["hidden"] and f["cluster_id"] is None and f["person_id"] is None for f in detail["faces"])
+        targets = person_pages.person_names(conn, collection_id, PHOTO_TARGETS, named_only=False) if unsorted else []
+    return {"photo": detail, "targets": targets}
 
 
 def split_page(db: Database, query: dict[str, str]) -> dict[str, Any]:
