@@ -45,7 +45,7 @@ class PeopleReport:
     ran: bool = False  # False: another process holds the refresh (it does this run's faces too)
     bootstrapped: list[str] = field(default_factory=list)  # embedding models clustered anew
     stale_reasons: list[str] = field(default_factory=list)
-    clusters_considered: int = 0  # clusters association looked at (None of them: a full pass)
+    clusters_considered: int = 0  # changed clusters a scoped association looked at (0 after a bootstrap: all)
     persons_created: int = 0
     clusters_linked: int = 0
     persons_merged: int = 0
